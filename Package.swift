@@ -1,0 +1,42 @@
+// swift-tools-version:6.1
+// Kappa: a Kappa-architecture reprocessing orchestrator.
+// No package dependencies: the toolchain plus system C libraries (SQLite always; libpq and
+// librdkafka behind the traits `Postgres` and `Kafka`).
+import PackageDescription
+
+let package = Package(
+    name: "Kappa",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "kappactl", targets: ["kappactl"]),
+        .executable(name: "JobHost", targets: ["JobHost"]),
+        .executable(name: "kappa-bench", targets: ["kappa-bench"]),
+        .library(name: "KappaCore", targets: ["KappaCore"]),
+    ],
+    traits: [
+        .trait(name: "Postgres", description: "Catalog and output tables in PostgreSQL (libpq)."),
+        .trait(name: "Kafka", description: "The unified log in Apache Kafka (librdkafka)."),
+        .default(enabledTraits: []),
+    ],
+    dependencies: [],
+    targets: [
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]
+        ),
+        .target(
+            name: "KappaCore",
+            dependencies: ["CSQLite"]
+        ),
+        .executableTarget(name: "kappactl", dependencies: ["KappaCore"]),
+        .executableTarget(name: "JobHost", dependencies: ["KappaCore"]),
+        .executableTarget(
+            name: "kappa-bench",
+            dependencies: ["KappaCore"],
+            path: "Benchmarks/kappa-bench"
+        ),
+        .testTarget(name: "KappaCoreTests", dependencies: ["KappaCore"]),
+        .testTarget(name: "kappactlTests", dependencies: ["KappaCore", "kappactl", "JobHost"]),
+    ]
+)

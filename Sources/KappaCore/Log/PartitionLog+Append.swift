@@ -1,0 +1,109 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension PartitionLog {
+    /// Appends `records` (timestamps assigned) durably and returns where they went.
+    ///
+    /// Group commit: requests queue up while the writer is busy; the writer takes every waiting
+    /// request, writes them with one `pwrite`, one `fdatasync`, one head update, then resumes
+    /// them all. The file lock is held for that one group, so another process may append in
+    /// between.
+    func append(_ records: [ProducerRecord]) async throws -> AppendResult {
+        try await withCheckedThrowingContinuation { continuation in
+            let start = pending.withLock { p -> Bool in
+                p.requests.append(.init(records: records, continuation: continuation))
+                if p.draining { return false }
+                p.draining = true
+                return true
+            }
+            if start { queue.async { self.drain() } }
+        }
+    }
+
+    /// Runs on `queue` until no request waits.
+    private func drain() {
+        while true {
+            let group = pending.withLock { p -> [PendingAppends.Request] in
+                let taken = p.requests
+                p.requests = []
+                if taken.isEmpty { p.draining = false }
+                return taken
+            }
+            if group.isEmpty { return }
+            do {
+                let results = try withFileLock {
+                    try active.withLock { state in try write(group.map(\.records), &state) }
+                }
+                for (request, result) in zip(group, results) { request.continuation.resume(returning: result) }
+            } catch {
+                active.withLock { $0 = nil }  // the disk decides again next time
+                for request in group { request.continuation.resume(throwing: error) }
+            }
+        }
+    }
+
+    /// Writes a group of appends; the caller holds the file lock.
+    private func write(_ groups: [[ProducerRecord]], _ state: inout ActiveSegment?) throws -> [AppendResult] {
+        var s = try reload(&state)
+        var buffer: [UInt8] = []
+        var bufferStart = s.position
+        var indexBytes: [UInt8] = []
+        var results: [AppendResult] = []
+        var rolled = false
+
+        func flush() throws {
+            guard !buffer.isEmpty else { return }
+            try ioErrors {
+                try s.file.write(buffer, at: bufferStart)
+                try s.file.sync()
+                if !indexBytes.isEmpty {
+                    try s.index.write(indexBytes, at: s.indexBytes)
+                    s.indexBytes += Int64(indexBytes.count)
+                }
+            }
+            s.position = bufferStart + Int64(buffer.count)
+            bufferStart = s.position
+            buffer.removeAll(keepingCapacity: true)
+            indexBytes.removeAll()
+        }
+
+        for records in groups {
+            let size = records.reduce(0) { $0 + BatchHeader.recordOverhead + ($1.key?.count ?? 0) + $1.value.count } + BatchHeader.size
+            let end = bufferStart + Int64(buffer.count)
+            if end > 0 && end + Int64(size) > config.segmentBytes {
+                try flush()
+                try ioErrors { try createSegment(s.nextOffset) }
+                s = ActiveSegment(
+                    base: s.nextOffset,
+                    file: try ioErrors { try FileDescriptor(path: SegmentFiles.logPath(directory, s.nextOffset), flags: O_RDWR) },
+                    index: try ioErrors { try FileDescriptor(path: SegmentFiles.indexPath(directory, s.nextOffset), flags: O_RDWR) },
+                    indexBytes: 0, lastIndexed: nil, position: 0, nextOffset: s.nextOffset, earliest: s.earliest)
+                bufferStart = 0
+                rolled = true
+            }
+            let frames = RecordBatchCodec.encode(records[...], baseOffset: s.nextOffset, into: &buffer)
+            for frame in frames {
+                let at = bufferStart + Int64(frame.position)
+                if s.lastIndexed == nil || at - s.lastIndexed! >= SegmentIndex.interval {
+                    indexBytes += SegmentIndex.encode(.init(relativeOffset: UInt32(frame.header.baseOffset - s.base), position: UInt32(at)))
+                    s.lastIndexed = at
+                }
+            }
+            results.append(AppendResult(partition: partition, baseOffset: s.nextOffset, count: records.count))
+            s.nextOffset += Int64(records.count)
+        }
+        try flush()
+        if rolled { try applyRetention(&s, now: currentTimeMillis()) }
+        state = s
+        try ioErrors { try headFile.write(s.head.encoded(), at: 0) }
+        return results
+    }
+}
+
+/// Milliseconds since the epoch.
+public func currentTimeMillis() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}

@@ -1,0 +1,149 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension PartitionLog {
+    /// Reads from `offset` up to the head, without taking the lock. See `UnifiedLog.read`.
+    func read(from offset: Int64, maxRecords: Int, maxBytes: Int) throws -> LogRecords {
+        let head = try head()
+        guard offset <= head.nextOffset else {
+            throw LogError(.offsetBeyondEnd,
+                           "topic \"\(topic)\" partition \(partition): offset \(offset) is beyond the end offset \(head.nextOffset)",
+                           topic: topic, partition: partition, offset: offset)
+        }
+        if offset == head.nextOffset || maxRecords <= 0 { return .empty(partition: partition, nextOffset: offset) }
+        var (base, position, file) = try locate(offset, head: head)
+        while true {
+            let end = base == head.segmentBase ? head.position : try ioErrors { try file.size() }
+            if position >= end {
+                // The end of a closed segment: the offset is the next segment's base.
+                (base, position, file) = try locate(offset, head: head, after: base)
+                continue
+            }
+            return try readFrames(file, base: base, at: position, end: end, from: offset, maxRecords: maxRecords, maxBytes: maxBytes)
+        }
+    }
+
+    private func readFrames(_ file: FileDescriptor, base: Int64, at position: Int64, end: Int64, from offset: Int64,
+                            maxRecords: Int, maxBytes: Int) throws -> LogRecords {
+        var want = Int(min(end - position, Int64(max(maxBytes, 64 << 10))))
+        var buffer = try ioErrors { try file.read(count: want, at: position) }
+        if let first = buffer.withUnsafeBytes({ BatchHeader.parse($0, at: 0) }), first.length > buffer.count,
+           position + Int64(first.length) <= end {
+            want = first.length  // one frame larger than asked for: read it whole
+            buffer = try ioErrors { try file.read(count: want, at: position) }
+        }
+        var entries: [LogRecords.Entry] = []
+        entries.reserveCapacity(min(maxRecords, 16_384))
+        var at = 0
+        var resume = position  // where the frame holding the next offset starts
+        try buffer.withUnsafeBytes { buf in
+            while at < buf.count, entries.count < maxRecords {
+                let expected = entries.last.map { $0.offset + 1 } ?? offset
+                guard let header = BatchHeader.parse(buf, at: at) else {
+                    if buf.count - at < BatchHeader.size, position + Int64(buf.count) < end { break }
+                    throw corrupt("no frame header at byte \(position + Int64(at))", offset: expected, file: file.path)
+                }
+                if at + header.length > buf.count {
+                    if position + Int64(at + header.length) > end {
+                        throw corrupt("frame at byte \(position + Int64(at)) runs past the end of the segment", offset: expected, file: file.path)
+                    }
+                    break  // the rest of this frame is beyond the buffer: the next call reads it
+                }
+                guard header.verify(buf, at: at) else {
+                    throw corrupt("checksum mismatch in the frame at byte \(position + Int64(at)) (offsets \(header.baseOffset)…\(header.lastOffset))",
+                                  offset: max(header.baseOffset, expected), file: file.path)
+                }
+                guard header.baseOffset <= expected, header.nextOffset > expected else {
+                    throw corrupt("frame at byte \(position + Int64(at)) holds offsets \(header.baseOffset)…\(header.lastOffset)",
+                                  offset: expected, file: file.path)
+                }
+                guard RecordBatchCodec.decode(buf, at: at, header: header, fromOffset: expected, limit: maxRecords, into: &entries) else {
+                    throw corrupt("record lengths overrun the frame at byte \(position + Int64(at))", offset: expected, file: file.path)
+                }
+                resume = position + Int64(at)
+                at += header.length
+                if entries.last.map({ $0.offset + 1 }) == header.nextOffset { resume = position + Int64(at) }
+            }
+        }
+        let next = entries.last.map { $0.offset + 1 } ?? offset
+        cache.withLock { $0.remember(next, .init(base: base, position: resume)) }
+        return LogRecords(partition: partition, storage: buffer, entries: entries, nextOffset: next)
+    }
+
+    /// Finds the segment and the frame position holding `offset`: from a hint left by the
+    /// previous read, else the segment list and its sparse index.
+    private func locate(_ offset: Int64, head: PartitionHead, after previous: Int64? = nil) throws -> (Int64, Int64, FileDescriptor) {
+        if previous == nil, let hint = cache.withLock({ $0.hints[offset] }), let file = try? segmentFile(hint.base) {
+            return (hint.base, hint.position, file)
+        }
+        var segments = cache.withLock { $0.segments }
+        if segments.isEmpty || offset < segments[0] || segments.last! < head.segmentBase || (previous.map { p in !segments.contains { $0 > p } } ?? false) {
+            segments = try ioErrors { try SegmentFiles.list(directory) }
+            let listed = segments
+            cache.withLock { c in
+                c.segments = listed
+                if let first = listed.first { c.dropSegments(below: first) }
+            }
+        }
+        guard let first = segments.first, offset >= first else {
+            let earliest = segments.first ?? head.earliest
+            throw LogError(.offsetBelowEarliest,
+                           "topic \"\(topic)\" partition \(partition): offset \(offset) is no longer retained; the earliest offset available is \(earliest)",
+                           topic: topic, partition: partition, offset: offset)
+        }
+        let candidates = previous.map { p in segments.filter { $0 > p } } ?? segments
+        guard let base = candidates.last(where: { $0 <= offset }) ?? (previous != nil ? candidates.first : nil) else {
+            throw corrupt("no segment holds the offset", offset: offset, file: directory)
+        }
+        let file = try segmentFile(base)
+        let end = base == head.segmentBase ? head.position : try ioErrors { try file.size() }
+        let index = base == head.segmentBase
+            ? SegmentIndex.load(SegmentFiles.indexPath(directory, base))
+            : cache.withLock({ $0.closedIndexes[base] }) ?? {
+                let loaded = SegmentIndex.load(SegmentFiles.indexPath(directory, base))
+                cache.withLock { $0.closedIndexes[base] = loaded }
+                return loaded
+            }()
+        var start: Int64 = 0
+        if offset - base < Int64(UInt32.max), let entry = index.floor(UInt32(offset - base), below: end) {
+            // Trust the entry only if a frame holding its offset really starts there.
+            let bytes = try ioErrors { try file.read(count: BatchHeader.size, at: Int64(entry.position)) }
+            if let h = bytes.withUnsafeBytes({ BatchHeader.parse($0, at: 0) }), h.baseOffset == base + Int64(entry.relativeOffset) {
+                start = Int64(entry.position)
+            }
+        }
+        var found: Int64?
+        let stop = try ioErrors {
+            try FrameWalker.walk(file, from: start, limit: end, verify: false, chunk: 64 << 10) { at, header in
+                if header.nextOffset > offset { found = at; return false }
+                return true
+            }
+        }
+        if let found { return (base, found, file) }
+        if case .invalid(let at, let reason) = stop {
+            throw corrupt("\(reason) at byte \(at)", offset: offset, file: file.path)
+        }
+        return (base, end, file)  // at the end of a closed segment: the caller moves on
+    }
+
+    /// An open descriptor for a segment, kept for later reads.
+    private func segmentFile(_ base: Int64) throws -> FileDescriptor {
+        if let file = cache.withLock({ $0.files[base] }) { return file }
+        let path = SegmentFiles.logPath(directory, base)
+        let file: FileDescriptor
+        do {
+            file = try FileDescriptor(path: path, flags: O_RDONLY)
+        } catch let error as IOError where error.code == ENOENT {
+            cache.withLock { $0.segments = [] }  // list again next time
+            let earliest = (try? SegmentFiles.list(directory).first) ?? nil
+            throw LogError(.offsetBelowEarliest,
+                           "topic \"\(topic)\" partition \(partition): segment \(SegmentFiles.name(base)) was deleted by retention; the earliest offset available is \(earliest.map(String.init) ?? "unknown")",
+                           topic: topic, partition: partition, offset: base)
+        } catch let error as IOError {
+            throw LogError.io(error, topic: topic, partition: partition)
+        }
+        cache.withLock { $0.keep(base, file) }
+        return file
+    }
+}

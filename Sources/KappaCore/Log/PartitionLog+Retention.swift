@@ -1,0 +1,77 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension PartitionLog {
+    /// Deletes the oldest closed segments that retention no longer keeps: while the partition
+    /// stays at or above `retentionBytes` without them, or while their newest record is older
+    /// than `retentionMs`. The active segment is never deleted. The caller holds the file lock.
+    /// - Returns: how many segments were deleted.
+    @discardableResult
+    func applyRetention(_ s: inout ActiveSegment, now: Int64) throws -> Int {
+        guard config.retentionMs != nil || config.retentionBytes != nil else { return 0 }
+        return try ioErrors {
+            let closed = try SegmentFiles.list(directory).filter { $0 < s.base }
+            let sizes = closed.map { FileSystem.size(SegmentFiles.logPath(directory, $0)) ?? 0 }
+            var total = sizes.reduce(s.position, +)
+            var expired = 0
+            for (i, base) in closed.enumerated() {
+                var delete = false
+                if let limit = config.retentionBytes, total - sizes[i] >= limit { delete = true }
+                if !delete, let age = config.retentionMs, let newest = try maxTimestamp(base, size: sizes[i]), now - newest > age {
+                    delete = true
+                }
+                guard delete else { break }
+                total -= sizes[i]
+                expired += 1
+            }
+            guard expired > 0 else { return 0 }
+            // Oldest first, so that at every instant the remaining segments are contiguous.
+            for base in closed.prefix(expired) {
+                try FileSystem.removeFile(SegmentFiles.logPath(directory, base))
+                try FileSystem.removeFile(SegmentFiles.indexPath(directory, base))
+            }
+            try FileSystem.syncDirectory(directory)
+            s.earliest = expired < closed.count ? closed[expired] : s.base
+            let earliest = s.earliest
+            cache.withLock { $0.dropSegments(below: earliest) }
+            return expired
+        }
+    }
+
+    /// Applies retention now (JobHost does this periodically; appends do it when a segment fills).
+    func enforceRetention(now: Int64) async throws -> Int {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async {
+                do {
+                    let deleted = try self.withFileLock {
+                        try self.active.withLock { state -> Int in
+                            var s = try self.reload(&state)
+                            let deleted = try self.applyRetention(&s, now: now)
+                            state = s
+                            if deleted > 0 { try self.ioErrors { try self.headFile.write(s.head.encoded(), at: 0) } }
+                            return deleted
+                        }
+                    }
+                    continuation.resume(returning: deleted)
+                } catch {
+                    self.active.withLock { $0 = nil }
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    /// The newest timestamp in a closed segment (closed segments never change, so it is cached).
+    private func maxTimestamp(_ base: Int64, size: Int64) throws -> Int64? {
+        if let known = cache.withLock({ $0.maxTimestamps[base] }) { return known }
+        let file = try FileDescriptor(path: SegmentFiles.logPath(directory, base), flags: O_RDONLY)
+        var newest: Int64?
+        _ = try FrameWalker.walk(file, from: 0, limit: size, verify: false) { _, header in
+            newest = max(newest ?? .min, header.maxTimestamp)
+            return true
+        }
+        if let newest { cache.withLock { $0.maxTimestamps[base] = newest } }
+        return newest
+    }
+}

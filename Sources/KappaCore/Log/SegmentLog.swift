@@ -1,0 +1,245 @@
+import Foundation
+import Synchronization
+
+/// The embedded unified log: each topic a directory, each partition a directory of segment
+/// files (see `PartitionLog`). Several processes may use one log directory at once: appends
+/// to a partition are serialized by a file lock held per group commit, reads take no lock.
+public final class SegmentLog: UnifiedLog {
+    /// The directory holding one sub-directory per topic.
+    public let directory: String
+    private let open = Mutex<[String: OpenTopic]>([:])
+    private let spread = Atomic<Int>(0)
+
+    /// Opens (creating if needed) the log in `directory`.
+    /// - Throws: `LogError.io` naming the directory.
+    public init(directory: String) throws {
+        self.directory = directory
+        do {
+            try FileSystem.makeDirectories(directory)
+        } catch let error as IOError {
+            throw LogError(.io, "cannot use log directory: \(error)", file: directory)
+        }
+    }
+
+    /// The log of a state directory (`<state>/log`).
+    public convenience init(state: StateDirectory) throws {
+        try self.init(directory: state.logDirectory)
+    }
+
+    // MARK: Topics
+
+    public func createTopic(_ name: String, config: TopicConfig) async throws -> TopicMetadata {
+        try Self.validate(name: name)
+        try Self.validate(config)
+        let final = "\(directory)/\(name)"
+        if FileSystem.exists(final) { throw LogError(.topicExists, "topic \"\(name)\" already exists", topic: name) }
+        let metadata = TopicMetadata(name: name, config: config, createdAt: currentTimeMillis())
+        let staging = "\(directory)/.create-\(name)-\(UUID().uuidString.prefix(8))"
+        do {
+            try FileSystem.makeDirectories(staging)
+            try FileSystem.writeAtomically(Array(try JSONEncoder.sorted.encode(metadata)), to: "\(staging)/topic.json")
+            let empty = PartitionHead(nextOffset: 0, segmentBase: 0, position: 0, earliest: 0).encoded()
+            for p in 0..<config.partitions {
+                let dir = "\(staging)/\(p)"
+                try FileSystem.makeDirectories(dir)
+                _ = try FileDescriptor(path: SegmentFiles.logPath(dir, 0), flags: O_RDWR | O_CREAT)
+                _ = try FileDescriptor(path: SegmentFiles.indexPath(dir, 0), flags: O_RDWR | O_CREAT)
+                try FileSystem.writeAtomically(empty, to: "\(dir)/\(PartitionHead.fileName)")
+            }
+            try FileSystem.syncDirectory(staging)
+            // The topic appears whole or not at all.
+            if rename(staging, final) != 0 {
+                let code = errno
+                try? FileSystem.removeTree(staging)
+                if code == EEXIST || code == ENOTEMPTY { throw LogError(.topicExists, "topic \"\(name)\" already exists", topic: name) }
+                throw IOError("rename", path: staging, code: code)
+            }
+            try FileSystem.syncDirectory(directory)
+        } catch let error as IOError {
+            try? FileSystem.removeTree(staging)
+            throw LogError.io(error, topic: name)
+        }
+        return metadata
+    }
+
+    public func deleteTopic(_ name: String) async throws {
+        let path = "\(directory)/\(name)"
+        guard (try? Self.validate(name: name)) != nil, FileSystem.isDirectory(path) else { throw LogError.topicNotFound(name) }
+        let doomed = "\(directory)/.delete-\(name)-\(UUID().uuidString.prefix(8))"
+        do {
+            try FileSystem.rename(path, to: doomed)  // gone at once for every reader
+            try FileSystem.syncDirectory(directory)
+            _ = open.withLock { $0.removeValue(forKey: name) }
+            try FileSystem.removeTree(doomed)
+        } catch let error as IOError {
+            throw LogError.io(error, topic: name)
+        }
+    }
+
+    public func listTopics() async throws -> [TopicMetadata] {
+        let names = try FileSystem.list(directory).filter { !$0.hasPrefix(".") }.sorted()
+        return try names.compactMap { name in
+            guard FileSystem.exists("\(directory)/\(name)/topic.json") else { return nil }
+            return try topic(name).metadata
+        }
+    }
+
+    public func metadata(topic name: String) async throws -> TopicMetadata {
+        try topic(name).metadata
+    }
+
+    // MARK: Records
+
+    public func append(topic name: String, records: [ProducerRecord]) async throws -> [AppendResult] {
+        let topic = try topic(name)
+        let count = topic.metadata.partitions
+        let now = currentTimeMillis()
+        var byPartition: [Int: [ProducerRecord]] = [:]
+        for var record in records {
+            let size = (record.key?.count ?? 0) + record.value.count
+            guard size <= BatchHeader.maxRecordBytes else {
+                throw LogError(.invalidArgument, "a record of \(size) bytes is larger than the limit of \(BatchHeader.maxRecordBytes) bytes", topic: name)
+            }
+            let p: Int
+            if let explicit = record.partition {
+                guard explicit >= 0 && explicit < count else { throw LogError.partitionNotFound(name, explicit, count: count) }
+                p = explicit
+            } else if let key = record.key {
+                p = Murmur2.partition(forKey: key, partitions: count)
+            } else {
+                p = spread.wrappingAdd(1, ordering: .relaxed).oldValue % count
+            }
+            if record.timestamp == nil { record.timestamp = now }
+            byPartition[p, default: []].append(record)
+        }
+        let partitions = try byPartition.keys.sorted().map { (try topic.partition($0), byPartition[$0]!) }
+        return try await withThrowingTaskGroup(of: AppendResult.self) { group in
+            for (log, batch) in partitions { group.addTask { try await log.append(batch) } }
+            var results: [AppendResult] = []
+            for try await result in group { results.append(result) }
+            return results.sorted { $0.partition < $1.partition }
+        }
+    }
+
+    public func read(topic name: String, partition: Int, from offset: Int64, maxRecords: Int, maxBytes: Int) async throws -> LogRecords {
+        try topic(name).partition(partition).read(from: offset, maxRecords: maxRecords, maxBytes: maxBytes)
+    }
+
+    public func offsets(topic name: String) async throws -> [PartitionOffsets] {
+        let topic = try topic(name)
+        return try (0..<topic.metadata.partitions).map { try topic.offsets($0) }
+    }
+
+    public func describe(topic name: String) async throws -> [PartitionDescription] {
+        let topic = try topic(name)
+        return try (0..<topic.metadata.partitions).map { p in
+            let offsets = try topic.offsets(p)
+            let dir = "\(topic.directory)/\(p)"
+            let segments = (try? SegmentFiles.list(dir)) ?? []
+            let bytes = segments.reduce(Int64(0)) { $0 + (FileSystem.size(SegmentFiles.logPath(dir, $1)) ?? 0) }
+            return PartitionDescription(partition: p, earliest: offsets.earliest, end: offsets.end, bytes: bytes, segments: segments.count)
+        }
+    }
+
+    /// Applies every topic's retention now; returns how many segments were deleted.
+    public func enforceRetention(now: Int64 = currentTimeMillis()) async throws -> Int {
+        var deleted = 0
+        for metadata in try await listTopics() where metadata.config.retentionMs != nil || metadata.config.retentionBytes != nil {
+            let topic = try topic(metadata.name)
+            for p in 0..<metadata.partitions { deleted += try await topic.partition(p).enforceRetention(now: now) }
+        }
+        return deleted
+    }
+
+    // MARK: Internals
+
+    private func topic(_ name: String) throws -> OpenTopic {
+        if let known = open.withLock({ $0[name] }) { return known }
+        guard (try? Self.validate(name: name)) != nil else { throw LogError.topicNotFound(name) }
+        let dir = "\(directory)/\(name)"
+        let metaPath = "\(dir)/topic.json"
+        guard FileSystem.exists(metaPath) else { throw LogError.topicNotFound(name) }
+        let metadata: TopicMetadata
+        do {
+            metadata = try JSONDecoder().decode(TopicMetadata.self, from: Data(try FileSystem.readAll(metaPath)))
+        } catch let error as IOError {
+            throw LogError.io(error, topic: name)
+        } catch {
+            throw LogError(.corrupt, "topic \"\(name)\": cannot read \(metaPath): \(error)", topic: name, file: metaPath)
+        }
+        let opened = OpenTopic(metadata: metadata, directory: dir)
+        return open.withLock { $0[name] ?? { $0[name] = opened; return opened }(&$0) }
+    }
+
+    static func validate(name: String) throws {
+        let allowed = name.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F || c == 0x2D
+        }
+        guard !name.isEmpty, name.utf8.count <= 249, allowed, !name.hasPrefix(".") else {
+            throw LogError(.invalidArgument,
+                           "invalid topic name \"\(name)\": use 1 to 249 of A-Z a-z 0-9 . _ - (not starting with a dot)", topic: name)
+        }
+    }
+
+    static func validate(_ config: TopicConfig) throws {
+        guard (1...10_000).contains(config.partitions) else {
+            throw LogError(.invalidArgument, "partitions must be between 1 and 10000 (got \(config.partitions))")
+        }
+        if let ms = config.retentionMs, ms <= 0 { throw LogError(.invalidArgument, "retention must be positive") }
+        if let bytes = config.retentionBytes, bytes <= 0 { throw LogError(.invalidArgument, "retention bytes must be positive") }
+        guard (1024...(1 << 30)).contains(config.segmentBytes) else {
+            throw LogError(.invalidArgument, "segment bytes must be between 1024 and 1073741824 (got \(config.segmentBytes))")
+        }
+    }
+}
+
+/// Per partition: offsets, size on disk and number of segments.
+public struct PartitionDescription: Sendable, Equatable, Codable {
+    public var partition: Int
+    public var earliest: Int64
+    public var end: Int64
+    public var bytes: Int64
+    public var segments: Int
+}
+
+/// A topic whose metadata is loaded; partitions are opened (and recovered) on first use.
+final class OpenTopic: Sendable {
+    let metadata: TopicMetadata
+    let directory: String
+    private let partitions = Mutex<[Int: PartitionLog]>([:])
+
+    init(metadata: TopicMetadata, directory: String) {
+        self.metadata = metadata
+        self.directory = directory
+    }
+
+    func partition(_ p: Int) throws -> PartitionLog {
+        guard p >= 0 && p < metadata.partitions else { throw LogError.partitionNotFound(metadata.name, p, count: metadata.partitions) }
+        return try partitions.withLock { open in
+            if let log = open[p] { return log }
+            let log = try PartitionLog(topic: metadata.name, partition: p, directory: "\(directory)/\(p)", config: metadata.config)
+            open[p] = log
+            return log
+        }
+    }
+
+    /// Offsets from the head file alone when the partition is not open: one read, no recovery.
+    func offsets(_ p: Int) throws -> PartitionOffsets {
+        if let log = partitions.withLock({ $0[p] }) { return try log.offsets() }
+        if let file = try? FileDescriptor(path: "\(directory)/\(p)/\(PartitionHead.fileName)", flags: O_RDONLY),
+           let head = try? PartitionHead.read(from: file),
+           FileSystem.exists(SegmentFiles.logPath("\(directory)/\(p)", head.earliest)) {
+            return PartitionOffsets(partition: p, earliest: head.earliest, end: head.nextOffset)
+        }
+        return try partition(p).offsets()
+    }
+}
+
+extension JSONEncoder {
+    /// Deterministic JSON: sorted keys, so that files and outputs diff cleanly.
+    static var sorted: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
+}

@@ -1,0 +1,160 @@
+/// The retained unified log: topics split into partitions, each an append-only sequence of
+/// records numbered 0, 1, 2, … (contiguous, never reused), deleted only by retention.
+///
+/// Backends: `SegmentLog` (embedded files, the default) and, with the `Kafka` trait, `KafkaLog`.
+public protocol UnifiedLog: Sendable {
+    /// Creates a topic. - Throws: `LogError` (`.topicExists`, `.invalidArgument`, `.io`).
+    func createTopic(_ name: String, config: TopicConfig) async throws -> TopicMetadata
+
+    /// Deletes a topic and all its records. - Throws: `LogError.topicNotFound`.
+    func deleteTopic(_ name: String) async throws
+
+    /// All topics, sorted by name.
+    func listTopics() async throws -> [TopicMetadata]
+
+    /// One topic's metadata. - Throws: `LogError.topicNotFound`.
+    func metadata(topic: String) async throws -> TopicMetadata
+
+    /// Appends records durably: returns once they are on stable storage. Records with a
+    /// `partition` go there; keyed records go where Kafka's default partitioner would put them;
+    /// unkeyed ones are spread across partitions. Records for one partition keep their order.
+    /// - Returns: one result per partition written, in partition order.
+    func append(topic: String, records: [ProducerRecord]) async throws -> [AppendResult]
+
+    /// Reads records of one partition starting at `offset`, at most `maxRecords` of them (and
+    /// roughly `maxBytes`). Empty when `offset` is the end offset.
+    /// - Throws: `LogError.offsetBelowEarliest` (naming the earliest offset still retained) or
+    ///   `.offsetBeyondEnd`; `.corrupt` naming the file and offset.
+    func read(topic: String, partition: Int, from offset: Int64, maxRecords: Int, maxBytes: Int) async throws -> LogRecords
+
+    /// Earliest retained and end (next to be written) offsets of every partition, without
+    /// reading records.
+    func offsets(topic: String) async throws -> [PartitionOffsets]
+
+    /// Per partition: offsets, bytes held and segment count (where the backend knows them).
+    func describe(topic: String) async throws -> [PartitionDescription]
+}
+
+/// How a topic is created.
+public struct TopicConfig: Sendable, Codable, Equatable {
+    /// Number of partitions (1…10,000).
+    public var partitions: Int
+    /// Delete closed segments whose newest record is older than this (milliseconds); nil keeps forever.
+    public var retentionMs: Int64?
+    /// Delete the oldest closed segments while a partition holds more than this; nil keeps all.
+    public var retentionBytes: Int64?
+    /// Size at which a partition starts a new segment file.
+    public var segmentBytes: Int64
+
+    /// Default segment size: 64 MiB.
+    public static let defaultSegmentBytes: Int64 = 64 << 20
+
+    public init(partitions: Int, retentionMs: Int64? = nil, retentionBytes: Int64? = nil,
+                segmentBytes: Int64 = TopicConfig.defaultSegmentBytes) {
+        self.partitions = partitions
+        self.retentionMs = retentionMs
+        self.retentionBytes = retentionBytes
+        self.segmentBytes = segmentBytes
+    }
+}
+
+/// A topic as stored.
+public struct TopicMetadata: Sendable, Codable, Equatable {
+    public var name: String
+    public var config: TopicConfig
+    /// Creation time, milliseconds since the epoch.
+    public var createdAt: Int64
+
+    public var partitions: Int { config.partitions }
+}
+
+/// A record to append.
+public struct ProducerRecord: Sendable, Equatable {
+    public var key: [UInt8]?
+    public var value: [UInt8]
+    /// Milliseconds since the epoch; nil means the time of the append.
+    public var timestamp: Int64?
+    /// An explicit partition, overriding the key.
+    public var partition: Int?
+
+    public init(key: [UInt8]? = nil, value: [UInt8], timestamp: Int64? = nil, partition: Int? = nil) {
+        self.key = key
+        self.value = value
+        self.timestamp = timestamp
+        self.partition = partition
+    }
+}
+
+/// Where an append put records: `count` records at `baseOffset…` in `partition`.
+public struct AppendResult: Sendable, Equatable, Codable {
+    public var partition: Int
+    public var baseOffset: Int64
+    public var count: Int
+}
+
+/// The earliest retained and the end offset of a partition; `end - earliest` records are held.
+public struct PartitionOffsets: Sendable, Equatable, Codable {
+    public var partition: Int
+    public var earliest: Int64
+    public var end: Int64
+}
+
+/// One record read from the log.
+public struct LogRecord: Sendable {
+    public var partition: Int
+    public var offset: Int64
+    /// Milliseconds since the epoch.
+    public var timestamp: Int64
+    /// The key's bytes (a view into the batch's storage; indices do not start at 0).
+    public var key: ArraySlice<UInt8>?
+    /// The value's bytes (a view into the batch's storage; indices do not start at 0).
+    public var value: ArraySlice<UInt8>
+}
+
+/// Records read in one call: one contiguous storage buffer and an entry per record, so that a
+/// scan allocates per call, not per record.
+public struct LogRecords: Sendable, RandomAccessCollection {
+    struct Entry: Sendable {
+        var offset: Int64
+        var timestamp: Int64
+        var keyStart: Int32
+        var keyLength: Int32  // -1: no key
+        var valueStart: Int32
+        var valueLength: Int32
+    }
+
+    public let partition: Int
+    let storage: [UInt8]
+    let entries: [Entry]
+    /// The offset to read from next: after the last record returned, or the offset asked for
+    /// when nothing was returned.
+    public let nextOffset: Int64
+
+    init(partition: Int, storage: [UInt8], entries: [Entry], nextOffset: Int64) {
+        self.partition = partition
+        self.storage = storage
+        self.entries = entries
+        self.nextOffset = nextOffset
+    }
+
+    /// No records, continuing at `nextOffset`.
+    public static func empty(partition: Int, nextOffset: Int64) -> LogRecords {
+        LogRecords(partition: partition, storage: [], entries: [], nextOffset: nextOffset)
+    }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { entries.count }
+
+    public subscript(position: Int) -> LogRecord {
+        let e = entries[position]
+        let vs = Int(e.valueStart)
+        let key: ArraySlice<UInt8>? = e.keyLength < 0 ? nil : storage[Int(e.keyStart)..<Int(e.keyStart) + Int(e.keyLength)]
+        return LogRecord(partition: partition, offset: e.offset, timestamp: e.timestamp, key: key,
+                         value: storage[vs..<vs + Int(e.valueLength)])
+    }
+
+    /// Total bytes of keys and values, for progress and rate figures.
+    public var payloadBytes: Int {
+        entries.reduce(0) { $0 + Int(Swift.max(0, $1.keyLength)) + Int($1.valueLength) }
+    }
+}

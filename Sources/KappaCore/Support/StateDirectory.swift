@@ -1,0 +1,59 @@
+import Foundation
+
+/// The embedded default's state directory (`.kappa/` unless `--state DIR` or `KAPPA_STATE` say
+/// otherwise): log segments under `log/`, the catalog in `kappa.sqlite`, and a marker file
+/// `kappa.state` that records the layout's version.
+public struct StateDirectory: Sendable, Equatable {
+    /// The layout this release writes.
+    public static let layoutVersion = 1
+    static let markerName = "kappa.state"
+
+    public let path: String
+
+    public var logDirectory: String { "\(path)/log" }
+    public var catalogPath: String { "\(path)/kappa.sqlite" }
+
+    /// Resolves the directory: an explicit flag first, then `KAPPA_STATE`, then `.kappa`.
+    public static func resolve(flag: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        flag ?? environment["KAPPA_STATE"].flatMap { $0.isEmpty ? nil : $0 } ?? ".kappa"
+    }
+
+    /// Opens a state directory, creating it when absent.
+    /// - Throws: `StateError` when the path is a file, a directory that holds something else, or a
+    ///   layout written by a newer Kappa.
+    public init(path: String, create: Bool = true) throws {
+        self.path = path
+        let marker = "\(path)/\(Self.markerName)"
+        if FileSystem.exists(path) && !FileSystem.isDirectory(path) {
+            throw StateError("\(path) is not a directory; pass a directory with --state or KAPPA_STATE")
+        }
+        if FileSystem.exists(marker) {
+            let text = String(decoding: (try? FileSystem.readAll(marker)) ?? [], as: UTF8.self)
+            guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+                  let version = object["layout"] as? Int else {
+                throw StateError("\(marker) is damaged: expected {\"layout\": N}")
+            }
+            if version > Self.layoutVersion {
+                throw StateError("\(path) was written by a newer Kappa (layout \(version); this release reads up to \(Self.layoutVersion)); upgrade kappactl")
+            }
+            return
+        }
+        if FileSystem.isDirectory(path), let entries = try? FileSystem.list(path), !entries.isEmpty {
+            throw StateError("\(path) is not a Kappa state directory (no \(Self.markerName) and not empty); pass another with --state")
+        }
+        guard create else { throw StateError("no Kappa state directory at \(path)") }
+        do {
+            try FileSystem.makeDirectories(path)
+            try FileSystem.writeAtomically(Array("{\"layout\": \(Self.layoutVersion)}\n".utf8), to: marker)
+        } catch {
+            throw StateError("cannot create the state directory \(path): \(error)")
+        }
+    }
+}
+
+/// A state directory that cannot be used.
+public struct StateError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
