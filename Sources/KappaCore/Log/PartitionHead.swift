@@ -13,7 +13,7 @@ import Glibc
 ///     magic u32 | nextOffset i64 | segmentBase i64 | position i64 | earliest i64 | crc32c u32
 struct PartitionHead: Equatable, Sendable {
     static let magic: UInt32 = 0x3148_504B  // "KPH1"
-    static let size = 44
+    static let size = 40
     static let fileName = "head"
 
     /// The end offset: the next offset to be written.
@@ -42,7 +42,7 @@ struct PartitionHead: Equatable, Sendable {
         guard bytes.count >= size else { return nil }
         return bytes.withUnsafeBytes { buf -> PartitionHead? in
             guard buf.loadLE(UInt32.self, at: 0) == magic,
-                  CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buf[0..<40])) == buf.loadLE(UInt32.self, at: 40)
+                  CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buf[0..<36])) == buf.loadLE(UInt32.self, at: 36)
             else { return nil }
             let head = PartitionHead(nextOffset: buf.loadLE(Int64.self, at: 4), segmentBase: buf.loadLE(Int64.self, at: 12),
                                      position: buf.loadLE(Int64.self, at: 20), earliest: buf.loadLE(Int64.self, at: 28))

@@ -100,11 +100,7 @@ extension PartitionLog {
         let end = base == head.segmentBase ? head.position : try ioErrors { try file.size() }
         let index = base == head.segmentBase
             ? SegmentIndex.load(SegmentFiles.indexPath(directory, base))
-            : cache.withLock({ $0.closedIndexes[base] }) ?? {
-                let loaded = SegmentIndex.load(SegmentFiles.indexPath(directory, base))
-                cache.withLock { $0.closedIndexes[base] = loaded }
-                return loaded
-            }()
+            : try cache.withLock({ $0.closedIndexes[base] }) ?? closedIndex(base, size: end)
         var start: Int64 = 0
         if offset - base < Int64(UInt32.max), let entry = index.floor(UInt32(offset - base), below: end) {
             // Trust the entry only if a frame holding its offset really starts there.
@@ -125,6 +121,16 @@ extension PartitionLog {
             throw corrupt("\(reason) at byte \(at)", offset: offset, file: file.path)
         }
         return (base, end, file)  // at the end of a closed segment: the caller moves on
+    }
+
+    /// A closed segment's index, rebuilt when its file is missing (closed segments never change,
+    /// so any process may rebuild it).
+    private func closedIndex(_ base: Int64, size: Int64) throws -> SegmentIndex {
+        let path = SegmentFiles.indexPath(directory, base)
+        if !FileSystem.exists(path) { _ = try ioErrors { try rebuildIndex(base, limit: size) } }
+        let loaded = SegmentIndex.load(path)
+        cache.withLock { $0.closedIndexes[base] = loaded }
+        return loaded
     }
 
     /// An open descriptor for a segment, kept for later reads.

@@ -21,7 +21,7 @@ extension PartitionLog {
     /// be trusted): frames that pass their checksum are kept, a torn tail is cut off. A bad
     /// frame followed by a good one is corruption, not a tail, and is reported, never skipped.
     func recover() throws -> ActiveSegment {
-        try ioErrors {
+        return try ioErrors {
             try removeLeftovers()
             var segments = try SegmentFiles.list(directory)
             let head = try PartitionHead.read(from: headFile)
@@ -120,7 +120,8 @@ extension PartitionLog {
         return try rebuildIndex(base, limit: limit)
     }
 
-    /// Writes a segment's index anew from its frames.
+    /// Writes a segment's index anew from its frames (atomically, so that a reader rebuilding
+    /// the index of a closed segment never races another into a torn file).
     func rebuildIndex(_ base: Int64, limit: Int64) throws -> (Int64, Int64?) {
         let file = try FileDescriptor(path: SegmentFiles.logPath(directory, base), flags: O_RDONLY)
         var bytes: [UInt8] = []
@@ -135,8 +136,7 @@ extension PartitionLog {
         if case .invalid(let at, let reason) = stop {
             throw corrupt("\(reason) at byte \(at)", offset: nil, file: file.path)
         }
-        let index = try FileDescriptor(path: SegmentFiles.indexPath(directory, base), flags: O_RDWR | O_CREAT | O_TRUNC)
-        try index.write(bytes, at: 0)
+        try FileSystem.writeAtomically(bytes, to: SegmentFiles.indexPath(directory, base))
         return (Int64(bytes.count), last)
     }
 

@@ -45,7 +45,8 @@ final class PartitionLog: Sendable {
     private func needsRecovery() throws -> Bool {
         guard let head = try PartitionHead.read(from: headFile) else { return true }
         let segments = try SegmentFiles.list(directory)
-        guard let last = segments.last, last == head.segmentBase, segments.first == head.earliest else { return true }
+        guard let last = segments.last, last == head.segmentBase, segments.first == head.earliest,
+              FileSystem.exists(SegmentFiles.indexPath(directory, last)) else { return true }
         return FileSystem.size(SegmentFiles.logPath(directory, last)) != head.position
     }
 

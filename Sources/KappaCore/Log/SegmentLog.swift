@@ -223,12 +223,14 @@ final class OpenTopic: Sendable {
         }
     }
 
-    /// Offsets from the head file alone when the partition is not open: one read, no recovery.
+    /// Offsets from the head file alone when the partition is not open and the head agrees with
+    /// the files (a read and two stats); otherwise the partition is opened, which recovers it.
     func offsets(_ p: Int) throws -> PartitionOffsets {
         if let log = partitions.withLock({ $0[p] }) { return try log.offsets() }
         if let file = try? FileDescriptor(path: "\(directory)/\(p)/\(PartitionHead.fileName)", flags: O_RDONLY),
            let head = try? PartitionHead.read(from: file),
-           FileSystem.exists(SegmentFiles.logPath("\(directory)/\(p)", head.earliest)) {
+           FileSystem.exists(SegmentFiles.logPath("\(directory)/\(p)", head.earliest)),
+           FileSystem.size(SegmentFiles.logPath("\(directory)/\(p)", head.segmentBase)) == head.position {
             return PartitionOffsets(partition: p, earliest: head.earliest, end: head.nextOffset)
         }
         return try partition(p).offsets()

@@ -207,7 +207,7 @@ public enum FileSystem {
 
     /// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync of the directory.
     public static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
-        let tmp = path + ".tmp-\(getpid())"
+        let tmp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do {
             let file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_TRUNC)
             try file.write(bytes, at: 0)

@@ -1,0 +1,99 @@
+import Testing
+@testable import KappaCore
+
+@Suite struct Murmur2Tests {
+    // Kafka's own vectors (clients/src/test/java/org/apache/kafka/common/utils/UtilsTest.java).
+    @Test(arguments: [
+        ("21", -973_932_308), ("foobar", -790_332_482), ("a-little-bit-long-string", -985_981_536),
+        ("a-little-bit-longer-string", -1_486_304_829), ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+        ("abc", 479_470_107), ("1", -1_993_445_489), ("12", 126_087_238), ("123", -267_702_483), ("1234", -1_614_185_708),
+    ])
+    func matchesKafka(key: String, hash: Int32) {
+        #expect(Murmur2.hash(Array(key.utf8)) == hash)
+    }
+
+    @Test func partitionIsPositiveModulo() {
+        // toPositive(-973932308) = 1173551340; % 3 = 0, % 7 = 6.
+        #expect(Murmur2.partition(forKey: Array("21".utf8), partitions: 3) == 1_173_551_340 % 3)
+        #expect(Murmur2.partition(forKey: Array("21".utf8), partitions: 7) == 1_173_551_340 % 7)
+    }
+}
+
+@Suite struct CRC32CTests {
+    @Test func knownVectors() {
+        #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+        #expect(CRC32C.checksum([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
+        #expect(CRC32C.checksum([]) == 0)
+    }
+
+    @Test func slicedMatchesBytewiseAtEveryAlignment() {
+        let data = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        for start in 0..<9 {
+            let slice = Array(data[start...])
+            var c: UInt32 = 0xFFFF_FFFF
+            for b in slice { c ^= UInt32(b); for _ in 0..<8 { c = (c & 1) != 0 ? (c >> 1) ^ 0x82F6_3B78 : c >> 1 } }
+            #expect(CRC32C.checksum(slice) == ~c)
+        }
+    }
+}
+
+@Suite struct DurationTextTests {
+    @Test(arguments: [("500ms", 500), ("30s", 30_000), ("5m", 300_000), ("2h", 7_200_000), ("7d", 604_800_000), ("1h30m", 5_400_000)] as [(String, Int64)])
+    func parses(text: String, ms: Int64) throws {
+        #expect(try DurationText.milliseconds(text) == ms)
+        #expect(try DurationText.milliseconds(DurationText.format(milliseconds: ms)) == ms)
+    }
+
+    @Test(arguments: ["", "5", "m", "5x", "-5s", "1.5s", "5 s"])
+    func refuses(text: String) {
+        #expect(throws: ValueParseError.self) { try DurationText.milliseconds(text) }
+    }
+
+    @Test func errorSaysWhatIsAccepted() {
+        #expect(throws: ValueParseError("invalid duration \"soon\": use a number and a unit, e.g. 500ms, 30s, 5m, 2h, 7d")) {
+            try DurationText.milliseconds("soon")
+        }
+    }
+}
+
+extension ValueParseError: Equatable {
+    public static func == (a: ValueParseError, b: ValueParseError) -> Bool { a.message == b.message }
+}
+
+@Suite struct JSONScannerTests {
+    @Test func membersKeepTheExactValueText() throws {
+        let line = Array(#" {"key": "EUR", "value": {"rate": 1.10, "x": [1, 2e3]} , "timestamp": 17} "#.utf8)
+        let members = try JSONScanner.members(of: line)
+        #expect(members.map(\.name) == ["key", "value", "timestamp"])
+        #expect(String(decoding: line[members[1].range], as: UTF8.self) == #"{"rate": 1.10, "x": [1, 2e3]}"#)
+        #expect(try JSONScanner.decodeString(line, members[0].range) == "EUR")
+    }
+
+    @Test func decodesEscapes() throws {
+        let s = Array(#""a\"b\\c\n\u00e9\ud83d\ude00""#.utf8)
+        #expect(try JSONScanner.decodeString(s, 0..<s.count) == "a\"b\\c\né😀")
+        #expect(JSONScanner.quote("a\"b\\c\n\u{1}é") == #""a\"b\\c\n\u0001é""#)
+    }
+
+    @Test(arguments: ["{}", "[]", "0", "-1.5e+3", "\"x\"", "true", "null", #"{"a":[{"b":null}]}"#, " 1 "])
+    func valid(text: String) { #expect(JSONScanner.isValid(Array(text.utf8))) }
+
+    @Test(arguments: ["", "{", "01", "1.", "tru", "[1,]", #"{"a" 1}"#, "\"\u{1}\"", "1 2", "{'a':1}", "NaN"])
+    func invalid(text: String) { #expect(!JSONScanner.isValid(Array(text.utf8))) }
+
+    @Test func invalidUTF8IsRefused() {
+        #expect(!JSONScanner.isValid([0x22, 0xC3, 0x28, 0x22]))
+        #expect(JSONScanner.isValid([0x22, 0xC3, 0xA9, 0x22]))
+    }
+
+    @Test func errorsGiveTheColumn() {
+        #expect(throws: JSONScanner.SyntaxError.self) { try JSONScanner.members(of: Array(#"{"a": 1,}"#.utf8)) }
+        do {
+            _ = try JSONScanner.members(of: Array(#"{"a": tru}"#.utf8))
+        } catch let error as JSONScanner.SyntaxError {
+            #expect(error.description == "invalid literal at column 7")
+        } catch {
+            Issue.record(error)
+        }
+    }
+}
