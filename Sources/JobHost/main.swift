@@ -1,1 +1,30 @@
-print("todo")
+import KappaCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// JobHost: the long-running daemon. Parses its options, runs `JobHostService` until SIGTERM
+/// or SIGINT, exits 0.
+let root = Command(
+    "JobHost",
+    abstract: "Run Kappa's daemon: housekeeping of the embedded log (retention) until SIGTERM/SIGINT.",
+    options: [
+        .value("state", "DIR", help: "State directory (default: $KAPPA_STATE, else ./.kappa)."),
+        .value("retention-interval", "DURATION", help: "How often to apply retention (default 1m)."),
+        .value("log-format", "FORMAT", help: "Log lines as text or json (default: text)."),
+    ],
+    run: { args in
+        let signals = TerminationSignal()
+        var configuration = JobHostConfiguration(state: try StateDirectory(path: StateDirectory.resolve(flag: args.string("state"))))
+        if let interval = try args.duration("retention-interval") { configuration.retentionIntervalMs = max(10, interval) }
+        let format = EventLogger.Format(rawValue: try args.choice("log-format", ["text", "json"], default: "text"))!
+        let service = JobHostService(configuration: configuration, logger: EventLogger(format: format))
+        let running = Task { try await service.run() }
+        let signal = await signals.wait()
+        EventLogger(format: format).log(.info, "shutting down", ["signal": signal])
+        running.cancel()
+        try await running.value
+    })
+
+exit(await CommandLineTool.run(root, arguments: Array(CommandLine.arguments.dropFirst())))

@@ -1,1 +1,19 @@
-print("todo")
+import KappaCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// kappactl: the operator's tool. Each command parses its arguments, calls KappaCore, prints.
+let root = Command(
+    "kappactl",
+    abstract: "Operate Kappa: topics of the unified log, records, and (soon) job versions.",
+    discussion: """
+        State lives in the state directory: --state DIR, else $KAPPA_STATE, else ./.kappa.
+        Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 refused by state, 5 timeout.
+        """,
+    options: [GlobalOptions.state],
+    subcommands: [TopicCommands.group, ProduceCommand.command, ConsumeCommand.command]
+)
+
+exit(await CommandLineTool.run(root, arguments: Array(CommandLine.arguments.dropFirst())))

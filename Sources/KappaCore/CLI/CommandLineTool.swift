@@ -1,0 +1,64 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs a command tree as a program: parse, run, map errors to exit codes and messages.
+public enum CommandLineTool {
+    /// Parses `arguments` (without the program name), runs the command, and returns the exit
+    /// code. Usage errors print the message and the command's help on stderr (exit 2); other
+    /// errors print one line on stderr.
+    public static func run(_ root: Command, arguments: [String]) async -> Int32 {
+        do {
+            switch try root.parse(arguments) {
+            case .help(let text):
+                Console.out(text, terminator: "")
+                return ExitCode.ok.rawValue
+            case .run(let command, let parsed):
+                try await command.run!(parsed)
+                return ExitCode.ok.rawValue
+            }
+        } catch let error as UsageError {
+            Console.error("error: \(error.message)")
+            if !error.usage.isEmpty { Console.error("\n" + error.usage, terminator: "") }
+            return ExitCode.usage.rawValue
+        } catch let exit as ExitRequest {
+            return exit.code.rawValue
+        } catch {
+            Console.error("error: \(error)")
+            return ExitCode.of(error).rawValue
+        }
+    }
+}
+
+/// Thrown by a command that has already reported its outcome and wants a given exit code.
+public struct ExitRequest: Error, Sendable {
+    public var code: ExitCode
+    public init(_ code: ExitCode) { self.code = code }
+}
+
+/// Line output for the executables: stdout for results, stderr for errors and progress.
+public enum Console {
+    public static func out(_ text: String, terminator: String = "\n") {
+        write(1, text + terminator)
+    }
+
+    public static func error(_ text: String, terminator: String = "\n") {
+        write(2, text + terminator)
+    }
+
+    /// True when stderr is a terminal (progress lines are drawn only then).
+    public static var stderrIsTerminal: Bool { isatty(2) == 1 }
+
+    /// Writes unbuffered, so that output from several places keeps its order.
+    public static func write(_ fd: Int32, _ text: String) {
+        var bytes = Array(text.utf8)
+        var done = 0
+        bytes.withUnsafeMutableBytes { buf in
+            while done < buf.count {
+                let n = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
+                if n < 0 { if errno == EINTR { continue }; return }
+                done += n
+            }
+        }
+    }
+}

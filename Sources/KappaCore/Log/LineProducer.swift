@@ -1,0 +1,101 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+
+/// What `kappactl produce` appended: per partition, the first offset and the count.
+public struct ProduceSummary: Sendable, Codable, Equatable {
+    public var topic: String
+    public var records: Int
+    public var partitions: [AppendResult]
+
+    mutating func add(_ results: [AppendResult]) {
+        for r in results {
+            records += r.count
+            if let i = partitions.firstIndex(where: { $0.partition == r.partition }) {
+                partitions[i].count += r.count
+            } else {
+                partitions.append(r)
+            }
+        }
+        partitions.sort { $0.partition < $1.partition }
+    }
+}
+
+/// A malformed input line: the lines before it were appended (and are in `summary`), none after.
+public struct ProduceError: Error, Sendable, CustomStringConvertible {
+    public var line: Int
+    public var message: String
+    public var summary: ProduceSummary
+    public var description: String { "line \(line): \(message)" }
+}
+
+/// Appends JSON lines (or raw lines) read from a file descriptor, in batches of whatever input is
+/// available, so that a piped file goes in large batches and a typed line goes in at once.
+public struct LineProducer: Sendable {
+    public var log: any UnifiedLog
+    public var topic: String
+    public var raw: Bool
+
+    public init(log: any UnifiedLog, topic: String, raw: Bool) {
+        self.log = log
+        self.topic = topic
+        self.raw = raw
+    }
+
+    /// Reads `input` to its end and appends every line.
+    /// - Parameter progress: called after each batch with the total so far.
+    /// - Throws: `ProduceError` for a malformed line (after appending the lines before it),
+    ///   `LogError` from the log.
+    public func run(input: Int32 = 0, progress: (@Sendable (Int) -> Void)? = nil) async throws -> ProduceSummary {
+        _ = try await log.metadata(topic: topic)  // fail before reading any input
+        var summary = ProduceSummary(topic: topic, records: 0, partitions: [])
+        var pending: [UInt8] = []
+        var lineNumber = 0
+        while true {
+            let chunk = try await Self.readChunk(input)
+            let eof = chunk.isEmpty
+            pending += chunk
+            var records: [ProducerRecord] = []
+            var start = 0
+            var failure: (Int, String)?
+            while failure == nil {
+                let newline = pending[start...].firstIndex(of: 0x0A)
+                guard let end = newline ?? (eof && start < pending.count ? pending.count : nil) else { break }
+                lineNumber += 1
+                var line = pending[start..<end]
+                if line.last == 0x0D { line = line.dropLast() }  // CRLF input
+                start = min(end + 1, pending.count)
+                if !raw && line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+                do {
+                    records.append(try RecordJSON.producerRecord(line: line, raw: raw))
+                } catch let error as ValueParseError {
+                    failure = (lineNumber, error.message)
+                }
+            }
+            pending.removeFirst(start)
+            if !records.isEmpty {
+                summary.add(try await log.append(topic: topic, records: records))
+                progress?(summary.records)
+            }
+            if let (line, message) = failure { throw ProduceError(line: line, message: message, summary: summary) }
+            if eof { return summary }
+        }
+    }
+
+    /// Blocking reads happen on a dispatch thread, never on the cooperative pool.
+    private static func readChunk(_ fd: Int32) async throws -> [UInt8] {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                var buffer = [UInt8](repeating: 0, count: 1 << 20)
+                while true {
+                    let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, $0.count) }
+                    if n < 0 && errno == EINTR { continue }
+                    if n < 0 { return continuation.resume(throwing: IOError("read", path: "standard input")) }
+                    buffer.removeLast(buffer.count - n)
+                    return continuation.resume(returning: buffer)
+                }
+            }
+        }
+    }
+}

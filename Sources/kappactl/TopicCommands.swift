@@ -1,0 +1,122 @@
+import Foundation
+import KappaCore
+
+enum TopicCommands {
+    static let group = Command(
+        "topic", abstract: "Create, list, describe and delete topics of the unified log.",
+        subcommands: [create, list, describe, delete])
+
+    static let create = Command(
+        "create", abstract: "Create a topic.",
+        options: [
+            .value("partitions", short: "p", "N", help: "Number of partitions (1…10000).", required: true),
+            .value("retention", "DURATION", help: "Delete closed segments whose records are older (e.g. 7d); default: keep forever."),
+            .value("retention-bytes", "N", help: "Keep at most about N bytes per partition; default: no limit."),
+            .value("segment-bytes", "N", help: "Segment file size (default 67108864)."),
+            GlobalOptions.output,
+        ],
+        arguments: [Argument("name", help: "Topic name: A-Z a-z 0-9 . _ - (up to 249).")],
+        run: runGroup)
+
+    static func runGroup(_ args: ParsedArguments) async throws {
+        let json = try GlobalOptions.json(args)
+        let config = TopicConfig(
+            partitions: Int(try args.int("partitions", in: 1...10_000)!),
+            retentionMs: try args.duration("retention"),
+            retentionBytes: try args.int("retention-bytes", in: 1...Int64.max),
+            segmentBytes: try args.int("segment-bytes", in: 1024...(1 << 30)) ?? TopicConfig.defaultSegmentBytes)
+        let metadata = try await GlobalOptions.log(args).createTopic(args.argument("name")!, config: config)
+        if json {
+            Console.out(try jsonText(TopicView(metadata)))
+        } else {
+            Console.out("created topic \"\(metadata.name)\" with \(metadata.partitions) partition\(metadata.partitions == 1 ? "" : "s")")
+        }
+    }
+
+    static let list = Command(
+        "list", abstract: "List topics.", options: [GlobalOptions.output],
+        run: runList)
+
+    static func runList(_ args: ParsedArguments) async throws {
+        let json = try GlobalOptions.json(args)
+        let topics = try await GlobalOptions.log(args).listTopics()
+        if json {
+            Console.out(try jsonText(["topics": topics.map(TopicView.init)]))
+            return
+        }
+        var table = TextTable(["TOPIC", "PARTITIONS", "RETENTION", "RETENTION BYTES"])
+        for t in topics {
+            table.add([t.name, "\(t.partitions)", t.config.retentionMs.map { DurationText.format(milliseconds: $0) } ?? "forever",
+                       t.config.retentionBytes.map(String.init) ?? "-"])
+        }
+        Console.out(topics.isEmpty ? "no topics" : table.render(), terminator: topics.isEmpty ? "\n" : "")
+    }
+
+    static let describe = Command(
+        "describe", abstract: "Show a topic's partitions: earliest and end offsets, bytes, segments.",
+        options: [GlobalOptions.output],
+        arguments: [Argument("name", help: "Topic name.")],
+        run: runDescribe)
+
+    static func runDescribe(_ args: ParsedArguments) async throws {
+        let json = try GlobalOptions.json(args)
+        let log = try GlobalOptions.log(args)
+        let name = args.argument("name")!
+        let metadata = try await log.metadata(topic: name)
+        let partitions = try await log.describe(topic: name)
+        if json {
+            Console.out(try jsonText(DescribeView(topic: TopicView(metadata), partitions: partitions)))
+            return
+        }
+        Console.out("topic \"\(name)\": \(metadata.partitions) partitions, retention "
+                    + (metadata.config.retentionMs.map { DurationText.format(milliseconds: $0) } ?? "forever")
+                    + (metadata.config.retentionBytes.map { ", at most \($0) bytes per partition" } ?? ""))
+        var table = TextTable(["PARTITION", "EARLIEST", "END", "RECORDS", "BYTES", "SEGMENTS"])
+        for p in partitions {
+            table.add(["\(p.partition)", "\(p.earliest)", "\(p.end)", "\(p.end - p.earliest)", "\(p.bytes)", "\(p.segments)"])
+        }
+        Console.out(table.render(), terminator: "")
+    }
+
+    static let delete = Command(
+        "delete", abstract: "Delete a topic and all its records.",
+        arguments: [Argument("name", help: "Topic name.")],
+        run: runDelete)
+
+    static func runDelete(_ args: ParsedArguments) async throws {
+        let name = args.argument("name")!
+        try await GlobalOptions.log(args).deleteTopic(name)
+        Console.out("deleted topic \"\(name)\"")
+    }
+}
+
+/// A topic as `--output json` shows it.
+struct TopicView: Codable {
+    var name: String
+    var partitions: Int
+    var retentionMs: Int64?
+    var retentionBytes: Int64?
+    var segmentBytes: Int64
+    var createdAt: Int64
+
+    init(_ m: TopicMetadata) {
+        name = m.name
+        partitions = m.partitions
+        retentionMs = m.config.retentionMs
+        retentionBytes = m.config.retentionBytes
+        segmentBytes = m.config.segmentBytes
+        createdAt = m.createdAt
+    }
+}
+
+struct DescribeView: Codable {
+    var topic: TopicView
+    var partitions: [PartitionDescription]
+}
+
+func jsonText<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}
+
