@@ -1,1 +1,29 @@
-print("todo")
+import KappaCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// kappa-bench: Kappa's benchmarks (run with the release build: `swift run -c release kappa-bench log`).
+/// Every figure is printed beside a ceiling measured on the same machine in the same run.
+let root = Command(
+    "kappa-bench",
+    abstract: "Benchmarks, printed as ratios against ceilings measured in the same run.",
+    subcommands: [
+        Command(
+            "log", abstract: "Durable append and scan of the embedded log vs raw fsync'd writes and reads.",
+            options: [
+                .value("records", "N", help: "Records per round (default 200000)."),
+                .value("rounds", "N", help: "Interleaved rounds; the median is reported (default 3)."),
+                .value("dir", "DIR", help: "Where to write (default: a temp directory on the same disk as $TMPDIR)."),
+            ],
+            run: { args in
+                let options = LogBenchmark.Options(
+                    records: Int(try args.int("records", in: 1000...100_000_000) ?? 200_000),
+                    rounds: Int(try args.int("rounds", in: 1...20) ?? 3),
+                    directory: args.string("dir"))
+                try await LogBenchmark(options: options).run()
+            }),
+    ])
+
+exit(await CommandLineTool.run(root, arguments: Array(CommandLine.arguments.dropFirst())))

@@ -51,34 +51,50 @@ enum RecordBatchCodec {
         var i = records.startIndex
         var offset = baseOffset
         while i < records.endIndex {
-            let start = out.count
-            out.append(contentsOf: repeatElement(0, count: BatchHeader.size))
-            var count = 0
-            var maxTs = Int64.min
-            while i < records.endIndex {
-                let r = records[i]
-                let size = BatchHeader.recordOverhead + (r.key?.count ?? 0) + r.value.count
-                if count > 0 && out.count - start + size > BatchHeader.targetFrameBytes { break }
-                let ts = r.timestamp ?? 0
-                maxTs = max(maxTs, ts)
-                out.appendLE(ts)
-                out.appendLE(Int32(r.key.map { Int32($0.count) } ?? -1))
-                out.appendLE(UInt32(r.value.count))
-                if let key = r.key { out.append(contentsOf: key) }
-                out.append(contentsOf: r.value)
-                count += 1
-                i += 1
+            // Size the frame first, then write it in place: no per-record reallocation.
+            var length = BatchHeader.size
+            var end = i
+            while end < records.endIndex {
+                let size = BatchHeader.recordOverhead + (records[end].key?.count ?? 0) + records[end].value.count
+                if end > i && length + size > BatchHeader.targetFrameBytes { break }
+                length += size
+                end += 1
             }
-            let length = out.count - start
-            out.storeLE(BatchHeader.magic, at: start)
-            out.storeLE(UInt32(length), at: start + 4)
-            out.storeLE(offset, at: start + 12)
-            out.storeLE(UInt32(count), at: start + 20)
-            out.storeLE(maxTs, at: start + 24)
-            let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + 12)..<(start + length)])) }
-            out.storeLE(crc, at: start + 8)
-            frames.append((start, BatchHeader(length: length, crc: crc, baseOffset: offset, count: count, maxTimestamp: maxTs)))
-            offset += Int64(count)
+            let start = out.count
+            out.append(contentsOf: repeatElement(0, count: length))
+            var maxTs = Int64.min
+            out.withUnsafeMutableBytes { buf in
+                var p = start + BatchHeader.size
+                for r in records[i..<end] {
+                    let ts = r.timestamp ?? 0
+                    maxTs = max(maxTs, ts)
+                    buf.storeBytes(of: ts.littleEndian, toByteOffset: p, as: Int64.self)
+                    buf.storeBytes(of: Int32(r.key.map { Int32($0.count) } ?? -1).littleEndian, toByteOffset: p + 8, as: Int32.self)
+                    buf.storeBytes(of: UInt32(r.value.count).littleEndian, toByteOffset: p + 12, as: UInt32.self)
+                    p += BatchHeader.recordOverhead
+                    if let key = r.key {
+                        key.withUnsafeBytes { k in
+                            if k.count > 0 { (buf.baseAddress! + p).copyMemory(from: k.baseAddress!, byteCount: k.count) }
+                        }
+                        p += key.count
+                    }
+                    r.value.withUnsafeBytes { v in
+                        if v.count > 0 { (buf.baseAddress! + p).copyMemory(from: v.baseAddress!, byteCount: v.count) }
+                    }
+                    p += r.value.count
+                }
+                let count = end - i
+                buf.storeBytes(of: BatchHeader.magic.littleEndian, toByteOffset: start, as: UInt32.self)
+                buf.storeBytes(of: UInt32(length).littleEndian, toByteOffset: start + 4, as: UInt32.self)
+                buf.storeBytes(of: offset.littleEndian, toByteOffset: start + 12, as: Int64.self)
+                buf.storeBytes(of: UInt32(count).littleEndian, toByteOffset: start + 20, as: UInt32.self)
+                buf.storeBytes(of: maxTs.littleEndian, toByteOffset: start + 24, as: Int64.self)
+                let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buf[(start + 12)..<(start + length)]))
+                buf.storeBytes(of: crc.littleEndian, toByteOffset: start + 8, as: UInt32.self)
+                frames.append((start, BatchHeader(length: length, crc: crc, baseOffset: offset, count: count, maxTimestamp: maxTs)))
+            }
+            offset += Int64(end - i)
+            i = end
         }
         return frames
     }
