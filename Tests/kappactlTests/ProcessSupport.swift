@@ -1,0 +1,105 @@
+import Foundation
+@testable import KappaCore
+
+/// The built executables, found beside the test bundle (`swift build` puts them together).
+enum Executables {
+    static var directory: String {
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+        if FileManager.default.isExecutableFile(atPath: beside + "/kappactl") { return beside }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        return root + "/.build/debug"
+    }
+
+    static var kappactl: String { directory + "/kappactl" }
+    static var jobHost: String { directory + "/JobHost" }
+}
+
+struct RunResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+
+    var lines: [String] { stdout.split(separator: "\n").map(String.init) }
+}
+
+/// A temp state directory and helpers to run the executables against it.
+final class Sandbox: Sendable {
+    let root: String
+    var state: String { root + "/state" }
+
+    init() throws {
+        root = try FileSystem.makeTemporaryDirectory(prefix: "kappactl-test")
+    }
+
+    deinit { try? FileSystem.removeTree(root) }
+
+    /// Runs `kappactl --state <state> args…` to completion, with `stdin` as its input.
+    @discardableResult
+    func kappactl(_ args: [String], stdin: String = "", withState: Bool = true) throws -> RunResult {
+        try run(Executables.kappactl, (withState ? ["--state", state] : []) + args, stdin: stdin)
+    }
+
+    func run(_ executable: String, _ args: [String], stdin: String = "") throws -> RunResult {
+        let id = UUID().uuidString
+        let inPath = "\(root)/\(id).in", outPath = "\(root)/\(id).out", errPath = "\(root)/\(id).err"
+        FileManager.default.createFile(atPath: inPath, contents: Data(stdin.utf8))
+        FileManager.default.createFile(atPath: outPath, contents: nil)
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = args
+        process.currentDirectoryURL = URL(fileURLWithPath: root)
+        var environment = ProcessInfo.processInfo.environment
+        environment["KAPPA_STATE"] = nil
+        process.environment = environment
+        process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+        try process.run()
+        process.waitUntilExit()
+        defer { [inPath, outPath, errPath].forEach { try? FileManager.default.removeItem(atPath: $0) } }
+        return RunResult(status: process.terminationStatus,
+                         stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+                         stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+    }
+
+    /// Starts a process with a pipe for stdin; stdout and stderr go to files read by `finish`.
+    func start(_ executable: String, _ args: [String]) throws -> Child {
+        let id = UUID().uuidString
+        let outPath = "\(root)/\(id).out", errPath = "\(root)/\(id).err"
+        FileManager.default.createFile(atPath: outPath, contents: nil)
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = args
+        process.currentDirectoryURL = URL(fileURLWithPath: root)
+        let input = Pipe()
+        process.standardInput = input
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+        try process.run()
+        return Child(process: process, input: input.fileHandleForWriting, outPath: outPath, errPath: errPath)
+    }
+}
+
+/// A running child process.
+struct Child: @unchecked Sendable {  // used from one test at a time; Process is thread-safe for these calls
+    let process: Process
+    let input: FileHandle
+    let outPath: String
+    let errPath: String
+
+    func write(_ text: String) throws { try input.write(contentsOf: Data(text.utf8)) }
+
+    func closeInput() throws { try input.close() }
+
+    /// Waits for exit (killing the child after `timeout` seconds) and returns its output.
+    func finish(timeout: Double = 60) -> RunResult {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning { process.terminate(); process.waitUntilExit() }
+        return RunResult(status: process.terminationStatus,
+                         stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+                         stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+    }
+}
