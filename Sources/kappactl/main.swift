@@ -13,7 +13,7 @@ let root = Command(
         Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 refused by state, 5 timeout.
         """,
     options: [GlobalOptions.state],
-    subcommands: [TopicCommands.group, ProduceCommand.command, ConsumeCommand.command]
+    subcommands: [DemoCommand.command, TopicCommands.group, ProduceCommand.command, ConsumeCommand.command]
 )
 
 exit(await CommandLineTool.run(root, arguments: Array(CommandLine.arguments.dropFirst())))

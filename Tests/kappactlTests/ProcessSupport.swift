@@ -39,18 +39,19 @@ final class Sandbox: Sendable {
         try run(Executables.kappactl, (withState ? ["--state", state] : []) + args, stdin: stdin)
     }
 
-    func run(_ executable: String, _ args: [String], stdin: String = "") throws -> RunResult {
+    func run(_ executable: String, _ args: [String], stdin: String = "", environment extra: [String: String] = [:]) throws -> RunResult {
         let id = UUID().uuidString
         let inPath = "\(root)/\(id).in", outPath = "\(root)/\(id).out", errPath = "\(root)/\(id).err"
-        FileManager.default.createFile(atPath: inPath, contents: Data(stdin.utf8))
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: inPath, contents: Data(stdin.utf8))
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = args
         process.currentDirectoryURL = URL(fileURLWithPath: root)
         var environment = ProcessInfo.processInfo.environment
         environment["KAPPA_STATE"] = nil
+        environment.merge(extra) { $1 }
         process.environment = environment
         process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
@@ -67,8 +68,8 @@ final class Sandbox: Sendable {
     func start(_ executable: String, _ args: [String]) throws -> Child {
         let id = UUID().uuidString
         let outPath = "\(root)/\(id).out", errPath = "\(root)/\(id).err"
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = args

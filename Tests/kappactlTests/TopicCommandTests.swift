@@ -52,12 +52,12 @@ import Testing
 
     @Test func stateThatIsNotADirectoryIsRefused() throws {
         let box = try Sandbox()
-        FileManager.default.createFile(atPath: box.root + "/file", contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: box.root + "/file", contents: Data("x".utf8))
         let result = try box.kappactl(["--state", box.root + "/file", "topic", "list"], withState: false)
         #expect(result.status == 1)
         #expect(result.stderr == "error: \(box.root)/file is not a directory; pass a directory with --state or KAPPA_STATE\n")
         try FileManager.default.createDirectory(atPath: box.root + "/other", withIntermediateDirectories: false)
-        FileManager.default.createFile(atPath: box.root + "/other/notes.txt", contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: box.root + "/other/notes.txt", contents: Data("x".utf8))
         let other = try box.kappactl(["--state", box.root + "/other", "topic", "list"], withState: false)
         #expect(other.status == 1)
         #expect(other.stderr.contains("is not a Kappa state directory"))
@@ -66,7 +66,7 @@ import Testing
     @Test func stateWrittenByANewerKappaIsRefused() throws {
         let box = try Sandbox()
         try FileManager.default.createDirectory(atPath: box.state, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: box.state + "/kappa.state", contents: Data("{\"layout\": 99}".utf8))
+        _ = FileManager.default.createFile(atPath: box.state + "/kappa.state", contents: Data("{\"layout\": 99}".utf8))
         let result = try box.kappactl(["topic", "list"])
         #expect(result.status == 1)
         #expect(result.stderr.contains("was written by a newer Kappa (layout 99"))
