@@ -79,6 +79,19 @@ public struct JSONScanner {
         }
     }
 
+    /// Parses one JSON document into a `JSONValue`, keeping the order of object members.
+    /// - Throws: `SyntaxError` with the column.
+    public static func parse(_ bytes: [UInt8]) throws -> JSONValue {
+        try bytes.withUnsafeBufferPointer { buf in
+            var s = Cursor(buf)
+            s.skipSpace()
+            let value = try s.parsed(bytes, depth: 0)
+            s.skipSpace()
+            guard s.atEnd else { throw s.error("unexpected text after the value") }
+            return value
+        }
+    }
+
     /// Decodes the JSON string literal at `range` (quotes included) into a Swift string.
     public static func decodeString(_ bytes: [UInt8], _ range: Range<Int>) throws -> String {
         var out: [UInt8] = []
@@ -211,6 +224,62 @@ public struct JSONScanner {
             }
         }
 
+        /// Like `value`, but building the value.
+        mutating func parsed(_ bytes: [UInt8], depth: Int) throws -> JSONValue {
+            guard depth < JSONScanner.maxDepth else { throw error("nesting too deep") }
+            guard let c = peek else { throw error("unexpected end of input") }
+            switch c {
+            case UInt8(ascii: "{"):
+                i += 1
+                var members: [(String, JSONValue)] = []
+                skipSpace()
+                if peek == UInt8(ascii: "}") { i += 1; return .object(members) }
+                while true {
+                    skipSpace()
+                    guard peek == UInt8(ascii: "\"") else { throw error("expected a member name") }
+                    let start = i
+                    try string()
+                    let name = try JSONScanner.decodeString(bytes, start..<i)
+                    if members.contains(where: { $0.0 == name }) { throw error("duplicate member \"\(name)\"") }
+                    skipSpace()
+                    guard peek == UInt8(ascii: ":") else { throw error("expected ':'") }
+                    i += 1
+                    skipSpace()
+                    members.append((name, try parsed(bytes, depth: depth + 1)))
+                    skipSpace()
+                    if peek == UInt8(ascii: ",") { i += 1; continue }
+                    guard peek == UInt8(ascii: "}") else { throw error("expected ',' or '}'") }
+                    i += 1
+                    return .object(members)
+                }
+            case UInt8(ascii: "["):
+                i += 1
+                var elements: [JSONValue] = []
+                skipSpace()
+                if peek == UInt8(ascii: "]") { i += 1; return .array(elements) }
+                while true {
+                    skipSpace()
+                    elements.append(try parsed(bytes, depth: depth + 1))
+                    skipSpace()
+                    if peek == UInt8(ascii: ",") { i += 1; continue }
+                    guard peek == UInt8(ascii: "]") else { throw error("expected ',' or ']'") }
+                    i += 1
+                    return .array(elements)
+                }
+            case UInt8(ascii: "\""):
+                let start = i
+                try string()
+                return .string(try JSONScanner.decodeString(bytes, start..<i))
+            case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+            case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+            case UInt8(ascii: "n"): try literal("null"); return .null
+            default:
+                let start = i
+                try value(depth: depth)
+                return .number(String(decoding: bytes[start..<i], as: UTF8.self))
+            }
+        }
+
         mutating func literal(_ word: StaticString) throws {
             let n = word.utf8CodeUnitCount
             guard i + n <= b.count, memcmp(b.baseAddress! + i, word.utf8Start, n) == 0 else {
@@ -290,6 +359,52 @@ public struct JSONScanner {
                 guard b[i + k] & 0xC0 == 0x80 else { throw error("invalid UTF-8") }
             }
             return n
+        }
+    }
+}
+
+/// A parsed JSON value. Objects keep their members in document order; numbers keep their text.
+public enum JSONValue: Sendable, Equatable {
+    case null
+    case bool(Bool)
+    case number(String)
+    case string(String)
+    case array([JSONValue])
+    case object([(String, JSONValue)])
+
+    public static func == (a: JSONValue, b: JSONValue) -> Bool {
+        switch (a, b) {
+        case (.null, .null): return true
+        case let (.bool(x), .bool(y)): return x == y
+        case let (.number(x), .number(y)): return x == y
+        case let (.string(x), .string(y)): return x == y
+        case let (.array(x), .array(y)): return x == y
+        case let (.object(x), .object(y)): return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        default: return false
+        }
+    }
+
+    /// The kind's name as error messages say it.
+    public var kind: String {
+        switch self {
+        case .null: return "null"
+        case .bool: return "a boolean"
+        case .number: return "a number"
+        case .string: return "a string"
+        case .array: return "an array"
+        case .object: return "an object"
+        }
+    }
+
+    /// Compact JSON text (numbers as written).
+    public var text: String {
+        switch self {
+        case .null: return "null"
+        case .bool(let b): return b ? "true" : "false"
+        case .number(let n): return n
+        case .string(let s): return JSONScanner.quote(s)
+        case .array(let a): return "[" + a.map(\.text).joined(separator: ",") + "]"
+        case .object(let o): return "{" + o.map { JSONScanner.quote($0.0) + ":" + $0.1.text }.joined(separator: ",") + "}"
         }
     }
 }

@@ -1,0 +1,67 @@
+/// The state of a job version. `pending → replaying → caughtUp → serving → standby → retired`,
+/// and `failed` from any running state.
+public enum VersionState: String, Sendable, Codable, CaseIterable {
+    case pending
+    case replaying
+    case caughtUp
+    case serving
+    case standby
+    case retired
+    case failed
+
+    /// States whose workers run (their tables are kept current).
+    public var isRunning: Bool { [.replaying, .caughtUp, .serving, .standby].contains(self) }
+}
+
+/// A job: a name and the reader-facing view its serving version backs.
+public struct JobRecord: Sendable, Equatable, Codable {
+    public var name: String
+    public var view: String
+    public var topic: String
+    public var createdAt: Int64
+}
+
+/// One version of a job as the catalog holds it.
+public struct VersionRecord: Sendable, Equatable {
+    public var job: String
+    public var version: Int
+    public var state: VersionState
+    /// The manifest as it was submitted.
+    public var manifest: String
+    public var spec: JobSpec
+    public var createdAt: Int64
+    public var updatedAt: Int64
+    /// Why the version failed, when it did.
+    public var error: String?
+}
+
+/// One transition in a job's history.
+public struct HistoryEntry: Sendable, Equatable, Codable {
+    public var id: Int64
+    public var job: String
+    public var version: Int
+    /// Milliseconds since the epoch.
+    public var at: Int64
+    /// nil for the entry that registered the version.
+    public var from: VersionState?
+    public var to: VersionState
+    public var reason: String
+    /// Who caused it (`kappactl@host`, `JobHost@host`).
+    public var actor: String
+}
+
+/// A catalog operation that cannot be done, with what the user needs to know.
+public struct CatalogError: Error, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case jobNotFound, versionNotFound, versionNotAbove, conflictingOutput, invalidJob, stateConflict, newerSchema, notACatalog
+    }
+
+    public var code: Code
+    public var message: String
+    public var description: String { message }
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+}

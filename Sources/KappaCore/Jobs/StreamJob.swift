@@ -1,0 +1,48 @@
+/// What a version computes: it turns each batch of records into changes of its own table.
+/// Implementations: `SQLJob` (SQL run inside the store's transaction); exec jobs follow.
+public protocol StreamJob: Sendable {
+    var spec: JobSpec { get }
+
+    /// Applies `records[range]` through `sink`, inside the store's transaction for the batch.
+    /// - Throws: whatever the sink throws; the store decides whether it is a bad record.
+    func apply(_ records: LogRecords, range: Range<Int>, to sink: any BatchSink) throws
+}
+
+/// The store's side of one batch transaction, as a job sees it.
+public protocol BatchSink {
+    /// Makes `records[range]` the contents of the temporary table
+    /// `batch(partition, offset, timestamp, key, value)`.
+    func loadBatch(_ records: LogRecords, range: Range<Int>) throws
+
+    /// Runs the job's SQL (its `output` already bound to the version's table), allowed to read
+    /// `batch` and the version's own table and to write only that table.
+    func runJobSQL(_ job: SQLJob) throws
+}
+
+/// A version's job failed: a SQL error, or a bad record under `onBadRecord: "fail"`.
+/// The version is marked failed with this message; the serving version is not touched.
+public struct JobFailure: Error, Sendable, CustomStringConvertible {
+    public var job: String
+    public var version: Int
+    public var partition: Int?
+    public var offset: Int64?
+    public var message: String
+
+    public var description: String {
+        var where_ = "job \(job) v\(version)"
+        if let partition { where_ += " partition \(partition)" }
+        if let offset { where_ += " offset \(offset)" }
+        return "\(where_): \(message)"
+    }
+}
+
+/// Builds the job a manifest describes.
+public enum StreamJobs {
+    public static func make(_ spec: JobSpec) throws -> any StreamJob {
+        switch spec.transform {
+        case .sql: return SQLJob(spec: spec)
+        case .exec:
+            throw JobFailure(job: spec.job, version: spec.version, message: "exec transforms are not supported by this release yet")
+        }
+    }
+}

@@ -1,0 +1,65 @@
+/// Runs a version: one worker per partition, each reading a batch from the version's stored
+/// offset, applying it and committing rows and next offset in one transaction, again and again.
+/// Cancellation stops the workers between batches; a batch being committed completes.
+public struct VersionRunner: Sendable {
+    public enum Mode: Sendable, Equatable {
+        /// Stop when every partition has reached the end offset seen at the start.
+        case untilEnd
+        /// Keep following the log until cancelled, polling every `pollMs` when idle.
+        case follow(pollMs: Int)
+    }
+
+    public var log: any UnifiedLog
+    public var store: any TableStore
+    public var job: any StreamJob
+    /// Called after each committed batch (from the worker's task).
+    public var onBatch: (@Sendable (BatchResult) -> Void)?
+
+    public init(log: any UnifiedLog, store: any TableStore, job: any StreamJob, onBatch: (@Sendable (BatchResult) -> Void)? = nil) {
+        self.log = log
+        self.store = store
+        self.job = job
+        self.onBatch = onBatch
+    }
+
+    /// Runs the workers. The first failure stops them all and is thrown.
+    /// - Throws: `JobFailure` (the version cannot go on), or a log or store error.
+    public func run(_ mode: Mode) async throws {
+        let spec = job.spec
+        let offsets = try await store.nextOffsets(job: spec.job, version: spec.version)
+        let ends = mode == .untilEnd ? try await log.offsets(topic: spec.source.topic).map(\.end) : []
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for p in offsets.indices {
+                let end: Int64? = mode == .untilEnd ? ends[p] : nil
+                group.addTask { try await worker(partition: p, from: offsets[p], until: end, mode: mode) }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    private func worker(partition p: Int, from start: Int64, until end: Int64?, mode: Mode) async throws {
+        let spec = job.spec
+        var offset = start
+        while !Task.isCancelled {
+            if let end, offset >= end { return }
+            let records: LogRecords
+            do {
+                records = try await log.read(topic: spec.source.topic, partition: p, from: offset, maxRecords: spec.batch, maxBytes: 8 << 20)
+            } catch let error as LogError where error.code == .offsetBelowEarliest || error.code == .corrupt {
+                throw JobFailure(job: spec.job, version: spec.version, partition: p, offset: offset, message: error.message)
+            }
+            if records.isEmpty {
+                guard case .follow(let pollMs) = mode else { return }
+                do { try await Task.sleep(for: .milliseconds(pollMs)) } catch { return }
+                continue
+            }
+            do {
+                let result = try await store.applyBatch(job, partition: p, records: records)
+                offset = result.nextOffset
+                onBatch?(result)
+            } catch is StaleOffsetError {
+                offset = try await store.nextOffsets(job: spec.job, version: spec.version)[p]
+            }
+        }
+    }
+}

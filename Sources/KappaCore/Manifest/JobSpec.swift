@@ -1,0 +1,90 @@
+/// A validated job manifest: what one version of a job computes and how it is run.
+public struct JobSpec: Sendable, Equatable {
+    public var job: String
+    public var version: Int
+    public var source: Source
+    public var output: Output
+    public var transform: Transform
+    /// Most records per transaction.
+    public var batch: Int
+    public var catchUp: CatchUp
+    public var promote: Promote
+    public var retire: Retire
+    public var onBadRecord: BadRecordPolicy
+
+    public struct Source: Sendable, Equatable {
+        public var topic: String
+    }
+
+    public struct Output: Sendable, Equatable {
+        /// The reader-facing view; each version's table is `<table>__v<N>`.
+        public var table: String
+        public var columns: [Column]
+        public var primaryKey: [String]
+    }
+
+    public struct Column: Sendable, Equatable {
+        public var name: String
+        public var type: ColumnType
+    }
+
+    /// Column types both SQLite and PostgreSQL accept (mapped per backend).
+    public enum ColumnType: String, Sendable, CaseIterable {
+        case text = "TEXT"
+        case integer = "INTEGER"
+        case bigint = "BIGINT"
+        case real = "REAL"
+        case double = "DOUBLE"
+        case numeric = "NUMERIC"
+        case boolean = "BOOLEAN"
+        case blob = "BLOB"
+    }
+
+    public enum Transform: Sendable, Equatable {
+        /// SQL run per batch, reading `batch` and writing `output`.
+        case sql(String)
+        /// A program fed JSON lines (see the README's exec protocol).
+        case exec([String])
+    }
+
+    public struct CatchUp: Sendable, Equatable {
+        /// Caught up when the total lag is at most this many records…
+        public var maxLag: Int64
+        /// …and not growing, for this long (milliseconds).
+        public var holdForMs: Int64
+    }
+
+    public struct Promote: Sendable, Equatable {
+        public enum Mode: String, Sendable { case manual, auto }
+        public var mode: Mode
+        /// SQL boolean expressions over `old` and `new` that must hold before a switch.
+        public var checks: [String]
+    }
+
+    public struct Retire: Sendable, Equatable {
+        /// How long a standby version is kept before it is retired; nil: until retired by command.
+        public var afterMs: Int64?
+    }
+
+    public enum BadRecordPolicy: String, Sendable {
+        case fail
+        case deadLetter
+    }
+
+    /// `<table>__v<N>`: this version's own table.
+    public var versionTable: String { "\(output.table)__v\(version)" }
+    /// `<table>__v<N>__dead`: records the job could not handle, under `deadLetter`.
+    public var deadLetterTable: String { "\(versionTable)__dead" }
+}
+
+/// A manifest that cannot be used, with the file and the key path of the problem.
+public struct ManifestError: Error, Sendable, CustomStringConvertible, Equatable {
+    public var file: String?
+    /// Dotted key path (`output.columns.price`); empty for the whole document.
+    public var path: String
+    public var message: String
+
+    public var description: String {
+        [file, path.isEmpty ? nil : path].compactMap { $0 }.map { $0 + ": " }.joined() + message
+    }
+}

@@ -1,0 +1,220 @@
+/// Reads and validates manifests (JSON). Every error names the file and the key path.
+public enum ManifestParser {
+    /// Longest output table name, so that `<table>__v<N>__dead` fits PostgreSQL's 63 bytes.
+    static let maxTableName = 40
+    static let topLevelKeys = ["job", "version", "source", "output", "transform", "batch", "catchUp", "promote", "retire", "onBadRecord"]
+    public static let defaultBatch = 10_000
+    public static let defaultCatchUp = JobSpec.CatchUp(maxLag: 100, holdForMs: 2_000)
+
+    /// Parses a manifest file. - Throws: `ManifestError`.
+    public static func load(path: String) throws -> (spec: JobSpec, text: String) {
+        let bytes: [UInt8]
+        do {
+            bytes = try FileSystem.readAll(path)
+        } catch let error as IOError {
+            throw ManifestError(file: path, path: "", message: "cannot read the manifest: \(error)")
+        }
+        let text = String(decoding: bytes, as: UTF8.self)
+        return (try parse(text, file: path), text)
+    }
+
+    /// Parses manifest text. - Throws: `ManifestError` naming `file` and the key path.
+    public static func parse(_ text: String, file: String? = nil) throws -> JobSpec {
+        let root: JSONValue
+        do {
+            root = try JSONScanner.parse(Array(text.utf8))
+        } catch let error as JSONScanner.SyntaxError {
+            throw ManifestError(file: file, path: "", message: "not valid JSON: \(error)")
+        }
+        let r = Reader(file: file)
+        let top = try r.object(root, "")
+        try r.known(top, topLevelKeys, "")
+
+        let job = try r.identifier(r.required(top, "job", ""), "job")
+        let versionValue = try r.required(top, "version", "")
+        let version = try r.integer(versionValue, "version", in: 1...1_000_000_000)
+
+        let source = try r.object(r.required(top, "source", ""), "source")
+        try r.known(source, ["topic"], "source")
+        let topic = try r.string(r.required(source, "topic", "source"), "source.topic")
+        do {
+            try SegmentLog.validate(name: topic)
+        } catch let error as LogError {
+            throw r.fail("source.topic", error.message)
+        }
+
+        let output = try r.object(r.required(top, "output", ""), "output")
+        try r.known(output, ["table", "columns", "primaryKey"], "output")
+        let table = try r.identifier(r.required(output, "table", "output"), "output.table")
+        if table.lowercased().hasPrefix("kappa_") { throw r.fail("output.table", "names starting with \"kappa_\" are reserved for Kappa's catalog") }
+        if table.utf8.count > maxTableName { throw r.fail("output.table", "\"\(table)\" is longer than \(maxTableName) characters") }
+        let columnsValue = try r.object(r.required(output, "columns", "output"), "output.columns")
+        guard !columnsValue.isEmpty else { throw r.fail("output.columns", "needs at least one column") }
+        var columns: [JobSpec.Column] = []
+        for (name, typeValue) in columnsValue {
+            let path = "output.columns.\(name)"
+            _ = try r.identifier(.string(name), path)
+            if columns.contains(where: { $0.name.lowercased() == name.lowercased() }) { throw r.fail(path, "column \"\(name)\" appears twice") }
+            if name.lowercased() == "output" { throw r.fail(path, "\"output\" is reserved: in the job's SQL it names the version's table") }
+            let typeName = try r.string(typeValue, path)
+            guard let type = JobSpec.ColumnType(rawValue: typeName.uppercased()) else {
+                throw r.fail(path, "unknown type \"\(typeName)\" (use \(JobSpec.ColumnType.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            columns.append(JobSpec.Column(name: name, type: type))
+        }
+        guard case .array(let keyValues) = try r.required(output, "primaryKey", "output") else {
+            throw r.fail("output.primaryKey", "must be an array of column names")
+        }
+        guard !keyValues.isEmpty else { throw r.fail("output.primaryKey", "needs at least one column") }
+        var primaryKey: [String] = []
+        for (i, value) in keyValues.enumerated() {
+            let name = try r.string(value, "output.primaryKey[\(i)]")
+            guard columns.contains(where: { $0.name == name }) else {
+                throw r.fail("output.primaryKey[\(i)]", "\"\(name)\" is not one of output.columns")
+            }
+            if primaryKey.contains(name) { throw r.fail("output.primaryKey[\(i)]", "\"\(name)\" appears twice") }
+            primaryKey.append(name)
+        }
+
+        let transformObject = try r.object(r.required(top, "transform", ""), "transform")
+        try r.known(transformObject, ["sql", "exec"], "transform")
+        let transform: JobSpec.Transform
+        switch (r.member(transformObject, "sql"), r.member(transformObject, "exec")) {
+        case (let sql?, nil):
+            let text = try r.string(sql, "transform.sql")
+            guard !text.allSatisfy(\.isWhitespace) else { throw r.fail("transform.sql", "is empty") }
+            transform = .sql(text)
+        case (nil, let exec?):
+            guard case .array(let parts) = exec, !parts.isEmpty else { throw r.fail("transform.exec", "must be a non-empty array: the program and its arguments") }
+            transform = .exec(try parts.enumerated().map { try r.string($1, "transform.exec[\($0)]") })
+        case (nil, nil):
+            throw r.fail("transform", "needs \"sql\" or \"exec\"")
+        case (_?, _?):
+            throw r.fail("transform", "has both \"sql\" and \"exec\"; choose one")
+        }
+
+        let batch = try r.member(top, "batch").map { try r.integer($0, "batch", in: 1...1_000_000) } ?? defaultBatch
+
+        var catchUp = defaultCatchUp
+        if let value = r.member(top, "catchUp") {
+            let object = try r.object(value, "catchUp")
+            try r.known(object, ["maxLag", "holdFor"], "catchUp")
+            if let lag = r.member(object, "maxLag") { catchUp.maxLag = Int64(try r.integer(lag, "catchUp.maxLag", in: 0...1_000_000_000_000)) }
+            if let hold = r.member(object, "holdFor") { catchUp.holdForMs = try r.duration(hold, "catchUp.holdFor") }
+        }
+
+        var promote = JobSpec.Promote(mode: .manual, checks: [])
+        if let value = r.member(top, "promote") {
+            if case .string = value {
+                promote.mode = try r.promoteMode(value, "promote")
+            } else if case .object(let object) = value {
+                try r.known(object, ["mode", "checks"], "promote")
+                if let mode = r.member(object, "mode") { promote.mode = try r.promoteMode(mode, "promote.mode") }
+                if let checks = r.member(object, "checks") {
+                    guard case .array(let list) = checks else { throw r.fail("promote.checks", "must be an array of SQL expressions") }
+                    promote.checks = try list.enumerated().map { i, v in
+                        let check = try r.string(v, "promote.checks[\(i)]")
+                        guard !check.allSatisfy(\.isWhitespace) else { throw r.fail("promote.checks[\(i)]", "is empty") }
+                        return check
+                    }
+                }
+            } else {
+                throw r.fail("promote", "must be \"manual\", \"auto\" or {\"mode\": …, \"checks\": […]}, got \(value.kind)")
+            }
+        }
+
+        var retire = JobSpec.Retire(afterMs: nil)
+        if let value = r.member(top, "retire") {
+            let object = try r.object(value, "retire")
+            try r.known(object, ["after"], "retire")
+            if let after = r.member(object, "after") { retire.afterMs = try r.duration(after, "retire.after") }
+        }
+
+        var onBadRecord = JobSpec.BadRecordPolicy.fail
+        if let value = r.member(top, "onBadRecord") {
+            let text = try r.string(value, "onBadRecord")
+            guard let policy = JobSpec.BadRecordPolicy(rawValue: text) else {
+                throw r.fail("onBadRecord", "must be \"fail\" or \"deadLetter\", got \"\(text)\"")
+            }
+            onBadRecord = policy
+        }
+
+        return JobSpec(job: job, version: version, source: .init(topic: topic),
+                       output: .init(table: table, columns: columns, primaryKey: primaryKey), transform: transform,
+                       batch: batch, catchUp: catchUp, promote: promote, retire: retire, onBadRecord: onBadRecord)
+    }
+
+    /// True for `[A-Za-z_][A-Za-z0-9_]*`: identifiers that need no quoting and carry no SQL.
+    public static func isIdentifier(_ s: String) -> Bool {
+        guard let first = s.utf8.first, !s.isEmpty, s.utf8.count <= 63 else { return false }
+        let letter = { (c: UInt8) in (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x5F }
+        return letter(first) && s.utf8.allSatisfy { letter($0) || ($0 >= 0x30 && $0 <= 0x39) }
+    }
+
+    /// Walks the parsed document, turning every mismatch into a `ManifestError` with its path.
+    private struct Reader {
+        var file: String?
+
+        func fail(_ path: String, _ message: String) -> ManifestError {
+            ManifestError(file: file, path: path, message: message)
+        }
+
+        func join(_ parent: String, _ key: String) -> String { parent.isEmpty ? key : "\(parent).\(key)" }
+
+        func object(_ value: JSONValue, _ path: String) throws -> [(String, JSONValue)] {
+            guard case .object(let members) = value else { throw fail(path, path.isEmpty ? "the manifest must be a JSON object" : "must be an object, got \(value.kind)") }
+            return members
+        }
+
+        func member(_ object: [(String, JSONValue)], _ key: String) -> JSONValue? {
+            object.first { $0.0 == key }?.1
+        }
+
+        func required(_ object: [(String, JSONValue)], _ key: String, _ parent: String) throws -> JSONValue {
+            guard let value = member(object, key) else { throw fail(join(parent, key), "is missing") }
+            return value
+        }
+
+        func known(_ object: [(String, JSONValue)], _ keys: [String], _ parent: String) throws {
+            for (key, _) in object where !keys.contains(key) {
+                throw fail(join(parent, key), "unknown key (expected one of: \(keys.joined(separator: ", ")))")
+            }
+        }
+
+        func string(_ value: JSONValue, _ path: String) throws -> String {
+            guard case .string(let s) = value else { throw fail(path, "must be a string, got \(value.kind)") }
+            return s
+        }
+
+        func identifier(_ value: JSONValue, _ path: String) throws -> String {
+            let s = try string(value, path)
+            guard ManifestParser.isIdentifier(s) else {
+                throw fail(path, "\(JSONScanner.quote(s)) is not a valid identifier (letters, digits and _, not starting with a digit, at most 63)")
+            }
+            return s
+        }
+
+        func integer(_ value: JSONValue, _ path: String, in range: ClosedRange<Int>) throws -> Int {
+            guard case .number(let text) = value, let n = Int(text) else {
+                throw fail(path, "must be a whole number, got \(value.kind == "a number" ? value.text : value.kind)")
+            }
+            guard range.contains(n) else { throw fail(path, "must be between \(range.lowerBound) and \(range.upperBound), got \(n)") }
+            return n
+        }
+
+        func duration(_ value: JSONValue, _ path: String) throws -> Int64 {
+            let text = try string(value, path)
+            do {
+                return try DurationText.milliseconds(text)
+            } catch let error as ValueParseError {
+                throw fail(path, error.message)
+            }
+        }
+
+        func promoteMode(_ value: JSONValue, _ path: String) throws -> JobSpec.Promote.Mode {
+            let text = try string(value, path)
+            guard let mode = JobSpec.Promote.Mode(rawValue: text) else { throw fail(path, "must be \"manual\" or \"auto\", got \"\(text)\"") }
+            return mode
+        }
+    }
+}

@@ -1,0 +1,64 @@
+/// Where output tables, offsets and the catalog live, in one database so that a switch of the
+/// reader view and the versions' states is one transaction.
+/// Backends: `SQLiteStore` (default); PostgreSQL with the `Postgres` trait.
+public protocol TableStore: Sendable {
+    // MARK: Catalog
+
+    /// Registers a version (state `pending`): checks it is above every earlier version of the
+    /// job, creates `<table>__v<N>` and its dead-letter table, stores the start offsets, and
+    /// compiles the job's SQL under its permissions — all in one transaction, so a refused
+    /// version leaves nothing behind.
+    /// - Throws: `CatalogError` (`.versionNotAbove`, `.conflictingOutput`, `.invalidJob`).
+    func registerVersion(_ spec: JobSpec, manifest: String, startOffsets: [Int64], actor: String, reason: String) async throws -> VersionRecord
+
+    func jobs() async throws -> [JobRecord]
+    func versions(job: String) async throws -> [VersionRecord]
+    func history(job: String) async throws -> [HistoryEntry]
+
+    /// Moves a version from `from` to `to`, with a history entry. `error` is kept for `failed`.
+    /// - Throws: `CatalogError.stateConflict` when the version is no longer in `from`.
+    func transition(job: String, version: Int, from: VersionState, to: VersionState, reason: String, actor: String, error: String?) async throws
+
+    // MARK: Data
+
+    /// The next offset to read, per partition, for a version.
+    func nextOffsets(job: String, version: Int) async throws -> [Int64]
+
+    /// Applies one batch of one partition and stores the next offset, in one transaction.
+    /// `records` must start at the stored next offset (else `StaleOffsetError`, nothing written).
+    /// Bad records follow the job's `onBadRecord`.
+    /// - Throws: `JobFailure` for a SQL error or a bad record under `fail`; store errors otherwise.
+    func applyBatch(_ job: any StreamJob, partition: Int, records: LogRecords) async throws -> BatchResult
+
+    /// Points the reader view `<table>` at `version`'s table, in one transaction.
+    func switchView(job: String, to version: Int) async throws
+
+    /// Drops a version's tables (data, dead letters) and its offsets.
+    func dropVersionTables(job: String, version: Int) async throws
+
+    /// Runs a read-only query on a connection of its own.
+    func query(_ sql: String) async throws -> QueryResult
+}
+
+/// What one batch did.
+public struct BatchResult: Sendable, Equatable {
+    public var partition: Int
+    public var records: Int
+    public var deadLettered: Int
+    public var nextOffset: Int64
+}
+
+/// Rows from a query, with column names.
+public struct QueryResult: Sendable, Equatable {
+    public var columns: [String]
+    public var rows: [[SQLValue]]
+}
+
+/// A batch that does not start where the version's stored offset is: another worker committed
+/// first. Nothing was written; read the offsets again.
+public struct StaleOffsetError: Error, Sendable, CustomStringConvertible {
+    public var partition: Int
+    public var stored: Int64
+    public var batchStart: Int64
+    public var description: String { "partition \(partition): stored offset is \(stored), the batch starts at \(batchStart)" }
+}
