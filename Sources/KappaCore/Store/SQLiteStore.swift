@@ -202,6 +202,9 @@ final class SQLiteWriter: @unchecked Sendable {
                 return "the job's SQL may not read table \"\(request.first ?? "")\" (it may read batch and output)"
             case SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE:
                 if table == own { return nil }
+                if ["sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"].contains(table) {
+                    return "the job's SQL may not change the schema (it may only read batch and output and write output)"
+                }
                 return "the job's SQL may not write table \"\(request.first ?? "")\" (it may write only output)"
             default:
                 return "the job's SQL may not run \(actionName(request.action)) (it may only read batch and output and write output)"
