@@ -59,6 +59,11 @@ public struct JobSpec: Sendable, Equatable {
         public var mode: Mode
         /// SQL boolean expressions over `old` and `new` that must hold before a switch.
         public var checks: [String]
+
+        public init(mode: Mode, checks: [String]) {
+            self.mode = mode
+            self.checks = checks
+        }
     }
 
     public struct Retire: Sendable, Equatable {

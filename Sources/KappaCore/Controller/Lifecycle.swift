@@ -1,0 +1,156 @@
+/// What the lifecycle needs to know about each version of a job.
+public struct VersionStatus: Sendable, Equatable {
+    public var version: Int
+    public var state: VersionState
+    public var promote: JobSpec.Promote
+    public var retireAfterMs: Int64?
+    /// When the version entered its current state (milliseconds since the epoch).
+    public var since: Int64
+
+    public init(version: Int, state: VersionState, promote: JobSpec.Promote = .init(mode: .manual, checks: []),
+                retireAfterMs: Int64? = nil, since: Int64 = 0) {
+        self.version = version
+        self.state = state
+        self.promote = promote
+        self.retireAfterMs = retireAfterMs
+        self.since = since
+    }
+}
+
+/// Something that happens to a job: an operator's command or an observation of the controller.
+public enum LifecycleEvent: Sendable, Equatable {
+    /// A host starts replaying a pending version.
+    case start(version: Int)
+    /// The lag verdict says the version has caught up.
+    case caughtUp(version: Int)
+    /// Switch readers to `version` (`force`: even if not caught up, and without checks).
+    case promote(version: Int, force: Bool)
+    /// Switch readers back to the most recent standby version.
+    case rollback
+    /// Stop a version and drop its tables.
+    case retire(version: Int)
+    /// Time passes: standby versions past `retire.after` are retired.
+    case tick(now: Int64)
+    /// The version's job failed.
+    case failed(version: Int, error: String)
+}
+
+/// A change to the catalog. The actions of one decision are applied in one transaction.
+public enum CatalogAction: Sendable, Equatable {
+    /// Move a version from `from` to `to` (only if it is still in `from`), with a history entry.
+    case transition(version: Int, from: VersionState, to: VersionState, reason: String, error: String? = nil)
+    /// Point the reader view at the version's table.
+    case pointView(version: Int)
+    /// Drop the version's tables.
+    case dropTables(version: Int)
+    /// Evaluate the new version's `promote.checks` over `old` and `new`; refuse all if one fails.
+    case checkPromotion(old: Int, new: Int)
+}
+
+/// A command the lifecycle refuses, with a message for the operator.
+public struct LifecycleRefusal: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: String, Sendable { case notFound, refused }
+    public var code: Code
+    public var message: String
+    public var description: String { message }
+}
+
+/// The version lifecycle as a pure function: events in, catalog actions out, no I/O.
+///
+///     pending → replaying → caughtUp → serving ⇄ standby → retired,  failed from any running state
+///
+/// One version of a job serves at a time: every switch moves the serving one to standby in the
+/// same set of actions.
+public enum Lifecycle {
+    public static func decide(_ event: LifecycleEvent, versions: [VersionStatus]) throws(LifecycleRefusal) -> [CatalogAction] {
+        let serving = versions.first { $0.state == .serving }
+        switch event {
+        case .start(let v):
+            let version = try find(v, in: versions)
+            guard version.state == .pending else { throw refuse("version \(v) is \(version.state.rawValue), not pending") }
+            return [.transition(version: v, from: .pending, to: .replaying, reason: "replay started")]
+
+        case .caughtUp(let v):
+            let version = try find(v, in: versions)
+            guard version.state == .replaying else { throw refuse("version \(v) is \(version.state.rawValue), not replaying") }
+            var actions: [CatalogAction] = [.transition(version: v, from: .replaying, to: .caughtUp, reason: "caught up")]
+            if serving == nil && !versions.contains(where: { $0.state == .standby }) {
+                // The job's first version: nothing serves yet, so it serves as soon as it has caught up.
+                actions += [.transition(version: v, from: .caughtUp, to: .serving, reason: "first version of the job: serves once caught up"),
+                            .pointView(version: v)]
+            }
+            return actions
+
+        case .promote(let v, let force):
+            let version = try find(v, in: versions)
+            switch version.state {
+            case .serving:
+                throw refuse("version \(v) is already serving")
+            case .caughtUp, .standby:
+                break
+            case .replaying where force:
+                break
+            case .replaying:
+                throw refuse("version \(v) is replaying and has not caught up; wait for it, or use --force")
+            case .pending, .retired, .failed:
+                throw refuse("version \(v) is \(version.state.rawValue) and cannot serve")
+            }
+            var actions: [CatalogAction] = []
+            if let old = serving, !force, !version.promote.checks.isEmpty {
+                actions.append(.checkPromotion(old: old.version, new: v))
+            }
+            let why = force ? "promoted with --force" : "promoted"
+            if let old = serving {
+                actions.append(.transition(version: old.version, from: .serving, to: .standby, reason: "\(why): version \(v) serves now"))
+            }
+            actions += [.transition(version: v, from: version.state, to: .serving, reason: why), .pointView(version: v)]
+            return actions
+
+        case .rollback:
+            guard let current = serving else { throw refuse("no version of the job is serving") }
+            let candidates = versions.filter { $0.state == .standby }
+            guard let back = candidates.max(by: { ($0.since, $0.version) < ($1.since, $1.version) }) else {
+                throw refuse("no standby version to roll back to")
+            }
+            return [.transition(version: current.version, from: .serving, to: .standby, reason: "rolled back to version \(back.version)"),
+                    .transition(version: back.version, from: .standby, to: .serving, reason: "rollback from version \(current.version)"),
+                    .pointView(version: back.version)]
+
+        case .retire(let v):
+            let version = try find(v, in: versions)
+            switch version.state {
+            case .serving:
+                throw refuse("version \(v) is serving; promote another version or roll back first")
+            case .retired:
+                throw refuse("version \(v) is already retired")
+            case .pending, .replaying, .caughtUp, .standby, .failed:
+                return retirement(version, reason: "retired by command")
+            }
+
+        case .tick(let now):
+            return versions.filter { v in
+                v.state == .standby && v.retireAfterMs.map { now - v.since >= $0 } == true
+            }.flatMap { retirement($0, reason: "standby longer than retire.after (\(DurationText.format(milliseconds: $0.retireAfterMs!)))") }
+
+        case .failed(let v, let error):
+            let version = try find(v, in: versions)
+            guard version.state == .pending || version.state.isRunning else { return [] }
+            return [.transition(version: v, from: version.state, to: .failed, reason: "failed", error: error)]
+        }
+    }
+
+    private static func retirement(_ version: VersionStatus, reason: String) -> [CatalogAction] {
+        [.transition(version: version.version, from: version.state, to: .retired, reason: reason), .dropTables(version: version.version)]
+    }
+
+    private static func find(_ v: Int, in versions: [VersionStatus]) throws(LifecycleRefusal) -> VersionStatus {
+        guard let version = versions.first(where: { $0.version == v }) else {
+            throw LifecycleRefusal(code: .notFound, message: "the job has no version \(v)")
+        }
+        return version
+    }
+
+    private static func refuse(_ message: String) -> LifecycleRefusal {
+        LifecycleRefusal(code: .refused, message: message)
+    }
+}

@@ -1,0 +1,155 @@
+import Testing
+@testable import KappaCore
+
+/// Every event in every state, for a job with one version, then with a serving one beside it.
+@Suite struct LifecycleTests {
+    enum Outcome: Equatable {
+        case actions([CatalogAction])
+        case refused(String)
+        case notFound
+    }
+
+    func outcome(_ event: LifecycleEvent, _ versions: [VersionStatus]) -> Outcome {
+        do {
+            return .actions(try Lifecycle.decide(event, versions: versions))
+        } catch {
+            return error.code == .notFound ? .notFound : .refused(error.message)
+        }
+    }
+
+    static let all = VersionState.allCases
+
+    @Test(arguments: all)
+    func startOnlyFromPending(state: VersionState) {
+        let got = outcome(.start(version: 1), [VersionStatus(version: 1, state: state)])
+        if state == .pending {
+            #expect(got == .actions([.transition(version: 1, from: .pending, to: .replaying, reason: "replay started")]))
+        } else {
+            #expect(got == .refused("version 1 is \(state.rawValue), not pending"))
+        }
+    }
+
+    @Test(arguments: all)
+    func caughtUpFirstVersionServesAtOnce(state: VersionState) {
+        let got = outcome(.caughtUp(version: 1), [VersionStatus(version: 1, state: state)])
+        if state == .replaying {
+            #expect(got == .actions([
+                .transition(version: 1, from: .replaying, to: .caughtUp, reason: "caught up"),
+                .transition(version: 1, from: .caughtUp, to: .serving, reason: "first version of the job: serves once caught up"),
+                .pointView(version: 1),
+            ]))
+        } else {
+            #expect(got == .refused("version 1 is \(state.rawValue), not replaying"))
+        }
+    }
+
+    @Test(arguments: all)
+    func caughtUpLaterVersionWaitsBesideTheServingOne(state: VersionState) {
+        let got = outcome(.caughtUp(version: 2), [VersionStatus(version: 1, state: .serving), VersionStatus(version: 2, state: state)])
+        if state == .replaying {
+            #expect(got == .actions([.transition(version: 2, from: .replaying, to: .caughtUp, reason: "caught up")]))
+        } else {
+            #expect(got == .refused("version 2 is \(state.rawValue), not replaying"))
+        }
+    }
+
+    @Test(arguments: all, [false, true])
+    func promoteSwitchesAndDemotesTheServingVersion(state: VersionState, force: Bool) {
+        let checks = JobSpec.Promote(mode: .manual, checks: ["(SELECT count(*) FROM new) > 0"])
+        let versions = [VersionStatus(version: 1, state: .serving), VersionStatus(version: 2, state: state, promote: checks)]
+        let got = outcome(.promote(version: 2, force: force), state == .serving ? [VersionStatus(version: 2, state: .serving)] : versions)
+        let why = force ? "promoted with --force" : "promoted"
+        let switched: [CatalogAction] = (force ? [] : [.checkPromotion(old: 1, new: 2)]) + [
+            .transition(version: 1, from: .serving, to: .standby, reason: "\(why): version 2 serves now"),
+            .transition(version: 2, from: state, to: .serving, reason: why),
+            .pointView(version: 2),
+        ]
+        switch state {
+        case .caughtUp, .standby: #expect(got == .actions(switched))
+        case .replaying: #expect(got == (force ? .actions(switched) : .refused("version 2 is replaying and has not caught up; wait for it, or use --force")))
+        case .serving: #expect(got == .refused("version 2 is already serving"))
+        case .pending, .retired, .failed: #expect(got == .refused("version 2 is \(state.rawValue) and cannot serve"))
+        }
+    }
+
+    @Test func promoteWithNothingServingJustPointsTheView() {
+        let got = outcome(.promote(version: 3, force: false), [VersionStatus(version: 2, state: .failed), VersionStatus(version: 3, state: .caughtUp)])
+        #expect(got == .actions([.transition(version: 3, from: .caughtUp, to: .serving, reason: "promoted"), .pointView(version: 3)]))
+        #expect(outcome(.promote(version: 9, force: false), [VersionStatus(version: 3, state: .caughtUp)]) == .notFound)
+    }
+
+    @Test(arguments: all)
+    func rollbackGoesToTheMostRecentStandby(state: VersionState) {
+        let versions = [VersionStatus(version: 1, state: .standby, since: 100), VersionStatus(version: 2, state: .standby, since: 200),
+                        VersionStatus(version: 3, state: state, since: 300)]
+        let got = outcome(.rollback, versions)
+        if state == .serving {
+            #expect(got == .actions([
+                .transition(version: 3, from: .serving, to: .standby, reason: "rolled back to version 2"),
+                .transition(version: 2, from: .standby, to: .serving, reason: "rollback from version 3"),
+                .pointView(version: 2),
+            ]))
+        } else {
+            #expect(got == .refused("no version of the job is serving"))
+        }
+        #expect(outcome(.rollback, [VersionStatus(version: 1, state: .serving)]) == .refused("no standby version to roll back to"))
+    }
+
+    @Test(arguments: all)
+    func retireStopsAnythingButTheServingVersion(state: VersionState) {
+        let got = outcome(.retire(version: 1), [VersionStatus(version: 1, state: state)])
+        switch state {
+        case .serving: #expect(got == .refused("version 1 is serving; promote another version or roll back first"))
+        case .retired: #expect(got == .refused("version 1 is already retired"))
+        default:
+            #expect(got == .actions([.transition(version: 1, from: state, to: .retired, reason: "retired by command"), .dropTables(version: 1)]))
+        }
+        #expect(outcome(.retire(version: 2), [VersionStatus(version: 1, state: state)]) == .notFound)
+    }
+
+    @Test(arguments: all)
+    func tickRetiresStandbyVersionsPastRetireAfter(state: VersionState) {
+        let v = VersionStatus(version: 1, state: state, retireAfterMs: 60_000, since: 1_000)
+        #expect(outcome(.tick(now: 60_999), [v]) == .actions([]))
+        let due = outcome(.tick(now: 61_000), [v])
+        if state == .standby {
+            #expect(due == .actions([.transition(version: 1, from: .standby, to: .retired, reason: "standby longer than retire.after (1m)"),
+                                     .dropTables(version: 1)]))
+        } else {
+            #expect(due == .actions([]))
+        }
+        // Without retire.after a standby version stays until retired by command.
+        #expect(outcome(.tick(now: .max), [VersionStatus(version: 1, state: state)]) == .actions([]))
+    }
+
+    @Test(arguments: all)
+    func failureFromAnyRunningState(state: VersionState) {
+        let got = outcome(.failed(version: 1, error: "boom"), [VersionStatus(version: 1, state: state)])
+        if state == .pending || state.isRunning {
+            #expect(got == .actions([.transition(version: 1, from: state, to: .failed, reason: "failed", error: "boom")]))
+        } else {
+            #expect(got == .actions([]))
+        }
+    }
+
+    @Test func oneVersionServesAfterAnySequence() throws {
+        // Random walks over commands: never two serving versions.
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            var versions = [VersionStatus(version: 1, state: .replaying), VersionStatus(version: 2, state: .replaying), VersionStatus(version: 3, state: .pending)]
+            for step in 0..<30 {
+                let v = Int.random(in: 1...3, using: &generator)
+                let events: [LifecycleEvent] = [.start(version: v), .caughtUp(version: v), .promote(version: v, force: Bool.random()), .rollback,
+                                                .retire(version: v), .failed(version: v, error: "x"), .tick(now: Int64(step))]
+                guard let actions = try? Lifecycle.decide(events.randomElement(using: &generator)!, versions: versions) else { continue }
+                for case .transition(let n, let from, let to, _, _) in actions {
+                    let i = versions.firstIndex { $0.version == n }!
+                    #expect(versions[i].state == from)
+                    versions[i].state = to
+                    versions[i].since = Int64(step)
+                }
+                #expect(versions.filter { $0.state == .serving }.count <= 1)
+            }
+        }
+    }
+}
