@@ -8,7 +8,7 @@ import Glibc
 /// or SIGINT, exits 0.
 let root = Command(
     "JobHost",
-    abstract: "Run Kappa's daemon: housekeeping of the embedded log (retention) until SIGTERM/SIGINT.",
+    abstract: "Run Kappa's daemon: the controller and one worker per partition of every running version, until SIGTERM/SIGINT.",
     options: [
         .value("state", "DIR", help: "State directory (default: $KAPPA_STATE, else ./.kappa)."),
         .value("retention-interval", "DURATION", help: "How often to apply retention (default 1m)."),

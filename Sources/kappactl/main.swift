@@ -7,13 +7,13 @@ import Glibc
 /// kappactl: the operator's tool. Each command parses its arguments, calls KappaCore, prints.
 let root = Command(
     "kappactl",
-    abstract: "Operate Kappa: topics of the unified log, records, and (soon) job versions.",
+    abstract: "Operate Kappa: deploy job versions, watch them catch up, switch readers, roll back, retire.",
     discussion: """
         State lives in the state directory: --state DIR, else $KAPPA_STATE, else ./.kappa.
         Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 refused by state, 5 timeout.
         """,
     options: [GlobalOptions.state],
-    subcommands: [DemoCommand.command, TopicCommands.group, ProduceCommand.command, ConsumeCommand.command]
+    subcommands: [DemoCommand.command] + JobCommands.all + [TopicCommands.group, ProduceCommand.command, ConsumeCommand.command]
 )
 
 exit(await CommandLineTool.run(root, arguments: Array(CommandLine.arguments.dropFirst())))

@@ -49,6 +49,9 @@ public enum Console {
     /// True when stderr is a terminal (progress lines are drawn only then).
     public static var stderrIsTerminal: Bool { isatty(2) == 1 }
 
+    /// True when stdout is a terminal.
+    public static var stdoutIsTerminal: Bool { isatty(1) == 1 }
+
     /// Writes unbuffered, so that output from several places keeps its order.
     public static func write(_ fd: Int32, _ text: String) {
         var bytes = Array(text.utf8)

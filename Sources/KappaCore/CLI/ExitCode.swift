@@ -17,7 +17,22 @@ public enum ExitCode: Int32, Sendable {
         switch error {
         case is UsageError: return .usage
         case let e as LogError where e.code == .topicNotFound || e.code == .partitionNotFound: return .notFound
+        case let e as CatalogError:
+            switch e.code {
+            case .jobNotFound, .versionNotFound: return .notFound
+            case .stateConflict, .checkFailed, .versionNotAbove: return .refused
+            default: return .failure
+            }
+        case let e as LifecycleRefusal: return e.code == .notFound ? .notFound : .refused
+        case is WaitTimeout: return .timeout
         default: return .failure
         }
     }
+}
+
+/// A wait (`deploy --wait --timeout`) ran out of time.
+public struct WaitTimeout: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
 }

@@ -53,7 +53,7 @@ public struct HistoryEntry: Sendable, Equatable, Codable {
 /// A catalog operation that cannot be done, with what the user needs to know.
 public struct CatalogError: Error, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable {
-        case jobNotFound, versionNotFound, versionNotAbove, conflictingOutput, invalidJob, stateConflict, newerSchema, notACatalog
+        case jobNotFound, versionNotFound, versionNotAbove, conflictingOutput, invalidJob, stateConflict, checkFailed, newerSchema, notACatalog
     }
 
     public var code: Code

@@ -50,6 +50,24 @@ enum CatalogSchema {
         );
         CREATE INDEX kappa_history_job ON kappa_history(job, id);
         """,
+        // 2: lag samples written by the controller (for status, rates and ETAs in any process)
+        // and the heartbeat of JobHosts.
+        """
+        CREATE TABLE kappa_lag_samples (
+            job TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            at INTEGER NOT NULL,
+            ends TEXT NOT NULL,
+            nexts TEXT NOT NULL,
+            PRIMARY KEY (job, version, at)
+        );
+        CREATE TABLE kappa_hosts (
+            owner TEXT PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            started_at INTEGER NOT NULL,
+            heartbeat_at INTEGER NOT NULL
+        );
+        """,
     ]
 
     static var currentVersion: Int { migrations.count }

@@ -59,6 +59,8 @@ public struct VersionRunner: Sendable {
                 onBatch?(result)
             } catch is StaleOffsetError {
                 offset = try await store.nextOffsets(job: spec.job, version: spec.version)[p]
+            } catch is VersionStoppedError {
+                return  // retired or failed meanwhile: nothing more to do
             }
         }
     }

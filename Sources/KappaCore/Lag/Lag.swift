@@ -95,10 +95,7 @@ public enum LagMath {
         guard let firstInside = samples.firstIndex(where: { $0.at >= start }) else { return .unknown }
         let from = max(0, firstInside - 1)
         let window = Array(samples[from...])
-        guard window.count >= 2, window.first!.at <= start else {
-            // Not a full window yet: judge progress only.
-            return last.totalLag == 0 && samples.count >= 2 && holdForMs == 0 ? .caughtUp : .catchingUp
-        }
+        guard window.count >= 2, window.first!.at <= start else { return .unknown }  // not a full window yet
         let lags = window.map(\.totalLag)
         let growing = zip(lags, lags.dropFirst()).allSatisfy { $0 <= $1 } && lags.last! > lags.first!
         if lags.allSatisfy({ $0 <= maxLag }) && !growing { return .caughtUp }

@@ -100,10 +100,15 @@ final class SQLiteWriter: @unchecked Sendable {
             return BatchResult(partition: partition, records: 0, deadLettered: 0, nextOffset: records.nextOffset)
         }
         return try db.transaction("batch \(spec.job) v\(spec.version) partition \(partition)") {
-            let stored = try db.query("SELECT next_offset FROM kappa_offsets WHERE job = ? AND version = ? AND partition = ?",
-                                      [.text(spec.job), .integer(Int64(spec.version)), .integer(Int64(partition))], name: "read offset")
-            guard case .integer(let offset)? = stored.first?.first else {
+            let stored = try db.query(
+                "SELECT o.next_offset, v.state FROM kappa_offsets o JOIN kappa_versions v ON v.job = o.job AND v.version = o.version WHERE o.job = ? AND o.version = ? AND o.partition = ?",
+                [.text(spec.job), .integer(Int64(spec.version)), .integer(Int64(partition))], name: "read offset")
+            guard let row = stored.first, case .integer(let offset) = row[0] else {
                 throw CatalogError(.versionNotFound, "job \(spec.job) has no version \(spec.version) with partition \(partition)")
+            }
+            // A version that was retired or failed meanwhile takes no more batches (its workers stop).
+            guard let state = VersionState(rawValue: row[1].string), state.isRunning || state == .pending else {
+                throw VersionStoppedError(job: spec.job, version: spec.version, state: row[1].string)
             }
             guard offset == first.offset else { throw StaleOffsetError(partition: partition, stored: offset, batchStart: first.offset) }
             var dead = 0

@@ -38,6 +38,26 @@ public protocol TableStore: Sendable {
 
     /// Runs a read-only query on a connection of its own.
     func query(_ sql: String) async throws -> QueryResult
+
+    // MARK: Lifecycle and observation
+
+    /// Applies the actions of one lifecycle decision in one transaction (all or nothing).
+    func apply(job: String, actions: [CatalogAction], actor: String) async throws
+
+    /// Records a lag sample for a version (the newest few hundred are kept).
+    func recordLag(job: String, version: Int, sample: LagSample, keep: Int) async throws
+
+    /// The newest lag samples of a version, oldest first.
+    func lagSamples(job: String, version: Int, limit: Int) async throws -> [LagSample]
+
+    /// Records that a host is alive.
+    func heartbeat(owner: String, pid: Int32, startedAt: Int64) async throws
+
+    /// Hosts with a heartbeat newer than `withinMs`.
+    func liveHosts(withinMs: Int64) async throws -> [String]
+
+    /// Forgets a host (clean shutdown).
+    func removeHost(owner: String) async throws
 }
 
 /// What one batch did.
@@ -61,4 +81,12 @@ public struct StaleOffsetError: Error, Sendable, CustomStringConvertible {
     public var stored: Int64
     public var batchStart: Int64
     public var description: String { "partition \(partition): stored offset is \(stored), the batch starts at \(batchStart)" }
+}
+
+/// The version is no longer running (retired or failed meanwhile): its workers stop.
+public struct VersionStoppedError: Error, Sendable, CustomStringConvertible {
+    public var job: String
+    public var version: Int
+    public var state: String
+    public var description: String { "job \(job) version \(version) is \(state)" }
 }

@@ -1,0 +1,101 @@
+/// What an operator does through the catalog (the catalog is the API: these work whether or not
+/// JobHost runs, and while it runs in another process). `kappactl` is a thin front over this.
+public struct Operator: Sendable {
+    public var log: any UnifiedLog
+    public var store: any TableStore
+    /// Recorded in the history (`kappactl@host`).
+    public var actor: String
+
+    public init(log: any UnifiedLog, store: any TableStore, actor: String) {
+        self.log = log
+        self.store = store
+        self.actor = actor
+    }
+
+    /// Registers a new version from a manifest file, after checking that the log still holds
+    /// offset 0 of every partition (else refuses, unless `allowPartial`, which is recorded).
+    /// - Throws: `ManifestError`, `LogError.topicNotFound`, `LifecycleRefusal` (retention),
+    ///   `CatalogError`.
+    public func deploy(manifestPath: String, allowPartial: Bool) async throws -> VersionRecord {
+        let (spec, text) = try ManifestParser.load(path: manifestPath)
+        return try await deploy(spec: spec, manifest: text, allowPartial: allowPartial)
+    }
+
+    public func deploy(spec: JobSpec, manifest: String, allowPartial: Bool) async throws -> VersionRecord {
+        let offsets = try await log.offsets(topic: spec.source.topic)
+        let gaps = offsets.filter { $0.earliest > 0 }
+        var reason = "deployed"
+        if !gaps.isEmpty {
+            let list = gaps.map { "partition \($0.partition) starts at offset \($0.earliest)" }.joined(separator: ", ")
+            guard allowPartial else {
+                throw LifecycleRefusal(code: .refused, message: """
+                    topic "\(spec.source.topic)" no longer holds offset 0 of every partition (retention deleted it): \(list). \
+                    A replay would build a partial table; deploy with --allow-partial to replay from the earliest offsets retained
+                    """)
+            }
+            reason = "deployed with --allow-partial: \(list)"
+        }
+        let starts = allowPartial ? offsets.map(\.earliest) : Array(repeating: 0, count: offsets.count)
+        return try await store.registerVersion(spec, manifest: manifest, startOffsets: starts, actor: actor, reason: reason)
+    }
+
+    /// Versions of a job. - Throws: `CatalogError.jobNotFound`.
+    public func versions(job: String) async throws -> [VersionRecord] {
+        let versions = try await store.versions(job: job)
+        guard !versions.isEmpty else { throw CatalogError(.jobNotFound, "job \"\(job)\" does not exist") }
+        return versions
+    }
+
+    /// Switches readers to `version` (default: the newest caught-up or standby version).
+    /// - Returns: the version now serving.
+    public func promote(job: String, version: Int?, force: Bool) async throws -> Int {
+        let versions = try await self.versions(job: job)
+        let target: Int
+        if let version {
+            target = version
+        } else if let newest = versions.last(where: { $0.state == .caughtUp || $0.state == .standby }) {
+            target = newest.version
+        } else {
+            let newest = versions.last!
+            throw LifecycleRefusal(code: .refused, message: "no version of job \"\(job)\" is caught up (the newest, \(newest.version), is \(newest.state.rawValue))")
+        }
+        try await decide(.promote(version: target, force: force), job: job, versions: versions)
+        return target
+    }
+
+    /// Switches readers back to the most recent standby version. - Returns: (from, to).
+    public func rollback(job: String) async throws -> (from: Int, to: Int) {
+        let versions = try await self.versions(job: job)
+        let actions = try await decide(.rollback, job: job, versions: versions)
+        let to = actions.compactMap { if case .pointView(let v) = $0 { return v } else { return nil } }.first!
+        return (versions.first { $0.state == .serving }!.version, to)
+    }
+
+    /// Stops a version and drops its tables.
+    public func retire(job: String, version: Int) async throws {
+        let versions = try await self.versions(job: job)
+        try await decide(.retire(version: version), job: job, versions: versions)
+    }
+
+    @discardableResult
+    private func decide(_ event: LifecycleEvent, job: String, versions: [VersionRecord]) async throws -> [CatalogAction] {
+        let actions = try Lifecycle.decide(event, versions: versions.map(\.status))
+        try await store.apply(job: job, actions: actions, actor: actor)
+        return actions
+    }
+
+    /// Reads the job's serving view (all rows) or runs `sql` (read-only).
+    public func query(job: String, sql: String?) async throws -> QueryResult {
+        let jobs = try await store.jobs()
+        guard let record = jobs.first(where: { $0.name == job }) else { throw CatalogError(.jobNotFound, "job \"\(job)\" does not exist") }
+        guard try await versions(job: job).contains(where: { $0.state == .serving }) || sql != nil else {
+            throw LifecycleRefusal(code: .refused, message: "no version of job \"\(job)\" is serving yet")
+        }
+        return try await store.query(sql ?? "SELECT * FROM \(SQLText.quote(record.view))")
+    }
+
+    /// Whether a JobHost is alive on this catalog.
+    public func jobHostAlive() async throws -> Bool {
+        try await !store.liveHosts(withinMs: 5_000).isEmpty
+    }
+}

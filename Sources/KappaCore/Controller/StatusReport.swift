@@ -1,0 +1,106 @@
+/// `kappactl status`: per job the serving version, per version its state, lag, rate, ETA, error.
+public struct StatusReport: Sendable, Codable, Equatable {
+    public struct Job: Sendable, Codable, Equatable {
+        public var name: String
+        public var view: String
+        public var topic: String
+        public var serving: Int?
+        public var versions: [Version]
+    }
+
+    public struct Version: Sendable, Codable, Equatable {
+        public var version: Int
+        public var state: VersionState
+        /// Records not yet processed (running and pending versions).
+        public var lag: Int64?
+        /// Records processed so far (sum of next offsets).
+        public var processed: Int64?
+        /// Records in the log (sum of end offsets).
+        public var total: Int64?
+        public var rate: Double?
+        public var etaSeconds: Double?
+        public var verdict: LagVerdict?
+        public var error: String?
+        /// When the version entered its state (ms since the epoch).
+        public var since: Int64
+    }
+
+    public var jobs: [Job]
+    /// JobHosts alive on this catalog.
+    public var hosts: [String]
+}
+
+extension Operator {
+    /// Builds the status of one job or all, from offsets and the lag samples in the catalog.
+    public func status(job name: String? = nil) async throws -> StatusReport {
+        var jobs = try await store.jobs()
+        if let name {
+            jobs = jobs.filter { $0.name == name }
+            if jobs.isEmpty { throw CatalogError(.jobNotFound, "job \"\(name)\" does not exist") }
+        }
+        var out: [StatusReport.Job] = []
+        let now = currentTimeMillis()
+        for job in jobs {
+            let versions = try await store.versions(job: job.name)
+            var ends: [String: [Int64]] = [:]
+            var views: [StatusReport.Version] = []
+            for v in versions {
+                var view = StatusReport.Version(version: v.version, state: v.state, error: v.error, since: v.updatedAt)
+                if v.state.isRunning || v.state == .pending {
+                    let topic = v.spec.source.topic
+                    if ends[topic] == nil { ends[topic] = try await log.offsets(topic: topic).map(\.end) }
+                    let current = LagSample(at: now, ends: ends[topic]!, nexts: try await store.nextOffsets(job: job.name, version: v.version))
+                    let samples = try await store.lagSamples(job: job.name, version: v.version, limit: 30) + [current]
+                    let estimate = LagMath.estimate(samples, maxLag: v.spec.catchUp.maxLag, holdForMs: v.spec.catchUp.holdForMs)
+                    view.lag = current.totalLag
+                    view.processed = current.totalNext
+                    view.total = current.totalEnd
+                    view.rate = estimate.rate
+                    view.etaSeconds = estimate.etaSeconds
+                    view.verdict = estimate.verdict
+                }
+                views.append(view)
+            }
+            out.append(.init(name: job.name, view: job.view, topic: job.topic,
+                             serving: versions.first { $0.state == .serving }?.version, versions: views))
+        }
+        return StatusReport(jobs: out, hosts: try await store.liveHosts(withinMs: 5_000))
+    }
+
+    /// Per-partition lag of a version (default: the serving one, else the newest), with the age
+    /// of the oldest unprocessed record of each lagging partition.
+    public func lag(job: String, version: Int?) async throws -> LagReport {
+        let versions = try await self.versions(job: job)
+        let chosen: VersionRecord
+        if let version {
+            guard let v = versions.first(where: { $0.version == version }) else {
+                throw CatalogError(.versionNotFound, "job \"\(job)\" has no version \(version)")
+            }
+            chosen = v
+        } else {
+            chosen = versions.first { $0.state == .serving } ?? versions.last!
+        }
+        let topic = chosen.spec.source.topic
+        let ends = try await log.offsets(topic: topic).map(\.end)
+        let nexts = try await store.nextOffsets(job: job, version: chosen.version)
+        let now = currentTimeMillis()
+        var partitions = LagMath.partitions(ends: ends, nexts: nexts)
+        for i in partitions.indices where partitions[i].lag > 0 {
+            let first = try? await log.read(topic: topic, partition: i, from: partitions[i].next, maxRecords: 1, maxBytes: 64 << 10)
+            partitions[i].timeLagMs = first?.first.map { max(0, now - $0.timestamp) }
+        }
+        let current = LagSample(at: now, ends: ends, nexts: nexts)
+        let samples = try await store.lagSamples(job: job, version: chosen.version, limit: 30) + [current]
+        return LagReport(job: job, version: chosen.version, state: chosen.state, partitions: partitions,
+                         estimate: LagMath.estimate(samples, maxLag: chosen.spec.catchUp.maxLag, holdForMs: chosen.spec.catchUp.holdForMs))
+    }
+}
+
+/// `kappactl lag`: a version's lag per partition, and in total.
+public struct LagReport: Sendable, Codable, Equatable {
+    public var job: String
+    public var version: Int
+    public var state: VersionState
+    public var partitions: [PartitionLag]
+    public var estimate: LagEstimate
+}

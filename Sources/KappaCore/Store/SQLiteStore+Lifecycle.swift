@@ -1,0 +1,105 @@
+import CSQLite
+
+extension SQLiteStore {
+    /// Applies the catalog actions of one lifecycle decision in one transaction: either all of
+    /// them (states, history, the view) or none.
+    /// - Throws: `CatalogError` (`.stateConflict` when a version moved meanwhile,
+    ///   `.checkFailed` when a promotion check does not hold).
+    public func apply(job: String, actions: [CatalogAction], actor: String) async throws {
+        try await write { w in
+            try w.db.transaction("\(job): apply") {
+                for action in actions { try w.apply(action, job: job, actor: actor) }
+            }
+        }
+    }
+
+    /// Records a lag sample (keeping the newest `keep` per version).
+    public func recordLag(job: String, version: Int, sample: LagSample, keep: Int = 300) async throws {
+        try await write { w in
+            let key: [SQLValue] = [.text(job), .integer(Int64(version))]
+            try w.db.run("INSERT OR REPLACE INTO kappa_lag_samples (job, version, at, ends, nexts) VALUES (?, ?, ?, ?, ?)",
+                         key + [.integer(sample.at), .text(sample.ends.map(String.init).joined(separator: ",")),
+                                .text(sample.nexts.map(String.init).joined(separator: ","))], name: "record lag")
+            try w.db.run("DELETE FROM kappa_lag_samples WHERE job = ? AND version = ? AND at < (SELECT at FROM kappa_lag_samples WHERE job = ? AND version = ? ORDER BY at DESC LIMIT 1 OFFSET ?)",
+                         key + key + [.integer(Int64(keep - 1))], name: "trim lag")
+        }
+    }
+
+    /// The newest lag samples of a version, oldest first.
+    public func lagSamples(job: String, version: Int, limit: Int = 60) async throws -> [LagSample] {
+        try await write { w in
+            try w.db.query("SELECT at, ends, nexts FROM kappa_lag_samples WHERE job = ? AND version = ? ORDER BY at DESC LIMIT ?",
+                           [.text(job), .integer(Int64(version)), .integer(Int64(limit))], name: "read lag").reversed().map { row in
+                let numbers = { (v: SQLValue) in v.string.split(separator: ",").compactMap { Int64($0) } }
+                return LagSample(at: row[0].int, ends: numbers(row[1]), nexts: numbers(row[2]))
+            }
+        }
+    }
+
+    /// Records that a host is alive.
+    public func heartbeat(owner: String, pid: Int32, startedAt: Int64) async throws {
+        try await write { w in
+            try w.db.run("INSERT INTO kappa_hosts (owner, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?) ON CONFLICT(owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, pid = excluded.pid",
+                         [.text(owner), .integer(Int64(pid)), .integer(startedAt), .integer(currentTimeMillis())], name: "heartbeat")
+        }
+    }
+
+    /// Hosts whose heartbeat is newer than `withinMs`.
+    public func liveHosts(withinMs: Int64 = 5_000) async throws -> [String] {
+        try await write { w in
+            try w.db.query("SELECT owner FROM kappa_hosts WHERE heartbeat_at >= ? ORDER BY owner",
+                           [.integer(currentTimeMillis() - withinMs)], name: "live hosts").map { $0[0].string }
+        }
+    }
+
+    /// Removes a host's heartbeat (on a clean shutdown).
+    public func removeHost(owner: String) async throws {
+        try await write { w in _ = try w.db.run("DELETE FROM kappa_hosts WHERE owner = ?", [.text(owner)], name: "remove host") }
+    }
+}
+
+extension SQLiteWriter {
+    func apply(_ action: CatalogAction, job: String, actor: String) throws {
+        switch action {
+        case .transition(let version, let from, let to, let reason, let error):
+            try transition(job: job, version: version, from: from, to: to, reason: reason, actor: actor, error: error)
+        case .pointView(let version):
+            try pointView(job: job, to: version)
+        case .dropTables(let version):
+            try dropVersion(job: job, version: version)
+        case .checkPromotion(let old, let new):
+            try checkPromotion(job: job, old: old, new: new)
+        }
+    }
+
+    /// Evaluates the new version's `promote.checks`, each a SQL expression over `old` and `new`
+    /// (the two versions' tables), under an authorizer that lets them read only those tables.
+    func checkPromotion(job: String, old: Int, new: Int) throws {
+        guard let version = try versions(job: job).first(where: { $0.version == new }) else {
+            throw CatalogError(.versionNotFound, "job \"\(job)\" has no version \(new)")
+        }
+        let view = version.spec.output.table
+        let oldTable = "\(view)__v\(old)", newTable = "\(view)__v\(new)"
+        db.setAuthorizer { request in
+            switch request.action {
+            case SQLITE_SELECT, SQLITE_FUNCTION, SQLITE_RECURSIVE: return nil
+            case SQLITE_READ where [oldTable.lowercased(), newTable.lowercased(), ""].contains(request.first?.lowercased() ?? ""): return nil
+            default: return "a promotion check may only read old and new"
+            }
+        }
+        defer { db.setAuthorizer(nil) }
+        for check in version.spec.promote.checks {
+            var sql = SQLText.replacingTable("old", with: SQLText.quote(oldTable), in: check)
+            sql = SQLText.replacingTable("new", with: SQLText.quote(newTable), in: sql)
+            let result: [[SQLValue]]
+            do {
+                result = try db.query("SELECT CASE WHEN (\(sql)) THEN 1 ELSE 0 END", name: "promote check")
+            } catch let error as SQLiteError {
+                throw CatalogError(.checkFailed, "promotion refused: the check \(check) cannot run: \(db.takeDenial() ?? error.message)")
+            }
+            guard result.first?.first == .integer(1) else {
+                throw CatalogError(.checkFailed, "promotion refused: the check \(check) does not hold (old = version \(old), new = version \(new)); --force overrides")
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+import Foundation
+import KappaCore
+
+/// deploy, status, lag, promote, rollback, retire, history, query: thin fronts over `Operator`.
+enum JobCommands {
+    static func makeOperator(_ args: ParsedArguments) throws -> (Operator, StateDirectory) {
+        let state = try GlobalOptions.stateDirectory(args)
+        let op = Operator(log: try SegmentLog(state: state), store: try SQLiteStore(state: state),
+                          actor: "kappactl@\(ProcessInfo.processInfo.hostName)")
+        return (op, state)
+    }
+
+    static let all = [deploy, status, lag, promote, rollback, retire, history, query]
+
+    static let deploy = Command(
+        "deploy", abstract: "Register a new version of a job from its manifest; JobHost replays it from offset 0.",
+        discussion: """
+            The version must be above every earlier version of the job. Before a replay from offset 0
+            the log must still hold offset 0 of every partition; if retention deleted it the deploy
+            is refused (exit 4) unless --allow-partial, which is recorded in the history.
+            With --wait, shows progress until the version has caught up (and serves, when it is the
+            job's first version or promotes automatically); exit 5 on --timeout.
+            """,
+        options: [
+            .value("file", short: "f", "MANIFEST", help: "The manifest (JSON).", required: true),
+            .flag("wait", help: "Wait until caught up (and serving if it promotes automatically)."),
+            .value("timeout", "DURATION", help: "With --wait: give up after this long (exit 5)."),
+            .flag("allow-partial", help: "Replay from the earliest retained offsets if retention deleted offset 0."),
+            GlobalOptions.output,
+        ],
+        run: runDeploy)
+
+    static func runDeploy(_ args: ParsedArguments) async throws {
+        let json = try GlobalOptions.json(args)
+        let timeout = try args.duration("timeout")
+        if timeout != nil && !args.flag("wait") { throw args.usageError("--timeout goes with --wait") }
+        let (op, state) = try makeOperator(args)
+        let record = try await op.deploy(manifestPath: args.string("file")!, allowPartial: args.flag("allow-partial"))
+        let spec = record.spec
+        if !json {
+            Console.out("registered \(spec.job) version \(spec.version) (pending): replays topic \"\(spec.source.topic)\" into \(spec.versionTable)")
+        }
+        if try await !op.jobHostAlive() {
+            Console.error("note: no JobHost is running on \(state.path); start one (JobHost --state \(state.path)) to replay")
+        }
+        var final = record.state
+        if args.flag("wait") {
+            let tty = Console.stderrIsTerminal
+            let lastLine = LastPrint()
+            final = try await op.wait(job: spec.job, version: spec.version, timeoutMs: timeout) { v in
+                let line = Render.progress(v)
+                if tty { Console.error("\r" + line, terminator: "") } else if lastLine.due() { Console.error(line) }
+            }
+            if tty { Console.error("") }
+            if !json { Console.out("\(spec.job) version \(spec.version) is \(final.rawValue)") }
+        }
+        if json {
+            Console.out("{\"job\":\(JSONScanner.quote(spec.job)),\"version\":\(spec.version),\"state\":\"\(final.rawValue)\",\"table\":\(JSONScanner.quote(spec.versionTable))}")
+        }
+    }
+
+    static let status = Command(
+        "status", abstract: "Show jobs: the serving version, and per version its state, lag, rate, ETA and error.",
+        options: [GlobalOptions.output],
+        arguments: [Argument("job", help: "Only this job.", optional: true)],
+        run: runStatus)
+
+    static func runStatus(_ args: ParsedArguments) async throws {
+        let (op, state) = try makeOperator(args)
+        let report = try await op.status(job: args.argument("job"))
+        if try GlobalOptions.json(args) {
+            Console.out(try jsonText(report))
+            return
+        }
+        if report.jobs.isEmpty { Console.out("no jobs; deploy one with: kappactl deploy -f MANIFEST") }
+        for job in report.jobs {
+            Console.out("job \(job.name): view \(job.view) on topic \(job.topic), serving \(job.serving.map { "version \($0)" } ?? "nothing yet")")
+            var table = TextTable(["VERSION", "STATE", "LAG", "RATE/S", "ETA", "SINCE", "ERROR"])
+            for v in job.versions {
+                table.add(["\(v.version)", v.state.rawValue, v.lag.map { Render.grouped($0) } ?? "-",
+                           v.rate.map { Render.grouped(Int64($0.rounded())) } ?? "-", v.etaSeconds.map { Render.seconds($0) } ?? "-",
+                           Render.time(v.since), v.error ?? ""])
+            }
+            Console.out(table.render().split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        }
+        Console.out(report.hosts.isEmpty ? "no JobHost is running on \(state.path)" : "JobHost: \(report.hosts.joined(separator: ", "))")
+    }
+
+    static let lag = Command(
+        "lag", abstract: "Show a version's lag per partition: end offset, next offset, lag, time lag.",
+        options: [
+            .value("version", "N", help: "The version (default: the serving one, else the newest)."),
+            .flag("watch", short: "w", help: "Redraw every second until Ctrl-C."),
+            GlobalOptions.output,
+        ],
+        arguments: [Argument("job", help: "The job.")],
+        run: runLag)
+
+    static func runLag(_ args: ParsedArguments) async throws {
+        let json = try GlobalOptions.json(args)
+        let version = try args.int("version", in: 1...Int64(Int32.max)).map(Int.init)
+        let (op, _) = try makeOperator(args)
+        repeat {
+            let report = try await op.lag(job: args.argument("job")!, version: version)
+            if json {
+                Console.out(try jsonText(report))
+            } else {
+                var table = TextTable(["PARTITION", "END", "NEXT", "LAG", "TIME LAG"])
+                for p in report.partitions {
+                    table.add(["\(p.partition)", "\(p.end)", "\(p.next)", "\(p.lag)", p.timeLagMs.map { Render.seconds(Double($0) / 1000) } ?? "-"])
+                }
+                let e = report.estimate
+                let text = "job \(report.job) version \(report.version) (\(report.state.rawValue))\n" + table.render()
+                    + "total lag \(Render.grouped(e.totalLag)), rate \(e.rate.map { Render.grouped(Int64($0.rounded())) + "/s" } ?? "-"), "
+                    + "ETA \(e.etaSeconds.map { Render.seconds($0) } ?? "-"), \(e.verdict.rawValue)"
+                Console.out(args.flag("watch") && Console.stdoutIsTerminal ? "\u{1B}[H\u{1B}[2J" + text : text)
+            }
+            if args.flag("watch") { try await Task.sleep(for: .seconds(1)) }
+        } while args.flag("watch")
+    }
+
+    static let promote = Command(
+        "promote", abstract: "Switch readers to a version in one transaction; the serving one becomes standby.",
+        discussion: "Refused (exit 4) when the version has not caught up, or a promote check fails, unless --force (recorded).",
+        options: [
+            .value("version", "N", help: "The version (default: the newest caught-up or standby version)."),
+            .flag("force", help: "Promote even if not caught up, and skip the manifest's checks."),
+        ],
+        arguments: [Argument("job", help: "The job.")],
+        run: runPromote)
+
+    static func runPromote(_ args: ParsedArguments) async throws {
+        let (op, _) = try makeOperator(args)
+        let job = args.argument("job")!
+        let before = try await op.versions(job: job).first { $0.state == .serving }?.version
+        let v = try await op.promote(job: job, version: try args.int("version", in: 1...Int64(Int32.max)).map(Int.init), force: args.flag("force"))
+        Console.out("\(job): version \(v) serves now" + (before.map { " (version \($0) is standby)" } ?? ""))
+    }
+
+    static let rollback = Command(
+        "rollback", abstract: "Switch readers back to the most recent standby version (instant: it kept running).",
+        arguments: [Argument("job", help: "The job.")],
+        run: runRollback)
+
+    static func runRollback(_ args: ParsedArguments) async throws {
+        let (op, _) = try makeOperator(args)
+        let job = args.argument("job")!
+        let (from, to) = try await op.rollback(job: job)
+        Console.out("\(job): rolled back: version \(to) serves now (version \(from) is standby)")
+    }
+
+    static let retire = Command(
+        "retire", abstract: "Stop a version and drop its tables (not the serving one).",
+        options: [.value("version", "N", help: "The version to retire.", required: true)],
+        arguments: [Argument("job", help: "The job.")],
+        run: runRetire)
+
+    static func runRetire(_ args: ParsedArguments) async throws {
+        let (op, _) = try makeOperator(args)
+        let job = args.argument("job")!
+        let version = Int(try args.int("version", in: 1...Int64(Int32.max))!)
+        try await op.retire(job: job, version: version)
+        Console.out("\(job): version \(version) retired; its tables were dropped")
+    }
+
+    static let history = Command(
+        "history", abstract: "Every state transition of a job's versions: time, version, from, to, reason, who.",
+        options: [GlobalOptions.output],
+        arguments: [Argument("job", help: "The job.")],
+        run: runHistory)
+
+    static func runHistory(_ args: ParsedArguments) async throws {
+        let (op, _) = try makeOperator(args)
+        let job = args.argument("job")!
+        _ = try await op.versions(job: job)
+        let entries = try await op.store.history(job: job)
+        if try GlobalOptions.json(args) {
+            Console.out(try jsonText(["history": entries]))
+            return
+        }
+        var table = TextTable(["TIME (UTC)", "VERSION", "FROM", "TO", "REASON", "BY"])
+        for e in entries {
+            table.add([Render.time(e.at), "\(e.version)", e.from?.rawValue ?? "-", e.to.rawValue, e.reason, e.actor])
+        }
+        Console.out(table.render(), terminator: "")
+    }
+
+    static let query = Command(
+        "query", abstract: "Read the job's serving view, or run a read-only SQL query.",
+        options: [GlobalOptions.output],
+        arguments: [Argument("job", help: "The job."), Argument("sql", help: "SQL to run (default: every row of the view).", optional: true)],
+        run: runQuery)
+
+    static func runQuery(_ args: ParsedArguments) async throws {
+        let (op, _) = try makeOperator(args)
+        let result = try await op.query(job: args.argument("job")!, sql: args.argument("sql"))
+        if try GlobalOptions.json(args) {
+            let rows = result.rows.map { row in "{" + zip(result.columns, row).map { "\(JSONScanner.quote($0)):\($1.json)" }.joined(separator: ",") + "}" }
+            Console.out("{\"columns\":[" + result.columns.map(JSONScanner.quote).joined(separator: ",") + "],\"rows\":[" + rows.joined(separator: ",") + "]}")
+            return
+        }
+        var table = TextTable(result.columns.map { $0.uppercased() })
+        for row in result.rows { table.add(row.map(\.display)) }
+        Console.out(table.render(), terminator: "")
+        Console.out("(\(result.rows.count) row\(result.rows.count == 1 ? "" : "s"))")
+    }
+}
+
+/// Rate-limits progress lines when stderr is not a terminal.
+final class LastPrint: @unchecked Sendable {  // used from one task at a time
+    private var last: Int64 = 0
+    func due() -> Bool {
+        let now = currentTimeMillis()
+        if now - last >= 2_000 { last = now; return true }
+        return false
+    }
+}
