@@ -21,9 +21,13 @@ let root = Command(
         let format = EventLogger.Format(rawValue: try args.choice("log-format", ["text", "json"], default: "text"))!
         let service = JobHostService(configuration: configuration, logger: EventLogger(format: format))
         let running = Task { try await service.run() }
-        let signal = await signals.wait()
-        EventLogger(format: format).log(.info, "shutting down", ["signal": signal])
-        running.cancel()
+        let watcher = Task {
+            let signal = await signals.wait()
+            EventLogger(format: format).log(.info, "shutting down", ["signal": signal])
+            running.cancel()
+        }
+        defer { watcher.cancel() }
+        // Ends when the service does: after a signal, or at once if it cannot start.
         try await running.value
     })
 

@@ -6,7 +6,7 @@ enum JobCommands {
     static func makeOperator(_ args: ParsedArguments) throws -> (Operator, StateDirectory) {
         let state = try GlobalOptions.stateDirectory(args)
         let op = Operator(log: try SegmentLog(state: state), store: try SQLiteStore(state: state),
-                          actor: "kappactl@\(ProcessInfo.processInfo.hostName)")
+                          actor: "kappactl@\(JobHostService.hostname())")
         return (op, state)
     }
 

@@ -34,7 +34,7 @@ import Testing
         }
         try await writer.value
         let result = producer.finish()
-        #expect(result.status == 0)
+        #expect(result.status == 0, "producer said: \(result.stderr)")
         #expect(offset == Int64(total))
         #expect(sawWriterMidway)  // the reader really overlapped the writer
         #expect(try await log.describe(topic: "t")[0].segments > 10)

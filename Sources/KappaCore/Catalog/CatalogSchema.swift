@@ -72,20 +72,34 @@ enum CatalogSchema {
 
     static var currentVersion: Int { migrations.count }
 
-    /// Applies the migrations this database lacks, each in its own transaction.
+    /// Applies the migrations this database lacks, each in its own transaction. The version is
+    /// read again under the write lock, so processes opening a new catalog at once (kappactl
+    /// and JobHost) never apply a migration twice.
     /// - Throws: `CatalogError.newerSchema` for a catalog from a newer Kappa.
     static func migrate(_ db: SQLiteConnection) throws {
-        let applied = Int(try db.query("PRAGMA user_version", name: "catalog: schema version").first.flatMap { row -> Int64? in
-            if case .integer(let v) = row[0] { return v } else { return nil }
-        } ?? 0)
-        if applied > currentVersion {
-            throw CatalogError(.newerSchema, "\(db.path) holds a catalog of schema \(applied), written by a newer Kappa (this release knows up to \(currentVersion)); upgrade kappactl and JobHost")
+        func applied() throws -> Int {
+            Int(try db.query("PRAGMA user_version", name: "catalog: schema version").first.flatMap { row -> Int64? in
+                if case .integer(let v) = row[0] { return v } else { return nil }
+            } ?? 0)
         }
-        for n in applied..<currentVersion {
-            try db.transaction("catalog: migration \(n + 1)") {
-                try db.execute(migrations[n], name: "catalog: migration \(n + 1)")
-                try db.execute("PRAGMA user_version = \(n + 1)", name: "catalog: migration \(n + 1)")
+        func refuseNewer(_ version: Int) throws {
+            if version > currentVersion {
+                throw CatalogError(.newerSchema, "\(db.path) holds a catalog of schema \(version), written by a newer Kappa (this release knows up to \(currentVersion)); upgrade kappactl and JobHost")
             }
+        }
+        let seen = try applied()
+        try refuseNewer(seen)
+        guard seen < currentVersion else { return }
+        while true {
+            let done = try db.transaction("catalog: migration") { () -> Bool in
+                let version = try applied()
+                try refuseNewer(version)
+                guard version < currentVersion else { return true }
+                try db.execute(migrations[version], name: "catalog: migration \(version + 1)")
+                try db.execute("PRAGMA user_version = \(version + 1)", name: "catalog: migration \(version + 1)")
+                return false
+            }
+            if done { return }
         }
     }
 }

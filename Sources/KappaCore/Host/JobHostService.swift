@@ -61,7 +61,8 @@ public struct JobHostService: Sendable {
         logger.log(.info, "stopped")
     }
 
-    static func hostname() -> String {
+    /// The machine's name, from `gethostname` (never a DNS lookup, which can hang offline).
+    public static func hostname() -> String {
         var buffer = [CChar](repeating: 0, count: 256)
         gethostname(&buffer, buffer.count)
         return String(cString: buffer)

@@ -33,7 +33,13 @@ public struct VersionRunner: Sendable {
                 let end: Int64? = mode == .untilEnd ? ends[p] : nil
                 group.addTask { try await worker(partition: p, from: offsets[p], until: end, mode: mode) }
             }
-            try await group.waitForAll()
+            // The first failure stops every worker (waitForAll would let the others run on).
+            do {
+                while try await group.next() != nil {}
+            } catch {
+                group.cancelAll()
+                throw error
+            }
         }
     }
 

@@ -48,7 +48,7 @@ import Testing
         // Fail at a random batch, once after the job's SQL and once between the offset update
         // and the commit; resume each time.
         for point in ["after job", "before commit"] {
-            let failAt = Int.random(in: 3...30)
+            let failAt = Int.random(in: 3...20)
             let calls = Mutex(0)
             await f.store.setFaultHook { name in
                 guard name == point else { return }
