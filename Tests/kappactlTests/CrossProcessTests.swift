@@ -120,3 +120,42 @@ import Testing
         #expect(result.stderr.contains("info shutting down signal=SIGTERM"))
     }
 }
+
+/// The reader view switching while `kappactl query` reads it from other processes.
+@Suite struct ViewSwitchAcrossProcessesTests {
+    @Test func readersInOtherProcessesSeeOneWholeVersion() async throws {
+        let box = try Sandbox()
+        try box.kappactl(["topic", "create", "bpi", "-p", "2"])
+        try box.kappactl(["produce", "bpi"], stdin: WorkflowTests.feedLines(seed: 8, startMinute: 28_000_000, seconds: 600))
+        let state = try StateDirectory(path: box.state)
+        let log = try SegmentLog(state: state)
+        let store = try SQLiteStore(state: state)
+        for (version, text) in [(1, StoreFixtureText.exact(batch: 500)),
+                                (2, StoreFixtureText.exact(batch: 500).replacingOccurrences(of: "\"version\": 1", with: "\"version\": 2")
+                                    .replacingOccurrences(of: "count(*), sum", with: "3 * count(*), sum"))] {
+            let spec = try ManifestParser.parse(text)
+            _ = try await store.registerVersion(spec, manifest: text, startOffsets: [0, 0], actor: "test", reason: "test")
+            try await store.transition(job: "t", version: version, from: .pending, to: .replaying, reason: "test", actor: "test", error: nil)
+            try await VersionRunner(log: log, store: store, job: StreamJobs.make(spec)).run(.untilEnd)
+        }
+        try await store.switchView(job: "t", to: 1)
+        let totals = { (table: String) in try await store.query("SELECT count(*) || '/' || sum(samples) || '/' || sum(cents) FROM \(table)").rows[0][0].display }
+        let one = try await totals("ticks__v1"), two = try await totals("ticks__v2")
+        #expect(one != two)
+        let script = "for i in $(seq 40); do \(Executables.kappactl) --state \(box.state) query t \"SELECT count(*) || '/' || sum(samples) || '/' || sum(cents) FROM ticks\" || echo FAILED; done"
+        let readers = try (0..<2).map { _ in try box.start("/bin/sh", ["-c", script]) }
+        var switches = 0
+        while readers.contains(where: { $0.process.isRunning }) {
+            try await store.switchView(job: "t", to: switches % 2 == 0 ? 2 : 1)
+            switches += 1
+        }
+        for reader in readers {
+            let result = reader.finish()
+            let values = result.lines.map { $0.trimmingCharacters(in: .whitespaces) }.filter { $0.first?.isNumber == true }
+            #expect(!result.stdout.contains("FAILED"), "\(result.stderr)")
+            #expect(values.count == 40)
+            #expect(values.allSatisfy { $0 == one || $0 == two }, "\(Set(values))")
+        }
+        #expect(switches > 10)
+    }
+}

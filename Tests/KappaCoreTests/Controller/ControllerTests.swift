@@ -1,0 +1,76 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import KappaCore
+
+/// The controller in this process over a real log and store: automatic promotion, promote
+/// checks, retire.after, and a failing version beside a serving one.
+@Suite struct ControllerTests {
+    static func manifest(version: Int, promote: String = "\"manual\"", retireAfter: String? = nil, onBadRecord: String = "fail", sqlExtra: String = "") -> String {
+        """
+        {"job": "t", "version": \(version), "source": {"topic": "bpi"},
+         "output": {"table": "ticks", "columns": {"currency": "TEXT", "n": "INTEGER"}, "primaryKey": ["currency"]},
+         "transform": {"sql": "INSERT INTO output(currency, n) SELECT value->>'currency'\(sqlExtra), count(*) FROM batch WHERE true GROUP BY 1 ON CONFLICT(currency) DO UPDATE SET n = output.n + excluded.n"},
+         "batch": 500, "catchUp": {"maxLag": 0, "holdFor": "200ms"}, "promote": \(promote), "onBadRecord": "\(onBadRecord)"
+         \(retireAfter.map { ", \"retire\": {\"after\": \"\($0)\"}" } ?? "")}
+        """
+    }
+
+    static func waitFor(_ what: String, timeout: Double = 30, _ condition: () async throws -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("timed out waiting until \(what)")
+    }
+
+    @Test func autoPromotionRetireAfterAndAFailingVersion() async throws {
+        let f = try await StoreFixture.make(minutes: 5)
+        let lines = Mutex<[String]>([])
+        let logger = EventLogger(format: .text) { line in lines.withLock { $0.append(line) } }
+        var configuration = Controller.Configuration()
+        configuration.tickMs = 50
+        configuration.recordLagMs = 100
+        let controller = Controller(log: f.log, store: f.store, logger: logger, actor: "test-host", configuration: configuration)
+        let running = Task { await controller.run() }
+        defer { running.cancel() }
+        let op = Operator(log: f.log, store: f.store, actor: "test")
+        let state = { (v: Int) in try await f.store.versions(job: "t").first { $0.version == v }?.state }
+
+        _ = try await op.deploy(spec: ManifestParser.parse(Self.manifest(version: 1, retireAfter: "300ms")),
+                                manifest: Self.manifest(version: 1, retireAfter: "300ms"), allowPartial: false)
+        try await Self.waitFor("v1 serves") { try await state(1) == .serving }
+
+        // v2 promotes itself once caught up, but only if its check holds.
+        let failing = Self.manifest(version: 2, promote: #"{"mode": "auto", "checks": ["(SELECT sum(n) FROM new) > 2 * (SELECT sum(n) FROM old)"]}"#)
+        _ = try await op.deploy(spec: ManifestParser.parse(failing), manifest: failing, allowPartial: false)
+        try await Self.waitFor("v2 caught up") { try await state(2) == .caughtUp }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await state(2) == .caughtUp)
+        #expect(lines.withLock { $0.contains { $0.contains("automatic promotion refused job=t version=2") } })
+
+        let passing = Self.manifest(version: 3, promote: #"{"mode": "auto", "checks": ["(SELECT sum(n) FROM new) = (SELECT sum(n) FROM old)"]}"#)
+        _ = try await op.deploy(spec: ManifestParser.parse(passing), manifest: passing, allowPartial: false)
+        try await Self.waitFor("v3 serves") { try await state(3) == .serving }
+        #expect(try await state(1) == .standby)
+        // v1 was standby for longer than its retire.after: retired, tables dropped.
+        try await Self.waitFor("v1 retired") { try await state(1) == .retired }
+        #expect(try await f.store.query("SELECT count(*) FROM sqlite_master WHERE name LIKE 'ticks__v1%'").rows == [[.integer(0)]])
+
+        // A version that fails (its SQL errs on the records) never touches the serving one.
+        let bad = Self.manifest(version: 4, sqlExtra: " || json_extract(value, '$[')")
+        _ = try await op.deploy(spec: ManifestParser.parse(bad), manifest: bad, allowPartial: false)
+        try await Self.waitFor("v4 failed") { try await state(4) == .failed }
+        let v4 = try await f.store.versions(job: "t").first { $0.version == 4 }!
+        #expect(v4.error?.hasPrefix("job t v4 partition ") == true)
+        #expect(v4.error?.contains("offset 0: bad record: JSON path error near '[' (onBadRecord is \"fail\")") == true, "\(v4.error ?? "")")
+        #expect(try await state(3) == .serving)
+        #expect(try await f.store.query("SELECT sum(n) FROM ticks").rows == [[.integer(900)]])
+
+        let report = try await op.status(job: "t")
+        #expect(report.jobs[0].serving == 3)
+        #expect(report.jobs[0].versions.map(\.state) == [.retired, .caughtUp, .serving, .failed])
+        #expect(report.jobs[0].versions[3].error == v4.error)
+    }
+}
