@@ -5,8 +5,10 @@ enum DemoCommand {
         "demo", abstract: "Run the Bitcoin price pipeline demo on the embedded log.",
         discussion: """
             Produces a synthetic, deterministic Bitcoin Price Index feed (EUR, USD, GBP) into topic
-            "bpi" in a fresh state directory, reads it back from offset 0 and charts it. Needs no
-            network. The directory is removed afterwards unless --keep (or --state) is given.
+            "bpi" in a fresh state directory, then runs the Kappa workflow with the controller in
+            this process: deploy v1, chart, deploy v2 while live ticks arrive, diff, promote,
+            rollback, promote again, retire v1, history. Needs no network. The directory is removed
+            afterwards unless --keep (or --state) is given.
             """,
         options: [
             .value("seed", "N", help: "Seed of the random walk (default 42)."),
@@ -14,6 +16,13 @@ enum DemoCommand {
             .flag("keep", help: "Keep the temporary state directory for inspection."),
         ],
         run: runDemo)
+
+    static func demo(_ state: StateDirectory, seed: UInt64, minutes: Int) -> KappaDemo {
+        let tty = Console.stderrIsTerminal
+        return KappaDemo(state: state, seed: seed, minutes: minutes, narrate: { Console.out($0) }, progress: { line in
+            if tty { Console.error("\r\u{1B}[2K" + line, terminator: "") }
+        })
+    }
 
     static func runDemo(_ args: ParsedArguments) async throws {
         let seed = UInt64(try args.int("seed", in: 0...Int64.max) ?? 42)
@@ -23,11 +32,11 @@ enum DemoCommand {
         let state = try StateDirectory(path: path)
         if explicit == nil && !args.flag("keep") {
             defer { try? FileSystem.removeTree(FileSystem.parentDirectory(path)) }
-            _ = try await LogDemo(state: state, seed: seed, minutes: minutes, narrate: { Console.out($0) }).run()
-            Console.out("Done; the temporary state directory was removed (--keep leaves it).")
+            _ = try await demo(state, seed: seed, minutes: minutes).run()
+            Console.out("The temporary state directory was removed (--keep leaves it).")
         } else {
-            _ = try await LogDemo(state: state, seed: seed, minutes: minutes, narrate: { Console.out($0) }).run()
-            Console.out("Done; state kept in \(path). Try: kappactl --state \(path) consume bpi --limit 3")
+            _ = try await demo(state, seed: seed, minutes: minutes).run()
+            Console.out("State kept in \(path). Try: kappactl --state \(path) status; kappactl --state \(path) query btc")
         }
     }
 }

@@ -10,7 +10,7 @@ enum JobCommands {
         return (op, state)
     }
 
-    static let all = [deploy, status, lag, promote, rollback, retire, history, query]
+    static let all = [deploy, status, lag, promote, rollback, retire, history, query, diff]
 
     static let deploy = Command(
         "deploy", abstract: "Register a new version of a job from its manifest; JobHost replays it from offset 0.",
@@ -213,5 +213,22 @@ final class LastPrint: @unchecked Sendable {  // used from one task at a time
         let now = currentTimeMillis()
         if now - last >= 2_000 { last = now; return true }
         return false
+    }
+}
+
+extension JobCommands {
+    static let diff = Command(
+        "diff", abstract: "Compare two versions: manifest changes, row counts, and rows only in one or changed.",
+        options: [GlobalOptions.output],
+        arguments: [Argument("job", help: "The job."), Argument("a", help: "A version."), Argument("b", help: "Another version.")],
+        run: runDiff)
+
+    static func runDiff(_ args: ParsedArguments) async throws {
+        guard let a = Int(args.argument("a")!), let b = Int(args.argument("b")!) else {
+            throw args.usageError("versions are whole numbers")
+        }
+        let (op, _) = try makeOperator(args)
+        let diff = try await op.diff(job: args.argument("job")!, a, b)
+        Console.out(try GlobalOptions.json(args) ? try jsonText(diff) : diff.text)
     }
 }

@@ -64,6 +64,14 @@ import Testing
         #expect(report.jobs[0].serving == 1)
         #expect(report.hosts.count == 1)
 
+        let diff = try box.kappactl(["diff", "btc", "1", "2", "--output", "json"])
+        let compared = try JSONDecoder().decode(VersionDiff.self, from: Data(diff.stdout.utf8))
+        #expect(compared.rowsA == compared.rowsB)
+        #expect(compared.rows?.onlyInA == 0 && compared.rows?.onlyInB == 0 && compared.rows?.changed == 0)
+        #expect(compared.rows?.compared == ["samples"])
+        #expect(compared.manifest.contains("column open REAL added"))
+        #expect(try box.kappactl(["diff", "btc", "1", "9"]).status == 3)
+
         let promoted = try box.kappactl(["promote", "btc"])
         #expect(promoted.stdout == "btc: version 2 serves now (version 1 is standby)\n")
         let candles = try box.kappactl(["query", "btc", "--output", "json"])

@@ -14,28 +14,57 @@ import Testing
         #expect(a.prefix(3).map(\.currency) == ["EUR", "USD", "GBP"])
         #expect(a.last.map(\.ts) == Int64(1_599_000))
         for tick in a { #expect(tick.rate > 10_000 && tick.rate < 500_000) }
-        let eur = a.filter { $0.currency == "EUR" }.map(\.rate)
-        #expect(Set(eur).count > 500)  // it moves
+        #expect(Set(a.filter { $0.currency == "EUR" }.map(\.rate)).count > 500)  // it moves
     }
 
-    @Test func demoReadsBackExactlyWhatItProduced() async throws {
+    @Test func builtInManifestsAreTheShippedFiles() throws {
+        let root = #filePath.components(separatedBy: "/Tests/")[0]
+        #expect(DemoManifests.v1 + "\n" == String(decoding: try FileSystem.readAll(root + "/Manifests/btc-v1.json"), as: UTF8.self))
+        #expect(DemoManifests.v2 + "\n" == String(decoding: try FileSystem.readAll(root + "/Manifests/btc-v2.json"), as: UTF8.self))
+    }
+
+    @Test func demoRunsTheWorkflowAndItsTableMatchesTheLog() async throws {
         let dir = try TempDirectory()
         let state = try StateDirectory(path: dir.path + "/state")
         let lines = Mutex<[String]>([])
-        let result = try await LogDemo(state: state, seed: 3, minutes: 5, narrate: { line in lines.withLock { $0.append(line) } }).run()
-        #expect(result.records == 900)
-        #expect(result.partitions.reduce(0) { $0 + Int($1.end) } == 900)
-        // The per-minute means equal those computed directly from the feed.
-        let start = result.partitions.isEmpty ? 0 : try await SegmentLog(state: state).read(topic: "bpi", partition: 0, from: 0, maxRecords: 1, maxBytes: 1024).first!.timestamp
-        let ticks = BPIFeed(seed: 3, start: start).ticks(seconds: 300)
-        for currency in BPIFeed.currencies {
-            var byMinute: [Int64: [Double]] = [:]
-            for t in ticks where t.currency == currency { byMinute[t.ts / 60_000, default: []].append((t.rate * 100).rounded() / 100) }
-            let expected = byMinute.keys.sorted().map { byMinute[$0]!.reduce(0, +) / Double(byMinute[$0]!.count) }
-            let got = result.minuteMeans[currency]!
-            #expect(got.count == expected.count)
-            for (g, e) in zip(got, expected) { #expect(abs(g - e) < 1e-6) }
+        var demo = KappaDemo(state: state, seed: 3, minutes: 4, narrate: { line in lines.withLock { $0.append(line) } }, progress: { _ in })
+        demo.liveRate = 50
+        let result = try await demo.run()
+        #expect(result.historyTicks == 720)
+        #expect(result.history.map { "v\($0.version) \($0.from?.rawValue ?? "-")>\($0.to.rawValue)" } == [
+            "v1 ->pending", "v1 pending>replaying", "v1 replaying>caughtUp", "v1 caughtUp>serving",
+            "v2 ->pending", "v2 pending>replaying", "v2 replaying>caughtUp",
+            "v1 serving>standby", "v2 caughtUp>serving", "v2 serving>standby", "v1 standby>serving",
+            "v1 serving>standby", "v2 standby>serving", "v1 standby>retired",
+        ])
+
+        // v2's candles equal those computed here from every record in the log, in offset order.
+        let log = try SegmentLog(state: state)
+        var candles: [String: (n: Int64, open: Double, high: Double, low: Double, close: Double)] = [:]
+        for p in 0..<3 {
+            for record in try await readAll(log, "bpi", p) {
+                let o = try JSONSerialization.jsonObject(with: Data(record.value)) as! [String: Any]
+                let rate = (o["rate"] as! NSNumber).doubleValue
+                let key = "\(o["currency"]!)|\((o["ts"] as! NSNumber).int64Value / 60_000)"
+                if let c = candles[key] {
+                    candles[key] = (c.n + 1, c.open, max(c.high, rate), min(c.low, rate), rate)
+                } else {
+                    candles[key] = (1, rate, rate, rate, rate)
+                }
+            }
         }
-        #expect(lines.withLock { $0.contains { $0.hasPrefix("   EUR  ") } })
+        let rows = try await SQLiteStore(state: state).query("SELECT currency, minute, samples, open, high, low, close FROM btc_prices").rows
+        #expect(rows.count == candles.count)
+        #expect(candles.values.reduce(0) { $0 + $1.n } == Int64(720 + result.liveTicks))
+        for row in rows {
+            let c = candles["\(row[0].display)|\(row[1].display)"]
+            #expect(c != nil)
+            guard let c else { continue }
+            #expect(row[2...] == [.integer(c.n), .real(c.open), .real(c.high), .real(c.low), .real(c.close)][...])
+        }
+        let text = lines.withLock { $0.joined(separator: "\n") }
+        #expect(text.contains("\n   manifest: column avg_rate removed; column open REAL added; column high REAL added; column low REAL added; column close REAL added; transform changed; promote changed\n"))
+        #expect(text.contains("\n   by key (currency, minute): "))
+        #expect(try await SQLiteStore(state: state).query("SELECT count(*) FROM sqlite_master WHERE name LIKE 'btc_prices__v1%'").rows == [[.integer(0)]])
     }
 }
