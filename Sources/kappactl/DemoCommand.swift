@@ -15,7 +15,46 @@ enum DemoCommand {
             .value("minutes", "N", help: "Minutes of history at one tick per second per currency (default 180)."),
             .flag("keep", help: "Keep the temporary state directory for inspection."),
         ],
+        subcommands: [produce],
         run: runDemo)
+
+    static let produce = Command(
+        "produce", abstract: "Produce the BPI feed into topic bpi of the state directory (created if missing).",
+        discussion: """
+            Appends --minutes of history ending now (default 180, or 0 with --rate), then with --rate
+            keeps appending live ticks, N a second per currency, until Ctrl-C.
+            """,
+        options: [
+            .value("minutes", "N", help: "Minutes of history (one tick per second per currency)."),
+            .value("rate", "N", help: "Live ticks per second per currency, until Ctrl-C."),
+            .value("seed", "N", help: "Seed of the random walk (default 42)."),
+        ],
+        run: runProduce)
+
+    static func runProduce(_ args: ParsedArguments) async throws {
+        let signals = TerminationSignal()
+        let seed = UInt64(try args.int("seed", in: 0...Int64.max) ?? 42)
+        let rate = try args.int("rate", in: 1...1000).map(Int.init)
+        let minutes = Int(try args.int("minutes", in: 0...100_000) ?? (rate == nil ? 180 : 0))
+        let producer = BPIProducer(log: try GlobalOptions.log(args), seed: seed)
+        try await producer.ensureTopic()
+        if minutes > 0 {
+            let n = try await producer.history(minutes: minutes)
+            Console.out("appended \(n) ticks of history (\(minutes) minutes) to \"bpi\"")
+        }
+        guard let rate else { return }
+        Console.out("producing \(rate) live ticks a second per currency into \"bpi\"; Ctrl-C stops")
+        let tty = Console.stderrIsTerminal
+        let live = Task {
+            try await producer.live(rate: rate, afterSeconds: minutes * 60) { n in
+                if tty && n % (rate * 3) == 0 { Console.error("\rsent \(n) live ticks", terminator: "") }
+            }
+        }
+        _ = await signals.wait()
+        live.cancel()
+        try await live.value
+        if tty { Console.error("") }
+    }
 
     static func demo(_ state: StateDirectory, seed: UInt64, minutes: Int) -> KappaDemo {
         let tty = Console.stderrIsTerminal

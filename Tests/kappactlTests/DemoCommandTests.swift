@@ -26,4 +26,18 @@ import Testing
         #expect(consumed.lines.count == 3)
         #expect(consumed.lines[0].contains(#""currency": ""#))
     }
+
+    @Test func demoProduceWritesHistoryThenLiveTicksUntilInterrupted() throws {
+        let box = try Sandbox()
+        let history = try box.kappactl(["demo", "produce", "--minutes", "1"])
+        #expect(history.stdout == "appended 180 ticks of history (1 minutes) to \"bpi\"\n")
+        let live = try box.start(Executables.kappactl, ["--state", box.state, "demo", "produce", "--rate", "50"])
+        usleep(600_000)
+        kill(live.process.processIdentifier, SIGINT)
+        let result = live.finish(timeout: 20)
+        #expect(result.status == 0)
+        let records = try box.kappactl(["consume", "bpi"]).lines
+        #expect(records.count > 180 + 30)
+        #expect(records.count % 3 == 0)  // whole ticks: one per currency each time
+    }
 }

@@ -1,0 +1,54 @@
+/// `kappactl demo produce`: the BPI feed into topic `bpi` of any log, as history and as live ticks.
+public struct BPIProducer: Sendable {
+    public static let topic = "bpi"
+    public var log: any UnifiedLog
+    public var seed: UInt64
+
+    public init(log: any UnifiedLog, seed: UInt64) {
+        self.log = log
+        self.seed = seed
+    }
+
+    /// Creates topic `bpi` (3 partitions) unless it exists.
+    public func ensureTopic() async throws {
+        do {
+            _ = try await log.createTopic(Self.topic, config: TopicConfig(partitions: 3))
+        } catch let error as LogError where error.code == .topicExists {}
+    }
+
+    /// Appends `minutes` of history ending at the current minute; returns the ticks appended.
+    @discardableResult
+    public func history(minutes: Int) async throws -> Int {
+        let start = (currentTimeMillis() / 60_000 - Int64(minutes)) * 60_000
+        let ticks = BPIFeed(seed: seed, start: start).ticks(seconds: minutes * 60)
+        for chunk in stride(from: 0, to: ticks.count, by: 5000) {
+            _ = try await log.append(topic: Self.topic, records: ticks[chunk..<min(chunk + 5000, ticks.count)].map(\.record))
+        }
+        return ticks.count
+    }
+
+    /// Appends live ticks, `rate` a second per currency stamped with the time they are sent, the
+    /// walk continuing after `afterSeconds` of history, until cancelled. `sent` sees the running total.
+    public func live(rate: Int, afterSeconds: Int, sent: @Sendable (Int) -> Void) async throws {
+        var walk = BPIFeed(seed: seed, start: 0).ticks(seconds: afterSeconds + 3600)
+        walk.removeFirst(min(walk.count, afterSeconds * 3))
+        var i = 0, total = 0
+        let interval = 1000 / max(1, rate)
+        while !Task.isCancelled {
+            if i + 3 > walk.count {  // an hour of live ticks used up: walk on from the last level
+                walk = BPIFeed(seed: seed &+ UInt64(total), start: 0).ticks(seconds: 3600)
+                i = 0
+            }
+            let now = currentTimeMillis()
+            _ = try await log.append(topic: Self.topic, records: walk[i..<i + 3].map { tick in
+                var t = tick
+                t.ts = now
+                return t.record
+            })
+            i += 3
+            total += 3
+            sent(total)
+            try? await Task.sleep(for: .milliseconds(interval))
+        }
+    }
+}
