@@ -22,6 +22,9 @@ public struct Operator: Sendable {
     }
 
     public func deploy(spec: JobSpec, manifest: String, allowPartial: Bool) async throws -> VersionRecord {
+        if case .exec(let argv) = spec.transform, ExecProcess.resolve(argv[0]) == nil {
+            throw CatalogError(.invalidJob, "transform.exec: program \"\(argv[0])\" not found (not a file, and not in PATH)")
+        }
         let offsets = try await log.offsets(topic: spec.source.topic)
         let gaps = offsets.filter { $0.earliest > 0 }
         var reason = "deployed"

@@ -1,7 +1,12 @@
 /// What a version computes: it turns each batch of records into changes of its own table.
-/// Implementations: `SQLJob` (SQL run inside the store's transaction); exec jobs follow.
+/// Implementations: `SQLJob` (SQL run inside the store's transaction) and `ExecJob` (a program
+/// fed JSON lines, run before the transaction).
 public protocol StreamJob: Sendable {
     var spec: JobSpec { get }
+
+    /// Work done before the store's transaction, such as running a program over the batch.
+    /// Returns the job to apply inside the transaction (by default, itself).
+    func prepare(_ records: LogRecords) async throws -> any StreamJob
 
     /// Applies `records[range]` through `sink`, inside the store's transaction for the batch.
     /// - Throws: whatever the sink throws; the store decides whether it is a bad record.
@@ -17,6 +22,30 @@ public protocol BatchSink {
     /// Runs the job's SQL (its `output` already bound to the version's table), allowed to read
     /// `batch` and the version's own table and to write only that table.
     func runJobSQL(_ job: SQLJob) throws
+
+    /// Applies row operations to the version's table.
+    func write(_ operations: [RowOperation], spec: JobSpec) throws
+}
+
+extension StreamJob {
+    public func prepare(_ records: LogRecords) async throws -> any StreamJob { self }
+}
+
+/// A change to a version's table, as an exec program reports it.
+public enum RowOperation: Sendable, Equatable {
+    /// Insert the row, or update the row with the same primary key (columns not given keep their values).
+    case upsert([(String, SQLValue)])
+    /// Delete the row with this primary key.
+    case delete([(String, SQLValue)])
+
+    public static func == (a: RowOperation, b: RowOperation) -> Bool {
+        switch (a, b) {
+        case let (.upsert(x), .upsert(y)), let (.delete(x), .delete(y)):
+            return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        default:
+            return false
+        }
+    }
 }
 
 /// A version's job failed: a SQL error, or a bad record under `onBadRecord: "fail"`.
@@ -41,8 +70,7 @@ public enum StreamJobs {
     public static func make(_ spec: JobSpec) throws -> any StreamJob {
         switch spec.transform {
         case .sql: return SQLJob(spec: spec)
-        case .exec:
-            throw JobFailure(job: spec.job, version: spec.version, message: "exec transforms are not supported by this release yet")
+        case .exec: return ExecJob(spec: spec)
         }
     }
 }

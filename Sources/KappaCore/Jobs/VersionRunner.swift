@@ -60,7 +60,8 @@ public struct VersionRunner: Sendable {
                 continue
             }
             do {
-                let result = try await store.applyBatch(job, partition: p, records: records)
+                let ready = try await job.prepare(records)
+                let result = try await store.applyBatch(ready, partition: p, records: records)
                 offset = result.nextOffset
                 onBatch?(result)
             } catch is StaleOffsetError {

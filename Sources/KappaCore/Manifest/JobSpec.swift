@@ -11,6 +11,8 @@ public struct JobSpec: Sendable, Equatable {
     public var promote: Promote
     public var retire: Retire
     public var onBadRecord: BadRecordPolicy
+    /// For exec transforms: how long the program may take over one batch (`transform.timeout`).
+    public var execTimeoutMs: Int64 = 30_000
 
     public struct Source: Sendable, Equatable {
         public var topic: String

@@ -85,7 +85,7 @@ import Testing
         ("transform", #"{"sql": "SELECT 1", "exec": ["x"]}"#, #"transform: has both "sql" and "exec"; choose one"#),
         ("transform", #"{"sql": "  "}"#, "transform.sql: is empty"),
         ("transform", #"{"exec": []}"#, "transform.exec: must be a non-empty array: the program and its arguments"),
-        ("transform", #"{"python": "x"}"#, "transform.python: unknown key (expected one of: sql, exec)"),
+        ("transform", #"{"python": "x"}"#, "transform.python: unknown key (expected one of: sql, exec, timeout)"),
         ("batch", "0", "batch: must be between 1 and 1000000, got 0"),
         ("catchUp", #"{"maxLag": -1}"#, "catchUp.maxLag: must be between 0 and 1000000000000, got -1"),
         ("catchUp", #"{"holdFor": "soon"}"#, #"catchUp.holdFor: invalid duration "soon": use a number and a unit, e.g. 500ms, 30s, 5m, 2h, 7d"#),
