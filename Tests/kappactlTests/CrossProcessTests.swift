@@ -6,14 +6,14 @@ import Testing
 @Suite struct CrossProcessTests {
     @Test func aReaderInThisProcessSeesWholeRecordsWhileAnotherProcessAppends() async throws {
         let box = try Sandbox()
-        try box.kappactl(["topic", "create", "t", "-p", "1", "--segment-bytes", "65536"])
+        try await box.kappactl(["topic", "create", "t", "-p", "1", "--segment-bytes", "65536"])
         let producer = try box.start(Executables.kappactl, ["--state", box.state, "produce", "t", "--raw"])
         let total = 20_000
         let writer = Task.detached {
             for chunk in 0..<100 {
                 let lines = (0..<200).map { "line-\(chunk * 200 + $0)-" + String(repeating: "x", count: ($0 * 7) % 90) }
                 try producer.write(lines.joined(separator: "\n") + "\n")
-                usleep(2_000)
+                try await Task.sleep(for: .microseconds(2_000))
             }
             try producer.closeInput()
         }
@@ -30,10 +30,10 @@ import Testing
                 #expect(text == "line-\(n)-" + String(repeating: "x", count: ((n % 200) * 7) % 90), "offset \(record.offset)")
             }
             offset = records.nextOffset
-            if records.isEmpty { usleep(1_000) }
+            if records.isEmpty { try await Task.sleep(for: .microseconds(1_000)) }
         }
         try await writer.value
-        let result = producer.finish()
+        let result = await producer.finish()
         #expect(result.status == 0, "producer said: \(result.stderr)")
         #expect(offset == Int64(total))
         #expect(sawWriterMidway)  // the reader really overlapped the writer
@@ -42,7 +42,7 @@ import Testing
 
     @Test func twoProducerProcessesShareAPartitionWithoutLosingOrder() async throws {
         let box = try Sandbox()
-        try box.kappactl(["topic", "create", "t", "-p", "1", "--segment-bytes", "32768"])
+        try await box.kappactl(["topic", "create", "t", "-p", "1", "--segment-bytes", "32768"])
         let children = try ["a", "b"].map { name in
             (name, try box.start(Executables.kappactl, ["--state", box.state, "produce", "t", "--raw"]))
         }
@@ -51,14 +51,14 @@ import Testing
                 group.addTask {
                     for chunk in 0..<50 {
                         try child.write((0..<100).map { "\(name)-\(chunk * 100 + $0)" }.joined(separator: "\n") + "\n")
-                        usleep(1_000)
+                        try await Task.sleep(for: .microseconds(1_000))
                     }
                     try child.closeInput()
                 }
             }
             try await group.waitForAll()
         }
-        for (_, child) in children { #expect(child.finish().status == 0) }
+        for (_, child) in children { #expect(await child.finish().status == 0) }
         let log = try SegmentLog(state: StateDirectory(path: box.state))
         var offset: Int64 = 0
         var values: [String] = []
@@ -77,14 +77,14 @@ import Testing
 
     @Test func consumeFollowSeesRecordsAppendedByAnotherProcess() async throws {
         let box = try Sandbox()
-        try box.kappactl(["topic", "create", "t", "-p", "2"])
+        try await box.kappactl(["topic", "create", "t", "-p", "2"])
         let follower = try box.start(Executables.kappactl, ["--state", box.state, "consume", "t", "--follow", "--from-beginning", "--limit", "50"])
         let log = try SegmentLog(state: StateDirectory(path: box.state))
         for i in 0..<5 {
             _ = try await log.append(topic: "t", records: (0..<10).map { ProducerRecord(value: Array("{\"n\":\(i * 10 + $0)}".utf8)) })
             try await Task.sleep(for: .milliseconds(50))
         }
-        let result = follower.finish(timeout: 30)
+        let result = await follower.finish(timeout: 30)
         #expect(result.status == 0)
         #expect(result.lines.count == 50)
         let numbers = result.lines.compactMap { line -> Int? in
@@ -98,13 +98,13 @@ import Testing
 @Suite struct JobHostTests {
     @Test func jobHostAppliesRetentionAndStopsOnSIGTERM() async throws {
         let box = try Sandbox()
-        try box.kappactl(["topic", "create", "t", "-p", "1", "--retention", "1s", "--segment-bytes", "1024"])
+        try await box.kappactl(["topic", "create", "t", "-p", "1", "--retention", "4s", "--segment-bytes", "1024"])
         for batch in 0..<5 {
-            try box.kappactl(["produce", "t", "--raw"], stdin: (0..<20).map { "record-\(batch)-\($0)" }.joined(separator: "\n"))
+            try await box.kappactl(["produce", "t", "--raw"], stdin: (0..<20).map { "record-\(batch)-\($0)" }.joined(separator: "\n"))
         }
         let log = try SegmentLog(state: StateDirectory(path: box.state))
         #expect(try await log.offsets(topic: "t")[0].earliest == 0)
-        try await Task.sleep(for: .milliseconds(1100))
+        try await Task.sleep(for: .milliseconds(4100))
         let host = try box.start(Executables.jobHost, ["--state", box.state, "--retention-interval", "100ms"])
         let deadline = Date().addingTimeInterval(20)
         var earliest: Int64 = 0
@@ -114,7 +114,7 @@ import Testing
         }
         #expect(earliest == 80)  // every closed segment expired; the active one (the last batch) stays
         kill(host.process.processIdentifier, SIGTERM)
-        let result = host.finish(timeout: 20)
+        let result = await host.finish(timeout: 20)
         #expect(result.status == 0)
         #expect(result.stderr.contains("info retention segmentsDeleted=4"))
         #expect(result.stderr.contains("info shutting down signal=SIGTERM"))
@@ -125,8 +125,8 @@ import Testing
 @Suite struct ViewSwitchAcrossProcessesTests {
     @Test func readersInOtherProcessesSeeOneWholeVersion() async throws {
         let box = try Sandbox()
-        try box.kappactl(["topic", "create", "bpi", "-p", "2"])
-        try box.kappactl(["produce", "bpi"], stdin: WorkflowTests.feedLines(seed: 8, startMinute: 28_000_000, seconds: 600))
+        try await box.kappactl(["topic", "create", "bpi", "-p", "2"])
+        try await box.kappactl(["produce", "bpi"], stdin: WorkflowTests.feedLines(seed: 8, startMinute: 28_000_000, seconds: 600))
         let state = try StateDirectory(path: box.state)
         let log = try SegmentLog(state: state)
         let store = try SQLiteStore(state: state)
@@ -150,7 +150,7 @@ import Testing
             switches += 1
         }
         for reader in readers {
-            let result = reader.finish()
+            let result = await reader.finish()
             let values = result.lines.map { $0.trimmingCharacters(in: .whitespaces) }.filter { $0.first?.isNumber == true }
             #expect(!result.stdout.contains("FAILED"), "\(result.stderr)")
             #expect(values.count == 40)

@@ -35,11 +35,17 @@ final class Sandbox: Sendable {
 
     /// Runs `kappactl --state <state> args…` to completion, with `stdin` as its input.
     @discardableResult
-    func kappactl(_ args: [String], stdin: String = "", withState: Bool = true) throws -> RunResult {
-        try run(Executables.kappactl, (withState ? ["--state", state] : []) + args, stdin: stdin)
+    func kappactl(_ args: [String], stdin: String = "", withState: Bool = true) async throws -> RunResult {
+        try await run(Executables.kappactl, (withState ? ["--state", state] : []) + args, stdin: stdin)
     }
 
-    func run(_ executable: String, _ args: [String], stdin: String = "", environment extra: [String: String] = [:]) throws -> RunResult {
+    /// Runs a process to completion. The waiting happens on a dispatch thread, never on the
+    /// cooperative pool, which async tests running beside this one need.
+    func run(_ executable: String, _ args: [String], stdin: String = "", environment extra: [String: String] = [:]) async throws -> RunResult {
+        try await offPool { try self.runBlocking(executable, args, stdin: stdin, environment: extra) }
+    }
+
+    private func runBlocking(_ executable: String, _ args: [String], stdin: String, environment extra: [String: String]) throws -> RunResult {
         let id = UUID().uuidString
         let inPath = "\(root)/\(id).in", outPath = "\(root)/\(id).out", errPath = "\(root)/\(id).err"
         _ = FileManager.default.createFile(atPath: inPath, contents: Data(stdin.utf8))
@@ -95,12 +101,24 @@ struct Child: @unchecked Sendable {  // used from one test at a time; Process is
     func closeInput() throws { try input.close() }
 
     /// Waits for exit (killing the child after `timeout` seconds) and returns its output.
-    func finish(timeout: Double = 60) -> RunResult {
+    func finish(timeout: Double = 60) async -> RunResult {
+        let child = self
+        return (try? await offPool { child.finishBlocking(timeout: timeout) }) ?? RunResult(status: -1, stdout: "", stderr: "")
+    }
+
+    private func finishBlocking(timeout: Double) -> RunResult {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(10_000) }
         if process.isRunning { process.terminate(); process.waitUntilExit() }
         return RunResult(status: process.terminationStatus,
                          stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
                          stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+    }
+}
+
+/// Runs blocking work on a dispatch thread.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
     }
 }

@@ -4,25 +4,25 @@ import Testing
 
 @Suite struct UsageTests {
     @Test(arguments: [[], ["topic"], ["topic", "create"], ["topic", "list"], ["topic", "describe"], ["topic", "delete"], ["produce"], ["consume"]])
-    func everyCommandHasHelp(path: [String]) throws {
+    func everyCommandHasHelp(path: [String]) async throws {
         let box = try Sandbox()
-        let result = try box.kappactl(path + ["--help"])
+        let result = try await box.kappactl(path + ["--help"])
         #expect(result.status == 0)
         #expect(result.stdout.contains("USAGE: kappactl"))
         #expect(result.stdout.contains("-h, --help"))
     }
 
-    @Test func helpDescribesOptions() throws {
+    @Test func helpDescribesOptions() async throws {
         let box = try Sandbox()
-        let out = try box.kappactl(["topic", "create", "--help"]).stdout
+        let out = try await box.kappactl(["topic", "create", "--help"]).stdout
         #expect(out.contains("USAGE: kappactl topic create <name> --partitions <N> [options]"))
         #expect(out.contains("--retention <DURATION>"))
         #expect(out.contains("--state <DIR>"))
     }
 
-    @Test func jobHostHasHelp() throws {
+    @Test func jobHostHasHelp() async throws {
         let box = try Sandbox()
-        let result = try box.run(Executables.jobHost, ["--help"])
+        let result = try await box.run(Executables.jobHost, ["--help"])
         #expect(result.status == 0)
         #expect(result.stdout.contains("--log-format <FORMAT>"))
     }
@@ -41,49 +41,49 @@ import Testing
         (["consume", "t", "--offset", "1", "--from-beginning"], "error: --offset and --from-beginning exclude each other"),
         (["topic"], "error: 'kappactl topic' needs a command"),
     ] as [([String], String)])
-    func usageErrorsExitTwoWithTheirMessage(args: [String], message: String) throws {
+    func usageErrorsExitTwoWithTheirMessage(args: [String], message: String) async throws {
         let box = try Sandbox()
-        let result = try box.kappactl(args)
+        let result = try await box.kappactl(args)
         #expect(result.status == 2)
         #expect(result.stderr.split(separator: "\n").first.map(String.init) == message)
         #expect(result.stderr.contains("USAGE:"))
         #expect(result.stdout.isEmpty)
     }
 
-    @Test func stateThatIsNotADirectoryIsRefused() throws {
+    @Test func stateThatIsNotADirectoryIsRefused() async throws {
         let box = try Sandbox()
         _ = FileManager.default.createFile(atPath: box.root + "/file", contents: Data("x".utf8))
-        let result = try box.kappactl(["--state", box.root + "/file", "topic", "list"], withState: false)
+        let result = try await box.kappactl(["--state", box.root + "/file", "topic", "list"], withState: false)
         #expect(result.status == 1)
         #expect(result.stderr == "error: \(box.root)/file is not a directory; pass a directory with --state or KAPPA_STATE\n")
         try FileManager.default.createDirectory(atPath: box.root + "/other", withIntermediateDirectories: false)
         _ = FileManager.default.createFile(atPath: box.root + "/other/notes.txt", contents: Data("x".utf8))
-        let other = try box.kappactl(["--state", box.root + "/other", "topic", "list"], withState: false)
+        let other = try await box.kappactl(["--state", box.root + "/other", "topic", "list"], withState: false)
         #expect(other.status == 1)
         #expect(other.stderr.contains("is not a Kappa state directory"))
     }
 
-    @Test func stateWrittenByANewerKappaIsRefused() throws {
+    @Test func stateWrittenByANewerKappaIsRefused() async throws {
         let box = try Sandbox()
         try FileManager.default.createDirectory(atPath: box.state, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: box.state + "/kappa.state", contents: Data("{\"layout\": 99}".utf8))
-        let result = try box.kappactl(["topic", "list"])
+        let result = try await box.kappactl(["topic", "list"])
         #expect(result.status == 1)
         #expect(result.stderr.contains("was written by a newer Kappa (layout 99"))
     }
 }
 
 @Suite struct TopicCommandTests {
-    @Test func createListDescribeDelete() throws {
+    @Test func createListDescribeDelete() async throws {
         let box = try Sandbox()
-        let created = try box.kappactl(["topic", "create", "bpi", "--partitions", "3", "--retention", "7d", "--retention-bytes", "1000000"])
+        let created = try await box.kappactl(["topic", "create", "bpi", "--partitions", "3", "--retention", "7d", "--retention-bytes", "1000000"])
         #expect(created.status == 0)
         #expect(created.stdout == "created topic \"bpi\" with 3 partitions\n")
-        #expect(try box.kappactl(["topic", "create", "bpi", "-p", "1"]).stderr == "error: topic \"bpi\" already exists\n")
+        #expect(try await box.kappactl(["topic", "create", "bpi", "-p", "1"]).stderr == "error: topic \"bpi\" already exists\n")
 
-        let list = try box.kappactl(["topic", "list"])
+        let list = try await box.kappactl(["topic", "list"])
         #expect(list.lines == ["TOPIC  PARTITIONS  RETENTION  RETENTION BYTES", "bpi             3  7d                 1000000"])
-        let json = try box.kappactl(["topic", "list", "--output", "json"])
+        let json = try await box.kappactl(["topic", "list", "--output", "json"])
         let parsed = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as! [String: Any]
         let topics = parsed["topics"] as! [[String: Any]]
         #expect(topics.count == 1)
@@ -91,23 +91,23 @@ import Testing
         #expect(topics[0]["partitions"] as? Int == 3)
         #expect(topics[0]["retentionMs"] as? Int == 604_800_000)
 
-        let describe = try box.kappactl(["topic", "describe", "bpi"])
+        let describe = try await box.kappactl(["topic", "describe", "bpi"])
         #expect(describe.status == 0)
         #expect(describe.lines.count == 5)
         #expect(describe.lines[1] == "PARTITION  EARLIEST  END  RECORDS  BYTES  SEGMENTS")
         #expect(describe.lines[2].split(separator: " ") == ["0", "0", "0", "0", "0", "1"])
 
-        #expect(try box.kappactl(["topic", "delete", "bpi"]).stdout == "deleted topic \"bpi\"\n")
-        let gone = try box.kappactl(["topic", "describe", "bpi"])
+        #expect(try await box.kappactl(["topic", "delete", "bpi"]).stdout == "deleted topic \"bpi\"\n")
+        let gone = try await box.kappactl(["topic", "describe", "bpi"])
         #expect(gone.status == 3)
         #expect(gone.stderr == "error: topic \"bpi\" does not exist\n")
-        #expect(try box.kappactl(["topic", "list"]).stdout == "no topics\n")
+        #expect(try await box.kappactl(["topic", "list"]).stdout == "no topics\n")
     }
 
-    @Test func badTopicNamesAreRefused() throws {
+    @Test func badTopicNamesAreRefused() async throws {
         let box = try Sandbox()
         for name in ["a/b", "x;DROP", ".hidden", String(repeating: "a", count: 250)] {
-            let result = try box.kappactl(["topic", "create", name, "-p", "1"])
+            let result = try await box.kappactl(["topic", "create", name, "-p", "1"])
             #expect(result.status == 1)
             #expect(result.stderr.hasPrefix("error: invalid topic name"))
         }

@@ -12,86 +12,86 @@ import Testing
             .joined(separator: "\n") + "\n"
     }
 
-    static func status(_ box: Sandbox, _ job: String) throws -> StatusReport {
-        let result = try box.kappactl(["status", job, "--output", "json"])
+    static func status(_ box: Sandbox, _ job: String) async throws -> StatusReport {
+        let result = try await box.kappactl(["status", job, "--output", "json"])
         return try JSONDecoder().decode(StatusReport.self, from: Data(result.stdout.utf8))
     }
 
     /// The single value a query returns, as `kappactl query` prints it.
-    static func scalar(_ box: Sandbox, _ job: String, _ sql: String) throws -> String? {
-        try box.kappactl(["query", job, sql]).lines.dropFirst().first?.trimmingCharacters(in: .whitespaces)
+    static func scalar(_ box: Sandbox, _ job: String, _ sql: String) async throws -> String? {
+        try await box.kappactl(["query", job, sql]).lines.dropFirst().first?.trimmingCharacters(in: .whitespaces)
     }
 
-    static func waitUntil(_ what: String, timeout: Double = 60, _ condition: () throws -> Bool) throws {
+    static func waitUntil(_ what: String, timeout: Double = 60, _ condition: () async throws -> Bool) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if try condition() { return }
-            usleep(100_000)
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(100))
         }
         Issue.record("timed out waiting until \(what)")
     }
 
-    @Test func deployReplayPromoteRollbackRetire() throws {
+    @Test func deployReplayPromoteRollbackRetire() async throws {
         let box = try Sandbox()
-        try box.kappactl(["topic", "create", "bpi", "--partitions", "3"])
-        #expect(try box.kappactl(["produce", "bpi"], stdin: Self.feedLines(seed: 1, startMinute: 28_000_000, seconds: 1200)).status == 0)
+        try await box.kappactl(["topic", "create", "bpi", "--partitions", "3"])
+        #expect(try await box.kappactl(["produce", "bpi"], stdin: Self.feedLines(seed: 1, startMinute: 28_000_000, seconds: 1200)).status == 0)
         let host = try box.start(Executables.jobHost, ["--state", box.state])
         defer { kill(host.process.processIdentifier, SIGKILL) }
 
-        let v1 = try box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v1.json", "--wait", "--timeout", "60s"])
+        let v1 = try await box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v1.json", "--wait", "--timeout", "60s"])
         #expect(v1.status == 0)
         if v1.status != 0 { Issue.record("deploy said: \(v1.stderr)") }
         #expect(v1.lines.last == "btc version 1 is serving")
-        #expect(try Self.scalar(box, "btc", "SELECT sum(samples) FROM btc_prices") == "3600")
+        #expect(try await Self.scalar(box, "btc", "SELECT sum(samples) FROM btc_prices") == "3600")
 
         // More ticks arrive while v2 replays from offset 0; v1 keeps serving meanwhile.
         let producer = try box.start(Executables.kappactl, ["--state", box.state, "produce", "bpi"])
-        let deploy = try box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v2.json"])
+        let deploy = try await box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v2.json"])
         #expect(deploy.status == 0)
-        #expect(try box.kappactl(["query", "btc"]).lines.first?.contains("AVG_RATE") == true)
+        #expect(try await box.kappactl(["query", "btc"]).lines.first?.contains("AVG_RATE") == true)
         for chunk in 0..<10 {
             try producer.write(Self.feedLines(seed: UInt64(chunk + 2), startMinute: 28_000_020 + Int64(chunk), seconds: 60))
-            usleep(50_000)
+            try await Task.sleep(for: .microseconds(50_000))
         }
         try producer.closeInput()
-        #expect(producer.finish().status == 0)
+        #expect(await producer.finish().status == 0)
         let total: Int64 = 3600 + 10 * 180
-        try Self.waitUntil("v2 has caught up with every record") {
-            let versions = try Self.status(box, "btc").jobs[0].versions
+        try await Self.waitUntil("v2 has caught up with every record") {
+            let versions = try await Self.status(box, "btc").jobs[0].versions
             return versions.allSatisfy { $0.processed == total } && versions[1].state == .caughtUp
         }
-        let report = try Self.status(box, "btc")
+        let report = try await Self.status(box, "btc")
         #expect(report.jobs[0].serving == 1)
         #expect(report.hosts.count == 1)
 
-        let diff = try box.kappactl(["diff", "btc", "1", "2", "--output", "json"])
+        let diff = try await box.kappactl(["diff", "btc", "1", "2", "--output", "json"])
         let compared = try JSONDecoder().decode(VersionDiff.self, from: Data(diff.stdout.utf8))
         #expect(compared.rowsA == compared.rowsB)
         #expect(compared.rows?.onlyInA == 0 && compared.rows?.onlyInB == 0 && compared.rows?.changed == 0)
         #expect(compared.rows?.compared == ["samples"])
         #expect(compared.manifest.contains("column open REAL added"))
-        #expect(try box.kappactl(["diff", "btc", "1", "9"]).status == 3)
+        #expect(try await box.kappactl(["diff", "btc", "1", "9"]).status == 3)
 
-        let promoted = try box.kappactl(["promote", "btc"])
+        let promoted = try await box.kappactl(["promote", "btc"])
         #expect(promoted.stdout == "btc: version 2 serves now (version 1 is standby)\n")
-        let candles = try box.kappactl(["query", "btc", "--output", "json"])
+        let candles = try await box.kappactl(["query", "btc", "--output", "json"])
         let json = try JSONSerialization.jsonObject(with: Data(candles.stdout.utf8)) as! [String: Any]
         #expect(json["columns"] as? [String] == ["currency", "minute", "samples", "open", "high", "low", "close"])
         #expect((json["rows"] as! [[String: Any]]).reduce(0) { $0 + ($1["samples"] as! Int) } == Int(total))
 
-        let rolledBack = try box.kappactl(["rollback", "btc"])
+        let rolledBack = try await box.kappactl(["rollback", "btc"])
         #expect(rolledBack.stdout == "btc: rolled back: version 1 serves now (version 2 is standby)\n")
         // v1 stayed current while it was standby: it holds every record, including the new ones.
-        #expect(try Self.scalar(box, "btc", "SELECT sum(samples) FROM btc_prices") == "\(total)")
+        #expect(try await Self.scalar(box, "btc", "SELECT sum(samples) FROM btc_prices") == "\(total)")
 
-        let retired = try box.kappactl(["retire", "btc", "--version", "2"])
+        let retired = try await box.kappactl(["retire", "btc", "--version", "2"])
         #expect(retired.status == 0)
-        #expect(try Self.scalar(box, "btc", "SELECT count(*) FROM sqlite_master WHERE name LIKE 'btc_prices__v2%'") == "0")
-        let refused = try box.kappactl(["retire", "btc", "--version", "1"])
+        #expect(try await Self.scalar(box, "btc", "SELECT count(*) FROM sqlite_master WHERE name LIKE 'btc_prices__v2%'") == "0")
+        let refused = try await box.kappactl(["retire", "btc", "--version", "1"])
         #expect(refused.status == 4)
         #expect(refused.stderr == "error: version 1 is serving; promote another version or roll back first\n")
 
-        let history = try box.kappactl(["history", "btc", "--output", "json"])
+        let history = try await box.kappactl(["history", "btc", "--output", "json"])
         let entries = try JSONDecoder().decode([String: [HistoryEntry]].self, from: Data(history.stdout.utf8))["history"]!
         let steps = entries.map { "v\($0.version) \($0.from?.rawValue ?? "-")>\($0.to.rawValue)" }
         #expect(steps == [
@@ -102,59 +102,59 @@ import Testing
             "v2 standby>retired",
         ])
         kill(host.process.processIdentifier, SIGTERM)
-        let stopped = host.finish(timeout: 30)
+        let stopped = await host.finish(timeout: 30)
         #expect(stopped.status == 0)
         #expect(stopped.stderr.contains("info caught up job=btc version=2"))
     }
 
-    @Test func aDeployOverATopicWhoseRetentionDeletedOffsetZeroIsRefused() throws {
+    @Test func aDeployOverATopicWhoseRetentionDeletedOffsetZeroIsRefused() async throws {
         let box = try Sandbox()
-        try box.kappactl(["topic", "create", "bpi", "-p", "3", "--retention-bytes", "4096", "--segment-bytes", "2048"])
+        try await box.kappactl(["topic", "create", "bpi", "-p", "3", "--retention-bytes", "4096", "--segment-bytes", "2048"])
         for chunk in 0..<6 {
-            try box.kappactl(["produce", "bpi"], stdin: Self.feedLines(seed: 3, startMinute: 28_000_000 + Int64(chunk), seconds: 20))
+            try await box.kappactl(["produce", "bpi"], stdin: Self.feedLines(seed: 3, startMinute: 28_000_000 + Int64(chunk), seconds: 20))
         }
-        let offsets = try box.kappactl(["topic", "describe", "bpi", "--output", "json"])
+        let offsets = try await box.kappactl(["topic", "describe", "bpi", "--output", "json"])
         let described = try JSONSerialization.jsonObject(with: Data(offsets.stdout.utf8)) as! [String: Any]
         let gaps = (described["partitions"] as! [[String: Any]]).filter { ($0["earliest"] as! Int) > 0 }
         #expect(!gaps.isEmpty)
-        let refused = try box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v1.json"])
+        let refused = try await box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v1.json"])
         #expect(refused.status == 4)
         let list = gaps.map { "partition \($0["partition"]!) starts at offset \($0["earliest"]!)" }.joined(separator: ", ")
         #expect(refused.stderr.hasPrefix("error: topic \"bpi\" no longer holds offset 0 of every partition (retention deleted it): \(list)."))
-        #expect(try box.kappactl(["status"]).stdout.hasPrefix("no jobs"))
+        #expect(try await box.kappactl(["status"]).stdout.hasPrefix("no jobs"))
 
-        let partial = try box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v1.json", "--allow-partial"])
+        let partial = try await box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v1.json", "--allow-partial"])
         #expect(partial.status == 0)
-        let history = try box.kappactl(["history", "btc"])
+        let history = try await box.kappactl(["history", "btc"])
         #expect(history.stdout.contains("deployed with --allow-partial: \(list)"))
     }
 
-    @Test func commandsRefusedByStateExitFour() throws {
+    @Test func commandsRefusedByStateExitFour() async throws {
         let box = try Sandbox()
-        try box.kappactl(["topic", "create", "bpi", "-p", "1"])
-        let deploy = try box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v1.json"])
+        try await box.kappactl(["topic", "create", "bpi", "-p", "1"])
+        let deploy = try await box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v1.json"])
         #expect(deploy.stderr.contains("note: no JobHost is running on \(box.state)"))
-        let promote = try box.kappactl(["promote", "btc", "--version", "1"])
+        let promote = try await box.kappactl(["promote", "btc", "--version", "1"])
         #expect(promote.status == 4)
         #expect(promote.stderr == "error: version 1 is pending and cannot serve\n")
-        #expect(try box.kappactl(["promote", "nojob"]).status == 3)
-        #expect(try box.kappactl(["promote", "btc", "--version", "7"]).stderr == "error: the job has no version 7\n")
-        #expect(try box.kappactl(["rollback", "btc"]).stderr == "error: no version of the job is serving\n")
-        let again = try box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v1.json"])
+        #expect(try await box.kappactl(["promote", "nojob"]).status == 3)
+        #expect(try await box.kappactl(["promote", "btc", "--version", "7"]).stderr == "error: the job has no version 7\n")
+        #expect(try await box.kappactl(["rollback", "btc"]).stderr == "error: no version of the job is serving\n")
+        let again = try await box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v1.json"])
         #expect(again.status == 4)
         #expect(again.stderr == "error: version 1 of job \"btc\" is not above its latest version 1; use version 2 or higher\n")
-        let timeout = try box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v2.json", "--wait", "--timeout", "300ms"])
+        let timeout = try await box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v2.json", "--wait", "--timeout", "300ms"])
         #expect(timeout.status == 5)
         #expect(timeout.stderr.contains("error: version 2 of job \"btc\" is still pending"))
     }
 
-    @Test func aSecondJobHostOnTheSameStateRefuses() throws {
+    @Test func aSecondJobHostOnTheSameStateRefuses() async throws {
         let box = try Sandbox()
-        try box.kappactl(["topic", "list"])
+        try await box.kappactl(["topic", "list"])
         let first = try box.start(Executables.jobHost, ["--state", box.state])
         defer { kill(first.process.processIdentifier, SIGKILL) }
-        try Self.waitUntil("the first JobHost is up") { try box.kappactl(["status"]).stdout.contains("JobHost: JobHost@") }
-        let second = try box.run(Executables.jobHost, ["--state", box.state])
+        try await Self.waitUntil("the first JobHost is up") { try await box.kappactl(["status"]).stdout.contains("JobHost: JobHost@") }
+        let second = try await box.run(Executables.jobHost, ["--state", box.state])
         #expect(second.status == 1)
         #expect(second.stderr.contains("error: another JobHost (pid \(first.process.processIdentifier)) is running on \(box.state); one JobHost per state directory"))
     }
@@ -164,26 +164,26 @@ import Testing
 @Suite(.serialized) struct CrashTests {
     @Test func killingJobHostMidReplayNeitherLosesNorDoublesARecord() async throws {
         let box = try Sandbox()
-        try box.kappactl(["topic", "create", "bpi", "-p", "3"])
-        try box.kappactl(["produce", "bpi"], stdin: WorkflowTests.feedLines(seed: 5, startMinute: 28_000_000, seconds: 4000))
+        try await box.kappactl(["topic", "create", "bpi", "-p", "3"])
+        try await box.kappactl(["produce", "bpi"], stdin: WorkflowTests.feedLines(seed: 5, startMinute: 28_000_000, seconds: 4000))
         let manifest = box.root + "/exact.json"
         try StoreFixtureText.exact(batch: 40).write(toFile: manifest, atomically: true, encoding: .utf8)
-        #expect(try box.kappactl(["deploy", "-f", manifest]).status == 0)
+        #expect(try await box.kappactl(["deploy", "-f", manifest]).status == 0)
         var kills = 0, midReplay = 0
         while kills < 6 {
             let host = try box.start(Executables.jobHost, ["--state", box.state])
-            usleep(UInt32.random(in: 150_000...500_000))
+            try await Task.sleep(for: .microseconds(Int.random(in: 150_000...500_000)))
             kill(host.process.processIdentifier, SIGKILL)
-            _ = host.finish()
+            _ = await host.finish()
             kills += 1
-            let version = try WorkflowTests.status(box, "t").jobs[0].versions[0]
+            let version = try await WorkflowTests.status(box, "t").jobs[0].versions[0]
             if version.state == .replaying, let done = version.processed, done > 0, done < 12_000 { midReplay += 1 }
             if version.state == .serving { break }
         }
         let host = try box.start(Executables.jobHost, ["--state", box.state])
-        try WorkflowTests.waitUntil("the version serves") { try WorkflowTests.status(box, "t").jobs[0].serving == 1 }
+        try await WorkflowTests.waitUntil("the version serves") { try await WorkflowTests.status(box, "t").jobs[0].serving == 1 }
         kill(host.process.processIdentifier, SIGTERM)
-        #expect(host.finish().status == 0)
+        #expect(await host.finish().status == 0)
 
         // The table equals the aggregate computed here from the log.
         let state = try StateDirectory(path: box.state)
@@ -210,7 +210,7 @@ import Testing
             let key = "\(row[0].display)|\(row[1].display)"
             #expect(expected[key].map { [SQLValue.integer($0.0), .integer($0.1)] } == Array(row[2...3]), "\(key)")
         }
-        let history = try box.kappactl(["history", "t", "--output", "json"])
+        let history = try await box.kappactl(["history", "t", "--output", "json"])
         let entries = try JSONDecoder().decode([String: [HistoryEntry]].self, from: Data(history.stdout.utf8))["history"]!
         #expect(entries.map { "\($0.from?.rawValue ?? "-")>\($0.to.rawValue)" } == ["->pending", "pending>replaying", "replaying>caughtUp", "caughtUp>serving"])
         #expect(midReplay >= 1)  // at least one kill landed in the middle of the replay

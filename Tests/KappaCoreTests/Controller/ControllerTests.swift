@@ -46,6 +46,9 @@ import Testing
         let failing = Self.manifest(version: 2, promote: #"{"mode": "auto", "checks": ["(SELECT sum(n) FROM new) > 2 * (SELECT sum(n) FROM old)"]}"#)
         _ = try await op.deploy(spec: ManifestParser.parse(failing), manifest: failing, allowPartial: false)
         try await Self.waitFor("v2 caught up") { try await state(2) == .caughtUp }
+        if try await state(2) != .caughtUp {
+            Issue.record("v2 is \(String(describing: try await state(2))); the controller said: \(lines.withLock { $0.joined(separator: "\n") })")
+        }
         try await Task.sleep(for: .milliseconds(300))
         #expect(try await state(2) == .caughtUp)
         #expect(lines.withLock { $0.contains { $0.contains("automatic promotion refused job=t version=2") } })
