@@ -40,15 +40,10 @@ public struct KappaDemo: Sendable {
         let started = ContinuousClock.now
 
         narrate("1. The unified log: topic \"bpi\" with 3 partitions, keyed by currency (Kafka's partitioner), in \(state.logDirectory)")
-        _ = try await log.createTopic("bpi", config: TopicConfig(partitions: 3))
-        let start = (currentTimeMillis() / 60_000 - Int64(minutes)) * 60_000
-        let liveSeconds = 600
-        let all = BPIFeed(seed: seed, start: start).ticks(seconds: minutes * 60 + liveSeconds)
-        let history = Array(all.prefix(minutes * 60 * 3))
-        for chunk in stride(from: 0, to: history.count, by: 5000) {
-            _ = try await log.append(topic: "bpi", records: history[chunk..<min(chunk + 5000, history.count)].map(\.record))
-        }
-        narrate("2. Produced \(minutes) minutes of Bitcoin Price Index history: \(Render.grouped(Int64(history.count))) ticks (EUR, USD, GBP, one a second each; seed \(seed))")
+        _ = try await log.createTopic(BPIProducer.topic, config: TopicConfig(partitions: 3))
+        let feed = BPIProducer(log: log, seed: seed)
+        let historyTicks = try await feed.history(minutes: minutes)
+        narrate("2. Produced \(minutes) minutes of Bitcoin Price Index history: \(Render.grouped(Int64(historyTicks))) ticks (EUR, USD, GBP, one a second each; seed \(seed))")
 
         var configuration = Controller.Configuration()
         configuration.tickMs = 100
@@ -58,10 +53,8 @@ public struct KappaDemo: Sendable {
         let host = Task { await controller.run() }
         defer { host.cancel() }
 
-        _ = try await op.deploy(spec: ManifestParser.parse(DemoManifests.v1, file: "Manifests/btc-v1.json"), manifest: DemoManifests.v1, allowPartial: false)
-        narrate("3. Deployed btc v1 (per-minute mean rate): JobHost replays the log from offset 0 into btc_prices__v1")
-        _ = try await op.wait(job: "btc", version: 1, timeoutMs: 120_000, pollMs: 100) { progress(Render.progress($0)) }
-        progress("")
+        try await deployAndWait(op, DemoManifests.v1, file: "Manifests/btc-v1.json",
+                                "3. Deployed btc v1 (per-minute mean rate): JobHost replays the log from offset 0 into btc_prices__v1")
         narrate("   v1 caught up and serves: readers of the view btc_prices now see it")
 
         let eur = try await store.query("SELECT avg_rate FROM btc_prices WHERE currency = 'EUR' ORDER BY minute").rows.compactMap { row -> Double? in
@@ -73,30 +66,13 @@ public struct KappaDemo: Sendable {
         }
 
         // Live ticks: the random walk goes on, stamped with the time they arrive.
-        let live = Array(all.dropFirst(history.count))
         let sent = Atomic<Int>(0)
-        let liveRate = self.liveRate
-        let feeder = Task {
-            var i = 0
-            while !Task.isCancelled && i + 3 <= live.count {
-                let now = currentTimeMillis()
-                let ticks = live[i..<i + 3].map { t -> ProducerRecord in
-                    var tick = t
-                    tick.ts = now
-                    return tick.record
-                }
-                _ = try? await log.append(topic: "bpi", records: ticks)
-                i += 3
-                sent.store(i, ordering: .relaxed)
-                try? await Task.sleep(for: .milliseconds(1000 / max(1, liveRate)))
-            }
-        }
+        let liveRate = self.liveRate, afterSeconds = minutes * 60
+        let feeder = Task { try await feed.live(rate: liveRate, afterSeconds: afterSeconds) { sent.store($0, ordering: .relaxed) } }
         defer { feeder.cancel() }
 
-        _ = try await op.deploy(spec: ManifestParser.parse(DemoManifests.v2, file: "Manifests/btc-v2.json"), manifest: DemoManifests.v2, allowPartial: false)
-        narrate("5. New logic: btc v2 (OHLC candles) deployed while live ticks arrive; it replays from offset 0 while v1 keeps serving")
-        _ = try await op.wait(job: "btc", version: 2, timeoutMs: 120_000, pollMs: 100) { progress(Render.progress($0)) }
-        progress("")
+        try await deployAndWait(op, DemoManifests.v2, file: "Manifests/btc-v2.json",
+                                "5. New logic: btc v2 (OHLC candles) deployed while live ticks arrive; it replays from offset 0 while v1 keeps serving")
         narrate("   v2 has caught up with the live log (lag within its catchUp.maxLag, held for catchUp.holdFor)")
 
         narrate("6. Before switching, the diff of v1 and v2:")
@@ -116,7 +92,7 @@ public struct KappaDemo: Sendable {
         narrate("9. Promoted v2 again (rolling forward)")
 
         feeder.cancel()
-        _ = await feeder.result
+        try await feeder.value
         let liveTicks = sent.load(ordering: .relaxed)
         try await op.retire(job: "btc", version: 1)
         narrate("10. Retired v1: its workers stopped, its tables dropped. \(liveTicks) live ticks arrived during the demo.")
@@ -136,6 +112,15 @@ public struct KappaDemo: Sendable {
         narrate(historyTable.render().split(separator: "\n").map { "   " + $0 }.joined(separator: "\n"))
         let elapsed = ContinuousClock.now - started
         narrate("Done in \(elapsed.formatted(.units(allowed: [.seconds], width: .abbreviated, fractionalPart: .show(length: 1)))).")
-        return Result(historyTicks: history.count, liveTicks: liveTicks, history: entries)
+        return Result(historyTicks: historyTicks, liveTicks: liveTicks, history: entries)
+    }
+
+    /// Deploys a built-in manifest and shows the replay's progress until the version is ready.
+    private func deployAndWait(_ op: Operator, _ manifest: String, file: String, _ message: String) async throws {
+        let spec = try ManifestParser.parse(manifest, file: file)
+        _ = try await op.deploy(spec: spec, manifest: manifest, allowPartial: false)
+        narrate(message)
+        _ = try await op.wait(job: spec.job, version: spec.version, timeoutMs: 120_000, pollMs: 100) { progress(Render.progress($0)) }
+        progress("")
     }
 }
