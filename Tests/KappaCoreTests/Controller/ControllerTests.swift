@@ -53,6 +53,22 @@ import Testing
         #expect(try await state(2) == .caughtUp)
         #expect(lines.withLock { $0.contains { $0.contains("automatic promotion refused job=t version=2") } })
 
+        // A manual promotion is refused by the same check, with its text; --force overrides it.
+        do {
+            _ = try await op.promote(job: "t", version: 2, force: false)
+            Issue.record("a failing check did not refuse the promotion")
+        } catch let error as CatalogError {
+            #expect(error.code == .checkFailed)
+            #expect(error.message == "promotion refused: the check (SELECT sum(n) FROM new) > 2 * (SELECT sum(n) FROM old) does not hold (old = version 1, new = version 2); --force overrides")
+        }
+        #expect(try await state(2) == .caughtUp)
+        #expect(try await state(1) == .serving)
+        _ = try await op.promote(job: "t", version: 2, force: true)
+        #expect(try await f.store.history(job: "t").last?.reason == "promoted with --force")
+        _ = try await op.rollback(job: "t")
+        #expect(try await state(1) == .serving)
+        #expect(try await state(2) == .standby)
+
         let passing = Self.manifest(version: 3, promote: #"{"mode": "auto", "checks": ["(SELECT sum(n) FROM new) = (SELECT sum(n) FROM old)"]}"#)
         _ = try await op.deploy(spec: ManifestParser.parse(passing), manifest: passing, allowPartial: false)
         try await Self.waitFor("v3 serves") { try await state(3) == .serving }
@@ -73,7 +89,7 @@ import Testing
 
         let report = try await op.status(job: "t")
         #expect(report.jobs[0].serving == 3)
-        #expect(report.jobs[0].versions.map(\.state) == [.retired, .caughtUp, .serving, .failed])
+        #expect(report.jobs[0].versions.map(\.state) == [.retired, .standby, .serving, .failed])
         #expect(report.jobs[0].versions[3].error == v4.error)
     }
 }

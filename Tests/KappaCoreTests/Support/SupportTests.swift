@@ -1,3 +1,5 @@
+import Foundation
+import Synchronization
 import Testing
 @testable import KappaCore
 
@@ -95,5 +97,18 @@ extension ValueParseError: Equatable {
         } catch {
             Issue.record(error)
         }
+    }
+}
+
+@Suite struct EventLoggerTests {
+    @Test func textAndJSONLines() throws {
+        let lines = Mutex<[String]>([])
+        EventLogger(format: .text) { l in lines.withLock { $0.append(l) } }.log(.info, "caught up", ["job": "btc", "reason": "first version"])
+        EventLogger(format: .json) { l in lines.withLock { $0.append(l) } }.log(.error, "failed", ["error": "a \"quoted\" word"])
+        let got = lines.withLock { $0 }
+        #expect(got[0].hasSuffix(" info caught up job=btc reason=\"first version\""))
+        let object = try JSONSerialization.jsonObject(with: Data(got[1].utf8)) as! [String: String]
+        #expect(object["level"] == "error" && object["event"] == "failed" && object["error"] == "a \"quoted\" word")
+        #expect(object["time"]?.count == 23)
     }
 }
