@@ -25,9 +25,17 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]
         ),
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
+        ),
         .target(
             name: "KappaCore",
-            dependencies: ["CSQLite"]
+            dependencies: [
+                "CSQLite",
+                .target(name: "CLibPQ", condition: .when(traits: ["Postgres"])),
+            ]
         ),
         .executableTarget(name: "kappactl", dependencies: ["KappaCore"]),
         .executableTarget(name: "JobHost", dependencies: ["KappaCore"]),

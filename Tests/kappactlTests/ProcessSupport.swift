@@ -39,7 +39,7 @@ final class Sandbox: Sendable {
         try await run(Executables.kappactl, (withState ? ["--state", state] : []) + args, stdin: stdin)
     }
 
-    /// Runs a process to completion. The waiting happens on a dispatch thread, never on the
+    /// Runs a process to completion. The waiting happens on a thread of its own, never on the
     /// cooperative pool, which async tests running beside this one need.
     func run(_ executable: String, _ args: [String], stdin: String = "", environment extra: [String: String] = [:]) async throws -> RunResult {
         try await offPool { try self.runBlocking(executable, args, stdin: stdin, environment: extra) }
@@ -116,9 +116,7 @@ struct Child: @unchecked Sendable {  // used from one test at a time; Process is
     }
 }
 
-/// Runs blocking work on a dispatch thread.
+/// Process waits block: on a thread of their own (see `onOwnThread`).
 func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
-    }
+    try await onOwnThread(body)
 }

@@ -42,7 +42,7 @@ public final class ExecJob: StreamJob {
         let timeout = spec.execTimeoutMs
         let answer: [[UInt8]]
         do {
-            answer = try await Self.offPool { try process.exchange(lines, timeoutMs: timeout, isEnd: Self.isBatchEnd) }
+            answer = try await onOwnThread { try process.exchange(lines, timeoutMs: timeout, isEnd: Self.isBatchEnd) }
         } catch let error as ExecError {
             _ = processes.withLock { $0.removeValue(forKey: partition) }  // a fresh program next time
             throw failure(error.message)
@@ -106,13 +106,6 @@ public final class ExecJob: StreamJob {
         guard line.count < 200, let members = try? JSONScanner.members(of: line) else { return false }
         return members.count == 1 && members[0].name == "batchEnd"
     }
-
-    /// Runs blocking pipe I/O on a dispatch thread, off the cooperative pool.
-    static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
-        }
-    }
 }
 
 /// An exec job's batch, ready to apply inside the store's transaction.
@@ -131,4 +124,3 @@ struct PreparedExecBatch: StreamJob {
     }
 }
 
-import Dispatch

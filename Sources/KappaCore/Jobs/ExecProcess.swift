@@ -62,10 +62,11 @@ final class ExecProcess: @unchecked Sendable {
         let writer = input.fileHandleForWriting
         let written = DispatchSemaphore(value: 0)
         let writeFailed = Mutex(false)
-        DispatchQueue.global().async {
+        // Its own thread: a full pipe may block this write until the program reads.
+        Thread {
             do { try writer.write(contentsOf: text) } catch { writeFailed.withLock { $0 = true } }
             written.signal()
-        }
+        }.start()
         defer { written.wait() }
         let deadline = currentTimeMillis() + timeoutMs
         let fd = output.fileHandleForReading.fileDescriptor
@@ -92,6 +93,8 @@ final class ExecProcess: @unchecked Sendable {
                 pending += buffer[0..<n]
             } else if n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) {
                 process.waitUntilExit()
+                errors.fileHandleForReading.readabilityHandler = nil
+                stderrTail.append(errors.fileHandleForReading.readDataToEndOfFile())
                 let tail = stderrTail.text.trimmingCharacters(in: .whitespacesAndNewlines)
                 let how = process.terminationReason == .uncaughtSignal ? "was killed by signal \(process.terminationStatus)" : "exited with status \(process.terminationStatus)"
                 throw ExecError("\(how) before the end of the batch" + (tail.isEmpty ? "" : "; its stderr ends: \(tail.suffix(300))"))

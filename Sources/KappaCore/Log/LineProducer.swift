@@ -83,18 +83,16 @@ public struct LineProducer: Sendable {
         }
     }
 
-    /// Blocking reads happen on a dispatch thread, never on the cooperative pool.
+    /// Blocking reads happen on a thread of their own, never on the cooperative pool.
     private static func readChunk(_ fd: Int32) async throws -> [UInt8] {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                var buffer = [UInt8](repeating: 0, count: 1 << 20)
-                while true {
-                    let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, $0.count) }
-                    if n < 0 && errno == EINTR { continue }
-                    if n < 0 { return continuation.resume(throwing: IOError("read", path: "standard input")) }
-                    buffer.removeLast(buffer.count - n)
-                    return continuation.resume(returning: buffer)
-                }
+        try await onOwnThread {
+            var buffer = [UInt8](repeating: 0, count: 1 << 20)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 { throw IOError("read", path: "standard input") }
+                buffer.removeLast(buffer.count - n)
+                return buffer
             }
         }
     }

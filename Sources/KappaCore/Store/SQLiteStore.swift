@@ -62,16 +62,12 @@ public final class SQLiteStore: TableStore {
 
     public func query(_ sql: String) async throws -> QueryResult {
         let path = self.path
-        return try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result {
-                    let db = try SQLiteConnection(path: path, readOnly: true)
-                    let statement = try db.prepare(sql, name: "query")
-                    var rows: [[SQLValue]] = []
-                    while try statement.step() { rows.append(statement.row()) }
-                    return QueryResult(columns: (0..<statement.columnCount).map(statement.columnName), rows: rows)
-                })
-            }
+        return try await onOwnThread {
+            let db = try SQLiteConnection(path: path, readOnly: true)
+            let statement = try db.prepare(sql, name: "query")
+            var rows: [[SQLValue]] = []
+            while try statement.step() { rows.append(statement.row()) }
+            return QueryResult(columns: (0..<statement.columnCount).map(statement.columnName), rows: rows)
         }
     }
 }

@@ -162,9 +162,9 @@ import Testing
         let reads = Atomic<Int>(0)
         let bad = Mutex<[String]>([])
         let path = f.state.catalogPath
-        // A blocking loop: on a dispatch thread, not on the cooperative pool.
-        let reader = Task { try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in DispatchQueue.global().async {
-            guard let db = try? SQLiteConnection(path: path, readOnly: true) else { return c.resume(throwing: IOError("open", path: path)) }
+        // A blocking loop: on a thread of its own, not on the cooperative pool.
+        let reader = Task { try await onOwnThread {
+            let db = try SQLiteConnection(path: path, readOnly: true)
             while !stop.load(ordering: .relaxed) {
                 do {
                     let row = try db.query("SELECT count(*), sum(samples), sum(cents) FROM ticks", name: "reader")[0]
@@ -174,8 +174,7 @@ import Testing
                     bad.withLock { $0.append("\(error)") }
                 }
             }
-            c.resume()
-        } } }
+        } }
         for i in 0..<200 { try await f.store.switchView(job: "t", to: i % 2 == 0 ? 2 : 1) }
         stop.store(true, ordering: .relaxed)
         try await reader.value

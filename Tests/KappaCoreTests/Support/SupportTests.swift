@@ -112,3 +112,12 @@ extension ValueParseError: Equatable {
         #expect(object["time"]?.count == 23)
     }
 }
+
+@Suite struct RedactionTests {
+    @Test func passwordsAreHidden() {
+        #expect(Redaction.url("postgres://kappa:s3cret@db:5432/x") == "postgres://kappa:***@db:5432/x")
+        #expect(Redaction.url("postgres://db/x?user=a&password=p&sslmode=require") == "postgres://db/x?user=a&password=***&sslmode=require")
+        #expect(Redaction.url("postgres://kappa@db/x") == "postgres://kappa@db/x")
+        #expect(Redaction.url("kafka://broker:9092") == "kafka://broker:9092")
+    }
+}

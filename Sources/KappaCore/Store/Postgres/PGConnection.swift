@@ -1,0 +1,119 @@
+#if Postgres
+import CLibPQ
+import Foundation
+
+/// A PostgreSQL failure: SQLSTATE, the server's message and the statement's name (never bound
+/// values, never the password).
+public struct PostgresError: Error, Sendable, CustomStringConvertible {
+    public var sqlState: String?
+    public var message: String
+    public var statement: String
+    public var description: String { "\(statement): \(message)" + (sqlState.map { " (SQLSTATE \($0))" } ?? "") }
+}
+
+/// One libpq connection. Used by one owner at a time (a store's serial queue), hence
+/// `@unchecked Sendable`; the C pointer never leaves this file.
+final class PGConnection: @unchecked Sendable {
+    private let conn: OpaquePointer
+    /// The URL with its password replaced, for messages.
+    let displayURL: String
+
+    /// Connects to `url` (`postgres://user:password@host:port/db`).
+    /// - Throws: `PostgresError` with the URL redacted.
+    init(url: String) throws {
+        displayURL = Redaction.url(url)
+        guard let c = PQconnectdb(url) else {
+            throw PostgresError(sqlState: nil, message: "out of memory", statement: "connect \(displayURL)")
+        }
+        guard PQstatus(c) == CONNECTION_OK else {
+            let message = String(cString: PQerrorMessage(c)).trimmingCharacters(in: .whitespacesAndNewlines)
+            PQfinish(c)
+            throw PostgresError(sqlState: nil, message: Redaction.url(message), statement: "connect \(displayURL)")
+        }
+        conn = c
+    }
+
+    deinit { PQfinish(conn) }
+
+    /// Runs `sql` with text parameters (`$1`, `$2`…); returns the rows, each value typed by its
+    /// column's type (integers, floating point, booleans as 0/1, bytea as blobs, the rest as text).
+    @discardableResult
+    func query(_ sql: String, _ values: [SQLValue] = [], name: String) throws -> (columns: [String], rows: [[SQLValue]]) {
+        let texts: [String?] = values.map { v in
+            switch v {
+            case .null: return nil
+            case .integer(let i): return String(i)
+            case .real(let d): return "\(d)"
+            case .text(let s): return s
+            case .blob(let b): return "\\x" + b.map { String(format: "%02x", $0) }.joined()
+            }
+        }
+        let cStrings = texts.map { $0.map { strdup($0) } ?? nil }
+        defer { cStrings.forEach { free($0) } }
+        let pointers = cStrings.map { UnsafePointer<CChar>($0) }
+        let result = pointers.withUnsafeBufferPointer { buf in
+            PQexecParams(conn, sql, Int32(values.count), nil, buf.baseAddress, nil, nil, 0)
+        }
+        defer { PQclear(result) }
+        let status = PQresultStatus(result)
+        guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
+            let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            let message = String(cString: PQresultErrorMessage(result)).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw PostgresError(sqlState: state, message: message, statement: name)
+        }
+        let columns = (0..<PQnfields(result)).map { String(cString: PQfname(result, $0)) }
+        let types = (0..<PQnfields(result)).map { PQftype(result, $0) }
+        var rows: [[SQLValue]] = []
+        for r in 0..<PQntuples(result) {
+            rows.append((0..<PQnfields(result)).map { c in
+                if PQgetisnull(result, r, c) == 1 { return .null }
+                let text = String(cString: PQgetvalue(result, r, c))
+                switch types[Int(c)] {
+                case 20, 21, 23: return Int64(text).map(SQLValue.integer) ?? .text(text)  // int8, int2, int4
+                case 700, 701, 1700: return Double(text).map(SQLValue.real) ?? .text(text)  // float4, float8, numeric
+                case 16: return .integer(text == "t" ? 1 : 0)  // bool
+                case 17: return .blob(Self.bytea(text))
+                default: return .text(text)
+                }
+            })
+        }
+        return (columns, rows)
+    }
+
+    /// Runs one or more statements without parameters.
+    func execute(_ sql: String, name: String) throws {
+        let result = PQexec(conn, sql)
+        defer { PQclear(result) }
+        let status = PQresultStatus(result)
+        guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
+            let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            throw PostgresError(sqlState: state, message: String(cString: PQresultErrorMessage(result)).trimmingCharacters(in: .whitespacesAndNewlines),
+                                statement: name)
+        }
+    }
+
+    /// Runs `body` in a transaction; rolls back when it throws.
+    func transaction<T>(_ name: String, _ body: () throws -> T) throws -> T {
+        try execute("BEGIN", name: "\(name): begin")
+        do {
+            let value = try body()
+            try execute("COMMIT", name: "\(name): commit")
+            return value
+        } catch {
+            try? execute("ROLLBACK", name: "\(name): rollback")
+            throw error
+        }
+    }
+
+    private static func bytea(_ text: String) -> [UInt8] {
+        guard text.hasPrefix("\\x") else { return Array(text.utf8) }
+        var out: [UInt8] = []
+        var i = text.index(text.startIndex, offsetBy: 2)
+        while i < text.endIndex, let j = text.index(i, offsetBy: 2, limitedBy: text.endIndex) {
+            if let b = UInt8(text[i..<j], radix: 16) { out.append(b) }
+            i = j
+        }
+        return out
+    }
+}
+#endif
