@@ -46,9 +46,27 @@ final class Sandbox: Sendable {
     }
 
     private func runBlocking(_ executable: String, _ args: [String], stdin: String, environment extra: [String: String]) throws -> RunResult {
-        let id = UUID().uuidString
-        let inPath = "\(root)/\(id).in", outPath = "\(root)/\(id).out", errPath = "\(root)/\(id).err"
+        let inPath = "\(root)/\(UUID().uuidString).in"
         _ = FileManager.default.createFile(atPath: inPath, contents: Data(stdin.utf8))
+        defer { try? FileManager.default.removeItem(atPath: inPath) }
+        let child = try launch(executable, args, input: try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath)), environment: extra)
+        child.process.waitUntilExit()
+        defer { child.removeFiles() }
+        return child.output()
+    }
+
+    /// Starts a process with a pipe for stdin; stdout and stderr go to files read by `finish`.
+    func start(_ executable: String, _ args: [String]) throws -> Child {
+        let pipe = Pipe()
+        var child = try launch(executable, args, input: pipe, environment: [:])
+        child.input = pipe.fileHandleForWriting
+        return child
+    }
+
+    /// Starts `executable` in the sandbox (without KAPPA_STATE), stdout and stderr to files.
+    private func launch(_ executable: String, _ args: [String], input: Any, environment extra: [String: String]) throws -> Child {
+        let id = UUID().uuidString
+        let outPath = "\(root)/\(id).out", errPath = "\(root)/\(id).err"
         _ = FileManager.default.createFile(atPath: outPath, contents: nil)
         _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         let process = Process()
@@ -59,46 +77,35 @@ final class Sandbox: Sendable {
         environment["KAPPA_STATE"] = nil
         environment.merge(extra) { $1 }
         process.environment = environment
-        process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-        try process.run()
-        process.waitUntilExit()
-        defer { [inPath, outPath, errPath].forEach { try? FileManager.default.removeItem(atPath: $0) } }
-        return RunResult(status: process.terminationStatus,
-                         stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
-                         stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
-    }
-
-    /// Starts a process with a pipe for stdin; stdout and stderr go to files read by `finish`.
-    func start(_ executable: String, _ args: [String]) throws -> Child {
-        let id = UUID().uuidString
-        let outPath = "\(root)/\(id).out", errPath = "\(root)/\(id).err"
-        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = args
-        process.currentDirectoryURL = URL(fileURLWithPath: root)
-        let input = Pipe()
         process.standardInput = input
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
         try process.run()
-        return Child(process: process, input: input.fileHandleForWriting, outPath: outPath, errPath: errPath)
+        return Child(process: process, input: nil, outPath: outPath, errPath: errPath)
     }
 }
 
 /// A running child process.
 struct Child: @unchecked Sendable {  // used from one test at a time; Process is thread-safe for these calls
     let process: Process
-    let input: FileHandle
+    var input: FileHandle?
     let outPath: String
     let errPath: String
 
-    func write(_ text: String) throws { try input.write(contentsOf: Data(text.utf8)) }
+    func write(_ text: String) throws { try input!.write(contentsOf: Data(text.utf8)) }
 
-    func closeInput() throws { try input.close() }
+    func closeInput() throws { try input!.close() }
+
+    /// What the process printed so far.
+    func output() -> RunResult {
+        RunResult(status: process.isRunning ? -1 : process.terminationStatus,
+                  stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+                  stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+    }
+
+    func removeFiles() {
+        [outPath, errPath].forEach { try? FileManager.default.removeItem(atPath: $0) }
+    }
 
     /// Waits for exit (killing the child after `timeout` seconds) and returns its output.
     func finish(timeout: Double = 60) async -> RunResult {
@@ -110,9 +117,7 @@ struct Child: @unchecked Sendable {  // used from one test at a time; Process is
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(10_000) }
         if process.isRunning { process.terminate(); process.waitUntilExit() }
-        return RunResult(status: process.terminationStatus,
-                         stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
-                         stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+        return output()
     }
 }
 

@@ -163,15 +163,7 @@ final class SQLiteConnection: @unchecked Sendable {
     /// Runs `body` in a transaction (`BEGIN IMMEDIATE`: the write lock is taken at once, so that
     /// the transaction never fails half-way for a lock); rolls back when it throws.
     func transaction<T>(_ name: String, _ body: () throws -> T) throws -> T {
-        try execute("BEGIN IMMEDIATE", name: "\(name): begin")
-        do {
-            let value = try body()
-            try execute("COMMIT", name: "\(name): commit")
-            return value
-        } catch {
-            try? execute("ROLLBACK", name: "\(name): rollback")
-            throw error
-        }
+        try inTransaction(name, begin: "BEGIN IMMEDIATE", execute: { try execute($0, name: $1) }, body)
     }
 
     /// Runs `body` inside a savepoint, rolled back (and released) when it throws.
@@ -312,4 +304,18 @@ final class SQLiteStatement {
     }
 
     func row() -> [SQLValue] { (0..<columnCount).map(column) }
+}
+
+/// BEGIN, the body, COMMIT; ROLLBACK (and rethrow) when the body throws. Shared by the SQLite and
+/// PostgreSQL connections, which differ only in how they run a statement.
+func inTransaction<T>(_ name: String, begin: String, execute: (String, String) throws -> Void, _ body: () throws -> T) throws -> T {
+    try execute(begin, "\(name): begin")
+    do {
+        let value = try body()
+        try execute("COMMIT", "\(name): commit")
+        return value
+    } catch {
+        try? execute("ROLLBACK", "\(name): rollback")
+        throw error
+    }
 }

@@ -94,15 +94,7 @@ final class PGConnection: @unchecked Sendable {
 
     /// Runs `body` in a transaction; rolls back when it throws.
     func transaction<T>(_ name: String, _ body: () throws -> T) throws -> T {
-        try execute("BEGIN", name: "\(name): begin")
-        do {
-            let value = try body()
-            try execute("COMMIT", name: "\(name): commit")
-            return value
-        } catch {
-            try? execute("ROLLBACK", name: "\(name): rollback")
-            throw error
-        }
+        try inTransaction(name, begin: "BEGIN", execute: { try execute($0, name: $1) }, body)
     }
 
     private static func bytea(_ text: String) -> [UInt8] {
