@@ -65,3 +65,54 @@ public struct CatalogError: Error, Sendable, CustomStringConvertible {
         self.message = message
     }
 }
+
+// Rules and messages every catalog backend shares.
+extension CatalogError {
+    static func conflictingView(job: String, serves view: String, asked: String) -> CatalogError {
+        CatalogError(.conflictingOutput, "job \"\(job)\" serves the view \"\(view)\"; every version must keep output.table \"\(view)\" (this one says \"\(asked)\")")
+    }
+
+    static func viewTaken(_ view: String, by job: String) -> CatalogError {
+        CatalogError(.conflictingOutput, "the view \"\(view)\" already belongs to job \"\(job)\"")
+    }
+
+    static func notAbove(_ spec: JobSpec, latest: Int64) -> CatalogError {
+        CatalogError(.versionNotAbove, "version \(spec.version) of job \"\(spec.job)\" is not above its latest version \(latest); use version \(latest + 1) or higher")
+    }
+
+    static func noVersion(_ job: String, _ version: Int) -> CatalogError {
+        CatalogError(.versionNotFound, "job \"\(job)\" has no version \(version)")
+    }
+
+    static func stateMoved(_ job: String, _ version: Int, is state: String, not expected: VersionState) -> CatalogError {
+        CatalogError(.stateConflict, "job \"\(job)\" version \(version) is \(state), not \(expected.rawValue)")
+    }
+}
+
+extension VersionRecord {
+    /// A version from a catalog row: `job, version, state, manifest, created_at, updated_at, error`.
+    init(row: [SQLValue]) throws {
+        let manifest = row[3].string
+        do {
+            spec = try ManifestParser.parse(manifest)
+        } catch {
+            throw CatalogError(.notACatalog, "job \(row[0].string) v\(row[1].int): the stored manifest no longer parses: \(error)")
+        }
+        job = row[0].string
+        version = Int(row[1].int)
+        state = VersionState(rawValue: row[2].string) ?? .failed
+        self.manifest = manifest
+        createdAt = row[4].int
+        updatedAt = row[5].int
+        error = row[6] == .null ? nil : row[6].string
+    }
+}
+
+extension HistoryEntry {
+    /// An entry from a catalog row: `id, job, version, at, from_state, to_state, reason, actor`.
+    init(row: [SQLValue]) {
+        self.init(id: row[0].int, job: row[1].string, version: Int(row[2].int), at: row[3].int,
+                  from: row[4] == .null ? nil : VersionState(rawValue: row[4].string),
+                  to: VersionState(rawValue: row[5].string) ?? .failed, reason: row[6].string, actor: row[7].string)
+    }
+}

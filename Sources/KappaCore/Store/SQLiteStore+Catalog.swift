@@ -25,9 +25,7 @@ extension SQLiteStore {
         try await write { w in
             try w.db.query("SELECT id, job, version, at, from_state, to_state, reason, actor FROM kappa_history WHERE job = ? ORDER BY id",
                            [.text(job)], name: "read history").map { row in
-                HistoryEntry(id: row[0].int, job: row[1].string, version: Int(row[2].int), at: row[3].int,
-                             from: row[4] == .null ? nil : VersionState(rawValue: row[4].string),
-                             to: VersionState(rawValue: row[5].string) ?? .failed, reason: row[6].string, actor: row[7].string)
+                HistoryEntry(row: row)
             }
         }
     }
@@ -48,11 +46,11 @@ extension SQLiteWriter {
         let existing = try db.query("SELECT view FROM kappa_jobs WHERE name = ?", [.text(spec.job)], name: "read job")
         if let row = existing.first {
             guard row[0].string == view else {
-                throw CatalogError(.conflictingOutput, "job \"\(spec.job)\" serves the view \"\(row[0].string)\"; every version must keep output.table \"\(row[0].string)\" (this one says \"\(view)\")")
+                throw CatalogError.conflictingView(job: spec.job, serves: row[0].string, asked: view)
             }
         } else {
             if let other = try db.query("SELECT name FROM kappa_jobs WHERE view = ? COLLATE NOCASE", [.text(view)], name: "find view owner").first {
-                throw CatalogError(.conflictingOutput, "the view \"\(view)\" already belongs to job \"\(other[0].string)\"")
+                throw CatalogError.viewTaken(view, by: other[0].string)
             }
             if try tableExists(view) {
                 throw CatalogError(.conflictingOutput, "a table or view named \"\(view)\" already exists in \(db.path); choose another output.table")
@@ -62,7 +60,7 @@ extension SQLiteWriter {
         }
         let latest = try db.query("SELECT max(version) FROM kappa_versions WHERE job = ?", [.text(spec.job)], name: "latest version")
         if case .integer(let max)? = latest.first?.first, Int64(spec.version) <= max {
-            throw CatalogError(.versionNotAbove, "version \(spec.version) of job \"\(spec.job)\" is not above its latest version \(max); use version \(max + 1) or higher")
+            throw CatalogError.notAbove(spec, latest: max)
         }
         for table in [spec.versionTable, spec.deadLetterTable] where try tableExists(table) {
             throw CatalogError(.conflictingOutput, "a table named \"\(table)\" already exists in \(db.path)")
@@ -99,18 +97,7 @@ extension SQLiteWriter {
 
     func versions(job: String) throws -> [VersionRecord] {
         try db.query("SELECT job, version, state, manifest, created_at, updated_at, error FROM kappa_versions WHERE job = ? ORDER BY version",
-                     [.text(job)], name: "list versions").map { row in
-            let manifest = row[3].string
-            let spec: JobSpec
-            do {
-                spec = try ManifestParser.parse(manifest)
-            } catch {
-                throw CatalogError(.notACatalog, "job \(job) v\(row[1].int): the stored manifest no longer parses: \(error)")
-            }
-            return VersionRecord(job: row[0].string, version: Int(row[1].int), state: VersionState(rawValue: row[2].string) ?? .failed,
-                                 manifest: manifest, spec: spec, createdAt: row[4].int, updatedAt: row[5].int,
-                                 error: row[6] == .null ? nil : row[6].string)
-        }
+                     [.text(job)], name: "list versions").map(VersionRecord.init(row:))
     }
 
     func transition(job: String, version: Int, from: VersionState, to: VersionState, reason: String, actor: String, error: String?) throws {
@@ -120,8 +107,8 @@ extension SQLiteWriter {
                                  name: "transition")
         guard changed == 1 else {
             let current = try db.query("SELECT state FROM kappa_versions WHERE job = ? AND version = ?", [.text(job), .integer(Int64(version))], name: "read state")
-            guard let row = current.first else { throw CatalogError(.versionNotFound, "job \"\(job)\" has no version \(version)") }
-            throw CatalogError(.stateConflict, "job \"\(job)\" version \(version) is \(row[0].string), not \(from.rawValue)")
+            guard let row = current.first else { throw CatalogError.noVersion(job, version) }
+            throw CatalogError.stateMoved(job, version, is: row[0].string, not: from)
         }
         try appendHistory(job: job, version: version, from: from, to: to, reason: reason, actor: actor, at: now)
     }
