@@ -57,3 +57,67 @@ struct PostgresCatalogTests {
     }
 }
 #endif
+
+#if Postgres
+extension PostgresCatalogTests {
+    @Test func promoteRollbackChecksAndRetireAreOneTransactionEach() throws {
+        let c = try Self.catalog()
+        for text in [DemoManifests.v1, DemoManifests.v2] {
+            _ = try c.register(try ManifestParser.parse(text), manifest: text, startOffsets: [0], actor: "t", reason: "deployed")
+        }
+        try c.db.execute("INSERT INTO \(c.table("btc_prices__v1")) VALUES ('EUR', 1, 60, 83000.5)", name: "rows")
+        let decide = { (event: LifecycleEvent) throws in
+            let actions = try Lifecycle.decide(event, versions: try c.versions(job: "btc").map(\.status))
+            try c.apply(job: "btc", actions: actions, actor: "t")
+        }
+        for v in [1, 2] {
+            try c.db.transaction("t") {
+                try c.transition(job: "btc", version: v, from: .pending, to: .replaying, reason: "started", actor: "t", error: nil)
+            }
+        }
+        try decide(.caughtUp(version: 1))
+        #expect(try c.db.query("SELECT avg_rate FROM \(c.table("btc_prices"))", name: "read").rows == [[.real(83000.5)]])
+        try decide(.caughtUp(version: 2))
+        // v2 has fewer rows than v1: its check refuses, and nothing changes.
+        do {
+            try decide(.promote(version: 2, force: false))
+            Issue.record("a failing check let the promotion through")
+        } catch let error as CatalogError {
+            #expect(error.message.hasPrefix("promotion refused: the check (SELECT count(*) FROM new) >= (SELECT count(*) FROM old) does not hold"))
+        }
+        #expect(try c.versions(job: "btc").map(\.state) == [.serving, .caughtUp])
+        try c.db.execute("INSERT INTO \(c.table("btc_prices__v2")) VALUES ('EUR', 1, 60, 1, 2, 0.5, 1.5)", name: "rows")
+        try decide(.promote(version: 2, force: false))
+        #expect(try c.versions(job: "btc").map(\.state) == [.standby, .serving])
+        #expect(try c.db.query("SELECT close FROM \(c.table("btc_prices"))", name: "read").rows == [[.real(1.5)]])
+        do {
+            try c.apply(job: "btc", actions: [.dropTables(version: 2)], actor: "t")
+            Issue.record("dropped the serving version's table")
+        } catch let error as CatalogError {
+            #expect(error.message == "version 2 of job \"btc\" backs the view \"btc_prices\"; switch the view first")
+        }
+        try decide(.rollback)
+        #expect(try c.db.query("SELECT avg_rate FROM \(c.table("btc_prices"))", name: "read").rows == [[.real(83000.5)]])
+        try decide(.promote(version: 2, force: false))
+        try decide(.retire(version: 1))
+        #expect(!(try c.relationExists("btc_prices__v1")))
+        #expect(try c.nextOffsets(job: "btc", version: 1).isEmpty)
+        #expect(try c.history(job: "btc").map { "v\($0.version) \($0.from?.rawValue ?? "-")>\($0.to.rawValue)" }.suffix(7) == [
+            "v1 serving>standby", "v2 caughtUp>serving", "v2 serving>standby", "v1 standby>serving",
+            "v1 serving>standby", "v2 standby>serving", "v1 standby>retired",
+        ])
+    }
+
+    @Test func lagSamplesAndHeartbeats() throws {
+        let c = try Self.catalog()
+        for at in 0..<10 { try c.recordLag(job: "j", version: 1, sample: LagSample(at: Int64(at), ends: [10, 20], nexts: [Int64(at), 0]), keep: 4) }
+        let samples = try c.lagSamples(job: "j", version: 1, limit: 10)
+        #expect(samples.map(\.at) == [6, 7, 8, 9])
+        #expect(samples.last == LagSample(at: 9, ends: [10, 20], nexts: [9, 0]))
+        try c.heartbeat(owner: "host-a", pid: 7, startedAt: 1)
+        #expect(try c.liveHosts(withinMs: 5_000) == ["host-a"])
+        try c.removeHost(owner: "host-a")
+        #expect(try c.liveHosts(withinMs: 5_000).isEmpty)
+    }
+}
+#endif
