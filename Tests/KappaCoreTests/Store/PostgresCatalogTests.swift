@@ -121,3 +121,74 @@ extension PostgresCatalogTests {
     }
 }
 #endif
+
+#if Postgres
+extension PostgresCatalogTests {
+    /// SQL in the subset both databases accept (casts where PostgreSQL's ->> yields text).
+    static let portable = """
+        {"job": "p", "version": 1, "source": {"topic": "bpi"},
+         "output": {"table": "pticks", "columns": {"currency": "TEXT", "minute": "BIGINT", "samples": "BIGINT", "cents": "BIGINT"}, "primaryKey": ["currency", "minute"]},
+         "transform": {"sql": "INSERT INTO output(currency, minute, samples, cents) SELECT value->>'currency', CAST(value->>'ts' AS BIGINT) / 60000, count(*), sum(CAST(round(CAST(value->>'rate' AS NUMERIC) * 100) AS BIGINT)) FROM batch WHERE true GROUP BY 1, 2 ON CONFLICT(currency, minute) DO UPDATE SET samples = output.samples + excluded.samples, cents = output.cents + excluded.cents"},
+         "batch": 97, "onBadRecord": "deadLetter"}
+        """
+
+    @Test func batchesReplayExactlyWithBadRecordsDeadLettered() async throws {
+        let c = try Self.catalog()
+        let dir = try TempDirectory()
+        let log = try SegmentLog(directory: dir.path)
+        _ = try await log.createTopic("bpi", config: TopicConfig(partitions: 1))
+        let ticks = BPIFeed(seed: 4, start: 28_000_000 * 60_000).ticks(seconds: 300)
+        _ = try await log.append(topic: "bpi", records: Array(ticks.prefix(400)).map(\.record))
+        _ = try await log.append(topic: "bpi", records: [ProducerRecord(key: Array("EUR".utf8), value: Array("not json".utf8))])
+        _ = try await log.append(topic: "bpi", records: Array(ticks.dropFirst(400)).map(\.record))
+        let spec = try ManifestParser.parse(Self.portable)
+        _ = try c.register(spec, manifest: Self.portable, startOffsets: [0], actor: "t", reason: "r")
+        try c.db.transaction("t") { try c.transition(job: "p", version: 1, from: .pending, to: .replaying, reason: "r", actor: "t", error: nil) }
+        let job = try StreamJobs.make(spec)
+        var offset: Int64 = 0
+        while true {
+            let records = try await log.read(topic: "bpi", partition: 0, from: offset, maxRecords: spec.batch, maxBytes: 1 << 20)
+            if records.isEmpty { break }
+            offset = try c.applyBatch(job, partition: 0, records: records).nextOffset
+        }
+        #expect(try c.nextOffsets(job: "p", version: 1) == [901])
+        var expected: [String: (Int64, Int64)] = [:]
+        for t in ticks {
+            let key = "\(t.currency)|\(t.ts / 60_000)"
+            let cents = Int64((Double(String(format: "%.2f", t.rate))! * 100).rounded())
+            expected[key] = ((expected[key]?.0 ?? 0) + 1, (expected[key]?.1 ?? 0) + cents)
+        }
+        let rows = try c.db.query("SELECT currency, minute, samples, cents FROM \(c.table("pticks__v1"))", name: "read").rows
+        #expect(rows.count == expected.count)
+        for row in rows {
+            #expect(expected["\(row[0].string)|\(row[1].int)"].map { [SQLValue.integer($0.0), .integer($0.1)] } == Array(row[2...3]))
+        }
+        let dead = try c.db.query("SELECT \"offset\", error FROM \(c.table("pticks__v1__dead"))", name: "read").rows
+        #expect(dead.count == 1 && dead[0][0] == .integer(400))
+        #expect(dead[0][1].string.contains("invalid input syntax for type json"))
+        // A stale batch is refused and writes nothing.
+        let again = try await log.read(topic: "bpi", partition: 0, from: 0, maxRecords: 10, maxBytes: 1 << 20)
+        #expect(throws: StaleOffsetError.self) { try c.applyBatch(job, partition: 0, records: again) }
+    }
+
+    @Test func jobSQLCannotTouchTheCatalogOrAnotherVersion() async throws {
+        let c = try Self.catalog()
+        let dir = try TempDirectory()
+        let log = try SegmentLog(directory: dir.path)
+        _ = try await log.createTopic("bpi", config: TopicConfig(partitions: 1))
+        _ = try await log.append(topic: "bpi", records: BPIFeed(seed: 1, start: 0).ticks(seconds: 3).map(\.record))
+        let sneaky = Self.portable.replacingOccurrences(of: "FROM batch WHERE true", with: "FROM batch WHERE (SELECT count(*) FROM kappa_versions) >= 0")
+        let spec = try ManifestParser.parse(sneaky)
+        _ = try c.register(spec, manifest: sneaky, startOffsets: [0], actor: "t", reason: "r")
+        try c.db.transaction("t") { try c.transition(job: "p", version: 1, from: .pending, to: .replaying, reason: "r", actor: "t", error: nil) }
+        let records = try await log.read(topic: "bpi", partition: 0, from: 0, maxRecords: 10, maxBytes: 1 << 20)
+        do {
+            _ = try c.applyBatch(try StreamJobs.make(spec), partition: 0, records: records)
+            Issue.record("job SQL read the catalog")
+        } catch let failure as JobFailure {
+            #expect(failure.message == "transform.sql: ERROR:  permission denied for table kappa_versions")
+        }
+        #expect(try c.nextOffsets(job: "p", version: 1) == [0])
+    }
+}
+#endif

@@ -52,6 +52,16 @@ extension PostgresCatalog {
         let key: [SQLValue] = [.text(job), .integer(Int64(version))]
         try db.query("DELETE FROM \(schema).kappa_offsets WHERE job = $1 AND version = $2", key, name: "drop offsets")
         try db.query("DELETE FROM \(schema).kappa_leases WHERE job = $1 AND version = $2", key, name: "drop leases")
+        // The version's role goes too, unless another session still holds a grant to it (its
+        // temporary batch table): then it stays, without rights on anything of Kappa's.
+        let role = SQLText.quote("kappa_\(schema)_\(job)_v\(version)".lowercased())
+        try db.execute("SAVEPOINT kappa_role", name: "drop role")
+        do {
+            try db.execute("REVOKE ALL ON SCHEMA \(schema) FROM \(role); DROP ROLE IF EXISTS \(role)", name: "drop role")
+            try db.execute("RELEASE SAVEPOINT kappa_role", name: "drop role")
+        } catch {
+            try db.execute("ROLLBACK TO SAVEPOINT kappa_role; RELEASE SAVEPOINT kappa_role", name: "drop role")
+        }
     }
 
     /// Evaluates `promote.checks` over `old` and `new` inside the caller's transaction, in a

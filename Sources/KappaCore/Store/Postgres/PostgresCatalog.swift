@@ -6,6 +6,9 @@ final class PostgresCatalog: @unchecked Sendable {
     let db: PGConnection
     /// Kappa's schema (validated identifier), for the catalog, version tables and views.
     let schema: String
+    /// This session's temporary `batch` table exists, and the roles allowed to read it.
+    var batchReady = false
+    var grantedRoles: Set<String> = []
 
     init(url: String, schema: String = "kappa") throws {
         guard ManifestParser.isIdentifier(schema) else {
@@ -71,6 +74,7 @@ final class PostgresCatalog: @unchecked Sendable {
                 CREATE TABLE \(table(spec.deadLetterTable)) (partition INTEGER NOT NULL, "offset" BIGINT NOT NULL, timestamp BIGINT,
                     key BYTEA, value BYTEA, error TEXT NOT NULL, PRIMARY KEY (partition, "offset"))
                 """, name: "create dead-letter table")
+            try createRole(spec)
             for (p, offset) in startOffsets.enumerated() {
                 try db.query("INSERT INTO \(schema).kappa_offsets (job, version, partition, next_offset) VALUES ($1, $2, $3, $4)",
                              [.text(spec.job), .integer(Int64(spec.version)), .integer(Int64(p)), .integer(offset)], name: "insert offsets")
