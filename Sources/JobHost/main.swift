@@ -1,3 +1,4 @@
+import Foundation
 import KappaCore
 
 #if canImport(Glibc)
@@ -11,12 +12,14 @@ let root = Command(
     abstract: "Run Kappa's daemon: the controller and one worker per partition of every running version, until SIGTERM/SIGINT.",
     options: [
         .value("state", "DIR", help: "State directory (default: $KAPPA_STATE, else ./.kappa)."),
+        .value("catalog", "URL", help: "Catalog and output tables in PostgreSQL (default: $KAPPA_CATALOG, else SQLite in the state directory)."),
         .value("retention-interval", "DURATION", help: "How often to apply retention (default 1m)."),
         .value("log-format", "FORMAT", help: "Log lines as text or json (default: text)."),
     ],
     run: { args in
         let signals = TerminationSignal()
         var configuration = JobHostConfiguration(state: try StateDirectory(path: StateDirectory.resolve(flag: args.string("state"))))
+        configuration.catalog = Backends.catalogURL(flag: args.string("catalog"), environment: ProcessInfo.processInfo.environment)
         if let interval = try args.duration("retention-interval") { configuration.retentionIntervalMs = max(10, interval) }
         let format = EventLogger.Format(rawValue: try args.choice("log-format", ["text", "json"], default: "text"))!
         let service = JobHostService(configuration: configuration, logger: EventLogger(format: format))

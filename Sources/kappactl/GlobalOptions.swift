@@ -1,12 +1,19 @@
+import Foundation
 import KappaCore
 
 enum GlobalOptions {
     static let state = Option.value("state", "DIR", help: "State directory (default: $KAPPA_STATE, else ./.kappa).")
+    static let catalog = Option.value("catalog", "URL", help: "Catalog and output tables in PostgreSQL (postgres://…; default: $KAPPA_CATALOG, else SQLite in the state directory).")
     static let output = Option.value("output", short: "o", "FORMAT", help: "Output format: text or json (default: text).")
 
     /// Opens the state directory the arguments name.
     static func stateDirectory(_ args: ParsedArguments) throws -> StateDirectory {
         try StateDirectory(path: StateDirectory.resolve(flag: args.string("state")))
+    }
+
+    /// The store: SQLite in the state directory, or the --catalog / KAPPA_CATALOG database.
+    static func store(_ args: ParsedArguments, state: StateDirectory) throws -> any TableStore {
+        try Backends.store(state: state, catalog: Backends.catalogURL(flag: args.string("catalog"), environment: ProcessInfo.processInfo.environment))
     }
 
     /// The embedded log in the state directory.

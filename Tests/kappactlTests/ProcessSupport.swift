@@ -26,17 +26,23 @@ struct RunResult {
 final class Sandbox: Sendable {
     let root: String
     var state: String { root + "/state" }
+    /// A catalog URL every kappactl and JobHost run of this sandbox gets (`--catalog`), if any.
+    let catalog: String?
 
-    init() throws {
+    init(catalog: String? = nil) throws {
         root = try FileSystem.makeTemporaryDirectory(prefix: "kappactl-test")
+        self.catalog = catalog
     }
+
+    /// `--state` (and `--catalog`) for JobHost.
+    var hostArguments: [String] { ["--state", state] + (catalog.map { ["--catalog", $0] } ?? []) }
 
     deinit { try? FileSystem.removeTree(root) }
 
     /// Runs `kappactl --state <state> args…` to completion, with `stdin` as its input.
     @discardableResult
     func kappactl(_ args: [String], stdin: String = "", withState: Bool = true) async throws -> RunResult {
-        try await run(Executables.kappactl, (withState ? ["--state", state] : []) + args, stdin: stdin)
+        try await run(Executables.kappactl, (withState ? ["--state", state] : []) + (catalog.map { ["--catalog", $0] } ?? []) + args, stdin: stdin)
     }
 
     /// Runs a process to completion. The waiting happens on a thread of its own, never on the

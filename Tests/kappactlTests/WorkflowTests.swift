@@ -32,10 +32,25 @@ import Testing
     }
 
     @Test func deployReplayPromoteRollbackRetire() async throws {
-        let box = try Sandbox()
+        try await Self.workflow(try Sandbox())
+    }
+
+    #if Postgres
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["KAPPA_TEST_POSTGRES"] != nil, "needs the PostgreSQL server scripts/test starts"))
+    func deployReplayPromoteRollbackRetireOnPostgres() async throws {
+        let base = ProcessInfo.processInfo.environment["KAPPA_TEST_POSTGRES"]!
+        let database = "kappa_\(UInt32.random(in: 0...UInt32.max))"
+        _ = try await Sandbox().run("/usr/bin/env", ["psql", base, "-q", "-c", "CREATE DATABASE \(database)"])
+        let url = base.replacingOccurrences(of: "/kappa_test", with: "/\(database)")
+        try await Self.workflow(try Sandbox(catalog: url))
+    }
+    #endif
+
+    /// deploy v1, v2 replays while v1 serves and ticks arrive, diff, promote, rollback, retire.
+    static func workflow(_ box: Sandbox) async throws {
         try await box.kappactl(["topic", "create", "bpi", "--partitions", "3"])
         #expect(try await box.kappactl(["produce", "bpi"], stdin: Self.feedLines(seed: 1, startMinute: 28_000_000, seconds: 1200)).status == 0)
-        let host = try box.start(Executables.jobHost, ["--state", box.state])
+        let host = try box.start(Executables.jobHost, box.hostArguments)
         defer { kill(host.process.processIdentifier, SIGKILL) }
 
         let v1 = try await box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v1.json", "--wait", "--timeout", "60s"])
@@ -45,7 +60,7 @@ import Testing
         #expect(try await Self.scalar(box, "btc", "SELECT sum(samples) FROM btc_prices") == "3600")
 
         // More ticks arrive while v2 replays from offset 0; v1 keeps serving meanwhile.
-        let producer = try box.start(Executables.kappactl, ["--state", box.state, "produce", "bpi"])
+        let producer = try box.start(Executables.kappactl, box.hostArguments + ["produce", "bpi"])
         let deploy = try await box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v2.json"])
         #expect(deploy.status == 0)
         #expect(try await box.kappactl(["query", "btc"]).lines.first?.contains("AVG_RATE") == true)
@@ -86,7 +101,9 @@ import Testing
 
         let retired = try await box.kappactl(["retire", "btc", "--version", "2"])
         #expect(retired.status == 0)
-        #expect(try await Self.scalar(box, "btc", "SELECT count(*) FROM sqlite_master WHERE name LIKE 'btc_prices__v2%'") == "0")
+        let tables = box.catalog == nil ? "SELECT count(*) FROM sqlite_master WHERE name LIKE 'btc_prices__v2%'"
+            : "SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'btc_prices__v2%'"
+        #expect(try await Self.scalar(box, "btc", tables) == "0")
         let refused = try await box.kappactl(["retire", "btc", "--version", "1"])
         #expect(refused.status == 4)
         #expect(refused.stderr == "error: version 1 is serving; promote another version or roll back first\n")

@@ -44,7 +44,7 @@ extension Operator {
         let compared = va.spec.output.columns.map(\.name).filter { namesB.contains($0) && !key.contains($0) }
         let join = key.map { "a.\(SQLText.quote($0)) = b.\(SQLText.quote($0))" }.joined(separator: " AND ")
         let keyList = key.map { "x.\(SQLText.quote($0))" }.joined(separator: ", ")
-        let differs = compared.isEmpty ? "0" : compared.map { "a.\(SQLText.quote($0)) IS NOT b.\(SQLText.quote($0))" }.joined(separator: " OR ")
+        let differs = compared.isEmpty ? "false" : compared.map { "a.\(SQLText.quote($0)) IS DISTINCT FROM b.\(SQLText.quote($0))" }.joined(separator: " OR ")
         let onlyA = "FROM \(ta) a WHERE NOT EXISTS (SELECT 1 FROM \(tb) b WHERE \(join))"
         let onlyB = "FROM \(tb) b WHERE NOT EXISTS (SELECT 1 FROM \(ta) a WHERE \(join))"
         let changed = "FROM \(ta) a JOIN \(tb) b ON \(join) WHERE \(differs)"

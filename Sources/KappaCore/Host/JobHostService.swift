@@ -5,6 +5,8 @@ import Glibc
 /// How JobHost runs.
 public struct JobHostConfiguration: Sendable {
     public var state: StateDirectory
+    /// The catalog database's URL (PostgreSQL); nil: SQLite in the state directory.
+    public var catalog: String?
     /// How often retention is applied to the embedded log's topics.
     public var retentionIntervalMs: Int64 = 60_000
     public var controller = Controller.Configuration()
@@ -30,7 +32,7 @@ public struct JobHostService: Sendable {
         let state = configuration.state
         let lock = try HostLock(state: state)
         let log = try SegmentLog(state: state)
-        let store = try SQLiteStore(state: state)
+        let store = try Backends.store(state: state, catalog: configuration.catalog)
         let owner = "JobHost@\(Self.hostname()):\(getpid())"
         let startedAt = currentTimeMillis()
         let controller = Controller(log: log, store: store, logger: logger, actor: owner, configuration: configuration.controller)

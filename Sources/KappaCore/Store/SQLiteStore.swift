@@ -10,8 +10,7 @@ import Foundation
 /// connections of their own.
 public final class SQLiteStore: TableStore {
     public let path: String
-    private let queue = DispatchQueue(label: "kappa.store.sqlite")
-    private let writer: SQLiteWriter
+    private let writer: StoreQueue<SQLiteWriter>
 
     /// Opens (creating and migrating when needed) the catalog database at `path`.
     /// - Throws: `SQLiteError` naming the file (e.g. not a database), `CatalogError.newerSchema`.
@@ -21,7 +20,7 @@ public final class SQLiteStore: TableStore {
         try CatalogSchema.migrate(db)
         try db.execute("CREATE TEMP TABLE IF NOT EXISTS batch (partition INTEGER, \"offset\" INTEGER, timestamp INTEGER, key, value)",
                        name: "create batch table")
-        writer = SQLiteWriter(db: db)
+        writer = StoreQueue(label: "kappa.store.sqlite", SQLiteWriter(db: db))
     }
 
     /// The store of a state directory (`<state>/kappa.sqlite`).
@@ -31,9 +30,7 @@ public final class SQLiteStore: TableStore {
 
     /// Runs `body` on the writer's queue.
     func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteWriter) throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try body(self.writer) }) }
-        }
+        try await writer.run(body)
     }
 
     /// A hook called at named points inside batch transactions; tests use it to fail a commit

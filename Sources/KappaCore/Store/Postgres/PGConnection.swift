@@ -31,6 +31,8 @@ final class PGConnection: @unchecked Sendable {
             throw PostgresError(sqlState: nil, message: Redaction.url(message), statement: "connect \(displayURL)")
         }
         conn = c
+        // Notices ("already exists, skipping") are not errors; they must not reach the terminal.
+        try execute("SET client_min_messages = warning", name: "connect \(displayURL)")
     }
 
     deinit { PQfinish(conn) }
@@ -70,7 +72,8 @@ final class PGConnection: @unchecked Sendable {
                 let text = String(cString: PQgetvalue(result, r, c))
                 switch types[Int(c)] {
                 case 20, 21, 23: return Int64(text).map(SQLValue.integer) ?? .text(text)  // int8, int2, int4
-                case 700, 701, 1700: return Double(text).map(SQLValue.real) ?? .text(text)  // float4, float8, numeric
+                case 700, 701: return Double(text).map(SQLValue.real) ?? .text(text)  // float4, float8
+                case 1700: return Int64(text).map(SQLValue.integer) ?? Double(text).map(SQLValue.real) ?? .text(text)  // numeric
                 case 16: return .integer(text == "t" ? 1 : 0)  // bool
                 case 17: return .blob(Self.bytea(text))
                 default: return .text(text)

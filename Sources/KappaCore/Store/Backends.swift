@@ -1,0 +1,21 @@
+/// Chooses the store: the state directory's SQLite database, or the catalog a URL names
+/// (`--catalog postgres://…` or `KAPPA_CATALOG`, with the `Postgres` trait).
+public enum Backends {
+    /// - Throws: `CatalogError` for a URL this build cannot use (saying which trait is missing).
+    public static func store(state: StateDirectory, catalog: String?) throws -> any TableStore {
+        guard let catalog, !catalog.isEmpty else { return try SQLiteStore(state: state) }
+        guard catalog.hasPrefix("postgres://") || catalog.hasPrefix("postgresql://") else {
+            throw CatalogError(.notACatalog, "unsupported catalog \(Redaction.url(catalog)): use postgres://user@host:port/database")
+        }
+        #if Postgres
+        return try PostgresStore(url: catalog)
+        #else
+        throw CatalogError(.notACatalog, "this build has no PostgreSQL support: build with `swift build --traits Postgres` to use \(Redaction.url(catalog))")
+        #endif
+    }
+
+    /// The catalog URL from `--catalog`, else `KAPPA_CATALOG`.
+    public static func catalogURL(flag: String?, environment: [String: String]) -> String? {
+        flag ?? environment["KAPPA_CATALOG"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+}
