@@ -8,10 +8,23 @@ public enum Backends {
             throw CatalogError(.notACatalog, "unsupported catalog \(Redaction.url(catalog)): use postgres://user@host:port/database")
         }
         #if Postgres
-        return try PostgresStore(url: catalog)
+        let (url, schema) = splitSchema(catalog)
+        return try PostgresStore(url: url, schema: schema ?? "kappa")
         #else
         throw CatalogError(.notACatalog, "this build has no PostgreSQL support: build with `swift build --traits Postgres` to use \(Redaction.url(catalog))")
         #endif
+    }
+
+    /// Takes Kappa's own `schema=NAME` parameter out of a PostgreSQL URL (libpq refuses unknown
+    /// parameters): `postgres://h/db?schema=ops&sslmode=require` → (`postgres://h/db?sslmode=require`, `ops`).
+    public static func splitSchema(_ url: String) -> (url: String, schema: String?) {
+        guard let q = url.firstIndex(of: "?") else { return (url, nil) }
+        var schema: String?
+        let kept = url[url.index(after: q)...].split(separator: "&").filter { pair in
+            if pair.hasPrefix("schema=") { schema = String(pair.dropFirst("schema=".count)); return false }
+            return true
+        }
+        return (String(url[..<q]) + (kept.isEmpty ? "" : "?" + kept.joined(separator: "&")), schema)
     }
 
     /// The catalog URL from `--catalog`, else `KAPPA_CATALOG`.

@@ -171,24 +171,26 @@ extension PostgresCatalogTests {
         #expect(throws: StaleOffsetError.self) { try c.applyBatch(job, partition: 0, records: again) }
     }
 
-    @Test func jobSQLCannotTouchTheCatalogOrAnotherVersion() async throws {
+    @Test func jobSQLThatReachesTheCatalogIsRefusedAtDeploy() throws {
         let c = try Self.catalog()
-        let dir = try TempDirectory()
-        let log = try SegmentLog(directory: dir.path)
-        _ = try await log.createTopic("bpi", config: TopicConfig(partitions: 1))
-        _ = try await log.append(topic: "bpi", records: BPIFeed(seed: 1, start: 0).ticks(seconds: 3).map(\.record))
-        let sneaky = Self.portable.replacingOccurrences(of: "FROM batch WHERE true", with: "FROM batch WHERE (SELECT count(*) FROM kappa_versions) >= 0")
-        let spec = try ManifestParser.parse(sneaky)
-        _ = try c.register(spec, manifest: sneaky, startOffsets: [0], actor: "t", reason: "r")
-        try c.db.transaction("t") { try c.transition(job: "p", version: 1, from: .pending, to: .replaying, reason: "r", actor: "t", error: nil) }
-        let records = try await log.read(topic: "bpi", partition: 0, from: 0, maxRecords: 10, maxBytes: 1 << 20)
-        do {
-            _ = try c.applyBatch(try StreamJobs.make(spec), partition: 0, records: records)
-            Issue.record("job SQL read the catalog")
-        } catch let failure as JobFailure {
-            #expect(failure.message == "transform.sql: ERROR:  permission denied for table kappa_versions")
+        for (sql, message) in [
+            ("FROM batch WHERE (SELECT count(*) FROM kappa_versions) >= 0", "transform.sql: ERROR:  permission denied for table kappa_versions"),
+            ("FROM batch WHERE nosuchcolumn > 0", "transform.sql: ERROR:  column \"nosuchcolumn\" does not exist"),
+        ] {
+            let text = Self.portable.replacingOccurrences(of: "FROM batch WHERE true", with: sql)
+            do {
+                _ = try c.register(try ManifestParser.parse(text), manifest: text, startOffsets: [0], actor: "t", reason: "r")
+                Issue.record("registered: \(sql)")
+            } catch let error as CatalogError {
+                #expect(error.code == .invalidJob)
+                #expect(error.message.hasPrefix(message), "\(error.message)")
+            }
+            #expect(try c.jobs().isEmpty)
+            #expect(!(try c.relationExists("pticks__v1")))
         }
-        #expect(try c.nextOffsets(job: "p", version: 1) == [0])
+        // The session is still usable: a good version registers after the refused ones.
+        _ = try c.register(try ManifestParser.parse(Self.portable), manifest: Self.portable, startOffsets: [0], actor: "t", reason: "r")
+        #expect(try c.versions(job: "p").count == 1)
     }
 }
 #endif

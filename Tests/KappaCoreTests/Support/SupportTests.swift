@@ -120,4 +120,24 @@ extension ValueParseError: Equatable {
         #expect(Redaction.url("postgres://kappa@db/x") == "postgres://kappa@db/x")
         #expect(Redaction.url("kafka://broker:9092") == "kafka://broker:9092")
     }
+
+    @Test func theSchemaParameterIsKappas() {
+        #expect(Backends.splitSchema("postgres://h/db?schema=ops&sslmode=require") == ("postgres://h/db?sslmode=require", "ops"))
+        #expect(Backends.splitSchema("postgres://h/db?schema=ops") == ("postgres://h/db", "ops"))
+        #expect(Backends.splitSchema("postgres://h/db") == ("postgres://h/db", nil))
+    }
+
+    @Test func aCatalogURLThisBuildCannotUseIsExplained() throws {
+        let dir = try TempDirectory()
+        let state = try StateDirectory(path: dir.path + "/s")
+        #expect(throws: CatalogError.self) { _ = try Backends.store(state: state, catalog: "mysql://x") }
+        #if !Postgres
+        do {
+            _ = try Backends.store(state: state, catalog: "postgres://kappa:pw@db/x")
+            Issue.record("a build without the Postgres trait accepted a PostgreSQL catalog")
+        } catch let error as CatalogError {
+            #expect(error.message == "this build has no PostgreSQL support: build with `swift build --traits Postgres` to use postgres://kappa:***@db/x")
+        }
+        #endif
+    }
 }

@@ -33,7 +33,7 @@ extension PostgresCatalog {
         guard let first = records.first else {
             return BatchResult(partition: partition, records: 0, deadLettered: 0, nextOffset: records.nextOffset)
         }
-        return try db.transaction("batch \(spec.job) v\(spec.version) partition \(partition)") {
+        return try sessionTransaction("batch \(spec.job) v\(spec.version) partition \(partition)") {
             let rows = try db.query("""
                 SELECT o.next_offset, v.state FROM \(schema).kappa_offsets o JOIN \(schema).kappa_versions v ON v.job = o.job AND v.version = o.version
                 WHERE o.job = $1 AND o.version = $2 AND o.partition = $3 FOR UPDATE OF o

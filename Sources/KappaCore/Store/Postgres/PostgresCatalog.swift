@@ -44,7 +44,7 @@ final class PostgresCatalog: @unchecked Sendable {
 
     /// Registers a version in one transaction: job row, version row, its tables, offsets, history.
     func register(_ spec: JobSpec, manifest: String, startOffsets: [Int64], actor: String, reason: String) throws -> VersionRecord {
-        try db.transaction("register \(spec.job) v\(spec.version)") {
+        try sessionTransaction("register \(spec.job) v\(spec.version)") {
             try db.query("SELECT pg_advisory_xact_lock(hashtext($1))", [.text("kappa job \(spec.job)")], name: "lock job")
             let now = currentTimeMillis()
             let view = spec.output.table
@@ -79,9 +79,36 @@ final class PostgresCatalog: @unchecked Sendable {
                 try db.query("INSERT INTO \(schema).kappa_offsets (job, version, partition, next_offset) VALUES ($1, $2, $3, $4)",
                              [.text(spec.job), .integer(Int64(spec.version)), .integer(Int64(p)), .integer(offset)], name: "insert offsets")
             }
+            if case .sql = spec.transform { try compileCheck(spec) }
             try appendHistory(job: spec.job, version: spec.version, from: nil, to: .pending, reason: reason, actor: actor, at: now)
             return VersionRecord(job: spec.job, version: spec.version, state: .pending, manifest: manifest, spec: spec,
                                  createdAt: now, updatedAt: now, error: nil)
+        }
+    }
+
+    /// A transaction that may create the session's temporary batch table or grant on it: when it
+    /// rolls back, so do they, and the session forgets it had them.
+    func sessionTransaction<T>(_ name: String, _ body: () throws -> T) throws -> T {
+        do {
+            return try db.transaction(name, body)
+        } catch {
+            batchReady = false
+            grantedRoles = []
+            throw error
+        }
+    }
+
+    /// Runs the job's SQL once over an empty batch, under its role, and undoes it: SQL that does
+    /// not compile, or touches what it may not, refuses the deploy and leaves nothing behind.
+    func compileCheck(_ spec: JobSpec) throws {
+        try prepareBatchTable(for: role(spec))
+        try db.execute("SAVEPOINT kappa_compile; DELETE FROM pg_temp.batch", name: "compile check")
+        defer { try? db.execute("ROLLBACK TO SAVEPOINT kappa_compile; RESET ROLE", name: "compile check") }
+        do {
+            try db.execute("SET LOCAL ROLE \(SQLText.quote(role(spec))); SET LOCAL search_path = \(schema)", name: "compile check")
+            try db.execute(SQLJob(spec: spec).statements, name: "transform.sql")
+        } catch let error as PostgresError {
+            throw CatalogError(.invalidJob, "transform.sql: \(error.message)")
         }
     }
 
