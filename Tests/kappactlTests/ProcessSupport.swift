@@ -55,7 +55,9 @@ final class Sandbox: Sendable {
         let inPath = "\(root)/\(UUID().uuidString).in"
         _ = FileManager.default.createFile(atPath: inPath, contents: Data(stdin.utf8))
         defer { try? FileManager.default.removeItem(atPath: inPath) }
-        let child = try launch(executable, args, input: try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath)), environment: extra)
+        let input = open(inPath, O_RDONLY | O_CLOEXEC)
+        defer { close(input) }
+        let child = try launch(executable, args, input: input, environment: extra)
         child.process.waitUntilExit()
         defer { child.removeFiles() }
         return child.output()
@@ -63,37 +65,34 @@ final class Sandbox: Sendable {
 
     /// Starts a process with a pipe for stdin; stdout and stderr go to files read by `finish`.
     func start(_ executable: String, _ args: [String]) throws -> Child {
-        let pipe = Pipe()
-        var child = try launch(executable, args, input: pipe, environment: [:])
-        child.input = pipe.fileHandleForWriting
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw IOErrorForTests("pipe failed") }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)  // the child gets its own copy as fd 0 (dup2 clears the flag)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        defer { close(fds[0]) }
+        var child = try launch(executable, args, input: fds[0], environment: [:])
+        child.input = FileHandle(fileDescriptor: fds[1], closeOnDealloc: true)
         return child
     }
 
     /// Starts `executable` in the sandbox (without KAPPA_STATE), stdout and stderr to files.
-    private func launch(_ executable: String, _ args: [String], input: Any, environment extra: [String: String]) throws -> Child {
+    private func launch(_ executable: String, _ args: [String], input: Int32, environment extra: [String: String]) throws -> Child {
         let id = UUID().uuidString
         let outPath = "\(root)/\(id).out", errPath = "\(root)/\(id).err"
-        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = args
-        process.currentDirectoryURL = URL(fileURLWithPath: root)
+        let out = open(outPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let err = open(errPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        defer { close(out); close(err) }
         var environment = ProcessInfo.processInfo.environment
         environment["KAPPA_STATE"] = nil
         environment.merge(extra) { $1 }
-        process.environment = environment
-        process.standardInput = input
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-        try process.run()
+        let process = try SpawnedProcess(executable, args, environment: environment, stdin: input, stdout: out, stderr: err)
         return Child(process: process, input: nil, outPath: outPath, errPath: errPath)
     }
 }
 
 /// A running child process.
-struct Child: @unchecked Sendable {  // used from one test at a time; Process is thread-safe for these calls
-    let process: Process
+struct Child: @unchecked Sendable {  // used from one test at a time; SpawnedProcess is Sendable
+    let process: SpawnedProcess
     var input: FileHandle?
     let outPath: String
     let errPath: String
@@ -104,7 +103,7 @@ struct Child: @unchecked Sendable {  // used from one test at a time; Process is
 
     /// What the process printed so far.
     func output() -> RunResult {
-        RunResult(status: process.isRunning ? -1 : process.terminationStatus,
+        RunResult(status: process.terminationStatus,
                   stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
                   stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
     }

@@ -58,20 +58,7 @@ extension SQLiteStore {
     }
 }
 
-extension SQLiteWriter {
-    func apply(_ action: CatalogAction, job: String, actor: String) throws {
-        switch action {
-        case .transition(let version, let from, let to, let reason, let error):
-            try transition(job: job, version: version, from: from, to: to, reason: reason, actor: actor, error: error)
-        case .pointView(let version):
-            try pointView(job: job, to: version)
-        case .dropTables(let version):
-            try dropVersion(job: job, version: version)
-        case .checkPromotion(let old, let new):
-            try checkPromotion(job: job, old: old, new: new)
-        }
-    }
-
+extension SQLiteWriter: CatalogActionTarget {
     /// Evaluates the new version's `promote.checks`, each a SQL expression over `old` and `new`
     /// (the two versions' tables), under an authorizer that lets them read only those tables.
     func checkPromotion(job: String, old: Int, new: Int) throws {

@@ -104,31 +104,14 @@ final class SQLiteWriter: @unchecked Sendable {
                 throw VersionStoppedError(job: spec.job, version: spec.version, state: row[1].string)
             }
             guard offset == first.offset else { throw StaleOffsetError(partition: partition, stored: offset, batchStart: first.offset) }
-            var dead = 0
             let sink = SQLiteBatchSink(writer: self)
-            func attempt(_ range: Range<Int>) throws {
-                do {
-                    try db.savepoint { try job.apply(records, range: range, to: sink) }
-                } catch let error as SQLiteError where error.isDataError {
-                    if range.count > 1 {
-                        let mid = range.lowerBound + range.count / 2
-                        try attempt(range.lowerBound..<mid)
-                        try attempt(mid..<range.upperBound)
-                        return
-                    }
-                    let record = records[range.lowerBound]
-                    guard spec.onBadRecord == .deadLetter else {
-                        throw JobFailure(job: spec.job, version: spec.version, partition: partition, offset: record.offset,
-                                         message: "bad record: \(error.message) (onBadRecord is \"fail\")")
-                    }
+            let dead = try BadRecords.apply(records, spec: spec, partition: partition,
+                attempt: { range in try db.savepoint { try job.apply(records, range: range, to: sink) } },
+                dataError: { ($0 as? SQLiteError).flatMap { $0.isDataError ? $0.message : nil } },
+                deadLetter: { record, message in
                     try db.run("INSERT INTO \(SQLText.quote(spec.deadLetterTable)) (partition, \"offset\", timestamp, key, value, error) VALUES (?, ?, ?, ?, ?, ?)",
-                               [.integer(Int64(partition)), .integer(record.offset), .integer(record.timestamp),
-                                record.key.map { .blob(Array($0)) } ?? .null, .blob(Array(record.value)), .text(error.message)],
-                               name: "dead letter")
-                    dead += 1
-                }
-            }
-            try attempt(0..<records.count)
+                               BadRecords.row(record, partition: partition, error: message), name: "dead letter")
+                })
             try faultHook?("after job")
             try db.run("UPDATE kappa_offsets SET next_offset = ? WHERE job = ? AND version = ? AND partition = ?",
                        [.integer(records.nextOffset), .text(spec.job), .integer(Int64(spec.version)), .integer(Int64(partition))],

@@ -45,9 +45,8 @@ extension PostgresCatalog {
             }
             try prepareBatchTable(for: role(spec))
             let sink = PostgresBatchSink(catalog: self)
-            var dead = 0
-            func attempt(_ range: Range<Int>) throws {
-                do {
+            let dead = try BadRecords.apply(records, spec: spec, partition: partition,
+                attempt: { range in
                     try db.execute("SAVEPOINT kappa_batch", name: "savepoint")
                     do {
                         try job.apply(records, range: range, to: sink)
@@ -56,25 +55,12 @@ extension PostgresCatalog {
                         try db.execute("ROLLBACK TO SAVEPOINT kappa_batch; RELEASE SAVEPOINT kappa_batch", name: "savepoint")
                         throw error
                     }
-                } catch let error as PostgresError where error.isDataError {
-                    if range.count > 1 {
-                        let mid = range.lowerBound + range.count / 2
-                        try attempt(range.lowerBound..<mid)
-                        try attempt(mid..<range.upperBound)
-                        return
-                    }
-                    let record = records[range.lowerBound]
-                    guard spec.onBadRecord == .deadLetter else {
-                        throw JobFailure(job: spec.job, version: spec.version, partition: partition, offset: record.offset,
-                                         message: "bad record: \(error.message) (onBadRecord is \"fail\")")
-                    }
+                },
+                dataError: { ($0 as? PostgresError).flatMap { $0.isDataError ? $0.message : nil } },
+                deadLetter: { record, message in
                     try db.query("INSERT INTO \(table(spec.deadLetterTable)) (partition, \"offset\", timestamp, key, value, error) VALUES ($1, $2, $3, $4, $5, $6)",
-                                 [.integer(Int64(partition)), .integer(record.offset), .integer(record.timestamp),
-                                  record.key.map { .blob(Array($0)) } ?? .null, .blob(Array(record.value)), .text(error.message)], name: "dead letter")
-                    dead += 1
-                }
-            }
-            try attempt(0..<records.count)
+                                 BadRecords.row(record, partition: partition, error: message), name: "dead letter")
+                })
             try db.query("UPDATE \(schema).kappa_offsets SET next_offset = $1 WHERE job = $2 AND version = $3 AND partition = $4",
                          [.integer(records.nextOffset), .text(spec.job), .integer(Int64(spec.version)), .integer(Int64(partition))], name: "store offset")
             return BatchResult(partition: partition, records: records.count, deadLettered: dead, nextOffset: records.nextOffset)

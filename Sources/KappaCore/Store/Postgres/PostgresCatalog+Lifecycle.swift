@@ -1,22 +1,11 @@
 #if Postgres
-extension PostgresCatalog {
+extension PostgresCatalog: CatalogActionTarget {
     /// Applies one lifecycle decision's actions in one transaction (transactional DDL: the view
     /// switch and the states commit together; readers see the old view or the new one).
     func apply(job: String, actions: [CatalogAction], actor: String) throws {
         try db.transaction("\(job): apply") {
             try db.query("SELECT pg_advisory_xact_lock(hashtext($1))", [.text("kappa job \(job)")], name: "lock job")
-            for action in actions {
-                switch action {
-                case .transition(let version, let from, let to, let reason, let error):
-                    try transition(job: job, version: version, from: from, to: to, reason: reason, actor: actor, error: error)
-                case .pointView(let version):
-                    try pointView(job: job, to: version)
-                case .dropTables(let version):
-                    try dropVersion(job: job, version: version)
-                case .checkPromotion(let old, let new):
-                    try checkPromotion(job: job, old: old, new: new)
-                }
-            }
+            for action in actions { try apply(action, job: job, actor: actor) }
         }
     }
 

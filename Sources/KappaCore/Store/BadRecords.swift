@@ -1,0 +1,69 @@
+/// How every store isolates bad records: apply the whole batch; when the data makes it fail,
+/// split it in halves and apply each (each attempt undone on failure by the caller's savepoint),
+/// down to the single record, which follows the job's `onBadRecord`.
+enum BadRecords {
+    /// - Parameters:
+    ///   - attempt: applies `records[range]` in a savepoint, undoing it if it throws.
+    ///   - dataError: the message when an error is the data's fault (else nil: it propagates).
+    ///   - deadLetter: stores a record with the error's message.
+    /// - Returns: how many records went to the dead-letter table.
+    /// - Throws: `JobFailure` for a bad record under `fail`; other errors as they come.
+    static func apply(_ records: LogRecords, spec: JobSpec, partition: Int,
+                      attempt: (Range<Int>) throws -> Void,
+                      dataError: (any Error) -> String?,
+                      deadLetter: (LogRecord, String) throws -> Void) throws -> Int {
+        var dead = 0
+        func run(_ range: Range<Int>) throws {
+            do {
+                try attempt(range)
+            } catch {
+                guard let message = dataError(error) else { throw error }
+                if range.count > 1 {
+                    let mid = range.lowerBound + range.count / 2
+                    try run(range.lowerBound..<mid)
+                    try run(mid..<range.upperBound)
+                    return
+                }
+                let record = records[range.lowerBound]
+                guard spec.onBadRecord == .deadLetter else {
+                    throw JobFailure(job: spec.job, version: spec.version, partition: partition, offset: record.offset,
+                                     message: "bad record: \(message) (onBadRecord is \"fail\")")
+                }
+                try deadLetter(record, message)
+                dead += 1
+            }
+        }
+        if !records.isEmpty { try run(0..<records.count) }
+        return dead
+    }
+
+    /// The values of a dead-letter row: partition, offset, timestamp, key, value, error.
+    static func row(_ record: LogRecord, partition: Int, error: String) -> [SQLValue] {
+        [.integer(Int64(partition)), .integer(record.offset), .integer(record.timestamp),
+         record.key.map { .blob(Array($0)) } ?? .null, .blob(Array(record.value)), .text(error)]
+    }
+}
+
+/// The catalog changes of a lifecycle decision, as each store performs them inside its
+/// transaction; `apply` dispatches an action to them.
+protocol CatalogActionTarget {
+    func transition(job: String, version: Int, from: VersionState, to: VersionState, reason: String, actor: String, error: String?) throws
+    func pointView(job: String, to version: Int) throws
+    func dropVersion(job: String, version: Int) throws
+    func checkPromotion(job: String, old: Int, new: Int) throws
+}
+
+extension CatalogActionTarget {
+    func apply(_ action: CatalogAction, job: String, actor: String) throws {
+        switch action {
+        case .transition(let version, let from, let to, let reason, let error):
+            try transition(job: job, version: version, from: from, to: to, reason: reason, actor: actor, error: error)
+        case .pointView(let version):
+            try pointView(job: job, to: version)
+        case .dropTables(let version):
+            try dropVersion(job: job, version: version)
+        case .checkPromotion(let old, let new):
+            try checkPromotion(job: job, old: old, new: new)
+        }
+    }
+}
