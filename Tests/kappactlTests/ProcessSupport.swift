@@ -65,13 +65,10 @@ final class Sandbox: Sendable {
 
     /// Starts a process with a pipe for stdin; stdout and stderr go to files read by `finish`.
     func start(_ executable: String, _ args: [String]) throws -> Child {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw IOErrorForTests("pipe failed") }
-        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)  // the child gets its own copy as fd 0 (dup2 clears the flag)
-        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
-        defer { close(fds[0]) }
-        var child = try launch(executable, args, input: fds[0], environment: [:])
-        child.input = FileHandle(fileDescriptor: fds[1], closeOnDealloc: true)
+        let (read, write) = try ChildProcess.pipe()
+        defer { close(read) }
+        var child = try launch(executable, args, input: read, environment: [:])
+        child.input = FileHandle(fileDescriptor: write, closeOnDealloc: true)
         return child
     }
 
@@ -85,14 +82,14 @@ final class Sandbox: Sendable {
         var environment = ProcessInfo.processInfo.environment
         environment["KAPPA_STATE"] = nil
         environment.merge(extra) { $1 }
-        let process = try SpawnedProcess(executable, args, environment: environment, stdin: input, stdout: out, stderr: err)
+        let process = try ChildProcess(path: executable, args: args, environment: environment, stdin: input, stdout: out, stderr: err)
         return Child(process: process, input: nil, outPath: outPath, errPath: errPath)
     }
 }
 
 /// A running child process.
-struct Child: @unchecked Sendable {  // used from one test at a time; SpawnedProcess is Sendable
-    let process: SpawnedProcess
+struct Child: @unchecked Sendable {  // used from one test at a time; ChildProcess is Sendable
+    let process: ChildProcess
     var input: FileHandle?
     let outPath: String
     let errPath: String

@@ -13,10 +13,10 @@ import Synchronization
 /// touched from the writer thread is the input pipe's write end.
 final class ExecProcess: @unchecked Sendable {
     let argv: [String]
-    private let process = Process()
-    private let input = Pipe()
-    private let output = Pipe()
-    private let errors = Pipe()
+    private let child: ChildProcess
+    private let input: FileHandle
+    private let outputFD: Int32
+    private let errors: FileHandle
     private var pending: [UInt8] = []
     private let stderrTail = StderrTail()
 
@@ -28,28 +28,29 @@ final class ExecProcess: @unchecked Sendable {
         guard let path = Self.resolve(argv[0]) else {
             throw ExecError("program \"\(argv[0])\" not found (not a file, and not in PATH)")
         }
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = Array(argv.dropFirst())
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
+        let stdin = try ChildProcess.pipe(), stdout = try ChildProcess.pipe(), stderr = try ChildProcess.pipe()
         do {
-            try process.run()
+            child = try ChildProcess(path: path, args: Array(argv.dropFirst()), environment: ProcessInfo.processInfo.environment,
+                                     stdin: stdin.read, stdout: stdout.write, stderr: stderr.write)
         } catch {
-            throw ExecError("program \"\(argv[0])\" could not start: \(error.localizedDescription)")
+            [stdin.read, stdin.write, stdout.read, stdout.write, stderr.read, stderr.write].forEach { _ = close($0) }
+            throw ExecError("program \"\(argv[0])\" could not start: \(error)")
         }
         // The child's ends of the pipes: closed here so that its exit reads as end of file.
-        try? output.fileHandleForWriting.close()
-        try? errors.fileHandleForWriting.close()
-        try? input.fileHandleForReading.close()
+        [stdin.read, stdout.write, stderr.write].forEach { _ = close($0) }
+        input = FileHandle(fileDescriptor: stdin.write, closeOnDealloc: true)
+        outputFD = stdout.read
+        errors = FileHandle(fileDescriptor: stderr.read, closeOnDealloc: true)
         let tail = stderrTail
-        errors.fileHandleForReading.readabilityHandler = { handle in tail.append(handle.availableData) }
+        errors.readabilityHandler = { handle in tail.append(handle.availableData) }
     }
 
     deinit {
-        errors.fileHandleForReading.readabilityHandler = nil
-        if process.isRunning { process.terminate() }
-        try? input.fileHandleForWriting.close()
+        errors.readabilityHandler = nil
+        if child.isRunning { child.signal(SIGKILL) }
+        try? input.close()
+        close(outputFD)
+        child.waitUntilExit()  // reap it: no zombie left behind
     }
 
     var name: String { argv.joined(separator: " ") }
@@ -59,7 +60,7 @@ final class ExecProcess: @unchecked Sendable {
     /// - Throws: `ExecError` when the program exits, or does not answer within `timeoutMs`.
     func exchange(_ lines: [String], timeoutMs: Int64, isEnd: ([UInt8]) -> Bool) throws -> [[UInt8]] {
         let text = Data((lines.joined(separator: "\n") + "\n").utf8)
-        let writer = input.fileHandleForWriting
+        let writer = input
         let written = DispatchSemaphore(value: 0)
         let writeFailed = Mutex(false)
         // Its own thread: a full pipe may block this write until the program reads.
@@ -69,7 +70,7 @@ final class ExecProcess: @unchecked Sendable {
         }.start()
         defer { written.wait() }
         let deadline = currentTimeMillis() + timeoutMs
-        let fd = output.fileHandleForReading.fileDescriptor
+        let fd = outputFD
         var answer: [[UInt8]] = []
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
@@ -81,7 +82,7 @@ final class ExecProcess: @unchecked Sendable {
             }
             let remaining = deadline - currentTimeMillis()
             if remaining <= 0 {
-                process.terminate()
+                child.signal(SIGKILL)
                 throw ExecError("did not finish the batch within \(DurationText.format(milliseconds: timeoutMs)) (transform.timeout); it was stopped")
             }
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -92,11 +93,15 @@ final class ExecProcess: @unchecked Sendable {
             if n > 0 {
                 pending += buffer[0..<n]
             } else if n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) {
-                process.waitUntilExit()
-                errors.fileHandleForReading.readabilityHandler = nil
-                stderrTail.append(errors.fileHandleForReading.readDataToEndOfFile())
+                let ended = child.waitUntilExit()
+                errors.readabilityHandler = nil
+                stderrTail.append(errors.readDataToEndOfFile())
                 let tail = stderrTail.text.trimmingCharacters(in: .whitespacesAndNewlines)
-                let how = process.terminationReason == .uncaughtSignal ? "was killed by signal \(process.terminationStatus)" : "exited with status \(process.terminationStatus)"
+                let how: String
+                switch ended {
+                case .exited(let code): how = "exited with status \(code)"
+                case .signaled(let signal): how = "was killed by signal \(signal)"
+                }
                 throw ExecError("\(how) before the end of the batch" + (tail.isEmpty ? "" : "; its stderr ends: \(tail.suffix(300))"))
             }
         }
