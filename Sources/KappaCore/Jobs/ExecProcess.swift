@@ -16,7 +16,7 @@ final class ExecProcess: @unchecked Sendable {
     private let child: ChildProcess
     private let input: FileHandle
     private let outputFD: Int32
-    private let errors: FileHandle
+    private let errorsFD: Int32
     private var pending: [UInt8] = []
     private let stderrTail = StderrTail()
 
@@ -40,16 +40,14 @@ final class ExecProcess: @unchecked Sendable {
         [stdin.read, stdout.write, stderr.write].forEach { _ = close($0) }
         input = FileHandle(fileDescriptor: stdin.write, closeOnDealloc: true)
         outputFD = stdout.read
-        errors = FileHandle(fileDescriptor: stderr.read, closeOnDealloc: true)
-        let tail = stderrTail
-        errors.readabilityHandler = { handle in tail.append(handle.availableData) }
+        errorsFD = stderr.read
     }
 
     deinit {
-        errors.readabilityHandler = nil
         if child.isRunning { child.signal(SIGKILL) }
         try? input.close()
         close(outputFD)
+        close(errorsFD)
         child.waitUntilExit()  // reap it: no zombie left behind
     }
 
@@ -85,17 +83,19 @@ final class ExecProcess: @unchecked Sendable {
                 child.signal(SIGKILL)
                 throw ExecError("did not finish the batch within \(DurationText.format(milliseconds: timeoutMs)) (transform.timeout); it was stopped")
             }
-            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&poller, 1, Int32(min(remaining, 1000)))
+            // Both pipes in one poll (no dispatch sources): stderr is kept for error messages.
+            var pollers = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: errorsFD, events: Int16(POLLIN), revents: 0)]
+            let ready = poll(&pollers, 2, Int32(min(remaining, 1000)))
             if ready < 0 && errno != EINTR { throw ExecError("poll failed: \(String(cString: strerror(errno)))") }
             if ready <= 0 { continue }
+            if pollers[1].revents & Int16(POLLIN) != 0 { readErrors(buffer: &buffer) }
+            if pollers[0].revents == 0 { continue }
             let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, $0.count) }
             if n > 0 {
                 pending += buffer[0..<n]
             } else if n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) {
                 let ended = child.waitUntilExit()
-                errors.readabilityHandler = nil
-                stderrTail.append(errors.readDataToEndOfFile())
+                while readErrors(buffer: &buffer) > 0 {}  // the rest of its stderr, to end of file
                 let tail = stderrTail.text.trimmingCharacters(in: .whitespacesAndNewlines)
                 let how: String
                 switch ended {
@@ -105,6 +105,14 @@ final class ExecProcess: @unchecked Sendable {
                 throw ExecError("\(how) before the end of the batch" + (tail.isEmpty ? "" : "; its stderr ends: \(tail.suffix(300))"))
             }
         }
+    }
+
+    /// Reads what the program wrote to stderr into the tail; returns the bytes read.
+    @discardableResult
+    private func readErrors(buffer: inout [UInt8]) -> Int {
+        let n = buffer.withUnsafeMutableBytes { Glibc.read(errorsFD, $0.baseAddress!, $0.count) }
+        if n > 0 { stderrTail.append(buffer[0..<n]) }
+        return max(0, n)
     }
 
     /// The program's path: as given when it has a slash, else found in PATH.
@@ -122,7 +130,7 @@ final class ExecProcess: @unchecked Sendable {
 final class StderrTail: Sendable {
     private let bytes = Mutex<[UInt8]>([])
 
-    func append(_ data: Data) {
+    func append(_ data: ArraySlice<UInt8>) {
         bytes.withLock { b in
             b += data
             if b.count > 2048 { b.removeFirst(b.count - 2048) }

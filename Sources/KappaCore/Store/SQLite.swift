@@ -73,8 +73,12 @@ final class SQLiteConnection: @unchecked Sendable {
         sqlite3_busy_timeout(db, busyTimeoutMs)
         do {
             // Checks that this is a database at all before anything else reads it.
-            _ = try query("PRAGMA schema_version", name: "open")
-            if !readOnly { _ = try query("PRAGMA journal_mode=WAL", name: "open") }
+            _ = try retryingBusy(busyTimeoutMs) { try query("PRAGMA schema_version", name: "open") }
+            // WAL is a property of the file: only the first opener switches it, and the switch
+            // fails at once (no busy wait) while another process has the file open, so retry.
+            if !readOnly, try query("PRAGMA journal_mode", name: "open").first?.first != .text("wal") {
+                _ = try retryingBusy(busyTimeoutMs) { try query("PRAGMA journal_mode=WAL", name: "open") }
+            }
             try execute("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", name: "open")
         } catch var error as SQLiteError {
             sqlite3_close_v2(db)
@@ -87,6 +91,18 @@ final class SQLiteConnection: @unchecked Sendable {
     deinit {
         sqlite3_close_v2(db)
         authorizer?.release()
+    }
+
+    /// Runs `body` again while SQLite answers busy, for up to `timeoutMs`.
+    private func retryingBusy<T>(_ timeoutMs: Int32, _ body: () throws -> T) throws -> T {
+        let deadline = currentTimeMillis() + Int64(timeoutMs)
+        while true {
+            do {
+                return try body()
+            } catch let error as SQLiteError where error.isBusy && currentTimeMillis() < deadline {
+                usleep(10_000)
+            }
+        }
     }
 
     func error(_ rc: Int32, _ name: String, _ phase: SQLiteError.Phase) -> SQLiteError {
