@@ -33,6 +33,23 @@ extension StreamJob {
 
 /// A change to a version's table, as an exec program reports it.
 public enum RowOperation: Sendable, Equatable {
+    /// The statement that performs it on `table` (already quoted), with its values; `placeholder`
+    /// spells the n-th parameter (`?` for SQLite, `$1`… for PostgreSQL).
+    func statement(table: String, key: [String], placeholder: (Int) -> String) -> (sql: String, values: [SQLValue]) {
+        switch self {
+        case .upsert(let row):
+            let names = row.map(\.0)
+            let updates = names.filter { !key.contains($0) }.map { "\(SQLText.quote($0)) = excluded.\(SQLText.quote($0))" }
+            let conflict = updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET " + updates.joined(separator: ", ")
+            return ("INSERT INTO \(table) (\(names.map(SQLText.quote).joined(separator: ", "))) VALUES ("
+                    + names.indices.map(placeholder).joined(separator: ", ") + ") ON CONFLICT ("
+                    + key.map(SQLText.quote).joined(separator: ", ") + ") \(conflict)", row.map(\.1))
+        case .delete(let row):
+            return ("DELETE FROM \(table) WHERE " + row.indices.map { "\(SQLText.quote(row[$0].0)) = \(placeholder($0))" }.joined(separator: " AND "),
+                    row.map(\.1))
+        }
+    }
+
     /// Insert the row, or update the row with the same primary key (columns not given keep their values).
     case upsert([(String, SQLValue)])
     /// Delete the row with this primary key.

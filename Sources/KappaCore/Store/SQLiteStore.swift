@@ -167,20 +167,9 @@ final class SQLiteWriter: @unchecked Sendable {
 
     /// Applies an exec program's operations: upserts and deletes by primary key.
     func write(_ operations: [RowOperation], spec: JobSpec) throws {
-        let table = SQLText.quote(spec.versionTable)
-        let key = spec.output.primaryKey
         for operation in operations {
-            switch operation {
-            case .upsert(let row):
-                let names = row.map(\.0)
-                let updates = names.filter { !key.contains($0) }.map { "\(SQLText.quote($0)) = excluded.\(SQLText.quote($0))" }
-                let conflict = updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET " + updates.joined(separator: ", ")
-                let sql = "INSERT INTO \(table) (\(names.map(SQLText.quote).joined(separator: ", "))) VALUES (\(names.map { _ in "?" }.joined(separator: ", "))) "
-                    + "ON CONFLICT (\(key.map(SQLText.quote).joined(separator: ", "))) \(conflict)"
-                try db.run(sql, row.map(\.1), name: "exec upsert")
-            case .delete(let row):
-                try db.run("DELETE FROM \(table) WHERE " + row.map { "\(SQLText.quote($0.0)) = ?" }.joined(separator: " AND "), row.map(\.1), name: "exec delete")
-            }
+            let (sql, values) = operation.statement(table: SQLText.quote(spec.versionTable), key: spec.output.primaryKey) { _ in "?" }
+            try db.run(sql, values, name: "exec operation")
         }
     }
 

@@ -194,3 +194,25 @@ extension PostgresCatalogTests {
     }
 }
 #endif
+
+#if Postgres
+extension PostgresCatalogTests {
+    @Test func execOperationsAreUpsertsAndDeletesByKey() async throws {
+        let c = try Self.catalog()
+        let dir = try TempDirectory()
+        let log = try SegmentLog(directory: dir.path)
+        _ = try await log.createTopic("bpi", config: TopicConfig(partitions: 1))
+        _ = try await log.append(topic: "bpi", records: BPIFeed(seed: 1, start: 0).ticks(seconds: 2).map(\.record))
+        let script = #"while read -r l; do case "$l" in *batchEnd*) echo '{"upsert": {"currency": "X", "ts": 5, "rate": 1.5}}'; echo '{"upsert": {"currency": "Y", "ts": 6}}'; echo '{"delete": {"currency": "X"}}'; echo '{"batchEnd": true}';; esac; done"#
+        let text = ExecJobTests.manifest(["/bin/sh", "-c", script])
+        let spec = try ManifestParser.parse(text)
+        _ = try c.register(spec, manifest: text, startOffsets: [0], actor: "t", reason: "r")
+        try c.db.transaction("t") { try c.transition(job: "x", version: 1, from: .pending, to: .replaying, reason: "r", actor: "t", error: nil) }
+        let records = try await log.read(topic: "bpi", partition: 0, from: 0, maxRecords: 100, maxBytes: 1 << 20)
+        let prepared = try await StreamJobs.make(spec).prepare(records)
+        _ = try c.applyBatch(prepared, partition: 0, records: records)
+        #expect(try c.db.query("SELECT currency, ts, rate FROM \(c.table("latest__v1"))", name: "read").rows == [[.text("Y"), .integer(6), .null]])
+        #expect(try c.nextOffsets(job: "x", version: 1) == [6])
+    }
+}
+#endif

@@ -103,21 +103,9 @@ struct PostgresBatchSink: BatchSink {
     }
 
     func write(_ operations: [RowOperation], spec: JobSpec) throws {
-        let key = spec.output.primaryKey
         for operation in operations {
-            switch operation {
-            case .upsert(let row):
-                let names = row.map(\.0)
-                let updates = names.filter { !key.contains($0) }.map { "\(SQLText.quote($0)) = excluded.\(SQLText.quote($0))" }
-                let conflict = updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET " + updates.joined(separator: ", ")
-                let sql = "INSERT INTO \(catalog.table(spec.versionTable)) (\(names.map(SQLText.quote).joined(separator: ", "))) VALUES ("
-                    + names.indices.map { "$\($0 + 1)" }.joined(separator: ", ") + ") ON CONFLICT (\(key.map(SQLText.quote).joined(separator: ", "))) \(conflict)"
-                try catalog.db.query(sql, row.map(\.1), name: "exec upsert")
-            case .delete(let row):
-                try catalog.db.query("DELETE FROM \(catalog.table(spec.versionTable)) WHERE "
-                                     + row.enumerated().map { "\(SQLText.quote($1.0)) = $\($0 + 1)" }.joined(separator: " AND "),
-                                     row.map(\.1), name: "exec delete")
-            }
+            let (sql, values) = operation.statement(table: catalog.table(spec.versionTable), key: spec.output.primaryKey) { "$\($0 + 1)" }
+            try catalog.db.query(sql, values, name: "exec operation")
         }
     }
 }
