@@ -131,16 +131,7 @@ func seconds(since start: ContinuousClock.Instant) -> Double {
 func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
 
 func fmt(_ x: Double, _ decimals: Int = 0) -> String {
-    if decimals == 0 {
-        let n = Int(x.rounded())
-        let s = String(n)
-        var out = ""
-        for (i, c) in s.reversed().enumerated() {
-            if i > 0 && i % 3 == 0 { out.append(",") }
-            out.append(c)
-        }
-        return String(out.reversed())
-    }
+    if decimals == 0 { return Render.grouped(Int64(x.rounded())) }
     var p = 1.0
     for _ in 0..<decimals { p *= 10 }
     let v = (x * p).rounded() / p

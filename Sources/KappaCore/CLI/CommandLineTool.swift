@@ -21,19 +21,11 @@ public enum CommandLineTool {
             Console.error("error: \(error.message)")
             if !error.usage.isEmpty { Console.error("\n" + error.usage, terminator: "") }
             return ExitCode.usage.rawValue
-        } catch let exit as ExitRequest {
-            return exit.code.rawValue
         } catch {
             Console.error("error: \(error)")
             return ExitCode.of(error).rawValue
         }
     }
-}
-
-/// Thrown by a command that has already reported its outcome and wants a given exit code.
-public struct ExitRequest: Error, Sendable {
-    public var code: ExitCode
-    public init(_ code: ExitCode) { self.code = code }
 }
 
 /// Line output for the executables: stdout for results, stderr for errors and progress.

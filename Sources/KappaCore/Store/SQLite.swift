@@ -173,9 +173,6 @@ final class SQLiteConnection: @unchecked Sendable {
         return Int(sqlite3_changes(db))
     }
 
-    /// Rows changed by the last statement.
-    var changes: Int { Int(sqlite3_changes(db)) }
-
     /// Runs `body` in a transaction (`BEGIN IMMEDIATE`: the write lock is taken at once, so that
     /// the transaction never fails half-way for a lock); rolls back when it throws.
     func transaction<T>(_ name: String, _ body: () throws -> T) throws -> T {
