@@ -30,11 +30,17 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
         ),
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"]), .brew(["librdkafka"])]
+        ),
         .target(
             name: "KappaCore",
             dependencies: [
                 "CSQLite",
                 .target(name: "CLibPQ", condition: .when(traits: ["Postgres"])),
+                .target(name: "CRdKafka", condition: .when(traits: ["Kafka"])),
             ]
         ),
         .executableTarget(name: "kappactl", dependencies: ["KappaCore"]),

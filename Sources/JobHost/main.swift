@@ -13,6 +13,8 @@ let root = Command(
     options: [
         .value("state", "DIR", help: "State directory (default: $KAPPA_STATE, else ./.kappa)."),
         .value("catalog", "URL", help: "Catalog and output tables in PostgreSQL (default: $KAPPA_CATALOG, else SQLite in the state directory)."),
+        .value("log", "URL", help: "The unified log in Kafka (kafka://host:port[,host:port…]; default: $KAPPA_LOG, else the segment log in the state directory)."),
+        .value("kafka-setting", short: "X", "KEY=VALUE", help: "A librdkafka setting for --log kafka:// (TLS, SASL…); repeatable; values are never printed.", repeated: true),
         .value("retention-interval", "DURATION", help: "How often to apply retention (default 1m)."),
         .value("log-format", "FORMAT", help: "Log lines as text or json (default: text)."),
     ],
@@ -20,6 +22,8 @@ let root = Command(
         let signals = TerminationSignal()
         var configuration = JobHostConfiguration(state: try StateDirectory(path: StateDirectory.resolve(flag: args.string("state"))))
         configuration.catalog = Backends.catalogURL(flag: args.string("catalog"), environment: ProcessInfo.processInfo.environment)
+        configuration.log = Backends.logURL(flag: args.string("log"), environment: ProcessInfo.processInfo.environment)
+        configuration.kafkaSettings = args.strings("kafka-setting")
         if let interval = try args.duration("retention-interval") { configuration.retentionIntervalMs = max(10, interval) }
         let format = EventLogger.Format(rawValue: try args.choice("log-format", ["text", "json"], default: "text"))!
         let service = JobHostService(configuration: configuration, logger: EventLogger(format: format))

@@ -4,6 +4,8 @@ import KappaCore
 enum GlobalOptions {
     static let state = Option.value("state", "DIR", help: "State directory (default: $KAPPA_STATE, else ./.kappa).")
     static let catalog = Option.value("catalog", "URL", help: "Catalog and output tables in PostgreSQL (postgres://…; default: $KAPPA_CATALOG, else SQLite in the state directory).")
+    static let log = Option.value("log", "URL", help: "The unified log in Kafka (kafka://host:port[,host:port…]; default: $KAPPA_LOG, else the segment log in the state directory).")
+    static let kafkaSetting = Option.value("kafka-setting", short: "X", "KEY=VALUE", help: "A librdkafka setting for --log kafka:// (TLS, SASL…); repeatable; values are never printed.", repeated: true)
     static let output = Option.value("output", short: "o", "FORMAT", help: "Output format: text or json (default: text).")
 
     /// Opens the state directory the arguments name.
@@ -16,9 +18,11 @@ enum GlobalOptions {
         try Backends.store(state: state, catalog: Backends.catalogURL(flag: args.string("catalog"), environment: ProcessInfo.processInfo.environment))
     }
 
-    /// The embedded log in the state directory.
-    static func log(_ args: ParsedArguments) throws -> SegmentLog {
-        try SegmentLog(state: stateDirectory(args))
+    /// The log: Kafka for --log kafka:// (or KAPPA_LOG), else the segment log in the state directory.
+    static func log(_ args: ParsedArguments, state: StateDirectory? = nil) throws -> any UnifiedLog {
+        try Backends.log(state: state ?? stateDirectory(args),
+                         url: Backends.logURL(flag: args.string("log"), environment: ProcessInfo.processInfo.environment),
+                         settings: args.strings("kafka-setting"), logger: EventLogger(format: .text))
     }
 
     /// True for `--output json`.

@@ -5,7 +5,7 @@ import KappaCore
 enum JobCommands {
     static func makeOperator(_ args: ParsedArguments) throws -> (Operator, StateDirectory) {
         let state = try GlobalOptions.stateDirectory(args)
-        let op = Operator(log: try SegmentLog(state: state), store: try GlobalOptions.store(args, state: state),
+        let op = Operator(log: try GlobalOptions.log(args, state: state), store: try GlobalOptions.store(args, state: state),
                           actor: "kappactl@\(JobHostService.hostname())")
         return (op, state)
     }

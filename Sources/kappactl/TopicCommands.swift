@@ -68,12 +68,16 @@ enum TopicCommands {
             Console.out(try jsonText(DescribeView(topic: TopicView(metadata), partitions: partitions)))
             return
         }
+        // Kafka keeps retention, bytes and segments in its brokers (shown as -1 here).
+        let remote = partitions.contains { $0.bytes < 0 }
         Console.out("topic \"\(name)\": \(metadata.partitions) partitions, retention "
-                    + (metadata.config.retentionMs.map { DurationText.format(milliseconds: $0) } ?? "forever")
-                    + (metadata.config.retentionBytes.map { ", at most \($0) bytes per partition" } ?? ""))
+                    + (remote ? "as the Kafka brokers' topic configuration says"
+                       : (metadata.config.retentionMs.map { DurationText.format(milliseconds: $0) } ?? "forever")
+                        + (metadata.config.retentionBytes.map { ", at most \($0) bytes per partition" } ?? "")))
         var table = TextTable(["PARTITION", "EARLIEST", "END", "RECORDS", "BYTES", "SEGMENTS"])
         for p in partitions {
-            table.add(["\(p.partition)", "\(p.earliest)", "\(p.end)", "\(p.end - p.earliest)", "\(p.bytes)", "\(p.segments)"])
+            table.add(["\(p.partition)", "\(p.earliest)", "\(p.end)", "\(p.end - p.earliest)",
+                       p.bytes < 0 ? "-" : "\(p.bytes)", p.segments < 0 ? "-" : "\(p.segments)"])
         }
         Console.out(table.render(), terminator: "")
     }

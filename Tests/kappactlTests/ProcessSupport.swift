@@ -28,21 +28,27 @@ final class Sandbox: Sendable {
     var state: String { root + "/state" }
     /// A catalog URL every kappactl and JobHost run of this sandbox gets (`--catalog`), if any.
     let catalog: String?
+    /// A log URL (`--log kafka://…`) every kappactl and JobHost run of this sandbox gets, if any.
+    let log: String?
 
-    init(catalog: String? = nil) throws {
+    init(catalog: String? = nil, log: String? = nil) throws {
         root = try FileSystem.makeTemporaryDirectory(prefix: "kappactl-test")
         self.catalog = catalog
+        self.log = log
     }
 
-    /// `--state` (and `--catalog`) for JobHost.
-    var hostArguments: [String] { ["--state", state] + (catalog.map { ["--catalog", $0] } ?? []) }
+    /// `--catalog` and `--log` when the sandbox has them.
+    var backendArguments: [String] { (catalog.map { ["--catalog", $0] } ?? []) + (log.map { ["--log", $0] } ?? []) }
+
+    /// `--state` (and `--catalog`, `--log`) for JobHost.
+    var hostArguments: [String] { ["--state", state] + backendArguments }
 
     deinit { try? FileSystem.removeTree(root) }
 
     /// Runs `kappactl --state <state> args…` to completion, with `stdin` as its input.
     @discardableResult
     func kappactl(_ args: [String], stdin: String = "", withState: Bool = true) async throws -> RunResult {
-        try await run(Executables.kappactl, (withState ? ["--state", state] : []) + (catalog.map { ["--catalog", $0] } ?? []) + args, stdin: stdin)
+        try await run(Executables.kappactl, (withState ? ["--state", state] : []) + backendArguments + args, stdin: stdin)
     }
 
     /// Runs a process to completion. The waiting happens on a thread of its own, never on the

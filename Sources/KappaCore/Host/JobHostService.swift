@@ -7,6 +7,9 @@ public struct JobHostConfiguration: Sendable {
     public var state: StateDirectory
     /// The catalog database's URL (PostgreSQL); nil: SQLite in the state directory.
     public var catalog: String?
+    /// The log's URL (Kafka) and its librdkafka settings; nil: the segment log in the state directory.
+    public var log: String?
+    public var kafkaSettings: [String] = []
     /// How often retention is applied to the embedded log's topics.
     public var retentionIntervalMs: Int64 = 60_000
     public var controller = Controller.Configuration()
@@ -31,12 +34,12 @@ public struct JobHostService: Sendable {
     public func run() async throws {
         let state = configuration.state
         let lock = try HostLock(state: state)
-        let log = try SegmentLog(state: state)
+        let log = try Backends.log(state: state, url: configuration.log, settings: configuration.kafkaSettings, logger: logger)
         let store = try Backends.store(state: state, catalog: configuration.catalog)
         let owner = "JobHost@\(Self.hostname()):\(getpid())"
         let startedAt = currentTimeMillis()
         let controller = Controller(log: log, store: store, logger: logger, actor: owner, configuration: configuration.controller)
-        logger.log(.info, "started", ["state": state.path, "host": owner])
+        logger.log(.info, "started", ["state": state.path, "host": owner, "log": configuration.log.map(Redaction.url) ?? "segment log"])
         try await store.heartbeat(owner: owner, pid: getpid(), startedAt: startedAt)
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await controller.run() }
@@ -46,7 +49,8 @@ public struct JobHostService: Sendable {
                     try? await Task.sleep(for: .seconds(1))
                 }
             }
-            group.addTask {
+            // Kafka's brokers apply its retention; the embedded log's is applied here.
+            if let log = log as? SegmentLog { group.addTask {
                 while !Task.isCancelled {
                     do {
                         let deleted = try await log.enforceRetention()
@@ -56,7 +60,7 @@ public struct JobHostService: Sendable {
                     }
                     try? await Task.sleep(for: .milliseconds(configuration.retentionIntervalMs))
                 }
-            }
+            } }
         }
         try? await store.removeHost(owner: owner)
         withExtendedLifetime(lock) {}

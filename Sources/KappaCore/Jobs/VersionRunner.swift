@@ -55,6 +55,8 @@ public struct VersionRunner: Sendable {
                 throw JobFailure(job: spec.job, version: spec.version, partition: p, offset: offset, message: error.message)
             }
             if records.isEmpty {
+                // A remote log can come back empty before the end it reported: read again.
+                if let end, offset < end { continue }
                 guard case .follow(let pollMs) = mode else { return }
                 do { try await Task.sleep(for: .milliseconds(pollMs)) } catch { return }
                 continue
@@ -63,6 +65,7 @@ public struct VersionRunner: Sendable {
                 let ready = try await job.prepare(records)
                 let result = try await store.applyBatch(ready, partition: p, records: records)
                 offset = result.nextOffset
+                log.commitProgress(group: "kappa.\(spec.job).v\(spec.version)", topic: spec.source.topic, partition: p, nextOffset: offset)
                 onBatch?(result)
             } catch is StaleOffsetError {
                 offset = try await store.nextOffsets(job: spec.job, version: spec.version)[p]

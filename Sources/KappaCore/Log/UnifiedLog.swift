@@ -33,6 +33,16 @@ public protocol UnifiedLog: Sendable {
 
     /// Per partition: offsets, bytes held and segment count (where the backend knows them).
     func describe(topic: String) async throws -> [PartitionDescription]
+
+    /// Tells the log how far a reader has durably got (`nextOffset` of `partition`), after the
+    /// catalog committed it: Kafka records it as the consumer group's offset, for its own lag
+    /// tools. Best effort and non-blocking; Kappa's own offsets stay in the catalog.
+    func commitProgress(group: String, topic: String, partition: Int, nextOffset: Int64)
+}
+
+extension UnifiedLog {
+    /// The embedded log has no consumer groups: the catalog's offsets are the only ones.
+    public func commitProgress(group: String, topic: String, partition: Int, nextOffset: Int64) {}
 }
 
 /// How a topic is created.

@@ -1,6 +1,32 @@
 /// Chooses the store: the state directory's SQLite database, or the catalog a URL names
-/// (`--catalog postgres://…` or `KAPPA_CATALOG`, with the `Postgres` trait).
+/// (`--catalog postgres://…` or `KAPPA_CATALOG`, with the `Postgres` trait); and the log: the
+/// state directory's segment log, or Kafka (`--log kafka://…` or `KAPPA_LOG`, with the `Kafka`
+/// trait, `-X key=value` passing librdkafka settings).
 public enum Backends {
+    /// - Throws: `LogError.invalidArgument` for a URL this build cannot use (saying which trait
+    ///   is missing) or settings without a Kafka log.
+    public static func log(state: StateDirectory, url: String?, settings: [String], logger: EventLogger) throws -> any UnifiedLog {
+        guard let url, !url.isEmpty else {
+            if let first = settings.first {
+                throw LogError(.invalidArgument, "-X \(first.prefix(while: { $0 != "=" })) is a librdkafka setting: it needs --log kafka://…")
+            }
+            return try SegmentLog(state: state)
+        }
+        guard url.hasPrefix("kafka://") else {
+            throw LogError(.invalidArgument, "unsupported log \(Redaction.url(url)): use kafka://host:port[,host:port…] (or no --log for the embedded log)")
+        }
+        #if Kafka
+        return try KafkaLog(settings: KafkaSettings(url: url, passthrough: settings), logger: logger)
+        #else
+        throw LogError(.invalidArgument, "this build has no Kafka support: build with `swift build --traits Kafka` to use \(Redaction.url(url))")
+        #endif
+    }
+
+    /// The log URL from `--log`, else `KAPPA_LOG`.
+    public static func logURL(flag: String?, environment: [String: String]) -> String? {
+        flag ?? environment["KAPPA_LOG"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
     /// - Throws: `CatalogError` for a URL this build cannot use (saying which trait is missing).
     public static func store(state: StateDirectory, catalog: String?) throws -> any TableStore {
         guard let catalog, !catalog.isEmpty else { return try SQLiteStore(state: state) }

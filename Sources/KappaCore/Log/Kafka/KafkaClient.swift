@@ -1,0 +1,172 @@
+#if Kafka
+import CRdKafka
+import Foundation
+import Synchronization
+
+/// Where Kafka is and how to talk to it: `kafka://host:port[,host:port…]` plus librdkafka
+/// settings passed through (`-X key=value`, for TLS and SASL). Values are never printed back:
+/// `display` shows the brokers and the keys only.
+public struct KafkaSettings: Sendable {
+    public var bootstrapServers: String
+    /// librdkafka settings in the order given; later ones win.
+    public var settings: [KafkaSetting]
+
+    public struct KafkaSetting: Sendable, Equatable {
+        public var key: String
+        public var value: String
+    }
+
+    /// - Throws: `LogError.invalidArgument` naming the URL or the setting (never its value).
+    public init(url: String, passthrough: [String]) throws {
+        guard url.hasPrefix("kafka://") else {
+            throw LogError(.invalidArgument, "unsupported log \(Redaction.url(url)): use kafka://host:port[,host:port…]")
+        }
+        var rest = url.dropFirst("kafka://".count)
+        while rest.hasSuffix("/") { rest = rest.dropLast() }
+        let brokers = rest.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard !brokers.isEmpty, brokers.allSatisfy({ !$0.isEmpty && !$0.contains("@") && !$0.contains("?") }) else {
+            throw LogError(.invalidArgument, "bad Kafka URL \(Redaction.url(url)): use kafka://host:port[,host:port…] and -X key=value for settings")
+        }
+        bootstrapServers = brokers.joined(separator: ",")
+        settings = try passthrough.map { text in
+            guard let eq = text.firstIndex(of: "="), eq != text.startIndex else {
+                throw LogError(.invalidArgument, "-X \(text.prefix(while: { $0 != "=" })): use -X key=value")
+            }
+            return KafkaSetting(key: String(text[..<eq]), value: String(text[text.index(after: eq)...]))
+        }
+    }
+
+    /// For messages: `kafka://b1:9092,b2:9092 (-X security.protocol, -X sasl.password)`.
+    public var display: String {
+        "kafka://\(bootstrapServers)" + (settings.isEmpty ? "" : " (" + settings.map { "-X \($0.key)" }.joined(separator: ", ") + ")")
+    }
+}
+
+/// Routes librdkafka's log lines (from its own threads) to Kappa's logger.
+final class KafkaLogSink: Sendable {
+    let logger: EventLogger
+    init(logger: EventLogger) { self.logger = logger }
+
+    func line(level: Int32, facility: String, message: String) {
+        // syslog levels: 0…3 errors, 4 warnings, the rest informational.
+        let mapped: EventLogger.Level = level <= 3 ? .error : level == 4 ? .warning : .info
+        logger.log(mapped, "kafka", ["facility": facility, "message": message])
+    }
+}
+
+/// One librdkafka client instance (a producer or a consumer), destroyed with this object.
+/// librdkafka's handles are thread-safe; the pointer never leaves the Kafka files.
+final class KafkaHandle: @unchecked Sendable {
+    let rk: OpaquePointer
+    private let sink: Unmanaged<KafkaLogSink>
+
+    /// - Parameter defaults: Kappa's settings for this kind of client, applied before the user's.
+    init(_ type: rd_kafka_type_t, settings: KafkaSettings, defaults: [(String, String)], logger: EventLogger,
+         deliveryReports: Bool = false) throws {
+        guard let conf = rd_kafka_conf_new() else { throw LogError(.io, "librdkafka: out of memory") }
+        let all = [("bootstrap.servers", settings.bootstrapServers)] + defaults + settings.settings.map { ($0.key, $0.value) }
+        for (key, value) in all {
+            try Self.set(conf, key, value, hidden: settings.settings.contains { $0.key == key })
+        }
+        sink = Unmanaged.passRetained(KafkaLogSink(logger: logger))
+        rd_kafka_conf_set_opaque(conf, sink.toOpaque())
+        rd_kafka_conf_set_log_cb(conf) { rk, level, facility, message in
+            guard let rk, let opaque = rd_kafka_opaque(rk) else { return }
+            Unmanaged<KafkaLogSink>.fromOpaque(opaque).takeUnretainedValue()
+                .line(level: level, facility: facility.map { String(cString: $0) } ?? "", message: message.map { String(cString: $0) } ?? "")
+        }
+        if deliveryReports {
+            rd_kafka_conf_set_dr_msg_cb(conf) { _, message, _ in
+                guard let message, let opaque = message.pointee._private else { return }
+                Unmanaged<DeliveryTracker>.fromOpaque(opaque).takeUnretainedValue()
+                    .delivered(partition: Int(message.pointee.partition), offset: message.pointee.offset, error: message.pointee.err)
+            }
+        }
+        var error = [CChar](repeating: 0, count: 512)
+        guard let handle = rd_kafka_new(type, conf, &error, error.count) else {
+            sink.release()  // rd_kafka_new failed: the configuration is still ours
+            rd_kafka_conf_destroy(conf)
+            throw LogError(.invalidArgument, "Kafka client for \(settings.display): \(String(cString: error))")
+        }
+        rk = handle
+    }
+
+    deinit {
+        rd_kafka_destroy(rk)
+        sink.release()
+    }
+
+    /// Sets one property; the error names the key and never echoes a user-given value.
+    private static func set(_ conf: OpaquePointer, _ key: String, _ value: String, hidden: Bool) throws {
+        var error = [CChar](repeating: 0, count: 512)
+        guard rd_kafka_conf_set(conf, key, value, &error, error.count) == RD_KAFKA_CONF_OK else {
+            var message = String(cString: error)
+            if hidden && !value.isEmpty { message = message.replacingOccurrences(of: value, with: "***") }
+            rd_kafka_conf_destroy(conf)
+            throw LogError(.invalidArgument, "Kafka setting \(key): \(message)")
+        }
+    }
+
+    /// Every topic's name and partition count (`rd_kafka_metadata` for all topics: asking for
+    /// one topic by name makes brokers with auto-creation create it).
+    func topics(timeoutMs: Int32 = 10_000) throws -> [String: Int] {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(rk, 1, nil, &metadata, timeoutMs)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let md = metadata else {
+            throw LogError(.io, "Kafka metadata: \(Self.describe(err))")
+        }
+        defer { rd_kafka_metadata_destroy(md) }
+        var result: [String: Int] = [:]
+        for i in 0..<Int(md.pointee.topic_cnt) {
+            let t = md.pointee.topics[i]
+            guard t.err == RD_KAFKA_RESP_ERR_NO_ERROR, let name = t.topic else { continue }
+            result[String(cString: name)] = Int(t.partition_cnt)
+        }
+        return result
+    }
+
+    /// Low (earliest) and high (end) watermark of one partition, asked of its leader.
+    func watermarks(topic: String, partition: Int, timeoutMs: Int32 = 10_000) throws -> PartitionOffsets {
+        var low: Int64 = 0, high: Int64 = 0
+        let err = rd_kafka_query_watermark_offsets(rk, topic, Int32(partition), &low, &high, timeoutMs)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw LogError(.io, "topic \"\(topic)\" partition \(partition): Kafka watermarks: \(Self.describe(err))",
+                           topic: topic, partition: partition)
+        }
+        return PartitionOffsets(partition: partition, earliest: low, end: high)
+    }
+
+    static func describe(_ err: rd_kafka_resp_err_t) -> String {
+        "\(String(cString: rd_kafka_err2str(err))) (\(String(cString: rd_kafka_err2name(err))))"
+    }
+}
+
+/// Counts the delivery reports of one `append` (called on whichever thread polls).
+final class DeliveryTracker: Sendable {
+    struct State {
+        var pending = 0
+        /// partition → (first offset, count)
+        var delivered: [Int: (first: Int64, count: Int)] = [:]
+        var failure: (partition: Int, error: rd_kafka_resp_err_t)?
+    }
+
+    let state = Mutex(State())
+
+    func sent() { state.withLock { $0.pending += 1 } }
+    func notSent() { state.withLock { $0.pending -= 1 } }
+
+    func delivered(partition: Int, offset: Int64, error: rd_kafka_resp_err_t) {
+        state.withLock { s in
+            s.pending -= 1
+            if error != RD_KAFKA_RESP_ERR_NO_ERROR {
+                if s.failure == nil { s.failure = (partition, error) }
+                return
+            }
+            let known = s.delivered[partition]
+            s.delivered[partition] = (min(known?.first ?? offset, offset), (known?.count ?? 0) + 1)
+        }
+    }
+
+    var done: Bool { state.withLock { $0.pending == 0 } }
+}
+#endif

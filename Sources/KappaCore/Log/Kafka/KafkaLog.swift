@@ -1,0 +1,275 @@
+#if Kafka
+import CRdKafka
+import Foundation
+import Synchronization
+
+/// The unified log in Apache Kafka, through librdkafka.
+///
+/// - Appends: an idempotent producer with `acks=all`; records are partitioned here exactly as on
+///   the embedded log (explicit partition, else Kafka's murmur2 of the key, else spread), and an
+///   append returns once every record is acknowledged by all in-sync replicas.
+/// - Reads: by explicit partition and offset (the offsets a version stored in the catalog, never
+///   a consumer group's), through a small pool of consumer cursors that keep fetching ahead, so a
+///   version reading a partition sequentially never waits for a round trip per batch.
+/// - Offsets: watermarks from the partition leaders; topics through the admin API.
+/// - Progress: after a version commits, its next offsets are also committed (best effort, at most
+///   once a second) to the consumer group `kappa.<job>.v<N>`, for Kafka's own lag tools.
+///
+/// Every blocking librdkafka call runs on a thread of its own (`onOwnThread`).
+public final class KafkaLog: UnifiedLog, Sendable {
+    public let settings: KafkaSettings
+    let logger: EventLogger
+    /// Producer, metadata, watermarks and admin requests.
+    private let client: KafkaHandle
+    private let cursors: KafkaCursorPool
+    private let progress: KafkaProgressCommitter
+    private let spread = Atomic<Int>(0)
+    /// Partition counts seen, to check partitions without a metadata request per read.
+    private let partitionCounts = Mutex<[String: Int]>([:])
+    /// How long a read waits for a first record when none is fetched yet.
+    let readWaitMs: Int32
+
+    /// Kappa's producer settings; the user's `-X` settings come after and win.
+    static let producerDefaults: [(String, String)] = [
+        ("acks", "all"), ("enable.idempotence", "true"), ("linger.ms", "2"),
+        ("message.timeout.ms", "60000"),
+    ]
+
+    public init(settings: KafkaSettings, logger: EventLogger, readWaitMs: Int32 = 500) throws {
+        self.settings = settings
+        self.logger = logger
+        self.readWaitMs = readWaitMs
+        client = try KafkaHandle(RD_KAFKA_PRODUCER, settings: settings, defaults: Self.producerDefaults, logger: logger,
+                                 deliveryReports: true)
+        cursors = KafkaCursorPool(settings: settings, logger: logger)
+        progress = KafkaProgressCommitter(client: client, logger: logger)
+    }
+
+    deinit { progress.stop() }
+
+    // MARK: Topics
+
+    public func createTopic(_ name: String, config: TopicConfig) async throws -> TopicMetadata {
+        try SegmentLog.validate(name: name)
+        guard (1...100_000).contains(config.partitions) else {
+            throw LogError(.invalidArgument, "partitions must be between 1 and 100000 (got \(config.partitions))")
+        }
+        let client = self.client
+        try await onOwnThread {
+            try KafkaAdmin(client).createTopic(name, config: config)
+        }
+        partitionCounts.withLock { $0[name] = config.partitions }
+        return TopicMetadata(name: name, config: config, createdAt: currentTimeMillis())
+    }
+
+    public func deleteTopic(_ name: String) async throws {
+        _ = try await metadata(topic: name)
+        let client = self.client
+        try await onOwnThread { try KafkaAdmin(client).deleteTopic(name) }
+        partitionCounts.withLock { $0[name] = nil }
+    }
+
+    public func listTopics() async throws -> [TopicMetadata] {
+        let client = self.client
+        let topics = try await onOwnThread { try client.topics() }
+        partitionCounts.withLock { known in for (k, v) in topics { known[k] = v } }
+        return topics.filter { !$0.key.hasPrefix("__") }.sorted { $0.key < $1.key }.map(Self.metadata)
+    }
+
+    public func metadata(topic name: String) async throws -> TopicMetadata {
+        let client = self.client
+        let topics = try await onOwnThread { try client.topics() }
+        guard let count = topics[name] else { throw LogError.topicNotFound(name) }
+        partitionCounts.withLock { $0[name] = count }
+        return Self.metadata((name, count))
+    }
+
+    /// Kafka keeps retention and segment size in the broker's topic configuration
+    /// (`kafka-configs`); Kappa knows the partition count only.
+    private static func metadata(_ topic: (key: String, value: Int)) -> TopicMetadata {
+        TopicMetadata(name: topic.key, config: TopicConfig(partitions: topic.value), createdAt: 0)
+    }
+
+    private func partitionCount(_ topic: String) async throws -> Int {
+        if let known = partitionCounts.withLock({ $0[topic] }) { return known }
+        return try await metadata(topic: topic).partitions
+    }
+
+    // MARK: Records
+
+    public func append(topic name: String, records: [ProducerRecord]) async throws -> [AppendResult] {
+        let count = try await partitionCount(name)
+        let now = currentTimeMillis()
+        var routed: [(Int, ProducerRecord)] = []
+        routed.reserveCapacity(records.count)
+        for record in records {
+            let p: Int
+            if let explicit = record.partition {
+                guard explicit >= 0 && explicit < count else { throw LogError.partitionNotFound(name, explicit, count: count) }
+                p = explicit
+            } else if let key = record.key {
+                p = Murmur2.partition(forKey: key, partitions: count)
+            } else {
+                p = spread.wrappingAdd(1, ordering: .relaxed).oldValue % count
+            }
+            routed.append((p, record))
+        }
+        let client = self.client, batch = routed
+        return try await onOwnThread { try Self.produce(client, topic: name, batch, now: now) }
+    }
+
+    /// Enqueues every record, then serves delivery reports until all are acknowledged.
+    private static func produce(_ client: KafkaHandle, topic: String, _ records: [(Int, ProducerRecord)], now: Int64) throws -> [AppendResult] {
+        let tracker = DeliveryTracker()
+        let opaque = Unmanaged.passRetained(tracker)
+        defer {
+            while !tracker.done { rd_kafka_poll(client.rk, 50) }
+            opaque.release()
+        }
+        for (p, record) in records {
+            tracker.sent()
+            while true {
+                let err = record.value.withUnsafeBytes { value in
+                    if let key = record.key {
+                        return key.withUnsafeBytes { k in
+                            kappa_rd_produce(client.rk, topic, Int32(p), value.baseAddress, value.count, k.baseAddress, k.count,
+                                             record.timestamp ?? now, opaque.toOpaque())
+                        }
+                    }
+                    return kappa_rd_produce(client.rk, topic, Int32(p), value.baseAddress, value.count, nil, 0,
+                                            record.timestamp ?? now, opaque.toOpaque())
+                }
+                if err == RD_KAFKA_RESP_ERR_NO_ERROR { break }
+                if err == RD_KAFKA_RESP_ERR__QUEUE_FULL { rd_kafka_poll(client.rk, 20); continue }
+                tracker.notSent()
+                throw LogError(err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ? .invalidArgument : .io,
+                               "topic \"\(topic)\" partition \(p): Kafka refused a record: \(KafkaHandle.describe(err))",
+                               topic: topic, partition: p)
+            }
+            rd_kafka_poll(client.rk, 0)
+        }
+        while !tracker.done { rd_kafka_poll(client.rk, 50) }
+        return try tracker.state.withLock { s in
+            if let failure = s.failure {
+                throw LogError(.io, "topic \"\(topic)\" partition \(failure.partition): Kafka did not acknowledge the append: \(KafkaHandle.describe(failure.error)); records before this error may have been written (retrying can duplicate them)",
+                               topic: topic, partition: failure.partition)
+            }
+            return s.delivered.keys.sorted().map { AppendResult(partition: $0, baseOffset: s.delivered[$0]!.first, count: s.delivered[$0]!.count) }
+        }
+    }
+
+    public func read(topic name: String, partition: Int, from offset: Int64, maxRecords: Int, maxBytes: Int) async throws -> LogRecords {
+        let count = try await partitionCount(name)
+        guard partition >= 0 && partition < count else { throw LogError.partitionNotFound(name, partition, count: count) }
+        if maxRecords <= 0 { return .empty(partition: partition, nextOffset: offset) }
+        let cursor = try cursors.checkout(topic: name, partition: partition, offset: offset)
+        let wait = readWaitMs
+        do {
+            let records = try await onOwnThread { try cursor.read(from: offset, maxRecords: maxRecords, maxBytes: maxBytes, waitMs: wait) }
+            cursors.checkin(cursor)
+            return records
+        } catch {
+            cursors.checkin(cursor)
+            throw error
+        }
+    }
+
+    public func offsets(topic name: String) async throws -> [PartitionOffsets] {
+        let count = try await metadata(topic: name).partitions
+        let client = self.client
+        return try await onOwnThread { try (0..<count).map { try client.watermarks(topic: name, partition: $0) } }
+    }
+
+    /// Offsets only: Kafka's brokers know the bytes and segments (`kafka-log-dirs`).
+    public func describe(topic name: String) async throws -> [PartitionDescription] {
+        try await offsets(topic: name).map {
+            PartitionDescription(partition: $0.partition, earliest: $0.earliest, end: $0.end, bytes: -1, segments: -1)
+        }
+    }
+
+    public func commitProgress(group: String, topic: String, partition: Int, nextOffset: Int64) {
+        progress.record(group: group, topic: topic, partition: partition, nextOffset: nextOffset)
+    }
+}
+
+/// Admin requests (CreateTopics, DeleteTopics) on the client's handle. Blocking: call it on a
+/// thread of its own.
+struct KafkaAdmin {
+    let client: KafkaHandle
+    var timeoutMs: Int32 = 30_000
+
+    init(_ client: KafkaHandle) { self.client = client }
+
+    func createTopic(_ name: String, config: TopicConfig) throws {
+        var error = [CChar](repeating: 0, count: 512)
+        guard let topic = rd_kafka_NewTopic_new(name, Int32(config.partitions), -1, &error, error.count) else {
+            throw LogError(.invalidArgument, "topic \"\(name)\": \(String(cString: error))", topic: name)
+        }
+        defer { rd_kafka_NewTopic_destroy(topic) }
+        // Kappa replays from offset 0: without a retention given, keep everything.
+        rd_kafka_NewTopic_set_config(topic, "retention.ms", String(config.retentionMs ?? -1))
+        rd_kafka_NewTopic_set_config(topic, "retention.bytes", String(config.retentionBytes ?? -1))
+        rd_kafka_NewTopic_set_config(topic, "segment.bytes", String(config.segmentBytes))
+        try request("CreateTopics", topic: name) { options, queue in
+            var topics: [OpaquePointer?] = [topic]
+            rd_kafka_CreateTopics(client.rk, &topics, 1, options, queue)
+        } check: { event in
+            var n = 0
+            guard let result = rd_kafka_event_CreateTopics_result(event),
+                  let topics = rd_kafka_CreateTopics_result_topics(result, &n), n > 0 else { return }
+            try Self.check(topics[0], name)
+        }
+    }
+
+    func deleteTopic(_ name: String) throws {
+        guard let topic = rd_kafka_DeleteTopic_new(name) else { throw LogError(.io, "librdkafka: out of memory") }
+        defer { rd_kafka_DeleteTopic_destroy(topic) }
+        try request("DeleteTopics", topic: name) { options, queue in
+            var topics: [OpaquePointer?] = [topic]
+            rd_kafka_DeleteTopics(client.rk, &topics, 1, options, queue)
+        } check: { event in
+            var n = 0
+            guard let result = rd_kafka_event_DeleteTopics_result(event),
+                  let topics = rd_kafka_DeleteTopics_result_topics(result, &n), n > 0 else { return }
+            try Self.check(topics[0], name)
+        }
+    }
+
+    private static func check(_ result: OpaquePointer?, _ name: String) throws {
+        let err = rd_kafka_topic_result_error(result)
+        switch err {
+        case RD_KAFKA_RESP_ERR_NO_ERROR: return
+        case RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS:
+            throw LogError(.topicExists, "topic \"\(name)\" already exists", topic: name)
+        case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+            throw LogError.topicNotFound(name)
+        default:
+            let text = rd_kafka_topic_result_error_string(result).map { String(cString: $0) } ?? KafkaHandle.describe(err)
+            throw LogError(.invalidArgument, "topic \"\(name)\": Kafka refused: \(text)", topic: name)
+        }
+    }
+
+    /// Issues one admin request on a queue of its own and waits for its result event.
+    private func request(_ what: String, topic: String, issue: (OpaquePointer?, OpaquePointer?) -> Void,
+                         check: (OpaquePointer?) throws -> Void) throws {
+        guard let queue = rd_kafka_queue_new(client.rk) else { throw LogError(.io, "librdkafka: out of memory") }
+        defer { rd_kafka_queue_destroy(queue) }
+        let options = rd_kafka_AdminOptions_new(client.rk, RD_KAFKA_ADMIN_OP_ANY)
+        defer { rd_kafka_AdminOptions_destroy(options) }
+        var error = [CChar](repeating: 0, count: 512)
+        _ = rd_kafka_AdminOptions_set_request_timeout(options, timeoutMs, &error, error.count)
+        _ = rd_kafka_AdminOptions_set_operation_timeout(options, timeoutMs, &error, error.count)
+        issue(options, queue)
+        guard let event = rd_kafka_queue_poll(queue, timeoutMs + 5_000) else {
+            throw LogError(.io, "topic \"\(topic)\": Kafka did not answer \(what) within \(timeoutMs / 1000) s (does the cluster support the admin API?)", topic: topic)
+        }
+        defer { rd_kafka_event_destroy(event) }
+        let err = rd_kafka_event_error(event)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            let text = rd_kafka_event_error_string(event).map { String(cString: $0) } ?? KafkaHandle.describe(err)
+            throw LogError(.io, "topic \"\(topic)\": Kafka \(what) failed: \(text)", topic: topic)
+        }
+        try check(event)
+    }
+}
+#endif
