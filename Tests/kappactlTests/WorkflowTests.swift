@@ -57,6 +57,15 @@ import Testing
         let kafka = try KafkaMockCluster(brokers: 3)
         try kafka.createTopic("bpi", partitions: 3, replicationFactor: 3)
         try await Self.workflow(try Sandbox(log: kafka.url))
+        // Kafka's own tools see the versions' progress: the serving version's group is at the end
+        // (a partition without records has nothing committed).
+        let log = try KafkaLog(settings: KafkaSettings(url: kafka.url, passthrough: []), logger: EventLogger(format: .text) { _ in })
+        let ends = try await log.offsets(topic: "bpi").map(\.end)
+        let total: Int64 = ends.reduce(0, +)
+        #expect(total == 3600 + 10 * 180)
+        let v1: [Int64?] = try await log.groupOffsets(group: "kappa.btc.v1", topic: "bpi")
+        #expect(v1 == ends.map { $0 == 0 ? nil : $0 })
+        #expect(try await log.groupOffsets(group: "kappa.btc.v9", topic: "bpi") == [nil, nil, nil])
         withExtendedLifetime(kafka) {}
     }
     #endif

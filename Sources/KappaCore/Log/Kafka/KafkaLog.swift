@@ -190,6 +190,14 @@ public final class KafkaLog: UnifiedLog, Sendable {
     public func commitProgress(group: String, topic: String, partition: Int, nextOffset: Int64) {
         progress.record(group: group, topic: topic, partition: partition, nextOffset: nextOffset)
     }
+
+    /// A consumer group's committed offset per partition (nil where it has none): what
+    /// `kafka-consumer-groups --describe` reads.
+    public func groupOffsets(group: String, topic: String) async throws -> [Int64?] {
+        let count = try await metadata(topic: topic).partitions
+        let client = self.client
+        return try await onOwnThread { try KafkaAdmin(client).groupOffsets(group: group, topic: topic, partitions: count) }
+    }
 }
 
 /// Admin requests (CreateTopics, DeleteTopics) on the client's handle. Blocking: call it on a
@@ -233,6 +241,29 @@ struct KafkaAdmin {
                   let topics = rd_kafka_DeleteTopics_result_topics(result, &n), n > 0 else { return }
             try Self.check(topics[0], name)
         }
+    }
+
+    func groupOffsets(group: String, topic: String, partitions: Int) throws -> [Int64?] {
+        guard let list = rd_kafka_topic_partition_list_new(Int32(partitions)) else { throw LogError(.io, "librdkafka: out of memory") }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for p in 0..<partitions { rd_kafka_topic_partition_list_add(list, topic, Int32(p)) }
+        var offsets = [Int64?](repeating: nil, count: partitions)
+        let request = rd_kafka_ListConsumerGroupOffsets_new(group, list)
+        defer { rd_kafka_ListConsumerGroupOffsets_destroy(request) }
+        try self.request("ListConsumerGroupOffsets", topic: topic) { options, queue in
+            var requests: [OpaquePointer?] = [request]
+            rd_kafka_ListConsumerGroupOffsets(client.rk, &requests, 1, options, queue)
+        } check: { event in
+            var n = 0
+            guard let result = rd_kafka_event_ListConsumerGroupOffsets_result(event),
+                  let groups = rd_kafka_ListConsumerGroupOffsets_result_groups(result, &n), n > 0,
+                  let found = rd_kafka_group_result_partitions(groups[0]) else { return }
+            for i in 0..<Int(found.pointee.cnt) {
+                let e = found.pointee.elems[i]
+                if e.err == RD_KAFKA_RESP_ERR_NO_ERROR, e.offset >= 0, Int(e.partition) < partitions { offsets[Int(e.partition)] = e.offset }
+            }
+        }
+        return offsets
     }
 
     private static func check(_ result: OpaquePointer?, _ name: String) throws {

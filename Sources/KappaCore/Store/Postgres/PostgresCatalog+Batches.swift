@@ -1,7 +1,16 @@
 #if Postgres
 extension PostgresCatalog {
     /// The role a version's job SQL runs under: it may read `batch` and write only its own table.
-    func role(_ spec: JobSpec) -> String { "kappa_\(schema)_\(spec.job)_v\(spec.version)".lowercased() }
+    func role(_ spec: JobSpec) -> String { role(job: spec.job, version: spec.version) }
+
+    /// `kappa_<database>_<schema>_<job>_v<N>`: roles are per server, so two databases (or schemas)
+    /// with the same job never share one. Names over PostgreSQL's 63 bytes end in a hash instead.
+    func role(job: String, version: Int) -> String {
+        let name = "\(rolePrefix)\(job)_v\(version)".lowercased()
+        guard name.utf8.count > 63 else { return name }
+        let hash = String(CRC32C.checksum(Array(name.utf8)), radix: 16)
+        return String(decoding: name.utf8.prefix(50), as: UTF8.self) + "_" + hash
+    }
 
     /// Creates the version's role with rights on its own table only; the caller holds a transaction.
     func createRole(_ spec: JobSpec) throws {

@@ -43,7 +43,7 @@ extension PostgresCatalog: CatalogActionTarget {
         try db.query("DELETE FROM \(schema).kappa_leases WHERE job = $1 AND version = $2", key, name: "drop leases")
         // The version's role goes too, unless another session still holds a grant to it (its
         // temporary batch table): then it stays, without rights on anything of Kappa's.
-        let role = SQLText.quote("kappa_\(schema)_\(job)_v\(version)".lowercased())
+        let role = SQLText.quote(self.role(job: job, version: version))
         try db.execute("SAVEPOINT kappa_role", name: "drop role")
         do {
             try db.execute("REVOKE ALL ON SCHEMA \(schema) FROM \(role); DROP ROLE IF EXISTS \(role)", name: "drop role")

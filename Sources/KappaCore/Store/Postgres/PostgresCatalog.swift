@@ -9,6 +9,8 @@ final class PostgresCatalog: @unchecked Sendable {
     /// This session's temporary `batch` table exists, and the roles allowed to read it.
     var batchReady = false
     var grantedRoles: Set<String> = []
+    /// Roles are shared by every database of a server: theirs start with the database and schema.
+    let rolePrefix: String
 
     init(url: String, schema: String = "kappa") throws {
         guard ManifestParser.isIdentifier(schema) else {
@@ -16,6 +18,8 @@ final class PostgresCatalog: @unchecked Sendable {
         }
         db = try PGConnection(url: url)
         self.schema = schema
+        let database = try db.query("SELECT current_database()", name: "connect").rows.first?.first?.display ?? ""
+        rolePrefix = "kappa_\(database)_\(schema)_".lowercased()
         try PostgresCatalogSchema.migrate(db, schema: schema)
     }
 

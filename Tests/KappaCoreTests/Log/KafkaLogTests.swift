@@ -1,0 +1,143 @@
+#if Kafka
+import Foundation
+import Synchronization
+import Testing
+@testable import KappaCore
+
+/// KafkaLog against librdkafka's mock cluster (in this process, on loopback).
+@Suite struct KafkaLogTests {
+    static func cluster(partitions: Int = 3, brokers: Int = 1) throws -> (KafkaMockCluster, KafkaLog) {
+        let cluster = try KafkaMockCluster(brokers: brokers)
+        try cluster.createTopic("t", partitions: partitions, replicationFactor: brokers)
+        let log = try KafkaLog(settings: KafkaSettings(url: cluster.url, passthrough: []), logger: EventLogger(format: .text) { _ in },
+                               readWaitMs: 200)
+        return (cluster, log)
+    }
+
+    static func readAll(_ log: KafkaLog, partition: Int, from start: Int64 = 0, chunk: Int = 100) async throws -> [LogRecord] {
+        var out: [LogRecord] = []
+        var offset = start
+        let end = try await log.offsets(topic: "t")[partition].end
+        while offset < end {
+            let records = try await log.read(topic: "t", partition: partition, from: offset, maxRecords: chunk, maxBytes: 1 << 20)
+            out += records
+            offset = records.nextOffset
+        }
+        return out
+    }
+
+    @Test func appendsAreAcknowledgedAndReadBackInOrderByOffset() async throws {
+        let (cluster, log) = try Self.cluster(brokers: 3)
+        let records = (0..<900).map { i in ProducerRecord(key: Array("key-\(i % 37)".utf8), value: Array("{\"i\":\(i)}".utf8), timestamp: 1_000 + Int64(i)) }
+        let results = try await log.append(topic: "t", records: records)
+        #expect(results.map(\.count).reduce(0, +) == 900)
+        #expect(results.allSatisfy { $0.baseOffset == 0 })
+
+        let offsets = try await log.offsets(topic: "t")
+        for p in 0..<3 {
+            // Keyed records land where Kafka's default partitioner (murmur2) puts them, as on the embedded log.
+            let expected = records.filter { Murmur2.partition(forKey: $0.key!, partitions: 3) == p }
+            #expect(offsets[p] == PartitionOffsets(partition: p, earliest: 0, end: Int64(expected.count)))
+            let read = try await Self.readAll(log, partition: p)
+            #expect(read.map(\.offset) == Array(0..<Int64(expected.count)))
+            #expect(read.map { Array($0.value) } == expected.map(\.value))
+            #expect(read.map { $0.key.map(Array.init) } == expected.map(\.key))
+            #expect(read.map(\.timestamp) == expected.map { $0.timestamp! })
+        }
+        withExtendedLifetime(cluster) {}
+    }
+
+    @Test func twoReadersOfOnePartitionAtDifferentOffsetsEachGetTheirRecords() async throws {
+        let (cluster, log) = try Self.cluster(partitions: 1)
+        _ = try await log.append(topic: "t", records: (0..<2000).map { ProducerRecord(value: Array("\($0)".utf8)) })
+        // A replaying version from 0 and a serving one near the end, interleaved, as in JobHost.
+        var a: Int64 = 0, b: Int64 = 1500
+        for _ in 0..<5 {
+            let ra = try await log.read(topic: "t", partition: 0, from: a, maxRecords: 100, maxBytes: 1 << 20)
+            let rb = try await log.read(topic: "t", partition: 0, from: b, maxRecords: 100, maxBytes: 1 << 20)
+            #expect(ra.map { String(decoding: $0.value, as: UTF8.self) } == (a..<a + Int64(ra.count)).map { "\($0)" })
+            #expect(rb.map { String(decoding: $0.value, as: UTF8.self) } == (b..<b + Int64(rb.count)).map { "\($0)" })
+            #expect(!ra.isEmpty && !rb.isEmpty)
+            a = ra.nextOffset
+            b = rb.nextOffset
+        }
+        // Going back (a retry after a failed commit) reads the same records again.
+        let again = try await log.read(topic: "t", partition: 0, from: 10, maxRecords: 5, maxBytes: 1 << 20)
+        #expect(again.map(\.offset) == [10, 11, 12, 13, 14])
+        // A byte budget cuts a batch; the next read continues exactly after it.
+        let small = try await log.read(topic: "t", partition: 0, from: 100, maxRecords: 1000, maxBytes: 10)
+        let rest = try await log.read(topic: "t", partition: 0, from: small.nextOffset, maxRecords: 3, maxBytes: 1 << 20)
+        #expect(small.count < 1000 && rest.first?.offset == small.nextOffset)
+        withExtendedLifetime(cluster) {}
+    }
+
+    @Test func errorsNameTopicPartitionAndOffset() async throws {
+        let (cluster, log) = try Self.cluster()
+        _ = try await log.append(topic: "t", records: [ProducerRecord(value: [1], partition: 1)])
+        await #expect(throws: LogError.self) { try await log.metadata(topic: "nope") }
+        #expect(try await log.listTopics().map(\.name) == ["t"])  // asking did not create it
+        let beyond = await #expect(throws: LogError.self) {
+            try await log.read(topic: "t", partition: 1, from: 7, maxRecords: 10, maxBytes: 1 << 20)
+        }
+        #expect(beyond?.code == .offsetBeyondEnd)
+        #expect(beyond?.message == "topic \"t\" partition 1: offset 7 is beyond the end offset 1")
+        let missing = await #expect(throws: LogError.self) {
+            try await log.read(topic: "t", partition: 3, from: 0, maxRecords: 10, maxBytes: 1 << 20)
+        }
+        #expect(missing?.message == "topic \"t\" has no partition 3 (it has 3: 0…2)")
+        let refused = await #expect(throws: LogError.self) {
+            try await log.append(topic: "t", records: [ProducerRecord(value: [1], partition: 9)])
+        }
+        #expect(refused?.code == .partitionNotFound)
+        // Reading at the end waits briefly and comes back empty.
+        let atEnd = try await log.read(topic: "t", partition: 1, from: 1, maxRecords: 10, maxBytes: 1 << 20)
+        #expect(atEnd.isEmpty && atEnd.nextOffset == 1)
+        withExtendedLifetime(cluster) {}
+    }
+
+    @Test func settingsAreNeverPrintedBack() throws {
+        let settings = try KafkaSettings(url: "kafka://b1:9092,b2:9092/", passthrough: ["sasl.password=hunter2", "acks=hunter2"])
+        #expect(settings.bootstrapServers == "b1:9092,b2:9092")
+        #expect(settings.display == "kafka://b1:9092,b2:9092 (-X sasl.password, -X acks)")
+        let error = #expect(throws: LogError.self) { try KafkaLog(settings: settings, logger: EventLogger(format: .text) { _ in }) }
+        #expect(error?.message.hasPrefix("Kafka setting acks: ") == true)
+        #expect(error?.message.contains("hunter2") == false)
+        #expect(throws: LogError.self) { try KafkaSettings(url: "kafka://", passthrough: []) }
+        let noValue = #expect(throws: LogError.self) { try KafkaSettings(url: "kafka://h:1", passthrough: ["=secret"]) }
+        #expect(noValue?.message.contains("secret") == false)
+        let wrongScheme = #expect(throws: LogError.self) {
+            try Backends.log(state: StateDirectory(path: "/nonexistent"), url: "pulsar://u:pw@h:1", settings: [], logger: EventLogger(format: .text))
+        }
+        #expect(wrongScheme?.message == "unsupported log pulsar://u:***@h:1: use kafka://host:port[,host:port…] (or no --log for the embedded log)")
+    }
+
+    @Test func librdkafkasLogLinesGoToKappasLogger() async throws {
+        let lines = Mutex<[String]>([])
+        // Nothing listens on port 1: librdkafka logs the failed connection.
+        let log = try KafkaLog(settings: KafkaSettings(url: "kafka://127.0.0.1:1", passthrough: []),
+                               logger: EventLogger(format: .json) { line in lines.withLock { $0.append(line) } })
+        let deadline = ContinuousClock.now + .seconds(10)
+        while lines.withLock({ $0.isEmpty }) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        let first = try #require(lines.withLock { $0.first })
+        #expect(first.contains("\"event\":\"kafka\""))
+        #expect(first.contains("127.0.0.1:1"))
+        withExtendedLifetime(log) {}
+    }
+
+    @Test func progressIsCommittedToTheVersionsConsumerGroup() async throws {
+        let (cluster, log) = try Self.cluster()
+        log.commitProgress(group: "kappa.j.v3", topic: "t", partition: 0, nextOffset: 5)
+        log.commitProgress(group: "kappa.j.v3", topic: "t", partition: 0, nextOffset: 9)  // coalesced: the last one wins
+        log.commitProgress(group: "kappa.j.v3", topic: "t", partition: 2, nextOffset: 4)
+        let deadline = ContinuousClock.now + .seconds(10)
+        var seen: [Int64?] = []
+        while ContinuousClock.now < deadline {
+            seen = try await log.groupOffsets(group: "kappa.j.v3", topic: "t")
+            if seen == [9, nil, 4] { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(seen == [9, nil, 4])
+        withExtendedLifetime(cluster) {}
+    }
+}
+#endif
