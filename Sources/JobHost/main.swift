@@ -9,12 +9,13 @@ import Glibc
 /// or SIGINT, exits 0.
 let root = Command(
     "JobHost",
-    abstract: "Run Kappa's daemon: the controller and one worker per partition of every running version, until SIGTERM/SIGINT.",
+    abstract: "Run Kappa's daemon: workers for the partitions it leases (and, on one JobHost at a time, the controller), until SIGTERM/SIGINT.",
     options: [
         .value("state", "DIR", help: "State directory (default: $KAPPA_STATE, else ./.kappa)."),
         .value("catalog", "URL", help: "Catalog and output tables in PostgreSQL (default: $KAPPA_CATALOG, else SQLite in the state directory)."),
         .value("log", "URL", help: "The unified log in Kafka (kafka://host:port[,host:port…]; default: $KAPPA_LOG, else the segment log in the state directory)."),
         .value("kafka-setting", short: "X", "KEY=VALUE", help: "A librdkafka setting for --log kafka:// (TLS, SASL…); repeatable; values are never printed.", repeated: true),
+        .value("lease-ttl", "DURATION", help: "How long a JobHost's leases last unrenewed: another JobHost takes over a dead one's partitions after this (default 10s)."),
         .value("retention-interval", "DURATION", help: "How often to apply retention (default 1m)."),
         .value("log-format", "FORMAT", help: "Log lines as text or json (default: text)."),
     ],
@@ -24,6 +25,7 @@ let root = Command(
         configuration.catalog = Backends.catalogURL(flag: args.string("catalog"), environment: ProcessInfo.processInfo.environment)
         configuration.log = Backends.logURL(flag: args.string("log"), environment: ProcessInfo.processInfo.environment)
         configuration.kafkaSettings = args.strings("kafka-setting")
+        if let ttl = try args.duration("lease-ttl") { configuration.controller.leaseTtlMs = max(200, ttl) }
         if let interval = try args.duration("retention-interval") { configuration.retentionIntervalMs = max(10, interval) }
         let format = EventLogger.Format(rawValue: try args.choice("log-format", ["text", "json"], default: "text"))!
         let service = JobHostService(configuration: configuration, logger: EventLogger(format: format))

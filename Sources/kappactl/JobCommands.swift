@@ -83,7 +83,7 @@ enum JobCommands {
             }
             Console.out(table.render().split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         }
-        Console.out(report.hosts.isEmpty ? "no JobHost is running on \(state.path)" : "JobHost: \(report.hosts.joined(separator: ", "))")
+        Console.out(report.hosts.isEmpty ? "no JobHost is running on \(state.path)" : "JobHost: \(report.hostsText)")
     }
 
     static let lag = Command(

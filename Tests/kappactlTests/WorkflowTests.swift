@@ -12,8 +12,8 @@ import Testing
             .joined(separator: "\n") + "\n"
     }
 
-    static func status(_ box: Sandbox, _ job: String) async throws -> StatusReport {
-        let result = try await box.kappactl(["status", job, "--output", "json"])
+    static func status(_ box: Sandbox, _ job: String?) async throws -> StatusReport {
+        let result = try await box.kappactl(["status"] + (job.map { [$0] } ?? []) + ["--output", "json"])
         return try JSONDecoder().decode(StatusReport.self, from: Data(result.stdout.utf8))
     }
 
@@ -200,16 +200,48 @@ import Testing
         #expect(timeout.stderr.contains("error: version 2 of job \"btc\" is still pending"))
     }
 
-    @Test func aSecondJobHostOnTheSameStateRefuses() async throws {
+    /// Several JobHosts on one catalog (here one state directory: SQLite and the segment log)
+    /// divide the partitions; the one holding the controller lease is killed with SIGKILL in the
+    /// middle of the replay; the other takes over its partitions and the controller role, and
+    /// the table equals the aggregate computed straight from the log.
+    @Test func twoJobHostsShareTheWorkAndTheSurvivorFinishesAfterAKill() async throws {
         let box = try Sandbox()
-        try await box.kappactl(["topic", "list"])
-        let first = try box.start(Executables.jobHost, ["--state", box.state])
-        defer { kill(first.process.processIdentifier, SIGKILL) }
-        try await Self.waitUntil("the first JobHost is up") { try await box.kappactl(["status"]).stdout.contains("JobHost: JobHost@") }
-        let attempt = try box.start(Executables.jobHost, ["--state", box.state])
-        let second = await attempt.finish(timeout: 20)  // killed, not awaited forever, if it ran
-        #expect(second.status == 1)
-        #expect(second.stderr.contains("error: another JobHost (pid \(first.process.processIdentifier)) is running on \(box.state); one JobHost per state directory"))
+        try await box.kappactl(["topic", "create", "bpi", "-p", "4"])
+        // Unkeyed records: spread over the four partitions.
+        let lines = BPIFeed(seed: 9, start: 28_000_000 * 60_000).ticks(seconds: 3000)
+            .map { "{\"value\": \($0.json), \"timestamp\": \($0.ts)}" }.joined(separator: "\n")
+        #expect(try await box.kappactl(["produce", "bpi"], stdin: lines).status == 0)
+        let manifest = box.root + "/exact.json"
+        try StoreFixtureText.exact(batch: 30).write(toFile: manifest, atomically: true, encoding: .utf8)
+        let options = ["--state", box.state, "--lease-ttl", "2s"]
+        let a = try box.start(Executables.jobHost, options)
+        let b = try box.start(Executables.jobHost, options)
+        defer { kill(a.process.processIdentifier, SIGKILL); kill(b.process.processIdentifier, SIGKILL) }
+        try await Self.waitUntil("both JobHosts are up") { try await Self.status(box, nil).hosts.count == 2 }
+        #expect(try await box.kappactl(["deploy", "-f", manifest]).status == 0)
+
+        func working(_ host: Child) -> Bool { host.output().stderr.contains("worker started job=t") }
+        try await Self.waitUntil("both JobHosts run workers") { working(a) && working(b) }
+        let controllers = [a, b].filter { $0.output().stderr.contains("controller lease taken") }
+        #expect(controllers.count == 1)
+        let leases = try await Self.status(box, nil).leases
+        #expect(leases.filter(\.key.isController).count == 1)
+        #expect(Set(leases.filter { !$0.key.isController }.map(\.key.partition)) == [0, 1, 2, 3])
+        #expect(Set(leases.filter { !$0.key.isController }.map(\.owner)).count == 2)  // shared: two each
+        let (victim, survivor) = controllers.first.map { $0.process.processIdentifier == a.process.processIdentifier ? (a, b) : (b, a) } ?? (a, b)
+        let before = try await Self.status(box, "t").jobs[0].versions[0]
+        kill(victim.process.processIdentifier, SIGKILL)
+        _ = await victim.finish()
+        #expect(before.state == .replaying && (before.processed ?? 0) < 9000)  // the kill landed mid-replay
+
+        try await Self.waitUntil("the survivor finished the replay", timeout: 120) { try await Self.status(box, "t").jobs[0].serving == 1 }
+        let log = survivor.output().stderr
+        #expect(log.contains("controller lease taken"))
+        for p in 0..<4 { #expect(log.contains("worker started job=t version=1 partition=\(p)")) }
+        kill(survivor.process.processIdentifier, SIGTERM)
+        #expect(await survivor.finish().status == 0)
+
+        try await CrashTests.expectExactTable(box, partitions: 4)
     }
 }
 
@@ -238,11 +270,19 @@ import Testing
         kill(host.process.processIdentifier, SIGTERM)
         #expect(await host.finish().status == 0)
 
-        // The table equals the aggregate computed here from the log.
+        try await Self.expectExactTable(box, partitions: 3)
+        let history = try await box.kappactl(["history", "t", "--output", "json"])
+        let entries = try JSONDecoder().decode([String: [HistoryEntry]].self, from: Data(history.stdout.utf8))["history"]!
+        #expect(entries.map { "\($0.from?.rawValue ?? "-")>\($0.to.rawValue)" } == ["->pending", "pending>replaying", "replaying>caughtUp", "caughtUp>serving"])
+        #expect(midReplay >= 1)  // at least one kill landed in the middle of the replay
+    }
+
+    /// The table of the exact manifest equals the aggregate computed here from the log.
+    static func expectExactTable(_ box: Sandbox, partitions: Int) async throws {
         let state = try StateDirectory(path: box.state)
         let log = try SegmentLog(state: state)
         var expected: [String: (Int64, Int64)] = [:]
-        for p in 0..<3 {
+        for p in 0..<partitions {
             var offset: Int64 = 0
             while true {
                 let records = try await log.read(topic: "bpi", partition: p, from: offset, maxRecords: 5000, maxBytes: 4 << 20)
@@ -263,10 +303,6 @@ import Testing
             let key = "\(row[0].display)|\(row[1].display)"
             #expect(expected[key].map { [SQLValue.integer($0.0), .integer($0.1)] } == Array(row[2...3]), "\(key)")
         }
-        let history = try await box.kappactl(["history", "t", "--output", "json"])
-        let entries = try JSONDecoder().decode([String: [HistoryEntry]].self, from: Data(history.stdout.utf8))["history"]!
-        #expect(entries.map { "\($0.from?.rawValue ?? "-")>\($0.to.rawValue)" } == ["->pending", "pending>replaying", "replaying>caughtUp", "caughtUp>serving"])
-        #expect(midReplay >= 1)  // at least one kill landed in the middle of the replay
     }
 }
 

@@ -1,8 +1,17 @@
 import Synchronization
 
-/// The reconciler: reads the catalog, decides with `Lifecycle`, applies the decisions, and keeps
-/// one `VersionRunner` per running version. Every decision is one catalog transaction, so a
-/// controller killed at any instant restarts from the catalog into a consistent state.
+/// The reconciler: reads the catalog, decides with `Lifecycle`, applies the decisions, and runs
+/// one worker per partition of every running version. Every decision is one catalog
+/// transaction, so a controller killed at any instant restarts from the catalog into a
+/// consistent state.
+///
+/// Several JobHosts may share one catalog. Each runs this loop; leases in the catalog divide the
+/// work: the controller lease says which one makes the lifecycle decisions (start, caught up,
+/// automatic promotion, retirement, lag samples), and a lease per partition of each running
+/// version says which one runs that partition's worker. Each host takes up to its share
+/// (partitions ÷ live hosts, rounded up) and gives back what is above it, so a new host gets
+/// work and a dead host's partitions move to the others once its leases expire. Every batch
+/// commits only under its lease's epoch (`TableStore.applyBatch(fence:)`).
 public final class Controller: Sendable {
     public struct Configuration: Sendable {
         /// How often the catalog is read.
@@ -11,8 +20,14 @@ public final class Controller: Sendable {
         public var recordLagMs: Int64 = 1_000
         /// How long a worker waits before polling an idle partition again.
         public var pollMs = 50
-        /// Before restarting the workers of a version after an infrastructure error.
+        /// Before restarting a partition's worker after an infrastructure error.
         public var retryMs: Int64 = 2_000
+        /// How long a lease lasts unrenewed: a dead host's partitions and controller role move to
+        /// another host after this. Leases are renewed every quarter of it.
+        public var leaseTtlMs: Int64 = 10_000
+        /// False: no leases, every partition and every decision here (a single process: the
+        /// demo, tests).
+        public var useLeases = true
         public init() {}
     }
 
@@ -22,11 +37,16 @@ public final class Controller: Sendable {
     }
 
     struct State {
-        var runners: [VersionKey: Task<Void, Never>] = [:]
+        var workers: [LeaseKey: Task<Void, Never>] = [:]
+        /// Leases this host holds (renewed every quarter of the TTL).
+        var held: [LeaseKey: Lease] = [:]
+        var isController = false
+        var lastLeaseCheck: Int64 = 0
+        var partitionCounts: [VersionKey: Int] = [:]
         var samples: [VersionKey: [LagSample]] = [:]
         var lastRecorded: [VersionKey: Int64] = [:]
         var failures: [VersionKey: String] = [:]
-        var retryAfter: [VersionKey: Int64] = [:]
+        var retryAfter: [LeaseKey: Int64] = [:]
         var refusedAuto: Set<VersionKey> = []
     }
 
@@ -45,7 +65,11 @@ public final class Controller: Sendable {
         self.configuration = configuration
     }
 
-    /// Runs until cancelled; then stops the workers, letting batches being committed finish.
+    /// Whether this host makes the lifecycle decisions now (holds the controller lease).
+    public var isController: Bool { state.withLock { $0.isController } }
+
+    /// Runs until cancelled; then stops the workers, letting batches being committed finish, and
+    /// gives its leases back so that other hosts take over at once.
     public func run() async {
         while !Task.isCancelled {
             do {
@@ -55,36 +79,65 @@ public final class Controller: Sendable {
             }
             try? await Task.sleep(for: .milliseconds(configuration.tickMs))
         }
-        await stopAll()
+        await stopWorkers { _ in true }
+        let held = state.withLock { s -> [LeaseKey] in
+            defer { s.held = [:]; s.isController = false }
+            return Array(s.held.keys)
+        }
+        if configuration.useLeases && !held.isEmpty { try? await store.releaseLeases(held, owner: actor) }
     }
 
-    /// One pass over every job.
+    /// One pass: failures seen here, leases, the decisions (on the controller), the workers.
     func tick() async throws {
         let now = currentTimeMillis()
+        var running: [LeaseKey] = []
+        var versionsByJob: [String: [VersionRecord]] = [:]
         for job in try await store.jobs() {
-            var versions = try await store.versions(job: job.name)
+            let versions = try await store.versions(job: job.name)
+            versionsByJob[job.name] = versions
             let failures = state.withLock { s in
                 let mine = s.failures.filter { $0.key.job == job.name }
                 for key in mine.keys { s.failures[key] = nil }
                 return mine
             }
+            // The host that saw a version fail records it, controller or not.
             for (key, error) in failures {
                 if try await decide(.failed(version: key.version, error: error), job: job.name, versions: versions) {
                     logger.log(.error, "version failed", ["job": job.name, "version": "\(key.version)", "error": error])
                 }
             }
-            for v in versions where v.state == .pending {
-                if try await decide(.start(version: v.version), job: job.name, versions: versions) {
-                    logger.log(.info, "replay started", ["job": job.name, "version": "\(v.version)", "topic": v.spec.source.topic])
+            for v in versions where v.state.isRunning {
+                let key = VersionKey(job: job.name, version: v.version)
+                var count = state.withLock { $0.partitionCounts[key] }
+                if count == nil {
+                    count = try await store.nextOffsets(job: job.name, version: v.version).count
+                    state.withLock { $0.partitionCounts[key] = count }
                 }
+                running += (0..<count!).map { LeaseKey(job: job.name, version: v.version, partition: $0) }
             }
-            versions = try await store.versions(job: job.name)
-            reconcileRunners(job: job.name, versions: versions, now: now)
-            try await observeLag(job: job.name, versions: versions, now: now)
-            versions = try await store.versions(job: job.name)
-            if try await decide(.tick(now: now), job: job.name, versions: versions) {
-                logger.log(.info, "retired standby", ["job": job.name])
+        }
+        try await maintainLeases(running: running, now: now)
+        if isController {
+            for (job, versions) in versionsByJob.sorted(by: { $0.key < $1.key }) {
+                try await decideFor(job: job, versions: versions, now: now)
             }
+        }
+        try await reconcileWorkers(running: running, versionsByJob: versionsByJob, now: now)
+    }
+
+    /// The controller's decisions for one job: start pending versions, watch lag, caught up,
+    /// automatic promotion, retirement of old standbys.
+    private func decideFor(job: String, versions: [VersionRecord], now: Int64) async throws {
+        for v in versions where v.state == .pending {
+            if try await decide(.start(version: v.version), job: job, versions: versions) {
+                logger.log(.info, "replay started", ["job": job, "version": "\(v.version)", "topic": v.spec.source.topic])
+            }
+        }
+        var current = try await store.versions(job: job)
+        try await observeLag(job: job, versions: current, now: now)
+        current = try await store.versions(job: job)
+        if try await decide(.tick(now: now), job: job, versions: current) {
+            logger.log(.info, "retired standby", ["job": job])
         }
     }
 
@@ -102,48 +155,113 @@ public final class Controller: Sendable {
         return true
     }
 
-    private func reconcileRunners(job: String, versions: [VersionRecord], now: Int64) {
-        for v in versions {
-            let key = VersionKey(job: job, version: v.version)
-            let running = state.withLock { $0.runners[key] != nil }
-            if v.state.isRunning && !running {
-                if let after = state.withLock({ $0.retryAfter[key] }), now < after { continue }
-                start(v, key: key)
-            } else if !v.state.isRunning && running {
-                let task = state.withLock { s -> Task<Void, Never>? in
-                    s.samples[key] = nil
-                    return s.runners.removeValue(forKey: key)
-                }
-                task?.cancel()
-                logger.log(.info, "workers stopped", ["job": job, "version": "\(v.version)", "state": v.state.rawValue])
+    // MARK: Leases
+
+    /// Renews what this host holds, takes the controller lease when free, and takes or gives
+    /// back partitions towards this host's share. Every quarter of the lease TTL.
+    private func maintainLeases(running: [LeaseKey], now: Int64) async throws {
+        guard configuration.useLeases else {
+            state.withLock { s in
+                s.isController = true
+                s.held = Dictionary(uniqueKeysWithValues: running.map { ($0, Lease(key: $0, owner: actor, epoch: 0, expiresAt: .max)) })
             }
+            return
+        }
+        let ttl = configuration.leaseTtlMs
+        guard state.withLock({ now - $0.lastLeaseCheck >= ttl / 4 }) else { return }
+        var held = Dictionary(try await store.renewLeases(owner: actor, ttlMs: ttl).map { ($0.key, $0) }) { a, _ in a }
+        if held[.controller] == nil, let lease = try await store.acquireLeases([.controller], owner: actor, ttlMs: ttl, limit: 1).first {
+            held[.controller] = lease
+        }
+        let wanted = Set(running)
+        let stale = held.keys.filter { !$0.isController && !wanted.contains($0) }
+        let hosts = max(1, try await store.liveHosts(withinMs: ttl).count)
+        let share = (running.count + hosts - 1) / hosts
+        let mine = running.filter { held[$0] != nil }
+        var giveBack = stale
+        if mine.count < share {
+            let free = running.filter { held[$0] == nil }
+            for lease in try await store.acquireLeases(free, owner: actor, ttlMs: ttl, limit: share - mine.count) { held[lease.key] = lease }
+        } else if mine.count > share {
+            giveBack += mine.sorted().suffix(mine.count - share)
+        }
+        if !giveBack.isEmpty {
+            let keys = Set(giveBack)
+            await stopWorkers { keys.contains($0) }  // their batches in flight commit first
+            try await store.releaseLeases(giveBack, owner: actor)
+            for key in giveBack { held[key] = nil }
+        }
+        let (was, now_) = state.withLock { s -> (Bool, Bool) in
+            let was = s.isController
+            s.held = held
+            s.isController = held[.controller] != nil
+            s.lastLeaseCheck = now
+            return (was, s.isController)
+        }
+        if was != now_ { logger.log(.info, now_ ? "controller lease taken" : "controller lease lost", ["host": actor]) }
+    }
+
+    // MARK: Workers
+
+    private func reconcileWorkers(running: [LeaseKey], versionsByJob: [String: [VersionRecord]], now: Int64) async throws {
+        let wanted = Set(running)
+        let (held, workers) = state.withLock { ($0.held, Set($0.workers.keys)) }
+        for key in workers where held[key] == nil || !wanted.contains(key) {
+            await stopWorkers { $0 == key }
+            if !wanted.contains(key) { state.withLock { s in s.samples[VersionKey(job: key.job, version: key.version)] = nil } }
+        }
+        for key in running.sorted() where !workers.contains(key) {
+            guard let lease = held[key] else { continue }
+            if let after = state.withLock({ $0.retryAfter[key] }), now < after { continue }
+            guard let v = versionsByJob[key.job]?.first(where: { $0.version == key.version }) else { continue }
+            start(v, key: key, lease: lease)
         }
     }
 
-    private func start(_ v: VersionRecord, key: VersionKey) {
+    private func start(_ v: VersionRecord, key: LeaseKey, lease: Lease) {
+        let versionKey = VersionKey(job: key.job, version: key.version)
         let job: any StreamJob
         do {
             job = try StreamJobs.make(v.spec)
         } catch {
-            state.withLock { $0.failures[key] = "\(error)" }
+            state.withLock { $0.failures[versionKey] = "\(error)" }
             return
         }
         let runner = VersionRunner(log: log, store: store, job: job)
-        let pollMs = configuration.pollMs, retryMs = configuration.retryMs
+        let pollMs = configuration.pollMs, retryMs = configuration.retryMs, fenced = configuration.useLeases
         let logger = self.logger
         let task = Task { [weak self] in
             do {
-                try await runner.run(.follow(pollMs: pollMs))
+                try await runner.runPartition(key.partition, fence: fenced ? lease : nil, mode: .follow(pollMs: pollMs))
             } catch let failure as JobFailure {
-                self?.state.withLock { $0.failures[key] = failure.description }
+                self?.state.withLock { $0.failures[versionKey] = failure.description }
+            } catch let lost as LeaseLostError {
+                logger.log(.warning, "lease lost", ["job": key.job, "version": "\(key.version)", "partition": "\(key.partition)", "error": lost.description])
+                _ = self?.state.withLock { $0.held.removeValue(forKey: key) }
+            } catch is CancellationError {
             } catch {
-                logger.log(.warning, "workers stopped on an error; retrying", ["job": key.job, "version": "\(key.version)", "error": "\(error)"])
+                logger.log(.warning, "worker stopped on an error; retrying", ["job": key.job, "version": "\(key.version)", "partition": "\(key.partition)", "error": "\(error)"])
                 self?.state.withLock { $0.retryAfter[key] = currentTimeMillis() + retryMs }
             }
-            _ = self?.state.withLock { $0.runners.removeValue(forKey: key) }
+            _ = self?.state.withLock { $0.workers.removeValue(forKey: key) }
         }
-        state.withLock { $0.runners[key] = task }
-        logger.log(.info, "workers started", ["job": key.job, "version": "\(key.version)", "state": v.state.rawValue])
+        state.withLock { $0.workers[key] = task }
+        logger.log(.info, "worker started", ["job": key.job, "version": "\(key.version)", "partition": "\(key.partition)",
+                                             "state": v.state.rawValue, "epoch": "\(lease.epoch)"])
+    }
+
+    /// Cancels the workers `which` selects and waits until they have stopped.
+    private func stopWorkers(_ which: (LeaseKey) -> Bool) async {
+        let tasks = state.withLock { s -> [(LeaseKey, Task<Void, Never>)] in
+            let chosen = s.workers.filter { which($0.key) }
+            for key in chosen.keys { s.workers[key] = nil }
+            return chosen.map { ($0.key, $0.value) }
+        }
+        for (_, task) in tasks { task.cancel() }
+        for (key, task) in tasks {
+            await task.value
+            logger.log(.info, "worker stopped", ["job": key.job, "version": "\(key.version)", "partition": "\(key.partition)"])
+        }
     }
 
     private func observeLag(job: String, versions: [VersionRecord], now: Int64) async throws {
@@ -187,16 +305,6 @@ public final class Controller: Sendable {
                 }
             }
         }
-    }
-
-    private func stopAll() async {
-        let tasks = state.withLock { s -> [Task<Void, Never>] in
-            let all = Array(s.runners.values)
-            s.runners = [:]
-            return all
-        }
-        for task in tasks { task.cancel() }
-        for task in tasks { await task.value }
     }
 }
 

@@ -28,6 +28,20 @@ public struct StatusReport: Sendable, Codable, Equatable {
     public var jobs: [Job]
     /// JobHosts alive on this catalog.
     public var hosts: [String]
+    /// Unexpired leases: which JobHost is the controller and runs which partitions.
+    public var leases: [Lease] = []
+
+    /// `JobHost@a:1 (controller, 2 partitions)`, one per live host.
+    public var hostsText: String {
+        hosts.map { host in
+            let mine = leases.filter { $0.owner == host }
+            var notes: [String] = []
+            if mine.contains(where: { $0.key.isController }) { notes.append("controller") }
+            let partitions = mine.filter { !$0.key.isController }.count
+            if partitions > 0 { notes.append("\(partitions) partition\(partitions == 1 ? "" : "s")") }
+            return host + (notes.isEmpty ? "" : " (\(notes.joined(separator: ", ")))")
+        }.joined(separator: ", ")
+    }
 }
 
 extension Operator {
@@ -64,7 +78,8 @@ extension Operator {
             out.append(.init(name: job.name, view: job.view, topic: job.topic,
                              serving: versions.first { $0.state == .serving }?.version, versions: views))
         }
-        return StatusReport(jobs: out, hosts: try await store.liveHosts(withinMs: 5_000))
+        return StatusReport(jobs: out, hosts: try await store.liveHosts(withinMs: 5_000),
+                            leases: try await store.leases().filter { $0.expiresAt > now })
     }
 
     /// Per-partition lag of a version (default: the serving one, else the newest), with the age

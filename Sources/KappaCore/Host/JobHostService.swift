@@ -18,8 +18,9 @@ public struct JobHostConfiguration: Sendable {
 }
 
 /// The daemon's service: the controller loop (and through it one worker per partition of every
-/// running version), the heartbeat in the catalog, and the embedded log's retention.
-/// One JobHost per state directory: a second one refuses to start.
+/// running version this host holds a lease on), the heartbeat in the catalog, and, on the host
+/// holding the controller lease, the embedded log's retention. Several JobHosts may run on one
+/// catalog (and, with SQLite, on one state directory): the leases divide the work.
 public struct JobHostService: Sendable {
     public var configuration: JobHostConfiguration
     public var logger: EventLogger
@@ -29,11 +30,10 @@ public struct JobHostService: Sendable {
         self.logger = logger
     }
 
-    /// Runs until the task is cancelled; returns after in-flight batches have committed.
-    /// - Throws: `StateError` when another JobHost holds the state directory.
+    /// Runs until the task is cancelled; returns after in-flight batches have committed and
+    /// its leases are given back.
     public func run() async throws {
         let state = configuration.state
-        let lock = try HostLock(state: state)
         let log = try Backends.log(state: state, url: configuration.log, settings: configuration.kafkaSettings, logger: logger)
         let store = try Backends.store(state: state, catalog: configuration.catalog)
         let owner = "JobHost@\(Self.hostname()):\(getpid())"
@@ -41,18 +41,22 @@ public struct JobHostService: Sendable {
         let controller = Controller(log: log, store: store, logger: logger, actor: owner, configuration: configuration.controller)
         logger.log(.info, "started", ["state": state.path, "host": owner, "log": configuration.log.map(Redaction.url) ?? "segment log"])
         try await store.heartbeat(owner: owner, pid: getpid(), startedAt: startedAt)
+        try await releaseLeasesOfDeadPredecessors(store)
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await controller.run() }
             group.addTask {
+                // Often enough that a live host never looks dead to the others' share count.
+                let every = min(1_000, configuration.controller.leaseTtlMs / 4)
                 while !Task.isCancelled {
                     try? await store.heartbeat(owner: owner, pid: getpid(), startedAt: startedAt)
-                    try? await Task.sleep(for: .seconds(1))
+                    try? await Task.sleep(for: .milliseconds(every))
                 }
             }
-            // Kafka's brokers apply its retention; the embedded log's is applied here.
+            // Kafka's brokers apply its retention; the embedded log's is applied by the controller.
             if let log = log as? SegmentLog { group.addTask {
                 while !Task.isCancelled {
                     do {
+                        guard controller.isController else { try? await Task.sleep(for: .seconds(1)); continue }
                         let deleted = try await log.enforceRetention()
                         if deleted > 0 { logger.log(.info, "retention", ["segmentsDeleted": "\(deleted)"]) }
                     } catch {
@@ -63,8 +67,24 @@ public struct JobHostService: Sendable {
             } }
         }
         try? await store.removeHost(owner: owner)
-        withExtendedLifetime(lock) {}
         logger.log(.info, "stopped")
+    }
+
+    /// A JobHost killed on this machine (SIGKILL, a crash) leaves leases that would block its
+    /// partitions until they expire; its successor here sees that its pid is gone and releases
+    /// them at once. (Other machines' hosts are only ever judged by lease expiry.)
+    private func releaseLeasesOfDeadPredecessors(_ store: any TableStore) async throws {
+        let prefix = "JobHost@\(Self.hostname()):"
+        let owners = Set(try await store.leases().map(\.owner)).filter { owner in
+            guard owner.hasPrefix(prefix), let pid = Int32(owner.dropFirst(prefix.count)), pid != getpid() else { return false }
+            return kill(pid, 0) != 0 && errno == ESRCH
+        }
+        for owner in owners {
+            let keys = try await store.leases().filter { $0.owner == owner }.map(\.key)
+            try await store.releaseLeases(keys, owner: owner)
+            try? await store.removeHost(owner: owner)
+            logger.log(.info, "released the leases of a dead JobHost", ["host": owner, "leases": "\(keys.count)"])
+        }
     }
 
     /// The machine's name, from `gethostname` (never a DNS lookup, which can hang offline).
@@ -74,21 +94,3 @@ public struct JobHostService: Sendable {
         return String(cString: buffer)
     }
 }
-
-/// The state directory's JobHost lock (`jobhost.lock`, flock): held while JobHost runs.
-final class HostLock: Sendable {
-    private let file: FileDescriptor
-
-    init(state: StateDirectory) throws {
-        let path = "\(state.path)/jobhost.lock"
-        file = try FileDescriptor(path: path, flags: O_RDWR | O_CREAT)
-        guard try file.tryLockExclusive() else {
-            let pid = String(decoding: (try? file.read(count: 32, at: 0)) ?? [], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw StateError("another JobHost\(pid.isEmpty ? "" : " (pid \(pid))") is running on \(state.path); one JobHost per state directory")
-        }
-        try file.truncate(to: 0)
-        try file.write(Array("\(getpid())\n".utf8), at: 0)
-    }
-}
-
-import Foundation

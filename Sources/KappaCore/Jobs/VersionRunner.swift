@@ -43,7 +43,17 @@ public struct VersionRunner: Sendable {
         }
     }
 
-    private func worker(partition p: Int, from start: Int64, until end: Int64?, mode: Mode) async throws {
+    /// Runs one partition's worker under a lease (JobHost's controller runs the partitions its
+    /// host holds). Ends by throwing `LeaseLostError` when a commit finds the lease taken over.
+    public func runPartition(_ p: Int, fence: Lease?, mode: Mode) async throws {
+        let spec = job.spec
+        let offsets = try await store.nextOffsets(job: spec.job, version: spec.version)
+        guard p < offsets.count else { throw CatalogError.noVersion(spec.job, spec.version) }
+        let end: Int64? = mode == .untilEnd ? try await log.offsets(topic: spec.source.topic)[p].end : nil
+        try await worker(partition: p, from: offsets[p], until: end, mode: mode, fence: fence)
+    }
+
+    private func worker(partition p: Int, from start: Int64, until end: Int64?, mode: Mode, fence: Lease? = nil) async throws {
         let spec = job.spec
         var offset = start
         while !Task.isCancelled {
@@ -63,7 +73,7 @@ public struct VersionRunner: Sendable {
             }
             do {
                 let ready = try await job.prepare(records)
-                let result = try await store.applyBatch(ready, partition: p, records: records)
+                let result = try await store.applyBatch(ready, partition: p, records: records, fence: fence)
                 offset = result.nextOffset
                 log.commitProgress(group: "kappa.\(spec.job).v\(spec.version)", topic: spec.source.topic, partition: p, nextOffset: offset)
                 onBatch?(result)

@@ -56,6 +56,74 @@ extension SQLiteStore {
     public func removeHost(owner: String) async throws {
         try await write { w in _ = try w.db.run("DELETE FROM kappa_hosts WHERE owner = ?", [.text(owner)], name: "remove host") }
     }
+
+    public func acquireLeases(_ keys: [LeaseKey], owner: String, ttlMs: Int64, limit: Int) async throws -> [Lease] {
+        try await write { w in
+            var held: [Lease] = []
+            for key in keys where held.count < limit {
+                let now = currentTimeMillis()
+                let k: [SQLValue] = [.text(key.job), .integer(Int64(key.version)), .integer(Int64(key.partition))]
+                try w.db.transaction("acquire lease") {
+                    _ = try w.db.run("INSERT INTO kappa_leases (job, version, partition) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", k, name: "acquire lease")
+                    _ = try w.db.run(LeaseSQL.acquire(placeholder: { "?\($0)" }),
+                                     [.text(owner), .integer(now + ttlMs)] + k + [.integer(now)], name: "acquire lease")
+                }
+                if let lease = try w.leases(where: "job = ? AND version = ? AND partition = ?", k).first, lease.owner == owner, lease.expiresAt > now {
+                    held.append(lease)
+                }
+            }
+            return held
+        }
+    }
+
+    public func renewLeases(owner: String, ttlMs: Int64) async throws -> [Lease] {
+        try await write { w in
+            _ = try w.db.run("UPDATE kappa_leases SET expires_at = ? WHERE owner = ? AND expires_at > 0",
+                             [.integer(currentTimeMillis() + ttlMs), .text(owner)], name: "renew leases")
+            return try w.leases(where: "owner = ? AND expires_at > 0", [.text(owner)])
+        }
+    }
+
+    public func releaseLeases(_ keys: [LeaseKey], owner: String) async throws {
+        try await write { w in
+            try w.db.transaction("release leases") {
+                for key in keys {
+                    _ = try w.db.run("UPDATE kappa_leases SET expires_at = 0 WHERE job = ? AND version = ? AND partition = ? AND owner = ?",
+                                     [.text(key.job), .integer(Int64(key.version)), .integer(Int64(key.partition)), .text(owner)], name: "release lease")
+                }
+            }
+        }
+    }
+
+    public func leases() async throws -> [Lease] {
+        try await write { w in try w.leases(where: "owner IS NOT NULL", []) }
+    }
+}
+
+/// The lease statements both stores share.
+enum LeaseSQL {
+    /// Takes the lease (owner, expiry, then the key, then now): kept by its owner at the same
+    /// epoch, taken from another owner only after expiry, with the next epoch.
+    static func acquire(table: String = "kappa_leases", placeholder: (Int) -> String) -> String {
+        """
+        UPDATE \(table) SET epoch = CASE WHEN owner = \(placeholder(1)) THEN epoch ELSE epoch + 1 END,
+            owner = \(placeholder(1)), expires_at = \(placeholder(2))
+        WHERE job = \(placeholder(3)) AND version = \(placeholder(4)) AND partition = \(placeholder(5))
+            AND (owner IS NULL OR owner = \(placeholder(1)) OR expires_at <= \(placeholder(6)))
+        """
+    }
+
+    static func lease(_ row: [SQLValue]) -> Lease {
+        Lease(key: LeaseKey(job: row[0].string, version: Int(row[1].int), partition: Int(row[2].int)),
+              owner: row[3].string, epoch: row[4].int, expiresAt: row[5].int)
+    }
+}
+
+extension SQLiteWriter {
+    func leases(where condition: String, _ values: [SQLValue]) throws -> [Lease] {
+        try db.query("SELECT job, version, partition, owner, epoch, expires_at FROM kappa_leases WHERE \(condition) ORDER BY job, version, partition",
+                     values, name: "read leases").map(LeaseSQL.lease)
+    }
 }
 
 extension SQLiteWriter: CatalogActionTarget {

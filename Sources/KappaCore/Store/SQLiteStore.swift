@@ -45,8 +45,8 @@ public final class SQLiteStore: TableStore {
         try await write { w in try w.offsets(job: job, version: version) }
     }
 
-    public func applyBatch(_ job: any StreamJob, partition: Int, records: LogRecords) async throws -> BatchResult {
-        try await write { w in try w.applyBatch(job, partition: partition, records: records) }
+    public func applyBatch(_ job: any StreamJob, partition: Int, records: LogRecords, fence: Lease?) async throws -> BatchResult {
+        try await write { w in try w.applyBatch(job, partition: partition, records: records, fence: fence) }
     }
 
     public func switchView(job: String, to version: Int) async throws {
@@ -87,7 +87,7 @@ final class SQLiteWriter: @unchecked Sendable {
         }
     }
 
-    func applyBatch(_ job: any StreamJob, partition: Int, records: LogRecords) throws -> BatchResult {
+    func applyBatch(_ job: any StreamJob, partition: Int, records: LogRecords, fence: Lease? = nil) throws -> BatchResult {
         let spec = job.spec
         guard let first = records.first else {
             return BatchResult(partition: partition, records: 0, deadLettered: 0, nextOffset: records.nextOffset)
@@ -104,6 +104,13 @@ final class SQLiteWriter: @unchecked Sendable {
                 throw VersionStoppedError(job: spec.job, version: spec.version, state: row[1].string)
             }
             guard offset == first.offset else { throw StaleOffsetError(partition: partition, stored: offset, batchStart: first.offset) }
+            if let fence {
+                let lease = try db.query("SELECT owner, epoch FROM kappa_leases WHERE job = ? AND version = ? AND partition = ?",
+                                         [.text(spec.job), .integer(Int64(spec.version)), .integer(Int64(partition))], name: "check lease").first
+                guard let lease, lease[0].string == fence.owner, lease[1].int == fence.epoch else {
+                    throw LeaseLostError(key: fence.key, owner: fence.owner, epoch: fence.epoch)
+                }
+            }
             let sink = SQLiteBatchSink(writer: self)
             let dead = try BadRecords.apply(records, spec: spec, partition: partition,
                 attempt: { range in try db.savepoint { try job.apply(records, range: range, to: sink) } },

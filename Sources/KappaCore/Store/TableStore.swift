@@ -27,8 +27,10 @@ public protocol TableStore: Sendable {
     /// Applies one batch of one partition and stores the next offset, in one transaction.
     /// `records` must start at the stored next offset (else `StaleOffsetError`, nothing written).
     /// Bad records follow the job's `onBadRecord`.
+    /// With a `fence`, the batch commits only if the partition's lease still has that owner and
+    /// epoch (checked in the same transaction), else `LeaseLostError` and nothing is written.
     /// - Throws: `JobFailure` for a SQL error or a bad record under `fail`; store errors otherwise.
-    func applyBatch(_ job: any StreamJob, partition: Int, records: LogRecords) async throws -> BatchResult
+    func applyBatch(_ job: any StreamJob, partition: Int, records: LogRecords, fence: Lease?) async throws -> BatchResult
 
     /// Points the reader view `<table>` at `version`'s table, in one transaction.
     func switchView(job: String, to version: Int) async throws
@@ -58,6 +60,31 @@ public protocol TableStore: Sendable {
 
     /// Forgets a host (clean shutdown).
     func removeHost(owner: String) async throws
+
+    // MARK: Leases (several JobHosts on one catalog)
+
+    /// Takes, in order, each lease of `keys` that is free, expired or already `owner`'s, until
+    /// `owner` holds `limit` of them; each one taken from another owner gets the next epoch.
+    /// Renews those already held. One transaction per lease.
+    /// - Returns: the leases of `keys` that `owner` holds now.
+    func acquireLeases(_ keys: [LeaseKey], owner: String, ttlMs: Int64, limit: Int) async throws -> [Lease]
+
+    /// Extends every lease `owner` still holds (expired or not, as long as nobody took it over).
+    /// - Returns: the leases `owner` holds now.
+    func renewLeases(owner: String, ttlMs: Int64) async throws -> [Lease]
+
+    /// Lets go of leases (they expire at once; the next owner gets the next epoch).
+    func releaseLeases(_ keys: [LeaseKey], owner: String) async throws
+
+    /// Every lease, expired or not.
+    func leases() async throws -> [Lease]
+}
+
+extension TableStore {
+    /// A batch without a lease (a single runner: tests, the demo, `kappa-bench`).
+    public func applyBatch(_ job: any StreamJob, partition: Int, records: LogRecords) async throws -> BatchResult {
+        try await applyBatch(job, partition: partition, records: records, fence: nil)
+    }
 }
 
 /// What one batch did.

@@ -37,7 +37,7 @@ extension PostgresCatalog {
 
     /// Applies one batch of one partition and stores the next offset, in one transaction, with
     /// bad records found by splitting the batch into savepoints (as on SQLite).
-    func applyBatch(_ job: any StreamJob, partition: Int, records: LogRecords) throws -> BatchResult {
+    func applyBatch(_ job: any StreamJob, partition: Int, records: LogRecords, fence: Lease? = nil) throws -> BatchResult {
         let spec = job.spec
         guard let first = records.first else {
             return BatchResult(partition: partition, records: 0, deadLettered: 0, nextOffset: records.nextOffset)
@@ -51,6 +51,14 @@ extension PostgresCatalog {
             guard row[0].int == first.offset else { throw StaleOffsetError(partition: partition, stored: row[0].int, batchStart: first.offset) }
             guard let state = VersionState(rawValue: row[1].string), state.isRunning || state == .pending else {
                 throw VersionStoppedError(job: spec.job, version: spec.version, state: row[1].string)
+            }
+            if let fence {
+                // FOR SHARE: a takeover (an UPDATE of this row) waits for this batch, or this batch sees it.
+                let lease = try db.query("SELECT owner, epoch FROM \(schema).kappa_leases WHERE job = $1 AND version = $2 AND partition = $3 FOR SHARE",
+                                         [.text(spec.job), .integer(Int64(spec.version)), .integer(Int64(partition))], name: "check lease").rows.first
+                guard let lease, lease[0].string == fence.owner, lease[1].int == fence.epoch else {
+                    throw LeaseLostError(key: fence.key, owner: fence.owner, epoch: fence.epoch)
+                }
             }
             try prepareBatchTable(for: role(spec))
             let sink = PostgresBatchSink(catalog: self)

@@ -111,5 +111,42 @@ extension PostgresCatalog: CatalogActionTarget {
     func removeHost(owner: String) throws {
         try db.query("DELETE FROM \(schema).kappa_hosts WHERE owner = $1", [.text(owner)], name: "remove host")
     }
+
+    func acquireLeases(_ keys: [LeaseKey], owner: String, ttlMs: Int64, limit: Int) throws -> [Lease] {
+        var held: [Lease] = []
+        for key in keys where held.count < limit {
+            let now = currentTimeMillis()
+            let k: [SQLValue] = [.text(key.job), .integer(Int64(key.version)), .integer(Int64(key.partition))]
+            try db.transaction("acquire lease") {
+                try db.query("INSERT INTO \(schema).kappa_leases (job, version, partition) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", k, name: "acquire lease")
+                try db.query(LeaseSQL.acquire(table: "\(schema).kappa_leases", placeholder: { "$\($0)" }),
+                             [.text(owner), .integer(now + ttlMs)] + k + [.integer(now)], name: "acquire lease")
+            }
+            if let lease = try leases(where: "job = $1 AND version = $2 AND partition = $3", k).first, lease.owner == owner, lease.expiresAt > now {
+                held.append(lease)
+            }
+        }
+        return held
+    }
+
+    func renewLeases(owner: String, ttlMs: Int64) throws -> [Lease] {
+        try db.query("UPDATE \(schema).kappa_leases SET expires_at = $1 WHERE owner = $2 AND expires_at > 0",
+                     [.integer(currentTimeMillis() + ttlMs), .text(owner)], name: "renew leases")
+        return try leases(where: "owner = $1 AND expires_at > 0", [.text(owner)])
+    }
+
+    func releaseLeases(_ keys: [LeaseKey], owner: String) throws {
+        try db.transaction("release leases") {
+            for key in keys {
+                try db.query("UPDATE \(schema).kappa_leases SET expires_at = 0 WHERE job = $1 AND version = $2 AND partition = $3 AND owner = $4",
+                             [.text(key.job), .integer(Int64(key.version)), .integer(Int64(key.partition)), .text(owner)], name: "release lease")
+            }
+        }
+    }
+
+    func leases(where condition: String, _ values: [SQLValue]) throws -> [Lease] {
+        try db.query("SELECT job, version, partition, owner, epoch, expires_at FROM \(schema).kappa_leases WHERE \(condition) ORDER BY job, version, partition",
+                     values, name: "read leases").rows.map(LeaseSQL.lease)
+    }
 }
 #endif

@@ -36,8 +36,8 @@ public final class PostgresStore: TableStore {
         try await writer.run { try $0.nextOffsets(job: job, version: version) }
     }
 
-    public func applyBatch(_ job: any StreamJob, partition: Int, records: LogRecords) async throws -> BatchResult {
-        try await writer.run { try $0.applyBatch(job, partition: partition, records: records) }
+    public func applyBatch(_ job: any StreamJob, partition: Int, records: LogRecords, fence: Lease?) async throws -> BatchResult {
+        try await writer.run { try $0.applyBatch(job, partition: partition, records: records, fence: fence) }
     }
 
     public func switchView(job: String, to version: Int) async throws {
@@ -79,5 +79,19 @@ public final class PostgresStore: TableStore {
 
     public func liveHosts(withinMs: Int64) async throws -> [String] { try await writer.run { try $0.liveHosts(withinMs: withinMs) } }
     public func removeHost(owner: String) async throws { try await writer.run { try $0.removeHost(owner: owner) } }
+
+    public func acquireLeases(_ keys: [LeaseKey], owner: String, ttlMs: Int64, limit: Int) async throws -> [Lease] {
+        try await writer.run { try $0.acquireLeases(keys, owner: owner, ttlMs: ttlMs, limit: limit) }
+    }
+
+    public func renewLeases(owner: String, ttlMs: Int64) async throws -> [Lease] {
+        try await writer.run { try $0.renewLeases(owner: owner, ttlMs: ttlMs) }
+    }
+
+    public func releaseLeases(_ keys: [LeaseKey], owner: String) async throws {
+        try await writer.run { try $0.releaseLeases(keys, owner: owner) }
+    }
+
+    public func leases() async throws -> [Lease] { try await writer.run { try $0.leases(where: "owner IS NOT NULL", []) } }
 }
 #endif

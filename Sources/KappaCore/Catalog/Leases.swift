@@ -1,0 +1,42 @@
+/// What a lease is for: one partition of one version (its worker), or the controller loop.
+public struct LeaseKey: Hashable, Sendable, Codable, Comparable {
+    public var job: String
+    public var version: Int
+    public var partition: Int
+
+    public init(job: String, version: Int, partition: Int) {
+        self.job = job
+        self.version = version
+        self.partition = partition
+    }
+
+    /// The controller loop's lease (a row no job can have: job names are identifiers).
+    public static let controller = LeaseKey(job: "", version: 0, partition: -1)
+
+    public var isController: Bool { self == .controller }
+
+    public static func < (a: LeaseKey, b: LeaseKey) -> Bool {
+        (a.job, a.version, a.partition) < (b.job, b.version, b.partition)
+    }
+
+    public var description: String { isController ? "controller" : "\(job) v\(version) partition \(partition)" }
+}
+
+/// A lease as the catalog holds it. The epoch grows by one each time the lease changes hands;
+/// a batch commits only while its worker's (owner, epoch) is still the lease's (a fencing token),
+/// so a worker paused past its expiry whose partition another host took can never write.
+public struct Lease: Hashable, Sendable, Codable {
+    public var key: LeaseKey
+    public var owner: String
+    public var epoch: Int64
+    /// Milliseconds since the epoch; 0 after a release.
+    public var expiresAt: Int64
+}
+
+/// The lease a batch was read under is no longer held by its worker: nothing was written.
+public struct LeaseLostError: Error, Sendable, CustomStringConvertible {
+    public var key: LeaseKey
+    public var owner: String
+    public var epoch: Int64
+    public var description: String { "\(owner) no longer holds the lease on \(key.description) (epoch \(epoch)); another host took it over" }
+}
