@@ -25,6 +25,21 @@ import Testing
         let result = try await box.run(Executables.jobHost, ["--help"])
         #expect(result.status == 0)
         #expect(result.stdout.contains("--log-format <FORMAT>"))
+        #expect(result.stdout.contains("--lease-ttl <DURATION>"))
+        #expect(result.stdout.contains("--log <URL>"))
+    }
+
+    @Test func aLogThisBuildCannotUseIsRefusedByName() async throws {
+        let box = try Sandbox()
+        let wrong = try await box.kappactl(["--log", "pulsar://u:secret@h:1", "topic", "list"])
+        #expect(wrong.status == 1)
+        #expect(wrong.stderr == "error: unsupported log pulsar://u:***@h:1: use kafka://host:port[,host:port…] (or no --log for the embedded log)\n")
+        let setting = try await box.kappactl(["-X", "sasl.password=secret", "topic", "list"])
+        #expect(setting.stderr == "error: -X sasl.password is a librdkafka setting: it needs --log kafka://…\n")
+        #if !Kafka
+        let kafka = try await box.kappactl(["--log", "kafka://127.0.0.1:9092", "topic", "list"])
+        #expect(kafka.stderr == "error: this build has no Kafka support: build with `swift build --traits Kafka` to use kafka://127.0.0.1:9092\n")
+        #endif
     }
 
     @Test(arguments: [
@@ -113,3 +128,41 @@ import Testing
         }
     }
 }
+
+#if Kafka
+/// The record and topic commands on Kafka: `kappactl kafka-mock` in a process of its own, the
+/// other commands pointed at it with `--log`.
+@Suite struct KafkaCommandTests {
+    @Test func produceDescribeAndConsumeThroughKafka() async throws {
+        let box = try Sandbox()
+        let mock = try box.start(Executables.kappactl, ["kafka-mock", "--brokers", "2", "--topic", "t:2"])
+        defer { kill(mock.process.processIdentifier, SIGKILL) }
+        var url = ""
+        try await WorkflowTests.waitUntil("the mock cluster is up", timeout: 20) {
+            url = mock.output().stdout.split(separator: "\n").first.map(String.init) ?? ""
+            return url.hasPrefix("kafka://127.0.0.1:")
+        }
+        let lines = (0..<10).map { "{\"key\": \"k\($0 % 3)\", \"value\": {\"n\": \($0)}, \"timestamp\": \(1_000 + $0)}" }.joined(separator: "\n")
+        let produced = try await box.kappactl(["--log", url, "produce", "t", "--output", "json"], stdin: lines)
+        #expect(produced.status == 0, "\(produced.stderr)")
+        let list = try await box.kappactl(["--log", url, "topic", "list"])
+        #expect(list.lines.dropFirst().map { $0.split(separator: " ").first.map(String.init) ?? "" } == ["t"])
+        let described = try await box.kappactl(["--log", url, "topic", "describe", "t"])
+        #expect(described.lines.first == "topic \"t\": 2 partitions, retention as the Kafka brokers' topic configuration says")
+        let consumed = try await box.kappactl(["--log", url, "consume", "t"])
+        let records = try consumed.lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        #expect(records.count == 10)
+        // Per key, the records keep their order (one partition per key, as Kafka's partitioner says).
+        for key in ["k0", "k1", "k2"] {
+            let mine = records.filter { $0["key"] as? String == key }
+            #expect(Set(mine.map { $0["partition"] as! Int }).count == 1)
+            let partition = Murmur2.partition(forKey: Array(key.utf8), partitions: 2)
+            #expect(mine.first?["partition"] as? Int == partition)
+            #expect(mine.map { ($0["value"] as! [String: Any])["n"] as! Int } == (0..<10).filter { "k\($0 % 3)" == key })
+        }
+        let beyond = try await box.kappactl(["--log", url, "consume", "t", "-p", "0", "--offset", "99"])
+        #expect(beyond.status == 1)
+        #expect(beyond.stderr.contains("error: topic \"t\" partition 0: offset 99 is beyond the end offset"))
+    }
+}
+#endif
