@@ -18,7 +18,7 @@ final class KafkaCursorPool: Sendable {
     static let consumerDefaults: [(String, String)] = [
         ("enable.auto.commit", "false"), ("enable.auto.offset.store", "false"),
         ("enable.partition.eof", "false"), ("fetch.wait.max.ms", "100"),
-        ("queued.max.messages.kbytes", "16384"),
+        ("queued.max.messages.kbytes", "4096"),
     ]
 
     init(settings: KafkaSettings, logger: EventLogger) {
@@ -26,8 +26,20 @@ final class KafkaCursorPool: Sendable {
         self.logger = logger
     }
 
+    /// A cursor unused this long stops fetching ahead (a retired version's, a finished replay's).
+    static let idleMs: Int64 = 30_000
+
     func checkout(topic: String, partition: Int, offset: Int64) throws -> KafkaCursor {
         let key = KafkaCursor.Key(topic: topic, partition: partition)
+        let now = currentTimeMillis()
+        let idle = lanes.withLock { lanes in
+            lanes.flatMap { $0.cursors.values }.filter { !$0.busy && $0.position != nil && now - $0.lastUsed > Self.idleMs }
+                .map { cursor in cursor.busy = true; return cursor }
+        }
+        for cursor in idle {
+            cursor.stop()
+            checkin(cursor)
+        }
         return try lanes.withLock { lanes in
             let idle = lanes.compactMap { $0.cursors[key] }.filter { !$0.busy }
             if let cursor = idle.first(where: { $0.position == offset }) ?? idle.first {
@@ -48,7 +60,10 @@ final class KafkaCursorPool: Sendable {
     }
 
     func checkin(_ cursor: KafkaCursor) {
-        lanes.withLock { _ in cursor.busy = false }
+        lanes.withLock { _ in
+            cursor.busy = false
+            cursor.lastUsed = currentTimeMillis()
+        }
     }
 }
 
@@ -94,6 +109,7 @@ final class KafkaCursor: @unchecked Sendable {
     let rkt: OpaquePointer
     let handle: KafkaHandle
     var busy = false
+    var lastUsed: Int64 = 0
     /// The offset the next fetched record will have; nil while not consuming.
     var position: Int64?
 
@@ -174,8 +190,8 @@ final class KafkaCursor: @unchecked Sendable {
     }
 
     /// Stops consuming; the next read starts again at the offset it asks for.
-    private func stop() {
-        rd_kafka_consume_stop(rkt, Int32(key.partition))
+    func stop() {
+        if position != nil { rd_kafka_consume_stop(rkt, Int32(key.partition)) }
         position = nil
     }
 

@@ -162,15 +162,12 @@ public final class KafkaLog: UnifiedLog, Sendable {
         let count = try await partitionCount(name)
         guard partition >= 0 && partition < count else { throw LogError.partitionNotFound(name, partition, count: count) }
         if maxRecords <= 0 { return .empty(partition: partition, nextOffset: offset) }
-        let cursor = try cursors.checkout(topic: name, partition: partition, offset: offset)
-        let wait = readWaitMs
-        do {
-            let records = try await onOwnThread { try cursor.read(from: offset, maxRecords: maxRecords, maxBytes: maxBytes, waitMs: wait) }
-            cursors.checkin(cursor)
-            return records
-        } catch {
-            cursors.checkin(cursor)
-            throw error
+        let cursors = self.cursors, wait = readWaitMs
+        // Taking a cursor may start a consumer or stop idle ones: blocking too.
+        return try await onOwnThread {
+            let cursor = try cursors.checkout(topic: name, partition: partition, offset: offset)
+            defer { cursors.checkin(cursor) }
+            return try cursor.read(from: offset, maxRecords: maxRecords, maxBytes: maxBytes, waitMs: wait)
         }
     }
 
