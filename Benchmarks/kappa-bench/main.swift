@@ -24,6 +24,22 @@ let root = Command(
                     directory: args.string("dir"))
                 try await LogBenchmark(options: options).run()
             }),
+        Command(
+            "kafka", abstract: "KafkaLog's append and scan vs librdkafka's own producer and consumer, on its mock cluster (Kafka trait).",
+            options: [
+                .value("records", "N", help: "Records per round (default 40000; the mock keeps about 5 MB per partition)."),
+                .value("rounds", "N", help: "Rounds; the median is reported (default 5)."),
+            ],
+            run: { args in
+                let records = Int(try args.int("records", in: 1000...45_000) ?? 40_000)
+                let rounds = Int(try args.int("rounds", in: 1...20) ?? 5)
+                #if Kafka
+                try await KafkaBenchmark(records: records, rounds: rounds).run()
+                #else
+                _ = (records, rounds)
+                throw UsageError("this build has no Kafka support: swift build -c release --traits Kafka --product kappa-bench")
+                #endif
+            }),
     ])
 
 exit(await CommandLineTool.run(root, arguments: Array(CommandLine.arguments.dropFirst())))

@@ -164,5 +164,22 @@ import Testing
         #expect(beyond.status == 1)
         #expect(beyond.stderr.contains("error: topic \"t\" partition 0: offset 99 is beyond the end offset"))
     }
+
+    /// The retention check reads Kafka's low watermarks (the mock keeps about 5 MB a partition).
+    @Test func aDeployOverAKafkaTopicThatLostOffsetZeroIsRefused() async throws {
+        let kafka = try KafkaMockCluster()
+        try kafka.createTopic("bpi", partitions: 1)
+        let box = try Sandbox(log: kafka.url)
+        let pad = String(repeating: "x", count: 80)
+        let lines = (0..<70_000).map { "{\"value\": {\"currency\": \"EUR\", \"ts\": \($0), \"rate\": 1.5, \"pad\": \"\(pad)\"}}" }.joined(separator: "\n")
+        #expect(try await box.kappactl(["produce", "bpi"], stdin: lines).status == 0)
+        let earliest = try await KafkaLog(settings: KafkaSettings(url: kafka.url, passthrough: []), logger: EventLogger(format: .text) { _ in })
+            .offsets(topic: "bpi")[0].earliest
+        #expect(earliest > 0)
+        let refused = try await box.kappactl(["deploy", "-f", WorkflowTests.root + "/Manifests/btc-v1.json"])
+        #expect(refused.status == 4)
+        #expect(refused.stderr.hasPrefix("error: topic \"bpi\" no longer holds offset 0 of every partition (retention deleted it): partition 0 starts at offset \(earliest)."))
+        withExtendedLifetime(kafka) {}
+    }
 }
 #endif

@@ -95,6 +95,29 @@ import Testing
         withExtendedLifetime(cluster) {}
     }
 
+    /// librdkafka 2.0's mock keeps about 5 MB per partition, trimming the oldest records: the
+    /// stand-in for retention here.
+    @Test func readingBelowTheEarliestRetainedOffsetNamesIt() async throws {
+        let (cluster, log) = try Self.cluster(partitions: 1)
+        let value = [UInt8](repeating: 0x78, count: 100)
+        for _ in 0..<70 { _ = try await log.append(topic: "t", records: (0..<1000).map { _ in ProducerRecord(value: value) }) }
+        let offsets = try await log.offsets(topic: "t")[0]
+        #expect(offsets.earliest > 0 && offsets.end == 70_000)
+        let below = await #expect(throws: LogError.self) {
+            try await log.read(topic: "t", partition: 0, from: 0, maxRecords: 10, maxBytes: 1 << 20)
+        }
+        #expect(below?.code == .offsetBelowEarliest)
+        #expect(below?.message == "topic \"t\" partition 0: offset 0 is no longer retained; the earliest offset available is \(offsets.earliest)")
+        // The cursor starts again from the earliest offset (an empty read while it restarts).
+        var first = LogRecords.empty(partition: 0, nextOffset: offsets.earliest)
+        let started = ContinuousClock.now
+        while first.isEmpty && ContinuousClock.now - started < .seconds(10) {
+            first = try await log.read(topic: "t", partition: 0, from: offsets.earliest, maxRecords: 10, maxBytes: 1 << 20)
+        }
+        #expect(first.first?.offset == offsets.earliest)
+        withExtendedLifetime(cluster) {}
+    }
+
     @Test func settingsAreNeverPrintedBack() throws {
         let settings = try KafkaSettings(url: "kafka://b1:9092,b2:9092/", passthrough: ["sasl.password=hunter2", "acks=hunter2"])
         #expect(settings.bootstrapServers == "b1:9092,b2:9092")

@@ -86,7 +86,7 @@ final class KafkaHandle: @unchecked Sendable {
         guard let handle = rd_kafka_new(type, conf, &error, error.count) else {
             sink.release()  // rd_kafka_new failed: the configuration is still ours
             rd_kafka_conf_destroy(conf)
-            throw LogError(.invalidArgument, "Kafka client for \(settings.display): \(String(cString: error))")
+            throw LogError(.invalidArgument, "Kafka client for \(settings.display): \(KafkaHandle.text(error))")
         }
         rk = handle
     }
@@ -100,7 +100,7 @@ final class KafkaHandle: @unchecked Sendable {
     private static func set(_ conf: OpaquePointer, _ key: String, _ value: String, hidden: Bool) throws {
         var error = [CChar](repeating: 0, count: 512)
         guard rd_kafka_conf_set(conf, key, value, &error, error.count) == RD_KAFKA_CONF_OK else {
-            var message = String(cString: error)
+            var message = KafkaHandle.text(error)
             if hidden && !value.isEmpty { message = message.replacingOccurrences(of: value, with: "***") }
             rd_kafka_conf_destroy(conf)
             throw LogError(.invalidArgument, "Kafka setting \(key): \(message)")
@@ -134,6 +134,11 @@ final class KafkaHandle: @unchecked Sendable {
                            topic: topic, partition: partition)
         }
         return PartitionOffsets(partition: partition, earliest: low, end: high)
+    }
+
+    /// A C error buffer's text (up to its NUL).
+    static func text(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     static func describe(_ err: rd_kafka_resp_err_t) -> String {

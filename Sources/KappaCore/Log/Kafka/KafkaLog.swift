@@ -31,7 +31,7 @@ public final class KafkaLog: UnifiedLog, Sendable {
 
     /// Kappa's producer settings; the user's `-X` settings come after and win.
     static let producerDefaults: [(String, String)] = [
-        ("acks", "all"), ("enable.idempotence", "true"), ("linger.ms", "2"),
+        ("acks", "all"), ("enable.idempotence", "true"), ("linger.ms", "1"),
         ("message.timeout.ms", "60000"),
     ]
 
@@ -208,7 +208,7 @@ struct KafkaAdmin {
     func createTopic(_ name: String, config: TopicConfig) throws {
         var error = [CChar](repeating: 0, count: 512)
         guard let topic = rd_kafka_NewTopic_new(name, Int32(config.partitions), -1, &error, error.count) else {
-            throw LogError(.invalidArgument, "topic \"\(name)\": \(String(cString: error))", topic: name)
+            throw LogError(.invalidArgument, "topic \"\(name)\": \(KafkaHandle.text(error))", topic: name)
         }
         defer { rd_kafka_NewTopic_destroy(topic) }
         // Kappa replays from offset 0: without a retention given, keep everything.

@@ -18,7 +18,7 @@ public final class KafkaMockCluster: @unchecked Sendable {
         // The mock's own handle never connects anywhere; silence its "no bootstrap.servers" warning.
         _ = rd_kafka_conf_set(conf, "log_level", "3", &error, error.count)
         guard let rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &error, error.count) else {
-            throw LogError(.io, "Kafka mock cluster: \(String(cString: error))")
+            throw LogError(.io, "Kafka mock cluster: \(KafkaHandle.text(error))")
         }
         guard let mc = rd_kafka_mock_cluster_new(rk, Int32(brokers)) else {
             rd_kafka_destroy(rk)
