@@ -39,15 +39,18 @@ enum TopicCommands {
 
     static func runList(_ args: ParsedArguments) async throws {
         let json = try GlobalOptions.json(args)
-        let topics = try await GlobalOptions.log(args).listTopics()
+        let log = try GlobalOptions.log(args)
+        let topics = try await log.listTopics()
         if json {
             Console.out(try jsonText(["topics": topics.map(TopicView.init)]))
             return
         }
         var table = TextTable(["TOPIC", "PARTITIONS", "RETENTION", "RETENTION BYTES"])
         for t in topics {
-            table.add([t.name, "\(t.partitions)", t.config.retentionMs.map { DurationText.format(milliseconds: $0) } ?? "forever",
-                       t.config.retentionBytes.map(String.init) ?? "-"])
+            // Kafka's retention is its brokers' topic configuration: not shown as if it were ours.
+            table.add([t.name, "\(t.partitions)",
+                       log.configuredElsewhere ? "(brokers)" : t.config.retentionMs.map { DurationText.format(milliseconds: $0) } ?? "forever",
+                       log.configuredElsewhere ? "(brokers)" : t.config.retentionBytes.map(String.init) ?? "-"])
         }
         Console.out(topics.isEmpty ? "no topics" : table.render(), terminator: topics.isEmpty ? "\n" : "")
     }
@@ -68,8 +71,7 @@ enum TopicCommands {
             Console.out(try jsonText(DescribeView(topic: TopicView(metadata), partitions: partitions)))
             return
         }
-        // Kafka keeps retention, bytes and segments in its brokers (shown as -1 here).
-        let remote = partitions.contains { $0.bytes < 0 }
+        let remote = log.configuredElsewhere
         Console.out("topic \"\(name)\": \(metadata.partitions) partitions, retention "
                     + (remote ? "as the Kafka brokers' topic configuration says"
                        : (metadata.config.retentionMs.map { DurationText.format(milliseconds: $0) } ?? "forever")
@@ -77,7 +79,7 @@ enum TopicCommands {
         var table = TextTable(["PARTITION", "EARLIEST", "END", "RECORDS", "BYTES", "SEGMENTS"])
         for p in partitions {
             table.add(["\(p.partition)", "\(p.earliest)", "\(p.end)", "\(p.end - p.earliest)",
-                       p.bytes < 0 ? "-" : "\(p.bytes)", p.segments < 0 ? "-" : "\(p.segments)"])
+                       remote ? "-" : "\(p.bytes)", remote ? "-" : "\(p.segments)"])
         }
         Console.out(table.render(), terminator: "")
     }

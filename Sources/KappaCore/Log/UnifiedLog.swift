@@ -38,9 +38,15 @@ public protocol UnifiedLog: Sendable {
     /// catalog committed it: Kafka records it as the consumer group's offset, for its own lag
     /// tools. Best effort and non-blocking; Kappa's own offsets stay in the catalog.
     func commitProgress(group: String, topic: String, partition: Int, nextOffset: Int64)
+
+    /// True when retention, bytes and segments are kept by the log's own servers (Kafka's
+    /// brokers) and `TopicMetadata.config` holds the partition count only.
+    var configuredElsewhere: Bool { get }
 }
 
 extension UnifiedLog {
+    public var configuredElsewhere: Bool { false }
+
     /// The embedded log has no consumer groups: the catalog's offsets are the only ones.
     public func commitProgress(group: String, topic: String, partition: Int, nextOffset: Int64) {}
 }

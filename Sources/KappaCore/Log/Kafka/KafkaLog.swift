@@ -47,6 +47,9 @@ public final class KafkaLog: UnifiedLog, Sendable {
 
     deinit { progress.stop() }
 
+    /// Retention and segments are the brokers' topic configuration (`kafka-configs`).
+    public var configuredElsewhere: Bool { true }
+
     // MARK: Topics
 
     public func createTopic(_ name: String, config: TopicConfig) async throws -> TopicMetadata {
@@ -177,7 +180,7 @@ public final class KafkaLog: UnifiedLog, Sendable {
         return try await onOwnThread { try (0..<count).map { try client.watermarks(topic: name, partition: $0) } }
     }
 
-    /// Offsets only: Kafka's brokers know the bytes and segments (`kafka-log-dirs`).
+    /// Offsets only (bytes and segments -1): Kafka's brokers know them (`kafka-log-dirs`).
     public func describe(topic name: String) async throws -> [PartitionDescription] {
         try await offsets(topic: name).map {
             PartitionDescription(partition: $0.partition, earliest: $0.earliest, end: $0.end, bytes: -1, segments: -1)
