@@ -47,7 +47,7 @@ let package = Package(
         .executableTarget(name: "JobHost", dependencies: ["KappaCore"]),
         .executableTarget(
             name: "kappa-bench",
-            dependencies: ["KappaCore", .target(name: "CRdKafka", condition: .when(traits: ["Kafka"]))],
+            dependencies: ["KappaCore", "CSQLite", .target(name: "CRdKafka", condition: .when(traits: ["Kafka"]))],
             path: "Benchmarks/kappa-bench"
         ),
         .testTarget(name: "KappaCoreTests", dependencies: ["KappaCore"]),

@@ -25,6 +25,16 @@ let root = Command(
                 try await LogBenchmark(options: options).run()
             }),
         Command(
+            "replay", abstract: "A replay of the demo's v2 job into SQLite vs SQLite running the same SQL over the same rows; memory during the replay.",
+            options: [
+                .value("records", "N", help: "Records (default 5000000)."),
+                .value("dir", "DIR", help: "Where to work (default: a temp directory)."),
+            ],
+            run: { args in
+                let records = Int(try args.int("records", in: 3000...100_000_000) ?? 5_000_000)
+                try await ReplayBenchmark(records: records, directory: args.string("dir")).run()
+            }),
+        Command(
             "kafka", abstract: "KafkaLog's append and scan vs librdkafka's own producer and consumer, on its mock cluster (Kafka trait).",
             options: [
                 .value("records", "N", help: "Records per round (default 40000; the mock keeps about 5 MB per partition)."),
