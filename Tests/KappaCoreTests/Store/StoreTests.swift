@@ -146,41 +146,57 @@ import Testing
 }
 
 @Suite struct ViewSwitchTests {
-    @Test func readersSeeOneWholeVersionWhileTheViewSwitches() async throws {
+    /// Switches under load: 4 readers, each on its own connection and thread, query the reader
+    /// view in a loop while promote and rollback (each one catalog transaction) switch it
+    /// `KAPPA_TEST_SWITCHES` times (1,000 by default). Every read returns exactly one version's
+    /// rows (their totals), and no read fails.
+    @Test func fourReadersSeeOneWholeVersionThroughPromotesAndRollbacks() async throws {
+        let switches = Int(ProcessInfo.processInfo.environment["KAPPA_TEST_SWITCHES"] ?? "") ?? 1000
         let f = try await StoreFixture.make(minutes: 10)
         let v1 = try await f.register(StoreFixture.exactManifest(version: 1))
         try await f.replay(v1)
         // v2 counts differently (doubles every sample) so its totals differ from v1's.
         let v2Manifest = StoreFixture.exactManifest(version: 2).replacingOccurrences(of: "count(*), sum", with: "2 * count(*), sum")
         try await f.replay(f.register(v2Manifest))
+        for (version, steps) in [(1, [VersionState.pending, .replaying, .caughtUp, .serving]), (2, [.pending, .replaying, .caughtUp])] {
+            for (from, to) in zip(steps, steps.dropFirst()) {
+                try await f.store.transition(job: "t", version: version, from: from, to: to, reason: "test", actor: "test", error: nil)
+            }
+        }
         try await f.store.switchView(job: "t", to: 1)
         let totals = { (table: String) in try await f.store.query("SELECT count(*), sum(samples), sum(cents) FROM \(table)").rows[0] }
         let one = try await totals("ticks__v1"), two = try await totals("ticks__v2")
         #expect(one != two)
 
-        let stop = Atomic<Bool>(false)
-        let reads = Atomic<Int>(0)
-        let bad = Mutex<[String]>([])
+        let shared = ReaderTally()
         let path = f.state.catalogPath
-        // A blocking loop: on a thread of its own, not on the cooperative pool.
-        let reader = Task { try await onOwnThread {
+        // Blocking loops: on threads of their own, not on the cooperative pool.
+        let readers = (0..<4).map { _ in Task { try await onOwnThread {
             let db = try SQLiteConnection(path: path, readOnly: true)
-            while !stop.load(ordering: .relaxed) {
+            while !shared.stop.load(ordering: .relaxed) {
                 do {
                     let row = try db.query("SELECT count(*), sum(samples), sum(cents) FROM ticks", name: "reader")[0]
-                    if row != one && row != two { bad.withLock { $0.append("\(row)") } }
-                    reads.add(1, ordering: .relaxed)
+                    if row != one && row != two { shared.bad.withLock { $0.append("\(row)") } }
+                    shared.reads.add(1, ordering: .relaxed)
                 } catch {
-                    bad.withLock { $0.append("\(error)") }
+                    shared.bad.withLock { $0.append("\(error)") }
                 }
             }
-        } }
-        for i in 0..<200 { try await f.store.switchView(job: "t", to: i % 2 == 0 ? 2 : 1) }
-        stop.store(true, ordering: .relaxed)
-        try await reader.value
-        #expect(bad.withLock { $0 } == [])
-        #expect(reads.load(ordering: .relaxed) > 10)
-        #expect(try await totals("ticks") == one)  // 200 switches end on v1
+        } } }
+        let op = Operator(log: f.log, store: f.store, actor: "test")
+        let historyBefore = try await f.store.history(job: "t").count
+        for i in 0..<switches {
+            if i % 2 == 0 { _ = try await op.promote(job: "t", version: 2, force: false) } else { _ = try await op.rollback(job: "t") }
+        }
+        shared.stop.store(true, ordering: .relaxed)
+        for reader in readers { try await reader.value }
+        #expect(shared.bad.withLock { Array($0.prefix(5)) } == [])
+        #expect(shared.reads.load(ordering: .relaxed) > 40)
+        let serving = switches % 2 == 0 ? one : two
+        #expect(try await totals("ticks") == serving)
+        let states = try await f.store.versions(job: "t").map(\.state)
+        #expect(states == (switches % 2 == 0 ? [.serving, .standby] : [.standby, .serving]))
+        #expect(try await f.store.history(job: "t").count == historyBefore + 2 * switches)  // two transitions a switch
     }
 
     @Test func theServingVersionsTableCannotBeDropped() async throws {
@@ -193,4 +209,11 @@ import Testing
         #expect(try await f.store.query("SELECT name FROM sqlite_master WHERE name LIKE 'ticks__v2%'").rows.isEmpty)
         #expect(try await f.store.nextOffsets(job: "t", version: 2).isEmpty)
     }
+}
+
+/// What reader threads share with the test.
+final class ReaderTally: Sendable {
+    let stop = Atomic<Bool>(false)
+    let reads = Atomic<Int>(0)
+    let bad = Mutex<[String]>([])
 }
