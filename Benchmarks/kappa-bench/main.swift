@@ -35,6 +35,12 @@ let root = Command(
                 try await ReplayBenchmark(records: records, directory: args.string("dir")).run()
             }),
         Command(
+            "switch", abstract: "Promote/rollback latency (p50, p99) while 4 readers query the reader view.",
+            options: [.value("switches", "N", help: "Switches (default 1000).")],
+            run: { args in
+                try await SwitchBenchmark(switches: Int(try args.int("switches", in: 10...1_000_000) ?? 1000)).run()
+            }),
+        Command(
             "kafka", abstract: "KafkaLog's append and scan vs librdkafka's own producer and consumer, on its mock cluster (Kafka trait).",
             options: [
                 .value("records", "N", help: "Records per round (default 40000; the mock keeps about 5 MB per partition)."),
