@@ -41,6 +41,12 @@ let root = Command(
                 try await SwitchBenchmark(switches: Int(try args.int("switches", in: 10...1_000_000) ?? 1000)).run()
             }),
         Command(
+            "status", abstract: "`kappactl status` (the process, as an operator runs it) with 1,000 partitions.",
+            options: [.value("partitions", "N", help: "Partitions (default 1000).")],
+            run: { args in
+                try await StatusBenchmark(partitions: Int(try args.int("partitions", in: 1...10_000) ?? 1000)).run()
+            }),
+        Command(
             "kafka", abstract: "KafkaLog's append and scan vs librdkafka's own producer and consumer, on its mock cluster (Kafka trait).",
             options: [
                 .value("records", "N", help: "Records per round (default 40000; the mock keeps about 5 MB per partition)."),

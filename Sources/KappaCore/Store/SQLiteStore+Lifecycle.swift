@@ -18,8 +18,7 @@ extension SQLiteStore {
         try await write { w in
             let key: [SQLValue] = [.text(job), .integer(Int64(version))]
             try w.db.run("INSERT OR REPLACE INTO kappa_lag_samples (job, version, at, ends, nexts) VALUES (?, ?, ?, ?, ?)",
-                         key + [.integer(sample.at), .text(sample.ends.map(String.init).joined(separator: ",")),
-                                .text(sample.nexts.map(String.init).joined(separator: ","))], name: "record lag")
+                         key + [.integer(sample.at), .text(LagSample.text(sample.ends)), .text(LagSample.text(sample.nexts))], name: "record lag")
             try w.db.run("DELETE FROM kappa_lag_samples WHERE job = ? AND version = ? AND at < (SELECT at FROM kappa_lag_samples WHERE job = ? AND version = ? ORDER BY at DESC LIMIT 1 OFFSET ?)",
                          key + key + [.integer(Int64(keep - 1))], name: "trim lag")
         }
@@ -30,8 +29,7 @@ extension SQLiteStore {
         try await write { w in
             try w.db.query("SELECT at, ends, nexts FROM kappa_lag_samples WHERE job = ? AND version = ? ORDER BY at DESC LIMIT ?",
                            [.text(job), .integer(Int64(version)), .integer(Int64(limit))], name: "read lag").reversed().map { row in
-                let numbers = { (v: SQLValue) in v.string.split(separator: ",").compactMap { Int64($0) } }
-                return LagSample(at: row[0].int, ends: numbers(row[1]), nexts: numbers(row[2]))
+                LagSample(at: row[0].int, ends: LagSample.offsets(fromText: row[1].string), nexts: LagSample.offsets(fromText: row[2].string))
             }
         }
     }

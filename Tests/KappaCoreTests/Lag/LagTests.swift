@@ -48,3 +48,14 @@ import Testing
         #expect(LagMath.verdict([stuck[0]], maxLag: 5, holdForMs: 1000) == .unknown)
     }
 }
+
+@Suite struct LagSampleTextTests {
+    @Test func offsetsRoundTripThroughTheCatalogsText() {
+        let offsets: [Int64] = [0, 7, 1_234_567_890_123, -1, Int64.max]
+        #expect(LagSample.text(offsets) == "0,7,1234567890123,-1,9223372036854775807")
+        #expect(LagSample.offsets(fromText: LagSample.text(offsets)) == offsets)
+        #expect(LagSample.offsets(fromText: "") == [])
+        // What is not a number (or overflows) is skipped, as before.
+        #expect(LagSample.offsets(fromText: "1,x,2,,99999999999999999999,3-,4") == [1, 2, 4])
+    }
+}

@@ -80,8 +80,7 @@ extension PostgresCatalog: CatalogActionTarget {
         try db.query("""
             INSERT INTO \(schema).kappa_lag_samples (job, version, at, ends, nexts) VALUES ($1, $2, $3, $4, $5)
             ON CONFLICT (job, version, at) DO UPDATE SET ends = excluded.ends, nexts = excluded.nexts
-            """, key + [.integer(sample.at), .text(sample.ends.map(String.init).joined(separator: ",")),
-                        .text(sample.nexts.map(String.init).joined(separator: ","))], name: "record lag")
+            """, key + [.integer(sample.at), .text(LagSample.text(sample.ends)), .text(LagSample.text(sample.nexts))], name: "record lag")
         try db.query("""
             DELETE FROM \(schema).kappa_lag_samples WHERE job = $1 AND version = $2 AND at < (
                 SELECT at FROM \(schema).kappa_lag_samples WHERE job = $1 AND version = $2 ORDER BY at DESC LIMIT 1 OFFSET $3)
@@ -91,8 +90,7 @@ extension PostgresCatalog: CatalogActionTarget {
     func lagSamples(job: String, version: Int, limit: Int) throws -> [LagSample] {
         try db.query("SELECT at, ends, nexts FROM \(schema).kappa_lag_samples WHERE job = $1 AND version = $2 ORDER BY at DESC LIMIT $3",
                      [.text(job), .integer(Int64(version)), .integer(Int64(limit))], name: "read lag").rows.reversed().map { row in
-            let numbers = { (v: SQLValue) in v.string.split(separator: ",").compactMap { Int64($0) } }
-            return LagSample(at: row[0].int, ends: numbers(row[1]), nexts: numbers(row[2]))
+            LagSample(at: row[0].int, ends: LagSample.offsets(fromText: row[1].string), nexts: LagSample.offsets(fromText: row[2].string))
         }
     }
 

@@ -1,0 +1,51 @@
+import Foundation
+import KappaCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `kappactl status` as an operator runs it (a process: start, open the catalog and the log,
+/// read offsets and lag samples, print) on a topic of 1,000 partitions with a deployed version
+/// that has lag samples. The kappactl beside this executable is used; the median of 11 runs.
+struct StatusBenchmark {
+    var partitions: Int
+    /// Keep the state directory here (for profiling `kappactl status` by hand).
+    var keep: String? = ProcessInfo.processInfo.environment["KAPPA_BENCH_KEEP"]
+
+    func run() async throws {
+        let kappactl = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path + "/kappactl"
+        guard FileManager.default.isExecutableFile(atPath: kappactl) else {
+            throw UsageError("no kappactl beside kappa-bench: swift build -c release")
+        }
+        let root = try keep ?? FileSystem.makeTemporaryDirectory(prefix: "kappa-bench-status")
+        defer { if keep == nil { try? FileSystem.removeTree(root) } }
+        let state = try StateDirectory(path: root + "/state")
+        let log = try SegmentLog(state: state)
+        _ = try await log.createTopic("bpi", config: TopicConfig(partitions: partitions))
+        _ = try await log.append(topic: "bpi", records: (0..<(partitions * 10)).map { ProducerRecord(value: Array("{\"ts\": \($0), \"currency\": \"EUR\", \"rate\": 1.0}".utf8), partition: $0 % partitions) })
+        let store = try SQLiteStore(state: state)
+        let spec = try ManifestParser.parse(DemoManifests.v1)
+        _ = try await store.registerVersion(spec, manifest: DemoManifests.v1, startOffsets: Array(repeating: 0, count: partitions), actor: "bench", reason: "bench")
+        try await store.transition(job: "btc", version: 1, from: .pending, to: .replaying, reason: "bench", actor: "bench", error: nil)
+        for i in 0..<30 {
+            let sample = LagSample(at: currentTimeMillis() - Int64(30 - i) * 1000, ends: Array(repeating: 10, count: partitions),
+                                   nexts: Array(repeating: Int64(i / 4), count: partitions))
+            try await store.recordLag(job: "btc", version: 1, sample: sample, keep: 300)
+        }
+        print("kappa-bench status: `kappactl status` with \(partitions) partitions and a replaying version (11 runs)")
+        var times: [Double] = []
+        for _ in 0..<11 {
+            let null = open("/dev/null", O_WRONLY)
+            defer { close(null) }
+            let started = ContinuousClock.now
+            let child = try ChildProcess(path: kappactl, args: ["--state", state.path, "status"], environment: ProcessInfo.processInfo.environment,
+                                         stdin: null, stdout: null, stderr: null)
+            guard child.waitUntilExit() == .exited(0) else { throw LogError(.io, "kappactl status failed") }
+            times.append(seconds(since: started) * 1000)
+        }
+        times.sort()
+        print("")
+        print("kappactl status  median \(fmt(times[times.count / 2], 1)) ms  min \(fmt(times[0], 1)) ms  max \(fmt(times.last!, 1)) ms  (target < 50 ms)")
+    }
+}
