@@ -35,10 +35,13 @@ let package = Package(
             pkgConfig: "rdkafka",
             providers: [.apt(["librdkafka-dev"]), .brew(["librdkafka"])]
         ),
+        // CRC-32C with the CPU's instruction, compiled for that function only (Swift cannot).
+        .target(name: "CKappaCRC"),
         .target(
             name: "KappaCore",
             dependencies: [
                 "CSQLite",
+                "CKappaCRC",
                 .target(name: "CLibPQ", condition: .when(traits: ["Postgres"])),
                 .target(name: "CRdKafka", condition: .when(traits: ["Kafka"])),
             ]

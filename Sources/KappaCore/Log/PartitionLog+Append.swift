@@ -3,16 +3,16 @@ import Glibc
 #endif
 
 extension PartitionLog {
-    /// Appends `records` (timestamps assigned) durably and returns where they went.
+    /// Appends `records` durably (those without a timestamp get `now`) and returns where they went.
     ///
     /// Group commit: requests queue up while the writer is busy; the writer takes every waiting
     /// request, writes them with one `pwrite`, one `fdatasync`, one head update, then resumes
     /// them all. The file lock is held for that one group, so another process may append in
     /// between.
-    func append(_ records: [ProducerRecord]) async throws -> AppendResult {
+    func append(_ records: [ProducerRecord], now: Int64) async throws -> AppendResult {
         try await withCheckedThrowingContinuation { continuation in
             let start = pending.withLock { p -> Bool in
-                p.requests.append(.init(records: records, continuation: continuation))
+                p.requests.append(.init(records: records, now: now, continuation: continuation))
                 if p.draining { return false }
                 p.draining = true
                 return true
@@ -33,7 +33,7 @@ extension PartitionLog {
             if group.isEmpty { return }
             do {
                 let results = try withFileLock {
-                    try active.withLock { state in try write(group.map(\.records), &state) }
+                    try active.withLock { state in try write(group.map { ($0.records, $0.now) }, &state) }
                 }
                 for (request, result) in zip(group, results) { request.continuation.resume(returning: result) }
             } catch {
@@ -44,7 +44,7 @@ extension PartitionLog {
     }
 
     /// Writes a group of appends; the caller holds the file lock.
-    private func write(_ groups: [[ProducerRecord]], _ state: inout ActiveSegment?) throws -> [AppendResult] {
+    private func write(_ groups: [(records: [ProducerRecord], now: Int64)], _ state: inout ActiveSegment?) throws -> [AppendResult] {
         var s = try reload(&state)
         var buffer: [UInt8] = []
         var bufferStart = s.position
@@ -68,7 +68,7 @@ extension PartitionLog {
             indexBytes.removeAll()
         }
 
-        for records in groups {
+        for (records, now) in groups {
             let size = records.reduce(0) { $0 + BatchHeader.recordOverhead + ($1.key?.count ?? 0) + $1.value.count } + BatchHeader.size
             let end = bufferStart + Int64(buffer.count)
             if end > 0 && end + Int64(size) > config.segmentBytes {
@@ -82,7 +82,7 @@ extension PartitionLog {
                 bufferStart = 0
                 rolled = true
             }
-            let frames = RecordBatchCodec.encode(records[...], baseOffset: s.nextOffset, into: &buffer)
+            let frames = RecordBatchCodec.encode(records[...], baseOffset: s.nextOffset, now: now, into: &buffer)
             for frame in frames {
                 let at = bufferStart + Int64(frame.position)
                 if s.lastIndexed == nil || at - s.lastIndexed! >= SegmentIndex.interval {

@@ -90,6 +90,8 @@ final class PartitionLog: Sendable {
 struct PendingAppends {
     struct Request {
         var records: [ProducerRecord]
+        /// The timestamp of records without one (the time of the append).
+        var now: Int64
         var continuation: CheckedContinuation<AppendResult, any Error>
     }
 

@@ -44,9 +44,9 @@ struct BatchHeader: Equatable {
 }
 
 enum RecordBatchCodec {
-    /// Encodes `records` (timestamps already assigned) as frames starting at `baseOffset`,
-    /// appending to `out`. Returns the start position (in `out`) and header of each frame.
-    static func encode(_ records: ArraySlice<ProducerRecord>, baseOffset: Int64, into out: inout [UInt8]) -> [(position: Int, header: BatchHeader)] {
+    /// Encodes `records` as frames starting at `baseOffset` (records without a timestamp get
+    /// `now`), appending to `out`. Returns the start position (in `out`) and header of each frame.
+    static func encode(_ records: ArraySlice<ProducerRecord>, baseOffset: Int64, now: Int64, into out: inout [UInt8]) -> [(position: Int, header: BatchHeader)] {
         var frames: [(Int, BatchHeader)] = []
         var i = records.startIndex
         var offset = baseOffset
@@ -66,7 +66,7 @@ enum RecordBatchCodec {
             out.withUnsafeMutableBytes { buf in
                 var p = start + BatchHeader.size
                 for r in records[i..<end] {
-                    let ts = r.timestamp ?? 0
+                    let ts = r.timestamp ?? now
                     maxTs = max(maxTs, ts)
                     buf.storeBytes(of: ts.littleEndian, toByteOffset: p, as: Int64.self)
                     buf.storeBytes(of: Int32(r.key.map { Int32($0.count) } ?? -1).littleEndian, toByteOffset: p + 8, as: Int32.self)

@@ -94,8 +94,10 @@ public final class SegmentLog: UnifiedLog {
         let topic = try topic(name)
         let count = topic.metadata.partitions
         let now = currentTimeMillis()
-        var byPartition: [Int: [ProducerRecord]] = [:]
-        for var record in records {
+        // Where each record goes; records are not copied unless they go to several partitions.
+        var targets = [Int32](repeating: 0, count: records.count)
+        var single = true
+        for (i, record) in records.enumerated() {
             let size = (record.key?.count ?? 0) + record.value.count
             guard size <= BatchHeader.maxRecordBytes else {
                 throw LogError(.invalidArgument, "a record of \(size) bytes is larger than the limit of \(BatchHeader.maxRecordBytes) bytes", topic: name)
@@ -109,12 +111,24 @@ public final class SegmentLog: UnifiedLog {
             } else {
                 p = spread.wrappingAdd(1, ordering: .relaxed).oldValue % count
             }
-            if record.timestamp == nil { record.timestamp = now }
-            byPartition[p, default: []].append(record)
+            targets[i] = Int32(p)
+            if p != Int(targets[0]) { single = false }
         }
-        let partitions = try byPartition.keys.sorted().map { (try topic.partition($0), byPartition[$0]!) }
+        if records.isEmpty { return [] }
+        if single { return [try await topic.partition(Int(targets[0])).append(records, now: now)] }
+        var slot = [Int32](repeating: -1, count: count)
+        var batches: [(partition: Int, records: [ProducerRecord])] = []
+        for (i, record) in records.enumerated() {
+            let p = Int(targets[i])
+            if slot[p] < 0 {
+                slot[p] = Int32(batches.count)
+                batches.append((p, []))
+            }
+            batches[Int(slot[p])].records.append(record)
+        }
+        let partitions = try batches.sorted { $0.partition < $1.partition }.map { (try topic.partition($0.partition), $0.records) }
         return try await withThrowingTaskGroup(of: AppendResult.self) { group in
-            for (log, batch) in partitions { group.addTask { try await log.append(batch) } }
+            for (log, batch) in partitions { group.addTask { try await log.append(batch, now: now) } }
             var results: [AppendResult] = []
             for try await result in group { results.append(result) }
             return results.sorted { $0.partition < $1.partition }

@@ -28,8 +28,12 @@ import Testing
             ProducerRecord(key: nil, value: [], timestamp: 99),
             ProducerRecord(key: [], value: [0, 255, 7], timestamp: 5),
         ])
+        let before = currentTimeMillis()
+        _ = try await log.append(topic: "t", records: [ProducerRecord(value: [1])])  // stamped with the time of the append
+        let after = currentTimeMillis()
         let all = try await readAll(log, "t", 0)
-        #expect(all.count == 3)
+        #expect(all.count == 4)
+        #expect((before...after).contains(all[3].timestamp))
         #expect(text(all[0].key) == "k" && text(all[0].value) == "{\"a\":1}" && all[0].timestamp == 1234)
         #expect(all[1].key == nil && all[1].value.isEmpty && all[1].timestamp == 99)
         #expect(all[2].key.map(Array.init) == [] && Array(all[2].value) == [0, 255, 7])

@@ -22,6 +22,24 @@ import Testing
 }
 
 @Suite struct CRC32CTests {
+    /// The CPU's instruction and the portable code agree, for every length, alignment and
+    /// continuation (on a CPU without the instruction both sides are the portable code).
+    @Test func theInstructionAndThePortableCodeAgree() {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<4099).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        bytes.withUnsafeBytes { all in
+            for start in 0..<9 {
+                for length in [0, 1, 7, 8, 9, 63, 64, 65, 1000, 4090 - start] {
+                    let slice = UnsafeRawBufferPointer(rebasing: all[start..<start + length])
+                    #expect(CRC32C.checksum(slice) == CRC32C.portable(slice), "start \(start) length \(length)")
+                    let half = length / 2
+                    let first = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: slice[0..<half]))
+                    #expect(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: slice[half...]), continuing: first) == CRC32C.portable(slice))
+                }
+            }
+        }
+    }
+
     @Test func knownVectors() {
         #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
         #expect(CRC32C.checksum([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
