@@ -125,4 +125,37 @@ import Testing
             #expect(index.entries.first == SegmentIndex.Entry(relativeOffset: 0, position: 0))
         }
     }
+
+    /// A closed segment cut short (a bad copy, a disk error): reading through it is an error
+    /// naming the file and the first offset it lacks, never a silent jump to the next segment.
+    @Test func aTruncatedClosedSegmentIsNamedNotSkipped() async throws {
+        let dir = try TempDirectory()
+        do {
+            let log = try SegmentLog(directory: dir.path)
+            _ = try await log.createTopic("t", config: TopicConfig(partitions: 1, segmentBytes: 4096))
+            for i in 0..<30 { _ = try await log.append(topic: "t", records: (0..<5).map { ProducerRecord(value: bytes("\(i * 5 + $0)" + String(repeating: "x", count: 60))) }) }
+        }
+        let segments = try SegmentFiles.list("\(dir.path)/t/0")
+        #expect(segments.count >= 3)
+        let victim = SegmentFiles.logPath("\(dir.path)/t/0", segments[1])
+        let size = FileSystem.size(victim)!
+        #expect(truncate(victim, off_t(size / 2)) == 0)
+
+        let log = try SegmentLog(directory: dir.path)
+        // Before the damaged segment everything reads.
+        let early = try await log.read(topic: "t", partition: 0, from: 0, maxRecords: Int(segments[1]), maxBytes: 1 << 20)
+        #expect(early.count == Int(segments[1]))
+        do {
+            _ = try await readAll(log, "t", 0)
+            Issue.record("a truncated segment was read through")
+        } catch let error as LogError {
+            #expect(error.code == .corrupt)
+            #expect(error.file == victim)
+            #expect(error.offset.map { $0 > segments[1] && $0 < segments[2] } == true)
+            #expect(error.message.contains(victim))
+        }
+        // After it, reads work again.
+        let late = try await log.read(topic: "t", partition: 0, from: segments[2], maxRecords: 3, maxBytes: 1 << 20)
+        #expect(late.first?.offset == segments[2])
+    }
 }
