@@ -9,18 +9,26 @@ enum ProduceCommand {
             partition as Kafka's default partitioner would; the value, any JSON, is stored as its
             JSON text. With --raw each line is stored as a value as it is.
             A malformed line stops the command with its line number: the lines before it are
-            appended, none after. Records are acknowledged once fsynced.
+            appended, none after. Records are acknowledged once fsynced; with --progress each
+            acknowledged batch prints `acknowledged N` (the total so far) on stderr, so that a
+            script knows how far a stream got if the command is interrupted.
             """,
-        options: [.flag("raw", help: "Each line is a value, stored as it is."), GlobalOptions.output],
+        options: [
+            .flag("raw", help: "Each line is a value, stored as it is."),
+            .flag("progress", help: "Print `acknowledged N` on stderr after each acknowledged batch."),
+            GlobalOptions.output,
+        ],
         arguments: [Argument("topic", help: "Topic to append to.")],
         run: runCommand)
 
     static func runCommand(_ args: ParsedArguments) async throws {
         let json = try GlobalOptions.json(args)
         let producer = LineProducer(log: try GlobalOptions.log(args), topic: args.argument("topic")!, raw: args.flag("raw"))
-        let showProgress = Console.stderrIsTerminal
+        let showProgress = Console.stderrIsTerminal && !args.flag("progress")
+        var progress: (@Sendable (Int) -> Void)? = showProgress ? drawProgress : nil
+        if args.flag("progress") { progress = { @Sendable total in Console.error("acknowledged \(total)") } }
         do {
-            let summary = try await producer.run(progress: showProgress ? drawProgress : nil)
+            let summary = try await producer.run(progress: progress)
             if showProgress && summary.records > 0 { Console.error("\r", terminator: "") }
             report(summary, json: json)
         } catch let error as ProduceError {

@@ -320,6 +320,52 @@ import Testing
     }
 }
 
+/// A producer killed mid-stream: what it acknowledged is there, every record whole, offsets
+/// contiguous, and each partition holds a prefix of what was sent to it.
+@Suite(.serialized) struct ProducerCrashTests {
+    @Test func killingAProducerMidStreamLosesNothingAcknowledged() async throws {
+        for round in 0..<3 {
+            let box = try Sandbox()
+            try await box.kappactl(["topic", "create", "t", "-p", "3"])
+            let producer = try box.start(Executables.kappactl, ["--state", box.state, "produce", "t", "--progress"])
+            var sent: [Int] = []
+            let killAt = ContinuousClock.now + .milliseconds(Int.random(in: 100...400))
+            var n = 0
+            while ContinuousClock.now < killAt {
+                let lines = (n..<n + 200).map { "{\"key\": \"k\($0 % 10)\", \"value\": {\"i\": \($0)}}" }.joined(separator: "\n") + "\n"
+                do { try producer.write(lines) } catch { break }
+                sent += Array(n..<n + 200)
+                n += 200
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            kill(producer.process.processIdentifier, SIGKILL)
+            let output = await producer.finish()
+            let acknowledged = output.stderr.split(separator: "\n").compactMap { $0.hasPrefix("acknowledged ") ? Int($0.dropFirst(13)) : nil }.last ?? 0
+            #expect(acknowledged > 0, "round \(round): nothing acknowledged before the kill")
+
+            let consumed = try await box.kappactl(["consume", "t"])
+            #expect(consumed.status == 0)
+            var byPartition: [Int: [(offset: Int, i: Int)]] = [:]
+            for line in consumed.lines {
+                let record = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+                let value = try #require(record["value"] as? [String: Any], "a record that is not whole: \(line)")
+                byPartition[record["partition"] as! Int, default: []].append((record["offset"] as! Int, value["i"] as! Int))
+            }
+            var total = 0
+            for (p, records) in byPartition {
+                #expect(records.map(\.offset) == Array(0..<records.count), "partition \(p): offsets not contiguous")
+                let mine = sent.filter { Murmur2.partition(forKey: Array("k\($0 % 10)".utf8), partitions: 3) == p }
+                #expect(records.map(\.i) == Array(mine.prefix(records.count)), "partition \(p): not a prefix of what was sent")
+                total += records.count
+            }
+            // Every acknowledged line is there (appends are acknowledged in input order).
+            let present = Set(byPartition.values.flatMap { $0.map(\.i) })
+            #expect(sent.prefix(acknowledged).allSatisfy(present.contains), "round \(round): an acknowledged record is missing")
+            #expect(total >= acknowledged)
+        }
+    }
+}
+
 /// A manifest with an exact integer aggregate, so that tables compare bit for bit.
 enum StoreFixtureText {
     static func exact(batch: Int) -> String {
