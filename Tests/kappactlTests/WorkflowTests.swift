@@ -294,9 +294,85 @@ import Testing
         #expect(midReplay >= 1)  // at least one kill landed in the middle of the replay
     }
 
+    /// JobHost killed with SIGKILL `KAPPA_TEST_KILLS` times (30 by default) at random instants
+    /// while two versions replay and, every other round, while an operator's promote or rollback
+    /// runs (itself killed at a random instant); restarted each time. After each crash at most
+    /// one version serves; at the end both tables equal the aggregate computed from the log and
+    /// the history is one consistent chain per version, never two serving at once.
+    @Test func aCrashLoopThroughReplaysPromotesAndRollbacks() async throws {
+        let kills = Int(ProcessInfo.processInfo.environment["KAPPA_TEST_KILLS"] ?? "") ?? 30
+        let box = try Sandbox()
+        try await box.kappactl(["topic", "create", "bpi", "-p", "3"])
+        try await box.kappactl(["produce", "bpi"], stdin: WorkflowTests.feedLines(seed: 6, startMinute: 28_000_000, seconds: 3000))
+        for (version, batch) in [(1, 40), (2, 25)] {
+            let manifest = box.root + "/v\(version).json"
+            try StoreFixtureText.exact(batch: batch, version: version).write(toFile: manifest, atomically: true, encoding: .utf8)
+            #expect(try await box.kappactl(["deploy", "-f", manifest]).status == 0)
+        }
+        let total: Int64 = 9000
+        func check(_ round: Int) async throws {
+            let versions = try await WorkflowTests.status(box, "t").jobs[0].versions
+            #expect(versions.filter { $0.state == .serving }.count <= 1, "round \(round): \(versions.map(\.state))")
+            #expect(!versions.contains { $0.state == .failed }, "round \(round): \(versions.map { $0.error ?? "" })")
+        }
+        // First half: kills while the two versions replay.
+        for round in 0..<kills / 2 {
+            let host = try box.start(Executables.jobHost, ["--state", box.state])
+            try await Task.sleep(for: .milliseconds(Int.random(in: 30...300)))
+            kill(host.process.processIdentifier, SIGKILL)
+            _ = await host.finish()
+            try await check(round)
+        }
+        do {
+            let host = try box.start(Executables.jobHost, ["--state", box.state])
+            try await WorkflowTests.waitUntil("both versions caught up", timeout: 120) {
+                let job = try await WorkflowTests.status(box, "t").jobs[0]
+                return job.serving != nil && job.versions.allSatisfy { $0.processed == total && $0.state != .replaying }
+            }
+            kill(host.process.processIdentifier, SIGKILL)
+            _ = await host.finish()
+        }
+        // Second half: an operator's promote or rollback killed at a random instant (before,
+        // inside or after its transaction), and JobHost with it.
+        for round in kills / 2..<kills {
+            let host = try box.start(Executables.jobHost, ["--state", box.state])
+            try await Task.sleep(for: .milliseconds(Int.random(in: 20...150)))
+            let op = try box.start(Executables.kappactl, ["--state", box.state, round % 2 == 0 ? "promote" : "rollback", "t"])
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...100)))
+            kill(op.process.processIdentifier, SIGKILL)
+            _ = await op.finish()
+            kill(host.process.processIdentifier, SIGKILL)
+            _ = await host.finish()
+            try await check(round)
+        }
+        let host = try box.start(Executables.jobHost, ["--state", box.state])
+        try await WorkflowTests.waitUntil("both versions have replayed everything", timeout: 120) {
+            let job = try await WorkflowTests.status(box, "t").jobs[0]
+            return job.serving != nil && job.versions.allSatisfy { $0.processed == total }
+        }
+        kill(host.process.processIdentifier, SIGTERM)
+        #expect(await host.finish().status == 0)
+        try await Self.expectExactTable(box, table: "ticks__v1")
+        try await Self.expectExactTable(box, table: "ticks__v2")
+
+        // The history, replayed: each entry starts where the version's previous one ended, and
+        // no two versions ever serve at once.
+        let history = try await box.kappactl(["history", "t", "--output", "json"])
+        let entries = try JSONDecoder().decode([String: [HistoryEntry]].self, from: Data(history.stdout.utf8))["history"]!
+        var states: [Int: VersionState] = [:]
+        for entry in entries {
+            #expect(entry.from == states[entry.version], "v\(entry.version): \(entry.from?.rawValue ?? "-") after \(states[entry.version]?.rawValue ?? "-")")
+            states[entry.version] = entry.to
+            #expect(states.values.filter { $0 == .serving }.count <= 1, "\(entries.map { "v\($0.version) \($0.from?.rawValue ?? "-")>\($0.to.rawValue) \($0.reason) \($0.actor)" })")
+        }
+        #expect(states.values.filter { $0 == .serving }.count == 1)
+        // Some of the killed switches landed (the others died before committing, changing nothing).
+        #expect(entries.contains { $0.actor.hasPrefix("kappactl") && $0.to == .serving })
+    }
+
     /// The table of the exact manifest equals the aggregate computed here from the records as
     /// `kappactl consume` prints them (whatever the log and the catalog are).
-    static func expectExactTable(_ box: Sandbox) async throws {
+    static func expectExactTable(_ box: Sandbox, table: String = "ticks__v1") async throws {
         var expected: [String: (Int64, Int64)] = [:]
         let consumed = try await box.kappactl(["consume", "bpi"])
         #expect(consumed.status == 0)
@@ -309,7 +385,7 @@ import Testing
             expected[key] = (n + 1, c + cents)
         }
         #expect(!expected.isEmpty)
-        let result = try await box.kappactl(["query", "t", "SELECT currency, minute, samples, cents FROM ticks__v1", "--output", "json"])
+        let result = try await box.kappactl(["query", "t", "SELECT currency, minute, samples, cents FROM \(table)", "--output", "json"])
         let rows = (try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [String: Any])["rows"] as! [[String: Any]]
         #expect(rows.count == expected.count)
         for row in rows {
@@ -368,9 +444,9 @@ import Testing
 
 /// A manifest with an exact integer aggregate, so that tables compare bit for bit.
 enum StoreFixtureText {
-    static func exact(batch: Int) -> String {
+    static func exact(batch: Int, version: Int = 1) -> String {
         """
-        {"job": "t", "version": 1, "source": {"topic": "bpi"},
+        {"job": "t", "version": \(version), "source": {"topic": "bpi"},
          "output": {"table": "ticks", "columns": {"currency": "TEXT", "minute": "INTEGER", "samples": "INTEGER", "cents": "INTEGER"}, "primaryKey": ["currency", "minute"]},
          "transform": {"sql": "INSERT INTO output(currency, minute, samples, cents) SELECT value->>'currency', CAST(value->>'ts' AS BIGINT) / 60000, count(*), sum(CAST(round(CAST(value->>'rate' AS DOUBLE PRECISION) * 100) AS INTEGER)) FROM batch WHERE true GROUP BY 1, 2 ON CONFLICT(currency, minute) DO UPDATE SET samples = output.samples + excluded.samples, cents = output.cents + excluded.cents"},
          "batch": \(batch), "catchUp": {"maxLag": 0, "holdFor": "300ms"}}

@@ -151,7 +151,11 @@ public final class Controller: Sendable {
             return false  // a state that moved on meanwhile: nothing to do
         }
         guard !actions.isEmpty else { return false }
-        try await store.apply(job: job, actions: actions, actor: actor)
+        do {
+            try await store.apply(job: job, actions: actions, actor: actor)
+        } catch let error as CatalogError where error.code == .stateConflict {
+            return false  // decided from a reading the catalog has moved on from: the next tick decides again
+        }
         return true
     }
 
@@ -285,9 +289,11 @@ public final class Controller: Sendable {
                 return (samples, due)
             }
             if record { try await store.recordLag(job: job, version: v.version, sample: sample, keep: 300) }
+            // Each decision from a fresh reading: an earlier one in this pass may have changed it
+            // (two versions catching up in one pass must not both serve as "the first").
             if v.state == .replaying,
                LagMath.verdict(window, maxLag: v.spec.catchUp.maxLag, holdForMs: v.spec.catchUp.holdForMs) == .caughtUp {
-                if try await decide(.caughtUp(version: v.version), job: job, versions: versions) {
+                if try await decide(.caughtUp(version: v.version), job: job, versions: try await store.versions(job: job)) {
                     logger.log(.info, "caught up", ["job": job, "version": "\(v.version)", "lag": "\(sample.totalLag)"])
                     if try await store.versions(job: job).first(where: { $0.version == v.version })?.state == .serving {
                         logger.log(.info, "serving", ["job": job, "version": "\(v.version)", "reason": "first version"])
@@ -296,7 +302,7 @@ public final class Controller: Sendable {
             }
             if v.state == .caughtUp, v.spec.promote.mode == .auto, !state.withLock({ $0.refusedAuto.contains(key) }) {
                 do {
-                    if try await decide(.promote(version: v.version, force: false), job: job, versions: versions) {
+                    if try await decide(.promote(version: v.version, force: false), job: job, versions: try await store.versions(job: job)) {
                         logger.log(.info, "promoted", ["job": job, "version": "\(v.version)", "reason": "promote: auto"])
                     }
                 } catch let error as CatalogError where error.code == .checkFailed {

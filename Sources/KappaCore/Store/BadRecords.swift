@@ -51,9 +51,23 @@ protocol CatalogActionTarget {
     func pointView(job: String, to version: Int) throws
     func dropVersion(job: String, version: Int) throws
     func checkPromotion(job: String, old: Int, new: Int) throws
+    /// The job's versions in state `serving`, as the caller's transaction sees them.
+    func servingVersions(job: String) throws -> [Int]
 }
 
 extension CatalogActionTarget {
+    /// Applies one decision's actions inside the caller's transaction, then checks the invariant
+    /// the decision relied on: at most one version serves. A decision made from a stale reading
+    /// of the catalog (two controllers for a moment, a controller beside `kappactl`, two events
+    /// decided from one snapshot) fails here and the transaction is undone.
+    func apply(_ actions: [CatalogAction], job: String, actor: String) throws {
+        for action in actions { try apply(action, job: job, actor: actor) }
+        let serving = try servingVersions(job: job)
+        guard serving.count <= 1 else {
+            throw CatalogError(.stateConflict, "job \"\(job)\": versions \(serving.map(String.init).joined(separator: " and ")) would both serve; the catalog changed since the decision was made, which is undone")
+        }
+    }
+
     func apply(_ action: CatalogAction, job: String, actor: String) throws {
         switch action {
         case .transition(let version, let from, let to, let reason, let error):

@@ -8,7 +8,7 @@ extension SQLiteStore {
     public func apply(job: String, actions: [CatalogAction], actor: String) async throws {
         try await write { w in
             try w.db.transaction("\(job): apply") {
-                for action in actions { try w.apply(action, job: job, actor: actor) }
+                try w.apply(actions, job: job, actor: actor)
             }
         }
     }
@@ -125,6 +125,11 @@ extension SQLiteWriter {
 }
 
 extension SQLiteWriter: CatalogActionTarget {
+    func servingVersions(job: String) throws -> [Int] {
+        try db.query("SELECT version FROM kappa_versions WHERE job = ? AND state = 'serving' ORDER BY version", [.text(job)], name: "serving versions")
+            .map { Int($0[0].int) }
+    }
+
     /// Evaluates the new version's `promote.checks`, each a SQL expression over `old` and `new`
     /// (the two versions' tables), under an authorizer that lets them read only those tables.
     func checkPromotion(job: String, old: Int, new: Int) throws {

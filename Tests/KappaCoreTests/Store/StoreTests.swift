@@ -123,6 +123,28 @@ import Testing
         #expect(try await f.store.history(job: "t").map { "\($0.from?.rawValue ?? "-")>\($0.to.rawValue)" } == ["->pending", "pending>replaying", "replaying>failed"])
     }
 
+    /// Two versions caught up in one pass, decided from one reading: the second decision still
+    /// thinks no version serves. The catalog refuses it (found by the crash loop).
+    @Test func aDecisionFromAStaleReadingCannotMakeTwoVersionsServe() async throws {
+        let f = try await StoreFixture.make(minutes: 1)
+        _ = try await f.register(StoreFixture.exactManifest(version: 1))
+        _ = try await f.register(StoreFixture.exactManifest(version: 2))
+        for v in [1, 2] { try await f.store.transition(job: "t", version: v, from: .pending, to: .replaying, reason: "started", actor: "a", error: nil) }
+        let stale = try await f.store.versions(job: "t").map(\.status)
+        for v in [1, 2] {
+            let actions = try Lifecycle.decide(.caughtUp(version: v), versions: stale)
+            if v == 1 {
+                try await f.store.apply(job: "t", actions: actions, actor: "a")
+            } else {
+                let refused = await #expect(throws: CatalogError.self) { try await f.store.apply(job: "t", actions: actions, actor: "a") }
+                #expect(refused?.code == .stateConflict)
+                #expect(refused?.message == "job \"t\": versions 1 and 2 would both serve; the catalog changed since the decision was made, which is undone")
+            }
+        }
+        #expect(try await f.store.versions(job: "t").map(\.state) == [.serving, .replaying])
+        #expect(try await f.store.query("SELECT count(*) FROM ticks").rows == f.store.query("SELECT count(*) FROM ticks__v1").rows)
+    }
+
     @Test func aFileThatIsNotADatabaseIsNamed() throws {
         let dir = try TempDirectory()
         let path = dir.path + "/kappa.sqlite"

@@ -5,8 +5,13 @@ extension PostgresCatalog: CatalogActionTarget {
     func apply(job: String, actions: [CatalogAction], actor: String) throws {
         try db.transaction("\(job): apply") {
             try db.query("SELECT pg_advisory_xact_lock(hashtext($1))", [.text("kappa job \(job)")], name: "lock job")
-            for action in actions { try apply(action, job: job, actor: actor) }
+            try apply(actions, job: job, actor: actor)
         }
+    }
+
+    func servingVersions(job: String) throws -> [Int] {
+        try db.query("SELECT version FROM \(schema).kappa_versions WHERE job = $1 AND state = 'serving' ORDER BY version", [.text(job)],
+                     name: "serving versions").rows.map { Int($0[0].int) }
     }
 
     func view(of job: String) throws -> String {
