@@ -69,6 +69,31 @@ import Testing
         #expect(samples == [[.integer(360 + 90)]])
     }
 
+    /// A record without a field the job needs breaks the table's key (a bad record, named); a
+    /// huge but valid record is just a record.
+    @Test func missingFieldsAreBadRecordsAndHugeValuesAreNot() async throws {
+        for policy in ["deadLetter", "fail"] {
+            let f = try await StoreFixture.make(partitions: 1, minutes: 1)
+            let pad = String(repeating: "x", count: 1 << 20)
+            _ = try await f.log.append(topic: "bpi", records: [
+                ProducerRecord(key: Array("EUR".utf8), value: Array(#"{"ts": 1700000000000, "rate": 5.25}"#.utf8)),
+                ProducerRecord(key: Array("EUR".utf8), value: Array(#"{"ts": 1700000000000, "currency": "EUR", "rate": 5.25, "pad": "\#(pad)"}"#.utf8)),
+            ])
+            let job = try await f.register(StoreFixture.exactManifest(onBadRecord: policy))
+            if policy == "deadLetter" {
+                try await f.replay(job)
+                let dead = try await f.store.query("SELECT \"offset\", error FROM ticks__v1__dead").rows
+                #expect(dead.map { $0[0] } == [.integer(180)])
+                #expect(dead.first?[1].string.contains("NOT NULL constraint failed: ticks__v1.currency") == true)
+                #expect(try await f.store.query("SELECT sum(samples) FROM ticks__v1").rows == [[.integer(181)]])
+            } else {
+                let failure = await #expect(throws: JobFailure.self) { try await f.replay(job) }
+                #expect(failure?.offset == 180)
+                #expect(failure?.description.contains("NOT NULL constraint failed: ticks__v1.currency") == true)
+            }
+        }
+    }
+
     @Test func failStopsAtTheBadRecordWithItsOffset() async throws {
         let f = try await Self.fixtureWithBadRecords()
         let job = try await f.register(StoreFixture.exactManifest(onBadRecord: "fail"))
