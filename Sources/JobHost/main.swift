@@ -16,6 +16,9 @@ let root = Command(
         .value("log", "URL", help: "The unified log in Kafka (kafka://host:port[,host:port…]; default: $KAPPA_LOG, else the segment log in the state directory)."),
         .value("kafka-setting", short: "X", "KEY=VALUE", help: "A librdkafka setting for --log kafka:// (TLS, SASL…); values are never printed.", repeated: true),
         .value("lease-ttl", "DURATION", help: "How long a JobHost's leases last unrenewed: another JobHost takes over a dead one's partitions after this (default 10s)."),
+        .value("http", "HOST:PORT", help: "Serve /metrics (Prometheus), /api/status and a live page there (e.g. 127.0.0.1:8080; PORT alone means 127.0.0.1)."),
+        .value("http-token", "TOKEN", help: "Require this token on every HTTP request (Authorization: Bearer, or ?token=); default: $KAPPA_HTTP_TOKEN."),
+        .flag("http-allow-remote", help: "Allow --http on an address other than loopback (needs a token)."),
         .value("retention-interval", "DURATION", help: "How often to apply retention (default 1m)."),
         .value("log-format", "FORMAT", help: "Log lines as text or json (default: text)."),
     ],
@@ -25,6 +28,16 @@ let root = Command(
         configuration.catalog = Backends.catalogURL(flag: args.string("catalog"), environment: ProcessInfo.processInfo.environment)
         configuration.log = Backends.logURL(flag: args.string("log"), environment: ProcessInfo.processInfo.environment)
         configuration.kafkaSettings = args.strings("kafka-setting")
+        if let http = args.string("http") {
+            let parts = http.split(separator: ":", omittingEmptySubsequences: false)
+            let host = parts.count == 2 ? String(parts[0]) : "127.0.0.1"
+            guard parts.count <= 2, let port = Int(parts.last!), (0...65535).contains(port), !host.isEmpty else {
+                throw args.usageError("--http \(http): use HOST:PORT, e.g. 127.0.0.1:8080")
+            }
+            configuration.http = (host, port)
+        }
+        configuration.httpToken = args.string("http-token") ?? ProcessInfo.processInfo.environment["KAPPA_HTTP_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.httpAllowRemote = args.flag("http-allow-remote")
         if let ttl = try args.duration("lease-ttl") { configuration.controller.leaseTtlMs = max(200, ttl) }
         if let interval = try args.duration("retention-interval") { configuration.retentionIntervalMs = max(10, interval) }
         let format = EventLogger.Format(rawValue: try args.choice("log-format", ["text", "json"], default: "text"))!

@@ -195,8 +195,7 @@ enum JobCommands {
         let (op, _) = try makeOperator(args)
         let result = try await op.query(job: args.argument("job")!, sql: args.argument("sql"))
         if try GlobalOptions.json(args) {
-            let rows = result.rows.map { row in "{" + zip(result.columns, row).map { "\(JSONScanner.quote($0)):\($1.json)" }.joined(separator: ",") + "}" }
-            Console.out("{\"columns\":[" + result.columns.map(JSONScanner.quote).joined(separator: ",") + "],\"rows\":[" + rows.joined(separator: ",") + "]}")
+            Console.out(result.json)
             return
         }
         var table = TextTable(result.columns.map { $0.uppercased() })

@@ -120,9 +120,5 @@ struct DescribeView: Codable {
     var partitions: [PartitionDescription]
 }
 
-func jsonText<T: Encodable>(_ value: T) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    return String(decoding: try encoder.encode(value), as: UTF8.self)
-}
+func jsonText<T: Encodable>(_ value: T) throws -> String { try Render.json(value) }
 

@@ -55,6 +55,8 @@ public final class Controller: Sendable {
     let logger: EventLogger
     let actor: String
     let configuration: Configuration
+    /// What this host's workers did (batches, records, commit latency), for `/metrics`.
+    public let metrics = HostMetrics()
     private let state = Mutex(State())
 
     public init(log: any UnifiedLog, store: any TableStore, logger: EventLogger, actor: String, configuration: Configuration = .init()) {
@@ -231,13 +233,17 @@ public final class Controller: Sendable {
             state.withLock { $0.failures[versionKey] = "\(error)" }
             return
         }
-        let runner = VersionRunner(log: log, store: store, job: job)
+        let metrics = self.metrics
+        let runner = VersionRunner(log: log, store: store, job: job) { result, took in
+            metrics.recordBatch(job: key.job, version: key.version, result, took: took)
+        }
         let pollMs = configuration.pollMs, retryMs = configuration.retryMs, fenced = configuration.useLeases
         let logger = self.logger
         let task = Task { [weak self] in
             do {
                 try await runner.runPartition(key.partition, fence: fenced ? lease : nil, mode: .follow(pollMs: pollMs))
             } catch let failure as JobFailure {
+                metrics.recordFailure(job: key.job)
                 self?.state.withLock { $0.failures[versionKey] = failure.description }
             } catch let lost as LeaseLostError {
                 logger.log(.warning, "lease lost", ["job": key.job, "version": "\(key.version)", "partition": "\(key.partition)", "error": lost.description])

@@ -39,6 +39,13 @@ extension Operator {
 
 /// Text renderings shared by the CLI.
 public enum Render {
+    /// JSON as `--output json` prints it and the HTTP API serves it (keys sorted).
+    public static func json<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
     /// `[#########.........]  45%  12,345/27,000 records  8,123/s  ETA 2s  lag 14,655`
     public static func progress(_ v: StatusReport.Version, width: Int = 24) -> String {
         let done = v.processed ?? 0, total = max(v.total ?? 0, 1)

@@ -13,6 +13,11 @@ public struct JobHostConfiguration: Sendable {
     /// How often retention is applied to the embedded log's topics.
     public var retentionIntervalMs: Int64 = 60_000
     public var controller = Controller.Configuration()
+    /// Where to serve `/metrics`, `/api/…` and the page (nil: no HTTP endpoint).
+    public var http: (host: String, port: Int)?
+    /// Required on every HTTP request when set; required to listen beyond loopback.
+    public var httpToken: String?
+    public var httpAllowRemote = false
 
     public init(state: StateDirectory) { self.state = state }
 }
@@ -39,11 +44,19 @@ public struct JobHostService: Sendable {
         let owner = "JobHost@\(Self.hostname()):\(getpid())"
         let startedAt = currentTimeMillis()
         let controller = Controller(log: log, store: store, logger: logger, actor: owner, configuration: configuration.controller)
+        var server: HTTPServer?
+        if let http = configuration.http {
+            try Observability.checkBinding(host: http.host, allowRemote: configuration.httpAllowRemote, token: configuration.httpToken)
+            let observe = Observability(op: Operator(log: log, store: store, actor: owner), controller: controller, token: configuration.httpToken)
+            server = try HTTPServer(host: http.host, port: http.port) { await observe.handle($0) }
+        }
         logger.log(.info, "started", ["state": state.path, "host": owner, "log": configuration.log.map(Redaction.url) ?? "segment log"])
+        if let server { logger.log(.info, "http listening", ["url": "http://\(server.host):\(server.port)/"]) }
         try await store.heartbeat(owner: owner, pid: getpid(), startedAt: startedAt)
         try await releaseLeasesOfDeadPredecessors(store)
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await controller.run() }
+            if let server { group.addTask { await server.run() } }
             group.addTask {
                 // Often enough that a live host never looks dead to the others' share count.
                 let every = min(1_000, configuration.controller.leaseTtlMs / 4)

@@ -12,10 +12,11 @@ public struct VersionRunner: Sendable {
     public var log: any UnifiedLog
     public var store: any TableStore
     public var job: any StreamJob
-    /// Called after each committed batch (from the worker's task).
-    public var onBatch: (@Sendable (BatchResult) -> Void)?
+    /// Called after each committed batch (from the worker's task), with how long the catalog
+    /// commit took.
+    public var onBatch: (@Sendable (BatchResult, Duration) -> Void)?
 
-    public init(log: any UnifiedLog, store: any TableStore, job: any StreamJob, onBatch: (@Sendable (BatchResult) -> Void)? = nil) {
+    public init(log: any UnifiedLog, store: any TableStore, job: any StreamJob, onBatch: (@Sendable (BatchResult, Duration) -> Void)? = nil) {
         self.log = log
         self.store = store
         self.job = job
@@ -73,10 +74,12 @@ public struct VersionRunner: Sendable {
             }
             do {
                 let ready = try await job.prepare(records)
+                let started = ContinuousClock.now
                 let result = try await store.applyBatch(ready, partition: p, records: records, fence: fence)
+                let took = ContinuousClock.now - started
                 offset = result.nextOffset
                 log.commitProgress(group: "kappa.\(spec.job).v\(spec.version)", topic: spec.source.topic, partition: p, nextOffset: offset)
-                onBatch?(result)
+                onBatch?(result, took)
             } catch is StaleOffsetError {
                 offset = try await store.nextOffsets(job: spec.job, version: spec.version)[p]
             } catch is VersionStoppedError {

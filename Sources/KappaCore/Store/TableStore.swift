@@ -99,6 +99,13 @@ public struct BatchResult: Sendable, Equatable {
 public struct QueryResult: Sendable, Equatable {
     public var columns: [String]
     public var rows: [[SQLValue]]
+
+    /// `{"columns": [...], "rows": [{column: value, …}, …]}`, as `kappactl query --output json`
+    /// prints it and the HTTP API serves it.
+    public var json: String {
+        let objects = rows.map { row in "{" + zip(columns, row).map { "\(JSONScanner.quote($0)):\($1.json)" }.joined(separator: ",") + "}" }
+        return "{\"columns\":[" + columns.map(JSONScanner.quote).joined(separator: ",") + "],\"rows\":[" + objects.joined(separator: ",") + "]}"
+    }
 }
 
 /// A batch that does not start where the version's stored offset is: another worker committed
