@@ -39,12 +39,12 @@ function chart(series, width, height, label) {
   const xs = points.map(p => p[0]), ys = points.map(p => p[1]);
   const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
   const sx = x => 40 + (x1 === x0 ? 0 : (x - x0) / (x1 - x0) * (width - 50));
-  const sy = y => height - 20 - (y1 === y0 ? 0 : (y - y0) / (y1 - y0) * (height - 30));
+  const sy = y => height - 20 - (y1 === y0 ? 0 : (y - y0) / (y1 - y0) * (height - 56));
   const colors = ["#3b7ddd", "#d9822b", "#2e9e5b", "#9b51e0"];
   let svg = '<svg class="chart" data-points="' + points.length + '" width="' + width + '" height="' + height + '" role="img" aria-label="' + esc(label) + '">';
   svg += '<text x="4" y="14" font-size="11" fill="#6a7180">' + esc(label) + '</text>';
   svg += '<text x="4" y="' + (height - 22) + '" font-size="10" fill="#6a7180">' + esc(fmt(y0)) + '</text>';
-  svg += '<text x="4" y="28" font-size="10" fill="#6a7180">' + esc(fmt(y1)) + '</text>';
+  svg += '<text x="4" y="40" font-size="10" fill="#6a7180">' + esc(fmt(y1)) + '</text>';
   series.forEach((s, i) => {
     if (s.points.length === 0) return;
     const d = s.points.map((p, j) => (j ? "L" : "M") + sx(p[0]).toFixed(1) + " " + sy(p[1]).toFixed(1)).join(" ");
@@ -69,7 +69,7 @@ async function render() {
       const share = v.total ? Math.min(1, v.processed / v.total) : 0;
       const progress = v.total != null ? '<span class="bar"><div style="width:' + (share * 100).toFixed(1) + '%"></div></span> ' + (share * 100).toFixed(1) + "%" : "";
       html += '<tr class="version" data-version="' + v.version + '" data-state="' + esc(v.state) + '"><td>' + (serving ? "★ " : "") + v.version + '</td>' +
-        '<td><span class="state ' + esc(v.state) + '">' + esc(v.state) + (serving ? " (serving)" : "") + '</span></td>' +
+        '<td><span class="state ' + esc(v.state) + '">' + esc(v.state) + '</span></td>' +
         '<td class="num">' + fmt(v.lag) + '</td><td>' + progress + '</td><td class="num">' + fmt(v.rate) + '</td>' +
         '<td class="num">' + (v.state === "replaying" ? secs(v.etaSeconds) : "-") + '</td><td class="err">' + esc(v.error || "") + '</td></tr>';
     }

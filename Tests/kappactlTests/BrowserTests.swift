@@ -1,0 +1,46 @@
+import Foundation
+import Testing
+@testable import KappaCore
+
+/// JobHost's page in headless Chromium (Debian's package, which scripts/test installs): the
+/// DOM after the page's script has run shows the versions and charts with data. A screenshot is
+/// kept as `.build/kappa-page.png` for people to look at.
+/// The headless browser, if this machine has one.
+let installedChromium: String? = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+    .first { FileManager.default.isExecutableFile(atPath: $0) }
+
+@Suite(.serialized, .enabled(if: installedChromium != nil, "Chromium is not installed (scripts/test installs Debian's chromium when it can)"))
+struct BrowserTests {
+    static var chromium: String? { installedChromium }
+
+    static func browse(_ box: Sandbox, _ args: [String]) async throws -> RunResult {
+        try await box.run(chromium!, ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1000,800",
+                                      "--virtual-time-budget=6000"] + args)
+    }
+
+    @Test func thePageShowsTheVersionsAndChartsWithData() async throws {
+        let box = try Sandbox()
+        let (host, port) = try await HTTPTests.host(box)
+        defer { kill(host.process.processIdentifier, SIGKILL) }
+        // v2 replays beside the serving v1.
+        #expect(try await box.kappactl(["deploy", "-f", WorkflowTests.root + "/Manifests/btc-v2.json"]).status == 0)
+        try await WorkflowTests.waitUntil("v2 has caught up") { try await WorkflowTests.status(box, "btc").jobs[0].versions[1].state == .caughtUp }
+
+        let url = "http://127.0.0.1:\(port)/"
+        let dom = try await Self.browse(box, ["--dump-dom", url])
+        #expect(dom.status == 0)
+        #expect(dom.stdout.contains(#"<tr class="version" data-version="1" data-state="serving">"#))
+        #expect(dom.stdout.contains(#"<tr class="version" data-version="2" data-state="caughtUp">"#))
+        #expect(dom.stdout.contains("★ 1"))
+        // The lag chart and the EUR price chart, each drawn from several points.
+        let charts = dom.stdout.components(separatedBy: #"<svg class="chart" data-points=""#).dropFirst().compactMap { Int($0.prefix { $0.isNumber }) }
+        #expect(charts.count == 2)
+        #expect(charts.allSatisfy { $0 > 1 })
+        #expect(dom.stdout.contains("EUR price from the serving view btc_prices"))
+
+        let screenshot = WorkflowTests.root + "/.build/kappa-page.png"
+        let shot = try await Self.browse(box, ["--screenshot=\(screenshot)", url])
+        #expect(shot.status == 0)
+        #expect((FileSystem.size(screenshot) ?? 0) > 10_000)
+    }
+}
