@@ -13,6 +13,7 @@ enum TopicCommands {
             .value("retention", "DURATION", help: "Delete closed segments whose records are older (e.g. 7d); default: keep forever."),
             .value("retention-bytes", "N", help: "Keep at most about N bytes per partition; default: no limit."),
             .value("segment-bytes", "N", help: "Segment file size (default 67108864)."),
+            .value("archive", "DIR", help: "Keep closed segments in this directory before retention deletes them; replays read them from there."),
             GlobalOptions.output,
         ],
         arguments: [Argument("name", help: "Topic name: A-Z a-z 0-9 . _ - (up to 249).")],
@@ -24,7 +25,8 @@ enum TopicCommands {
             partitions: Int(try args.int("partitions", in: 1...10_000)!),
             retentionMs: try args.duration("retention"),
             retentionBytes: try args.int("retention-bytes", in: 1...Int64.max),
-            segmentBytes: try args.int("segment-bytes", in: 1024...(1 << 30)) ?? TopicConfig.defaultSegmentBytes)
+            segmentBytes: try args.int("segment-bytes", in: 1024...(1 << 30)) ?? TopicConfig.defaultSegmentBytes,
+            archive: args.string("archive").map { URL(fileURLWithPath: $0).standardizedFileURL.path })
         let metadata = try await GlobalOptions.log(args).createTopic(args.argument("name")!, config: config)
         if json {
             Console.out(try jsonText(TopicView(metadata)))
@@ -103,6 +105,7 @@ struct TopicView: Codable {
     var retentionMs: Int64?
     var retentionBytes: Int64?
     var segmentBytes: Int64
+    var archive: String?
     var createdAt: Int64
 
     init(_ m: TopicMetadata) {
@@ -111,6 +114,7 @@ struct TopicView: Codable {
         retentionMs = m.config.retentionMs
         retentionBytes = m.config.retentionBytes
         segmentBytes = m.config.segmentBytes
+        archive = m.config.archive
         createdAt = m.createdAt
     }
 }

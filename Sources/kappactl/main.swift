@@ -13,7 +13,7 @@ let root = Command(
         Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 refused by state, 5 timeout.
         """,
     options: [GlobalOptions.state, GlobalOptions.catalog, GlobalOptions.log, GlobalOptions.kafkaSetting],
-    subcommands: [DemoCommand.command] + JobCommands.all + [TopicCommands.group, ProduceCommand.command, ConsumeCommand.command, KafkaMockCommand.command]
+    subcommands: [DemoCommand.command] + JobCommands.all + [TopicCommands.group, ProduceCommand.command, ConsumeCommand.command, ArchiveCommands.group, KafkaMockCommand.command]
 )
 
 exit(await CommandLineTool.run(root, arguments: Array(CommandLine.arguments.dropFirst())))

@@ -26,8 +26,11 @@ extension PartitionLog {
                 expired += 1
             }
             guard expired > 0 else { return 0 }
-            // Oldest first, so that at every instant the remaining segments are contiguous.
-            for base in closed.prefix(expired) {
+            // Oldest first, so that at every instant the remaining segments are contiguous; with
+            // an archive, each is copied there (and recorded) before it is deleted.
+            for (i, base) in closed.prefix(expired).enumerated() {
+                let end = i + 1 < closed.count ? closed[i + 1] : s.base
+                try archive?.store(topic: topic, partition: partition, segment: SegmentFiles.logPath(directory, base), base: base, end: end)
                 try FileSystem.removeFile(SegmentFiles.logPath(directory, base))
                 try FileSystem.removeFile(SegmentFiles.indexPath(directory, base))
             }
@@ -54,6 +57,40 @@ extension PartitionLog {
                         }
                     }
                     continuation.resume(returning: deleted)
+                } catch {
+                    self.active.withLock { $0 = nil }
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    /// Copies every closed segment not yet archived to the archive (under the partition's lock,
+    /// so that retention elsewhere cannot delete one mid-copy). Returns how many were copied.
+    func archiveClosedSegments() async throws -> Int {
+        guard let archive else { return 0 }
+        return try await withCheckedThrowingContinuation { continuation in
+            queue.async {
+                do {
+                    let copied = try self.withFileLock {
+                        try self.active.withLock { state -> Int in
+                            let s = try self.reload(&state)
+                            state = s
+                            return try self.ioErrors {
+                                let closed = try SegmentFiles.list(self.directory).filter { $0 < s.base }
+                                let known = Set(try archive.entries(topic: self.topic, partition: self.partition).map(\.base))
+                                var copied = 0
+                                for (i, base) in closed.enumerated() where !known.contains(base) {
+                                    let end = i + 1 < closed.count ? closed[i + 1] : s.base
+                                    try archive.store(topic: self.topic, partition: self.partition,
+                                                      segment: SegmentFiles.logPath(self.directory, base), base: base, end: end)
+                                    copied += 1
+                                }
+                                return copied
+                            }
+                        }
+                    }
+                    continuation.resume(returning: copied)
                 } catch {
                     self.active.withLock { $0 = nil }
                     continuation.resume(throwing: error)

@@ -15,6 +15,8 @@ final class PartitionLog: Sendable {
     let partition: Int
     let directory: String
     let config: TopicConfig
+    /// Where closed segments go before retention deletes them, if the topic has an archive.
+    let archive: SegmentArchive?
 
     let headFile: FileDescriptor
     let lockFile: FileDescriptor
@@ -29,6 +31,7 @@ final class PartitionLog: Sendable {
         self.partition = partition
         self.directory = directory
         self.config = config
+        archive = config.archive.map(SegmentArchive.init(root:))
         do {
             headFile = try FileDescriptor(path: "\(directory)/\(PartitionHead.fileName)", flags: O_RDWR | O_CREAT)
             lockFile = try FileDescriptor(path: "\(directory)/lock", flags: O_RDWR | O_CREAT)
@@ -79,10 +82,12 @@ final class PartitionLog: Sendable {
         return try queue.sync { try withFileLock { try active.withLock { s in try reload(&s).head } } }
     }
 
-    /// Offsets without reading records.
+    /// Offsets without reading records; with an archive, the earliest offset readable from the
+    /// archive and the live log together.
     func offsets() throws -> PartitionOffsets {
         let h = try head()
-        return PartitionOffsets(partition: partition, earliest: h.earliest, end: h.nextOffset)
+        let earliest = try archive?.earliest(topic: topic, partition: partition, liveEarliest: h.earliest) ?? h.earliest
+        return PartitionOffsets(partition: partition, earliest: earliest, end: h.nextOffset)
     }
 }
 

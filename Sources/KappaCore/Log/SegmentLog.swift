@@ -29,6 +29,11 @@ public final class SegmentLog: UnifiedLog {
     // MARK: Topics
 
     public func createTopic(_ name: String, config: TopicConfig) async throws -> TopicMetadata {
+        if let archive = config.archive {
+            do { try FileSystem.makeDirectories(archive) } catch let error as IOError {
+                throw LogError(.invalidArgument, "topic \"\(name)\": cannot use \(archive) as its archive: \(error)", topic: name)
+            }
+        }
         try Self.validate(name: name)
         try Self.validate(config)
         let final = "\(directory)/\(name)"
@@ -155,12 +160,44 @@ public final class SegmentLog: UnifiedLog {
         }
     }
 
+    /// Copies the closed segments of a topic with an archive there now (JobHost does it with
+    /// retention; retention also does it before deleting). Returns how many were copied.
+    public func archiveClosedSegments(topic name: String) async throws -> Int {
+        let topic = try topic(name)
+        guard topic.metadata.config.archive != nil else {
+            throw LogError(.invalidArgument, "topic \"\(name)\" has no archive (create it with --archive DIR)", topic: name)
+        }
+        var copied = 0
+        for p in 0..<topic.metadata.partitions { copied += try await topic.partition(p).archiveClosedSegments() }
+        return copied
+    }
+
+    /// Per partition: what the archive holds, what the live log holds, and any gap between.
+    public func archiveStatus(topic name: String) async throws -> [ArchiveStatus] {
+        let topic = try topic(name)
+        guard let root = topic.metadata.config.archive else {
+            throw LogError(.invalidArgument, "topic \"\(name)\" has no archive (create it with --archive DIR)", topic: name)
+        }
+        let archive = SegmentArchive(root: root)
+        return try (0..<topic.metadata.partitions).map { p in
+            let head = try topic.partition(p).head()
+            return ArchiveStatus(partition: p, archived: try archive.entries(topic: name, partition: p),
+                                 liveEarliest: head.earliest, liveEnd: head.nextOffset)
+        }
+    }
+
     /// Applies every topic's retention now; returns how many segments were deleted.
     public func enforceRetention(now: Int64 = currentTimeMillis()) async throws -> Int {
         var deleted = 0
-        for metadata in try await listTopics() where metadata.config.retentionMs != nil || metadata.config.retentionBytes != nil {
+        for metadata in try await listTopics() {
             let topic = try topic(metadata.name)
-            for p in 0..<metadata.partitions { deleted += try await topic.partition(p).enforceRetention(now: now) }
+            for p in 0..<metadata.partitions {
+                // Closed segments go to the archive as soon as they close, not only before deletion.
+                if metadata.config.archive != nil { _ = try await topic.partition(p).archiveClosedSegments() }
+                if metadata.config.retentionMs != nil || metadata.config.retentionBytes != nil {
+                    deleted += try await topic.partition(p).enforceRetention(now: now)
+                }
+            }
         }
         return deleted
     }
@@ -207,6 +244,27 @@ public final class SegmentLog: UnifiedLog {
     }
 }
 
+/// A partition's archive coverage (`kappactl archive status`).
+public struct ArchiveStatus: Sendable, Codable, Equatable {
+    public var partition: Int
+    public var archived: [SegmentArchive.Entry]
+    public var liveEarliest: Int64
+    public var liveEnd: Int64
+
+    /// Offsets held neither by the archive nor by the live log, below the live log's earliest:
+    /// records that retention deleted before they were archived.
+    public var gaps: [ClosedRange<Int64>] {
+        var gaps: [ClosedRange<Int64>] = []
+        var next: Int64 = 0
+        for entry in archived.sorted(by: { $0.base < $1.base }) where entry.base < liveEarliest {
+            if entry.base > next { gaps.append(next...(entry.base - 1)) }
+            next = max(next, entry.end)
+        }
+        if next < liveEarliest { gaps.append(next...(liveEarliest - 1)) }
+        return gaps
+    }
+}
+
 /// Per partition: offsets, size on disk and number of segments.
 public struct PartitionDescription: Sendable, Equatable, Codable {
     public var partition: Int
@@ -245,7 +303,10 @@ final class OpenTopic: Sendable {
            let head = try? PartitionHead.read(from: file),
            FileSystem.exists(SegmentFiles.logPath("\(directory)/\(p)", head.earliest)),
            FileSystem.size(SegmentFiles.logPath("\(directory)/\(p)", head.segmentBase)) == head.position {
-            return PartitionOffsets(partition: p, earliest: head.earliest, end: head.nextOffset)
+            let earliest = try metadata.config.archive.map {
+                try SegmentArchive(root: $0).earliest(topic: metadata.name, partition: p, liveEarliest: head.earliest)
+            } ?? head.earliest
+            return PartitionOffsets(partition: p, earliest: earliest, end: head.nextOffset)
         }
         return try partition(p).offsets()
     }

@@ -61,12 +61,16 @@ public struct TopicConfig: Sendable, Codable, Equatable {
     public var retentionBytes: Int64?
     /// Size at which a partition starts a new segment file.
     public var segmentBytes: Int64
+    /// A directory that keeps closed segments before retention deletes them (`SegmentArchive`);
+    /// reads below the live log's earliest offset come from there.
+    public var archive: String?
 
     /// Default segment size: 64 MiB.
     public static let defaultSegmentBytes: Int64 = 64 << 20
 
     public init(partitions: Int, retentionMs: Int64? = nil, retentionBytes: Int64? = nil,
-                segmentBytes: Int64 = TopicConfig.defaultSegmentBytes) {
+                segmentBytes: Int64 = TopicConfig.defaultSegmentBytes, archive: String? = nil) {
+        self.archive = archive
         self.partitions = partitions
         self.retentionMs = retentionMs
         self.retentionBytes = retentionBytes

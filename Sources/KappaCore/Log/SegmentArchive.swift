@@ -1,0 +1,103 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a topic's closed segments go before retention deletes them, so that a replay from
+/// offset 0 is not limited by retention (the lecture's answer: mirror the log to cheap storage).
+///
+/// Layout, one that an object store could hold as it is: per partition, immutable files named by
+/// their base offset, `<root>/<topic>/<partition>/<20-digit base>.seg` (a closed segment's frames,
+/// byte for byte), and `manifest.json` beside them, replaced atomically (temporary file, fsync,
+/// rename), listing each file's offsets, size and CRC-32C. A file not in the manifest is not
+/// archived (a copy cut short by a crash); the next copy replaces it.
+public final class SegmentArchive: Sendable {
+    public let root: String
+    /// Archived files whose checksum was verified by this process (they never change).
+    private let verified = Mutex<Set<String>>([])
+
+    public init(root: String) { self.root = root }
+
+    public struct Entry: Codable, Sendable, Equatable {
+        /// First offset in the file, and the offset after its last record.
+        public var base: Int64
+        public var end: Int64
+        public var bytes: Int64
+        public var crc32c: UInt32
+    }
+
+    struct Manifest: Codable {
+        var version = 1
+        var files: [Entry] = []
+    }
+
+    func directory(_ topic: String, _ partition: Int) -> String { "\(root)/\(topic)/\(partition)" }
+    func path(_ topic: String, _ partition: Int, _ base: Int64) -> String {
+        directory(topic, partition) + "/" + SegmentFiles.name(base) + ".seg"
+    }
+
+    /// The archived files of a partition, in offset order.
+    public func entries(topic: String, partition: Int) throws -> [Entry] {
+        let path = directory(topic, partition) + "/manifest.json"
+        guard FileSystem.exists(path) else { return [] }
+        do {
+            return try JSONDecoder().decode(Manifest.self, from: Data(try FileSystem.readAll(path))).files.sorted { $0.base < $1.base }
+        } catch let error as IOError {
+            throw LogError.io(error, topic: topic, partition: partition)
+        } catch {
+            throw LogError(.corrupt, "topic \"\(topic)\" partition \(partition): the archive's manifest cannot be read: \(error)",
+                           topic: topic, partition: partition, file: path)
+        }
+    }
+
+    /// The first offset from which the archive and the live log together hold every record up to
+    /// `liveEarliest`: the archive's first base if its files reach `liveEarliest` without a gap,
+    /// else `liveEarliest` itself.
+    public func earliest(topic: String, partition: Int, liveEarliest: Int64) throws -> Int64 {
+        var covered = liveEarliest
+        for entry in try entries(topic: topic, partition: partition).reversed() where entry.base < covered {
+            guard entry.end >= covered else { break }
+            covered = entry.base
+        }
+        return covered
+    }
+
+    /// Copies a closed segment into the archive (checksummed, fsynced) and records it in the
+    /// manifest; nothing to do when it is there already.
+    func store(topic: String, partition: Int, segment: String, base: Int64, end: Int64) throws {
+        var manifest = Manifest(files: try entries(topic: topic, partition: partition))
+        if manifest.files.contains(where: { $0.base == base && $0.end == end }) { return }
+        let dir = directory(topic, partition)
+        try FileSystem.makeDirectories(dir)
+        let bytes = try FileSystem.readAll(segment)
+        let target = path(topic, partition, base)
+        let temporary = target + ".tmp"
+        let file = try FileDescriptor(path: temporary, flags: O_WRONLY | O_CREAT | O_TRUNC)
+        try file.write(bytes, at: 0)
+        try file.sync()
+        try FileSystem.rename(temporary, to: target)
+        manifest.files.append(Entry(base: base, end: end, bytes: Int64(bytes.count), crc32c: CRC32C.checksum(bytes)))
+        manifest.files.sort { $0.base < $1.base }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        try FileSystem.writeAtomically(Array(try encoder.encode(manifest)), to: dir + "/manifest.json")
+    }
+
+    /// The archived file holding `offset`, its checksum verified.
+    /// - Throws: `LogError.corrupt` naming the file when its bytes do not match the manifest.
+    func file(topic: String, partition: Int, holding offset: Int64) throws -> (entry: Entry, path: String)? {
+        guard let entry = try entries(topic: topic, partition: partition).first(where: { $0.base <= offset && offset < $0.end }) else { return nil }
+        let path = path(topic, partition, entry.base)
+        if verified.withLock({ $0.contains(path) }) { return (entry, path) }
+        let bytes: [UInt8]
+        do { bytes = try FileSystem.readAll(path) } catch let error as IOError { throw LogError.io(error, topic: topic, partition: partition) }
+        guard bytes.count == entry.bytes, CRC32C.checksum(bytes) == entry.crc32c else {
+            throw LogError(.corrupt, "topic \"\(topic)\" partition \(partition): archived file \(path) does not match its checksum in the manifest (offsets \(entry.base)…\(entry.end - 1))",
+                           topic: topic, partition: partition, offset: offset, file: path)
+        }
+        verified.withLock { _ = $0.insert(path) }
+        return (entry, path)
+    }
+}
