@@ -183,3 +183,38 @@ import Testing
     }
 }
 #endif
+
+/// The archive from the command line: a topic with short retention and an archive; JobHost
+/// archives and applies retention; a version deployed afterwards replays from offset 0 across
+/// archive and log into the exact table, and its progress counts the archived records.
+@Suite struct ArchiveCommandTests {
+    @Test func aReplayFromZeroReadsTheArchiveBeyondRetention() async throws {
+        let box = try Sandbox()
+        let archive = box.root + "/archive"
+        try await box.kappactl(["topic", "create", "bpi", "-p", "3", "--retention-bytes", "8192", "--segment-bytes", "4096", "--archive", archive])
+        for chunk in 0..<5 {
+            #expect(try await box.kappactl(["produce", "bpi"], stdin: WorkflowTests.feedLines(seed: 8, startMinute: 28_000_000 + Int64(chunk) * 10, seconds: 600)).status == 0)
+        }
+        let host = try box.start(Executables.jobHost, ["--state", box.state, "--retention-interval", "100ms"])
+        defer { kill(host.process.processIdentifier, SIGKILL) }
+        try await WorkflowTests.waitUntil("retention deleted segments (after archiving them)") {
+            let live = try JSONSerialization.jsonObject(with: Data(try await box.kappactl(["archive", "status", "bpi", "--output", "json"]).stdout.utf8)) as! [String: Any]
+            return (live["partitions"] as! [[String: Any]]).contains { ($0["liveEarliest"] as! Int) > 0 }
+        }
+        let status = try await box.kappactl(["archive", "status", "bpi"])
+        #expect(status.status == 0)
+        #expect(status.lines.first?.hasPrefix("PARTITION  ARCHIVED") == true)
+        #expect(!status.stdout.contains("GAP"))
+        #expect(status.lines.dropFirst().allSatisfy { $0.hasSuffix("complete") })
+
+        let manifest = box.root + "/exact.json"
+        try StoreFixtureText.exact(batch: 50).write(toFile: manifest, atomically: true, encoding: .utf8)
+        let deploy = try await box.kappactl(["deploy", "-f", manifest, "--wait", "--timeout", "60s"])
+        #expect(deploy.status == 0, "\(deploy.stderr)")  // no retention refusal: archive + log hold offset 0
+        let version = try await WorkflowTests.status(box, "t").jobs[0].versions[0]
+        #expect(version.total == 9000 && version.processed == 9000)
+        try await CrashTests.expectExactTable(box)  // computed from `kappactl consume`, which reads the archive too
+        kill(host.process.processIdentifier, SIGTERM)
+        #expect(await host.finish().status == 0)
+    }
+}
