@@ -15,6 +15,7 @@ let root = Command(
         .value("catalog", "URL", help: "Catalog and output tables in PostgreSQL (default: $KAPPA_CATALOG, else SQLite in the state directory)."),
         .value("log", "URL", help: "The unified log in Kafka (kafka://host:port[,host:port…]; default: $KAPPA_LOG, else the segment log in the state directory)."),
         .value("kafka-setting", short: "X", "KEY=VALUE", help: "A librdkafka setting for --log kafka:// (TLS, SASL…); values are never printed.", repeated: true),
+        .value("archive", "DIR", help: "With --log kafka://: where Kafka topics are archived beyond retention (default: $KAPPA_ARCHIVE)."),
         .value("lease-ttl", "DURATION", help: "How long a JobHost's leases last unrenewed: another JobHost takes over a dead one's partitions after this (default 10s)."),
         .value("http", "HOST:PORT", help: "Serve /metrics (Prometheus), /api/status and a live page there (e.g. 127.0.0.1:8080; PORT alone means 127.0.0.1)."),
         .value("http-token", "TOKEN", help: "Require this token on every HTTP request (Authorization: Bearer, or ?token=); default: $KAPPA_HTTP_TOKEN."),
@@ -28,6 +29,7 @@ let root = Command(
         configuration.catalog = Backends.catalogURL(flag: args.string("catalog"), environment: ProcessInfo.processInfo.environment)
         configuration.log = Backends.logURL(flag: args.string("log"), environment: ProcessInfo.processInfo.environment)
         configuration.kafkaSettings = args.strings("kafka-setting")
+        configuration.archive = Backends.archiveRoot(flag: args.string("archive"), environment: ProcessInfo.processInfo.environment)
         if let http = args.string("http") {
             let parts = http.split(separator: ":", omittingEmptySubsequences: false)
             let host = parts.count == 2 ? String(parts[0]) : "127.0.0.1"

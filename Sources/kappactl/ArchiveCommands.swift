@@ -14,20 +14,41 @@ enum ArchiveCommands {
         run: runStatus)
 
     static let run = Command(
-        "run", abstract: "Copy every closed segment not yet archived into the archive now (JobHost does it every --retention-interval).",
-        arguments: [Argument("topic", help: "Topic (created with --archive DIR).")],
+        "run", abstract: "Archive what is not archived yet: the embedded log's closed segments, or a Kafka topic's records (mirrored).",
+        discussion: """
+            Embedded log: copies the topic's closed segments (JobHost also does it every
+            --retention-interval, and retention always does it before deleting). Kafka (--log
+            kafka://… --archive DIR): mirrors each partition's records from where the archive ends,
+            exactly once across restarts (the archive's manifest is the position); with --follow,
+            again every --interval until Ctrl-C.
+            """,
+        options: [
+            .flag("follow", short: "f", help: "Keep mirroring (Kafka), every --interval."),
+            .value("interval", "DURATION", help: "With --follow: how often (default 5s)."),
+        ],
+        arguments: [Argument("topic", help: "Topic to archive.")],
         run: runArchive)
 
-    static func segmentLog(_ args: ParsedArguments) throws -> SegmentLog {
-        guard let log = try GlobalOptions.log(args) as? SegmentLog else {
-            throw LogError(.invalidArgument, "the archive is built for the embedded log; for Kafka topics it is not there yet")
+    /// The Kafka topics' archive (--archive / KAPPA_ARCHIVE), required for Kafka.
+    static func kafkaArchive(_ args: ParsedArguments) throws -> SegmentArchive {
+        guard let root = GlobalOptions.archiveRoot(args) else {
+            throw args.usageError("a Kafka topic's archive is a directory: give --archive DIR (or KAPPA_ARCHIVE)")
         }
-        return log
+        return SegmentArchive(root: root)
     }
 
     static func runStatus(_ args: ParsedArguments) async throws {
         let topic = args.argument("topic")!
-        let partitions = try await segmentLog(args).archiveStatus(topic: topic)
+        let partitions: [ArchiveStatus]
+        if let log = try GlobalOptions.log(args) as? SegmentLog {
+            partitions = try await log.archiveStatus(topic: topic)
+        } else {
+            let archive = try kafkaArchive(args)
+            partitions = try await GlobalOptions.log(args, withArchive: false).offsets(topic: topic).map { live in
+                ArchiveStatus(partition: live.partition, archived: try archive.entries(topic: topic, partition: live.partition),
+                              liveEarliest: live.earliest, liveEnd: live.end)
+            }
+        }
         if try GlobalOptions.json(args) {
             Console.out(try jsonText(["partitions": partitions]))
             return
@@ -51,7 +72,29 @@ enum ArchiveCommands {
 
     static func runArchive(_ args: ParsedArguments) async throws {
         let topic = args.argument("topic")!
-        let copied = try await segmentLog(args).archiveClosedSegments(topic: topic)
-        Console.out("archived \(copied) closed segment\(copied == 1 ? "" : "s") of \"\(topic)\"")
+        let log = try GlobalOptions.log(args, withArchive: false)
+        if let log = log as? SegmentLog {
+            if args.flag("follow") { throw args.usageError("--follow is for Kafka topics; JobHost archives the embedded log's segments") }
+            let copied = try await log.archiveClosedSegments(topic: topic)
+            Console.out("archived \(copied) closed segment\(copied == 1 ? "" : "s") of \"\(topic)\"")
+            return
+        }
+        let mirror = LogMirror(log: log, archive: try kafkaArchive(args), topic: topic)
+        let interval = try args.duration("interval") ?? 5_000
+        guard args.flag("follow") else {
+            Console.out("archived \(try await mirror.runOnce()) records of \"\(topic)\"")
+            return
+        }
+        let signals = TerminationSignal()
+        let loop = Task {
+            while !Task.isCancelled {
+                let n = try await mirror.runOnce()
+                if n > 0 { Console.out("archived \(n) records of \"\(topic)\"") }
+                try? await Task.sleep(for: .milliseconds(interval))
+            }
+        }
+        _ = await signals.wait()
+        loop.cancel()
+        _ = try? await loop.value
     }
 }

@@ -6,6 +6,7 @@ enum GlobalOptions {
     static let catalog = Option.value("catalog", "URL", help: "Catalog and output tables in PostgreSQL (postgres://…; default: $KAPPA_CATALOG, else SQLite in the state directory).")
     static let log = Option.value("log", "URL", help: "The unified log in Kafka (kafka://host:port[,host:port…]; default: $KAPPA_LOG, else the segment log in the state directory).")
     static let kafkaSetting = Option.value("kafka-setting", short: "X", "KEY=VALUE", help: "A librdkafka setting for --log kafka:// (TLS, SASL…); values are never printed.", repeated: true)
+    static let archive = Option.value("archive", "DIR", help: "Where topics are archived beyond retention: for `topic create` on the embedded log, and for Kafka topics (`archive run`); default: $KAPPA_ARCHIVE.")
     static let output = Option.value("output", short: "o", "FORMAT", help: "Output format: text or json (default: text).")
 
     /// Opens the state directory the arguments name.
@@ -19,10 +20,17 @@ enum GlobalOptions {
     }
 
     /// The log: Kafka for --log kafka:// (or KAPPA_LOG), else the segment log in the state directory.
-    static func log(_ args: ParsedArguments, state: StateDirectory? = nil) throws -> any UnifiedLog {
-        try Backends.log(state: state ?? stateDirectory(args),
-                         url: Backends.logURL(flag: args.string("log"), environment: ProcessInfo.processInfo.environment),
-                         settings: args.strings("kafka-setting"), logger: EventLogger(format: .text))
+    static func log(_ args: ParsedArguments, state: StateDirectory? = nil, withArchive: Bool = true) throws -> any UnifiedLog {
+        let environment = ProcessInfo.processInfo.environment
+        return try Backends.log(state: state ?? stateDirectory(args),
+                                url: Backends.logURL(flag: args.string("log"), environment: environment),
+                                settings: args.strings("kafka-setting"), logger: EventLogger(format: .text),
+                                archive: withArchive ? archiveRoot(args) : nil)
+    }
+
+    static func archiveRoot(_ args: ParsedArguments) -> String? {
+        Backends.archiveRoot(flag: args.string("archive"), environment: ProcessInfo.processInfo.environment)
+            .map { URL(fileURLWithPath: $0).standardizedFileURL.path }
     }
 
     /// True for `--output json`.

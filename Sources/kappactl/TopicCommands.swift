@@ -8,12 +8,15 @@ enum TopicCommands {
 
     static let create = Command(
         "create", abstract: "Create a topic.",
+        discussion: """
+            With --archive DIR (a global option), the embedded log copies each closed segment
+            there before retention deletes it, and replays from offset 0 read it from there.
+            """,
         options: [
             .value("partitions", short: "p", "N", help: "Number of partitions (1…10000).", required: true),
             .value("retention", "DURATION", help: "Delete closed segments whose records are older (e.g. 7d); default: keep forever."),
             .value("retention-bytes", "N", help: "Keep at most about N bytes per partition; default: no limit."),
             .value("segment-bytes", "N", help: "Segment file size (default 67108864)."),
-            .value("archive", "DIR", help: "Keep closed segments in this directory before retention deletes them; replays read them from there."),
             GlobalOptions.output,
         ],
         arguments: [Argument("name", help: "Topic name: A-Z a-z 0-9 . _ - (up to 249).")],
@@ -26,7 +29,7 @@ enum TopicCommands {
             retentionMs: try args.duration("retention"),
             retentionBytes: try args.int("retention-bytes", in: 1...Int64.max),
             segmentBytes: try args.int("segment-bytes", in: 1024...(1 << 30)) ?? TopicConfig.defaultSegmentBytes,
-            archive: args.string("archive").map { URL(fileURLWithPath: $0).standardizedFileURL.path })
+            archive: GlobalOptions.archiveRoot(args))
         let metadata = try await GlobalOptions.log(args).createTopic(args.argument("name")!, config: config)
         if json {
             Console.out(try jsonText(TopicView(metadata)))

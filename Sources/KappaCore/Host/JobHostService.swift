@@ -10,6 +10,8 @@ public struct JobHostConfiguration: Sendable {
     /// The log's URL (Kafka) and its librdkafka settings; nil: the segment log in the state directory.
     public var log: String?
     public var kafkaSettings: [String] = []
+    /// With Kafka: where its topics are archived (reads below the brokers' retention).
+    public var archive: String?
     /// How often retention is applied to the embedded log's topics.
     public var retentionIntervalMs: Int64 = 60_000
     public var controller = Controller.Configuration()
@@ -39,7 +41,7 @@ public struct JobHostService: Sendable {
     /// its leases are given back.
     public func run() async throws {
         let state = configuration.state
-        let log = try Backends.log(state: state, url: configuration.log, settings: configuration.kafkaSettings, logger: logger)
+        let log = try Backends.log(state: state, url: configuration.log, settings: configuration.kafkaSettings, logger: logger, archive: configuration.archive)
         let store = try Backends.store(state: state, catalog: configuration.catalog)
         let owner = "JobHost@\(Self.hostname()):\(getpid())"
         let startedAt = currentTimeMillis()

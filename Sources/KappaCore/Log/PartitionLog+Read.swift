@@ -12,8 +12,9 @@ extension PartitionLog {
                            topic: topic, partition: partition, offset: offset)
         }
         if offset == head.nextOffset || maxRecords <= 0 { return .empty(partition: partition, nextOffset: offset) }
-        if offset < head.earliest, let archive, let (entry, path) = try archive.file(topic: topic, partition: partition, holding: offset) {
-            return try readArchived(path, entry: entry, from: offset, maxRecords: maxRecords, maxBytes: maxBytes)
+        if offset < head.earliest, let archive,
+           let archived = try archive.read(topic: topic, partition: partition, from: offset, maxRecords: maxRecords, maxBytes: maxBytes) {
+            return archived
         }
         var (base, position, file) = try locate(offset, head: head)
         while true {
@@ -25,21 +26,6 @@ extension PartitionLog {
             }
             return try readFrames(file, base: base, at: position, end: end, from: offset, maxRecords: maxRecords, maxBytes: maxBytes)
         }
-    }
-
-    /// Reads from an archived segment (its checksum already verified): finds the frame holding
-    /// `offset`, then reads as from a live segment, up to the file's end.
-    private func readArchived(_ path: String, entry: SegmentArchive.Entry, from offset: Int64, maxRecords: Int, maxBytes: Int) throws -> LogRecords {
-        let file = try ioErrors { try FileDescriptor(path: path, flags: O_RDONLY) }
-        var position: Int64?
-        _ = try ioErrors {
-            try FrameWalker.walk(file, from: 0, limit: entry.bytes, verify: false) { at, header in
-                if offset < header.baseOffset + Int64(header.count) { position = at; return false }
-                return true
-            }
-        }
-        guard let position else { throw corrupt("no frame holds the offset", offset: offset, file: path) }
-        return try readFrames(file, base: entry.base, at: position, end: entry.bytes, from: offset, maxRecords: maxRecords, maxBytes: maxBytes)
     }
 
     private func readFrames(_ file: FileDescriptor, base: Int64, at position: Int64, end: Int64, from offset: Int64,

@@ -17,6 +17,9 @@ public final class SegmentArchive: Sendable {
     public let root: String
     /// Archived files whose checksum was verified by this process (they never change).
     private let verified = Mutex<Set<String>>([])
+    /// Manifests read, by path, with the modification time and size they had (reads of a live
+    /// topic check the archive first: the manifest is not parsed again unless it changed).
+    private let manifests = Mutex<[String: (stamp: [Int64], entries: [Entry])]>([:])
 
     public init(root: String) { self.root = root }
 
@@ -41,9 +44,14 @@ public final class SegmentArchive: Sendable {
     /// The archived files of a partition, in offset order.
     public func entries(topic: String, partition: Int) throws -> [Entry] {
         let path = directory(topic, partition) + "/manifest.json"
-        guard FileSystem.exists(path) else { return [] }
+        var info = stat()
+        guard stat(path, &info) == 0 else { return [] }
+        let stamp = [Int64(info.st_mtim.tv_sec), Int64(info.st_mtim.tv_nsec), Int64(info.st_size), Int64(info.st_ino)]
+        if let known = manifests.withLock({ $0[path] }), known.stamp == stamp { return known.entries }
         do {
-            return try JSONDecoder().decode(Manifest.self, from: Data(try FileSystem.readAll(path))).files.sorted { $0.base < $1.base }
+            let entries = try JSONDecoder().decode(Manifest.self, from: Data(try FileSystem.readAll(path))).files.sorted { $0.base < $1.base }
+            manifests.withLock { $0[path] = (stamp, entries) }
+            return entries
         } catch let error as IOError {
             throw LogError.io(error, topic: topic, partition: partition)
         } catch {
@@ -67,11 +75,19 @@ public final class SegmentArchive: Sendable {
     /// Copies a closed segment into the archive (checksummed, fsynced) and records it in the
     /// manifest; nothing to do when it is there already.
     func store(topic: String, partition: Int, segment: String, base: Int64, end: Int64) throws {
+        if try entries(topic: topic, partition: partition).contains(where: { $0.base == base && $0.end == end }) { return }
+        try store(topic: topic, partition: partition, bytes: try FileSystem.readAll(segment), base: base, end: end)
+    }
+
+    /// Writes frames holding offsets `base..<end` as an archived file: the file first (temporary
+    /// name, fsync, rename), then the manifest that records it, so that the manifest (the
+    /// archive's position) never names a file that is not whole. A file left by a crash between
+    /// the two is not in the manifest and is replaced here.
+    func store(topic: String, partition: Int, bytes: [UInt8], base: Int64, end: Int64) throws {
         var manifest = Manifest(files: try entries(topic: topic, partition: partition))
         if manifest.files.contains(where: { $0.base == base && $0.end == end }) { return }
         let dir = directory(topic, partition)
         try FileSystem.makeDirectories(dir)
-        let bytes = try FileSystem.readAll(segment)
         let target = path(topic, partition, base)
         let temporary = target + ".tmp"
         let file = try FileDescriptor(path: temporary, flags: O_WRONLY | O_CREAT | O_TRUNC)
@@ -99,5 +115,47 @@ public final class SegmentArchive: Sendable {
         }
         verified.withLock { _ = $0.insert(path) }
         return (entry, path)
+    }
+
+    /// Reads records from the archive from `offset` (up to the end of the file holding it);
+    /// nil when no archived file holds it. Frames are checked as on the live log.
+    /// - Throws: `LogError.corrupt` naming the file and offset.
+    public func read(topic: String, partition: Int, from offset: Int64, maxRecords: Int, maxBytes: Int) throws -> LogRecords? {
+        guard let (entry, path) = try file(topic: topic, partition: partition, holding: offset) else { return nil }
+        func corrupt(_ what: String) -> LogError {
+            LogError(.corrupt, "topic \"\(topic)\" partition \(partition): \(what) at offset \(offset) in \(path)",
+                     topic: topic, partition: partition, offset: offset, file: path)
+        }
+        do {
+            let file = try FileDescriptor(path: path, flags: O_RDONLY)
+            var position: Int64?
+            _ = try FrameWalker.walk(file, from: 0, limit: entry.bytes, verify: false) { at, header in
+                if offset < header.nextOffset { position = at; return false }
+                return true
+            }
+            guard let position else { throw corrupt("no frame holds the offset") }
+            var want = Int(min(entry.bytes - position, Int64(max(maxBytes, 64 << 10))))
+            var buffer = try file.read(count: want, at: position)
+            if let first = buffer.withUnsafeBytes({ BatchHeader.parse($0, at: 0) }), first.length > buffer.count {
+                want = first.length
+                buffer = try file.read(count: want, at: position)
+            }
+            var entries: [LogRecords.Entry] = []
+            try buffer.withUnsafeBytes { buf in
+                var at = 0
+                while at < buf.count, entries.count < maxRecords, let header = BatchHeader.parse(buf, at: at), at + header.length <= buf.count {
+                    guard header.verify(buf, at: at) else { throw corrupt("checksum mismatch in the frame at byte \(position + Int64(at))") }
+                    let expected = entries.last.map { $0.offset + 1 } ?? offset
+                    guard RecordBatchCodec.decode(buf, at: at, header: header, fromOffset: expected, limit: maxRecords, into: &entries) else {
+                        throw corrupt("record lengths overrun the frame at byte \(position + Int64(at))")
+                    }
+                    at += header.length
+                }
+            }
+            guard !entries.isEmpty else { throw corrupt("no whole frame") }
+            return LogRecords(partition: partition, storage: buffer, entries: entries, nextOffset: entries.last!.offset + 1)
+        } catch let error as IOError {
+            throw LogError.io(error, topic: topic, partition: partition)
+        }
     }
 }

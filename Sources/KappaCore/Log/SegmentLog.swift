@@ -251,6 +251,13 @@ public struct ArchiveStatus: Sendable, Codable, Equatable {
     public var liveEarliest: Int64
     public var liveEnd: Int64
 
+    public init(partition: Int, archived: [SegmentArchive.Entry], liveEarliest: Int64, liveEnd: Int64) {
+        self.partition = partition
+        self.archived = archived
+        self.liveEarliest = liveEarliest
+        self.liveEnd = liveEnd
+    }
+
     /// Offsets held neither by the archive nor by the live log, below the live log's earliest:
     /// records that retention deleted before they were archived.
     public var gaps: [ClosedRange<Int64>] {

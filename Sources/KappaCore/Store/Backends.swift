@@ -5,7 +5,9 @@
 public enum Backends {
     /// - Throws: `LogError.invalidArgument` for a URL this build cannot use (saying which trait
     ///   is missing) or settings without a Kafka log.
-    public static func log(state: StateDirectory, url: String?, settings: [String], logger: EventLogger) throws -> any UnifiedLog {
+    /// - Parameter archive: for Kafka, the directory of its topics' archive (`LogMirror`); the
+    ///   embedded log's topics name their archive themselves.
+    public static func log(state: StateDirectory, url: String?, settings: [String], logger: EventLogger, archive: String? = nil) throws -> any UnifiedLog {
         guard let url, !url.isEmpty else {
             if let first = settings.first {
                 throw LogError(.invalidArgument, "-X \(first.prefix(while: { $0 != "=" })) is a librdkafka setting: it needs --log kafka://…")
@@ -16,10 +18,15 @@ public enum Backends {
             throw LogError(.invalidArgument, "unsupported log \(Redaction.url(url)): use kafka://host:port[,host:port…] (or no --log for the embedded log)")
         }
         #if Kafka
-        return try KafkaLog(settings: KafkaSettings(url: url, passthrough: settings), logger: logger)
+        return try KafkaLog(settings: KafkaSettings(url: url, passthrough: settings), logger: logger, archive: archive.map(SegmentArchive.init(root:)))
         #else
         throw LogError(.invalidArgument, "this build has no Kafka support: build with `swift build --traits Kafka` to use \(Redaction.url(url))")
         #endif
+    }
+
+    /// The Kafka topics' archive from `--archive`, else `KAPPA_ARCHIVE`.
+    public static func archiveRoot(flag: String?, environment: [String: String]) -> String? {
+        flag ?? environment["KAPPA_ARCHIVE"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
     /// The log URL from `--log`, else `KAPPA_LOG`.

@@ -28,6 +28,9 @@ public final class KafkaLog: UnifiedLog, Sendable {
     private let partitionCounts = Mutex<[String: Int]>([:])
     /// How long a read waits for a first record when none is fetched yet.
     let readWaitMs: Int32
+    /// Where the topics' records below the brokers' retention are kept (`LogMirror` writes it):
+    /// reads below the earliest offset come from there, and the earliest offset counts it.
+    public let archive: SegmentArchive?
 
     /// Kappa's producer settings; the user's `-X` settings come after and win.
     static let producerDefaults: [(String, String)] = [
@@ -35,8 +38,9 @@ public final class KafkaLog: UnifiedLog, Sendable {
         ("message.timeout.ms", "60000"),
     ]
 
-    public init(settings: KafkaSettings, logger: EventLogger, readWaitMs: Int32 = 500) throws {
+    public init(settings: KafkaSettings, logger: EventLogger, readWaitMs: Int32 = 500, archive: SegmentArchive? = nil) throws {
         self.settings = settings
+        self.archive = archive
         self.logger = logger
         self.readWaitMs = readWaitMs
         client = try KafkaHandle(RD_KAFKA_PRODUCER, settings: settings, defaults: Self.producerDefaults, logger: logger,
@@ -165,9 +169,14 @@ public final class KafkaLog: UnifiedLog, Sendable {
         let count = try await partitionCount(name)
         guard partition >= 0 && partition < count else { throw LogError.partitionNotFound(name, partition, count: count) }
         if maxRecords <= 0 { return .empty(partition: partition, nextOffset: offset) }
-        let cursors = self.cursors, wait = readWaitMs
+        let cursors = self.cursors, wait = readWaitMs, archive = self.archive
         // Taking a cursor may start a consumer or stop idle ones: blocking too.
         return try await onOwnThread {
+            // What the archive holds is read from there (the same records, byte for byte): no
+            // broker round trip, and no waiting for a fetch below the brokers' retention to fail.
+            if let archived = try archive?.read(topic: name, partition: partition, from: offset, maxRecords: maxRecords, maxBytes: maxBytes) {
+                return archived
+            }
             let cursor = try cursors.checkout(topic: name, partition: partition, offset: offset)
             defer { cursors.checkin(cursor) }
             return try cursor.read(from: offset, maxRecords: maxRecords, maxBytes: maxBytes, waitMs: wait)
@@ -176,8 +185,14 @@ public final class KafkaLog: UnifiedLog, Sendable {
 
     public func offsets(topic name: String) async throws -> [PartitionOffsets] {
         let count = try await metadata(topic: name).partitions
-        let client = self.client
-        return try await onOwnThread { try (0..<count).map { try client.watermarks(topic: name, partition: $0) } }
+        let client = self.client, archive = self.archive
+        return try await onOwnThread {
+            try (0..<count).map { p in
+                var offsets = try client.watermarks(topic: name, partition: p)
+                if let archive { offsets.earliest = try archive.earliest(topic: name, partition: p, liveEarliest: offsets.earliest) }
+                return offsets
+            }
+        }
     }
 
     /// Offsets only (bytes and segments -1): Kafka's brokers know them (`kafka-log-dirs`).
