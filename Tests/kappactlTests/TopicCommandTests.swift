@@ -165,6 +165,57 @@ import Testing
         #expect(beyond.stderr.contains("error: topic \"t\" partition 0: offset 99 is beyond the end offset"))
     }
 
+    /// A Kafka topic mirrored by `kappactl archive run --follow`, which is killed with SIGKILL
+    /// mid-way and restarted, while the brokers drop old records (the mock keeps about 5 MB a
+    /// partition); a version deployed afterwards replays from offset 0 across archive and
+    /// brokers into the exact table.
+    @Test func aKafkaTopicMirroredThroughAKillReplaysFromZero() async throws {
+        let kafka = try KafkaMockCluster()
+        try kafka.createTopic("bpi", partitions: 1)
+        let box = try Sandbox(log: kafka.url)
+        let archive = box.root + "/archive"
+        let mirrorArgs = ["--state", box.state, "--log", kafka.url, "--archive", archive, "archive", "run", "bpi", "--follow", "--interval", "50ms"]
+        var mirror = try box.start(Executables.kappactl, mirrorArgs)
+        defer { kill(mirror.process.processIdentifier, SIGKILL) }
+        let pad = String(repeating: "x", count: 60)
+        for chunk in 0..<8 {
+            let lines = (0..<6000).map { i -> String in
+                let n = chunk * 6000 + i
+                return "{\"value\": {\"currency\": \"EUR\", \"ts\": \(28_000_000 * 60_000 + n * 1000), \"rate\": \(1000 + n % 97).25, \"pad\": \"\(pad)\"}}"
+            }.joined(separator: "\n")
+            #expect(try await box.kappactl(["produce", "bpi"], stdin: lines).status == 0)
+            try await Task.sleep(for: .milliseconds(300))
+            if chunk == 3 {  // the mirror killed at some instant, and started again
+                kill(mirror.process.processIdentifier, SIGKILL)
+                _ = await mirror.finish()
+                mirror = try box.start(Executables.kappactl, mirrorArgs)
+            }
+        }
+        let withArchive = ["--archive", archive]
+        try await WorkflowTests.waitUntil("the archive has every record") {
+            let status = try await box.kappactl(withArchive + ["archive", "status", "bpi", "--output", "json"])
+            let p = (try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as! [String: Any])["partitions"] as! [[String: Any]]
+            return (p[0]["archived"] as! [[String: Any]]).last?["end"] as? Int == 48_000
+        }
+        let status = try await box.kappactl(withArchive + ["archive", "status", "bpi"])
+        #expect(status.lines.dropFirst().first?.hasSuffix("complete") == true, "\(status.stdout)")
+        #expect(status.stdout.contains(" 0…47999 "))
+        let live = try await KafkaLog(settings: KafkaSettings(url: kafka.url, passthrough: []), logger: EventLogger(format: .text) { _ in }).offsets(topic: "bpi")
+        #expect(live[0].earliest > 0)  // the brokers dropped the oldest records
+
+        let manifest = box.root + "/exact.json"
+        try StoreFixtureText.exact(batch: 2000).write(toFile: manifest, atomically: true, encoding: .utf8)
+        let host = try box.start(Executables.jobHost, box.hostArguments + withArchive)
+        defer { kill(host.process.processIdentifier, SIGKILL) }
+        let deploy = try await box.kappactl(withArchive + ["deploy", "-f", manifest, "--wait", "--timeout", "60s"])
+        #expect(deploy.status == 0, "\(deploy.stderr)")
+        let result = try await box.kappactl(["query", "t", "SELECT count(*), sum(samples), sum(cents) FROM ticks", "--output", "json"])
+        let row = ((try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [String: Any])["rows"] as! [[String: Any]])[0]
+        #expect(row["count(*)"] as? Int == 800)  // 48,000 seconds: 800 minutes of EUR
+        #expect(row["sum(samples)"] as? Int == 48_000)
+        #expect(row["sum(cents)"] as? Int == (0..<48_000).reduce(0) { $0 + (1000 + $1 % 97) * 100 + 25 })
+    }
+
     /// The retention check reads Kafka's low watermarks (the mock keeps about 5 MB a partition).
     @Test func aDeployOverAKafkaTopicThatLostOffsetZeroIsRefused() async throws {
         let kafka = try KafkaMockCluster()
