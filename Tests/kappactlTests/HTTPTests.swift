@@ -12,17 +12,26 @@ struct HTTPExchange {
     var headers: [String: String]
     var body: String
 
-    static func send(port: Int, _ request: String, timeout: Int = 10) throws -> HTTPExchange {
+    /// A connected socket to 127.0.0.1:`port`.
+    static func connect(port: Int, timeout: Int = 10) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
         var tv = timeval(tv_sec: timeout, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard connected == 0 else { throw IOError("connect", path: "127.0.0.1:\(port)") }
+        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard connected == 0 else {
+            close(fd)
+            throw IOError("connect", path: "127.0.0.1:\(port)")
+        }
+        return fd
+    }
+
+    static func send(port: Int, _ request: String, timeout: Int = 10) throws -> HTTPExchange {
+        let fd = try connect(port: port, timeout: timeout)
+        defer { close(fd) }
         let bytes = Array(request.utf8)
         _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var response: [UInt8] = []
@@ -183,13 +192,8 @@ struct PrometheusParser {
         #expect(try HTTPExchange.send(port: port, "GET / HTTP/1.1\r\nX-Pad: \(String(repeating: "a", count: 20_000))\r\n\r\n").status == 431)
 
         // A client that connects and sends nothing holds up no one else.
-        let idle = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let idle = try HTTPExchange.connect(port: port)
         defer { close(idle) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(idle, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         #expect(try HTTPExchange.get(port: port, "/api/status").status == 200)
     }
 

@@ -8,7 +8,7 @@ public final class SegmentLog: UnifiedLog {
     /// The directory holding one sub-directory per topic.
     public let directory: String
     private let open = Mutex<[String: OpenTopic]>([:])
-    private let spread = Atomic<Int>(0)
+    private let router = RecordRouter()
 
     /// Opens (creating if needed) the log in `directory`.
     /// - Throws: `LogError.io` naming the directory.
@@ -107,15 +107,7 @@ public final class SegmentLog: UnifiedLog {
             guard size <= BatchHeader.maxRecordBytes else {
                 throw LogError(.invalidArgument, "a record of \(size) bytes is larger than the limit of \(BatchHeader.maxRecordBytes) bytes", topic: name)
             }
-            let p: Int
-            if let explicit = record.partition {
-                guard explicit >= 0 && explicit < count else { throw LogError.partitionNotFound(name, explicit, count: count) }
-                p = explicit
-            } else if let key = record.key {
-                p = Murmur2.partition(forKey: key, partitions: count)
-            } else {
-                p = spread.wrappingAdd(1, ordering: .relaxed).oldValue % count
-            }
+            let p = try router.partition(of: record, topic: name, count: count)
             targets[i] = Int32(p)
             if p != Int(targets[0]) { single = false }
         }

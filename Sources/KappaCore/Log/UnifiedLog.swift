@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The retained unified log: topics split into partitions, each an append-only sequence of
 /// records numbered 0, 1, 2, … (contiguous, never reused), deleted only by retention.
 ///
@@ -49,6 +51,21 @@ extension UnifiedLog {
 
     /// The embedded log has no consumer groups: the catalog's offsets are the only ones.
     public func commitProgress(group: String, topic: String, partition: Int, nextOffset: Int64) {}
+}
+
+/// Where an append puts a record, the same on every log: its explicit partition, else where
+/// Kafka's default partitioner puts its key (murmur2), else the next partition in turn.
+final class RecordRouter: Sendable {
+    private let spread = Atomic<Int>(0)
+
+    func partition(of record: ProducerRecord, topic: String, count: Int) throws -> Int {
+        if let explicit = record.partition {
+            guard explicit >= 0 && explicit < count else { throw LogError.partitionNotFound(topic, explicit, count: count) }
+            return explicit
+        }
+        if let key = record.key { return Murmur2.partition(forKey: key, partitions: count) }
+        return spread.wrappingAdd(1, ordering: .relaxed).oldValue % count
+    }
 }
 
 /// How a topic is created.

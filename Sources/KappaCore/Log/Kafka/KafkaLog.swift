@@ -23,7 +23,7 @@ public final class KafkaLog: UnifiedLog, Sendable {
     private let client: KafkaHandle
     private let cursors: KafkaCursorPool
     private let progress: KafkaProgressCommitter
-    private let spread = Atomic<Int>(0)
+    private let router = RecordRouter()
     /// Partition counts seen, to check partitions without a metadata request per read.
     private let partitionCounts = Mutex<[String: Int]>([:])
     /// How long a read waits for a first record when none is fetched yet.
@@ -109,18 +109,7 @@ public final class KafkaLog: UnifiedLog, Sendable {
         let now = currentTimeMillis()
         var routed: [(Int, ProducerRecord)] = []
         routed.reserveCapacity(records.count)
-        for record in records {
-            let p: Int
-            if let explicit = record.partition {
-                guard explicit >= 0 && explicit < count else { throw LogError.partitionNotFound(name, explicit, count: count) }
-                p = explicit
-            } else if let key = record.key {
-                p = Murmur2.partition(forKey: key, partitions: count)
-            } else {
-                p = spread.wrappingAdd(1, ordering: .relaxed).oldValue % count
-            }
-            routed.append((p, record))
-        }
+        for record in records { routed.append((try router.partition(of: record, topic: name, count: count), record)) }
         let client = self.client, batch = routed
         return try await onOwnThread { try Self.produce(client, topic: name, batch, now: now) }
     }
