@@ -42,6 +42,9 @@ public final class Controller: Sendable {
         var held: [LeaseKey: Lease] = [:]
         var isController = false
         var lastLeaseCheck: Int64 = 0
+        /// The running partitions at the last lease check: a change (a version started or
+        /// stopped) checks leases at once instead of waiting for the next renewal.
+        var leasedWork: Set<LeaseKey> = []
         var partitionCounts: [VersionKey: Int] = [:]
         var samples: [VersionKey: [LagSample]] = [:]
         var lastRecorded: [VersionKey: Int64] = [:]
@@ -174,12 +177,12 @@ public final class Controller: Sendable {
             return
         }
         let ttl = configuration.leaseTtlMs
-        guard state.withLock({ now - $0.lastLeaseCheck >= ttl / 4 }) else { return }
+        let wanted = Set(running)
+        guard state.withLock({ now - $0.lastLeaseCheck >= ttl / 4 || $0.leasedWork != wanted }) else { return }
         var held = Dictionary(try await store.renewLeases(owner: actor, ttlMs: ttl).map { ($0.key, $0) }) { a, _ in a }
         if held[.controller] == nil, let lease = try await store.acquireLeases([.controller], owner: actor, ttlMs: ttl, limit: 1).first {
             held[.controller] = lease
         }
-        let wanted = Set(running)
         let stale = held.keys.filter { !$0.isController && !wanted.contains($0) }
         let hosts = max(1, try await store.liveHosts(withinMs: ttl).count)
         let share = (running.count + hosts - 1) / hosts
@@ -202,6 +205,7 @@ public final class Controller: Sendable {
             s.held = held
             s.isController = held[.controller] != nil
             s.lastLeaseCheck = now
+            s.leasedWork = wanted
             return (was, s.isController)
         }
         if was != now_ { logger.log(.info, now_ ? "controller lease taken" : "controller lease lost", ["host": actor]) }
