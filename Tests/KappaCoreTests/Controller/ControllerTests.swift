@@ -49,9 +49,10 @@ import Testing
         if try await state(2) != .caughtUp {
             Issue.record("v2 is \(String(describing: try await state(2))); the controller said: \(lines.withLock { $0.joined(separator: "\n") })")
         }
-        try await Task.sleep(for: .milliseconds(300))
+        try await Self.waitFor("the automatic promotion is refused") {
+            lines.withLock { $0.contains { $0.contains("automatic promotion refused job=t version=2") } }
+        }
         #expect(try await state(2) == .caughtUp)
-        #expect(lines.withLock { $0.contains { $0.contains("automatic promotion refused job=t version=2") } })
 
         // A manual promotion is refused by the same check, with its text; --force overrides it.
         do {
