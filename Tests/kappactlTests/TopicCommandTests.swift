@@ -270,7 +270,7 @@ import Testing
         var midReplay = 0
         for _ in 0..<4 {
             let h = try box.start(Executables.jobHost, ["--state", box.state])
-            try await Task.sleep(for: .milliseconds(Int.random(in: 100...400)))
+            try await CrashTests.sleepIntoTheReplay(box, job: "t", millis: 0...200)
             kill(h.process.processIdentifier, SIGKILL)
             _ = await h.finish()
             if let done = try await WorkflowTests.status(box, "t").jobs[0].versions[0].processed, done > 0, done < 9000 { midReplay += 1 }

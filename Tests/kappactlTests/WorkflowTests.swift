@@ -274,7 +274,7 @@ import Testing
         var kills = 0, midReplay = 0
         while kills < 6 {
             let host = try box.start(Executables.jobHost, ["--state", box.state])
-            try await Task.sleep(for: .microseconds(Int.random(in: 150_000...500_000)))
+            try await Self.sleepIntoTheReplay(box, job: "t", millis: 0...250)
             kill(host.process.processIdentifier, SIGKILL)
             _ = await host.finish()
             kills += 1
@@ -370,6 +370,20 @@ import Testing
         #expect(entries.contains { $0.actor.hasPrefix("kappactl") && $0.to == .serving })
     }
 
+    /// Waits until the just started JobHost has committed something more (a loaded machine may
+    /// take a while to start it), then a random while longer: a kill after this lands at a
+    /// random instant of the replay, not before it.
+    static func sleepIntoTheReplay(_ box: Sandbox, job: String, millis: ClosedRange<Int>) async throws {
+        let before = try await WorkflowTests.status(box, job).jobs[0].versions.map { $0.processed ?? 0 }.reduce(0, +)
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            let now = try await WorkflowTests.status(box, job).jobs[0].versions.map { $0.processed ?? 0 }.reduce(0, +)
+            if now > before { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try await Task.sleep(for: .milliseconds(Int.random(in: millis)))
+    }
+
     /// The table of the exact manifest equals the aggregate computed here from the records as
     /// `kappactl consume` prints them (whatever the log and the catalog are).
     static func expectExactTable(_ box: Sandbox, table: String = "ticks__v1") async throws {
@@ -405,9 +419,15 @@ import Testing
             try await box.kappactl(["topic", "create", "t", "-p", "3"])
             let producer = try box.start(Executables.kappactl, ["--state", box.state, "produce", "t", "--progress"])
             var sent: [Int] = []
-            let killAt = ContinuousClock.now + .milliseconds(Int.random(in: 100...400))
+            // Killed at a random instant after the first acknowledgement (a loaded machine may
+            // take a while to start the process).
+            var killAt: ContinuousClock.Instant?
+            let giveUp = ContinuousClock.now + .seconds(30)
             var n = 0
-            while ContinuousClock.now < killAt {
+            while ContinuousClock.now < (killAt ?? giveUp) {
+                if killAt == nil, producer.output().stderr.contains("acknowledged ") {
+                    killAt = ContinuousClock.now + .milliseconds(Int.random(in: 20...300))
+                }
                 let lines = (n..<n + 200).map { "{\"key\": \"k\($0 % 10)\", \"value\": {\"i\": \($0)}}" }.joined(separator: "\n") + "\n"
                 do { try producer.write(lines) } catch { break }
                 sent += Array(n..<n + 200)
