@@ -93,8 +93,11 @@ enum ArchiveCommands {
                 try? await Task.sleep(for: .milliseconds(interval))
             }
         }
-        _ = await signals.wait()
-        loop.cancel()
-        _ = try? await loop.value
+        let watcher = Task {
+            _ = await signals.wait()
+            loop.cancel()
+        }
+        defer { watcher.cancel() }
+        try await loop.value  // ends on a signal, or with the mirror's error
     }
 }

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Mirrors a topic of a log that keeps no archive itself (Kafka) into a `SegmentArchive`, in the
 /// embedded log's frame format, exactly once across restarts: the archive's manifest is the
 /// mirror's position (each partition continues at its last file's end), and a file is recorded
@@ -18,6 +22,19 @@ public struct LogMirror: Sendable {
     /// Copies every record the log holds beyond the archive's position, up to the end offsets
     /// seen at the start. Returns how many records were archived.
     public func runOnce() async throws -> Int {
+        // One mirror per topic at a time: two would each extend the manifest from the same end.
+        let lockPath = "\(archive.root)/\(topic)/.mirror.lock"
+        let lock: FileDescriptor
+        do {
+            try FileSystem.makeDirectories("\(archive.root)/\(topic)")
+            lock = try FileDescriptor(path: lockPath, flags: O_RDWR | O_CREAT)
+            guard try lock.tryLockExclusive() else {
+                throw LogError(.invalidArgument, "another mirror of topic \"\(topic)\" is running (\(lockPath) is locked)", topic: topic, file: lockPath)
+            }
+        } catch let error as IOError {
+            throw LogError.io(error, topic: topic)
+        }
+        defer { lock.unlock() }
         var archived = 0
         for live in try await log.offsets(topic: topic) {
             archived += try await mirror(partition: live.partition, live: live)
