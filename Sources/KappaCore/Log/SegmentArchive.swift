@@ -76,25 +76,46 @@ public final class SegmentArchive: Sendable {
     /// manifest; nothing to do when it is there already.
     func store(topic: String, partition: Int, segment: String, base: Int64, end: Int64) throws {
         if try entries(topic: topic, partition: partition).contains(where: { $0.base == base && $0.end == end }) { return }
-        try store(topic: topic, partition: partition, bytes: try FileSystem.readAll(segment), base: base, end: end)
+        // Streamed in 1 MiB chunks: a 64 MiB segment is never held in memory whole.
+        let source = try FileDescriptor(path: segment, flags: O_RDONLY)
+        try write(topic: topic, partition: partition, base: base, end: end) { file in
+            var chunk = [UInt8](repeating: 0, count: 1 << 20)
+            var at: Int64 = 0, crc: UInt32 = 0
+            while true {
+                let n = try chunk.withUnsafeMutableBytes { try source.read(into: $0, at: at) }
+                if n == 0 { return (at, crc) }
+                try chunk.withUnsafeBytes { try file.write(UnsafeRawBufferPointer(rebasing: $0[0..<n]), at: at) }
+                crc = chunk.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<n]), continuing: crc) }
+                at += Int64(n)
+            }
+        }
     }
 
-    /// Writes frames holding offsets `base..<end` as an archived file: the file first (temporary
-    /// name, fsync, rename), then the manifest that records it, so that the manifest (the
-    /// archive's position) never names a file that is not whole. A file left by a crash between
-    /// the two is not in the manifest and is replaced here.
+    /// Writes frames holding offsets `base..<end` as an archived file.
     func store(topic: String, partition: Int, bytes: [UInt8], base: Int64, end: Int64) throws {
+        if try entries(topic: topic, partition: partition).contains(where: { $0.base == base && $0.end == end }) { return }
+        try write(topic: topic, partition: partition, base: base, end: end) { file in
+            try file.write(bytes, at: 0)
+            return (Int64(bytes.count), CRC32C.checksum(bytes))
+        }
+    }
+
+    /// The file first (temporary name, written by `body`, which returns its size and checksum;
+    /// fsync; rename), then the manifest that records it, so that the manifest (the archive's
+    /// position) never names a file that is not whole. A file left by a crash between the two is
+    /// not in the manifest and is replaced here.
+    private func write(topic: String, partition: Int, base: Int64, end: Int64, _ body: (FileDescriptor) throws -> (Int64, UInt32)) throws {
         var manifest = Manifest(files: try entries(topic: topic, partition: partition))
-        if manifest.files.contains(where: { $0.base == base && $0.end == end }) { return }
         let dir = directory(topic, partition)
         try FileSystem.makeDirectories(dir)
         let target = path(topic, partition, base)
         let temporary = target + ".tmp"
         let file = try FileDescriptor(path: temporary, flags: O_WRONLY | O_CREAT | O_TRUNC)
-        try file.write(bytes, at: 0)
+        let (size, crc) = try body(file)
         try file.sync()
         try FileSystem.rename(temporary, to: target)
-        manifest.files.append(Entry(base: base, end: end, bytes: Int64(bytes.count), crc32c: CRC32C.checksum(bytes)))
+        verified.withLock { _ = $0.remove(target) }
+        manifest.files.append(Entry(base: base, end: end, bytes: size, crc32c: crc))
         manifest.files.sort { $0.base < $1.base }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
@@ -107,9 +128,20 @@ public final class SegmentArchive: Sendable {
         guard let entry = try entries(topic: topic, partition: partition).first(where: { $0.base <= offset && offset < $0.end }) else { return nil }
         let path = path(topic, partition, entry.base)
         if verified.withLock({ $0.contains(path) }) { return (entry, path) }
-        let bytes: [UInt8]
-        do { bytes = try FileSystem.readAll(path) } catch let error as IOError { throw LogError.io(error, topic: topic, partition: partition) }
-        guard bytes.count == entry.bytes, CRC32C.checksum(bytes) == entry.crc32c else {
+        var size: Int64 = 0, crc: UInt32 = 0
+        do {
+            let file = try FileDescriptor(path: path, flags: O_RDONLY)
+            var chunk = [UInt8](repeating: 0, count: 1 << 20)
+            while true {
+                let n = try chunk.withUnsafeMutableBytes { try file.read(into: $0, at: size) }
+                if n == 0 { break }
+                crc = chunk.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<n]), continuing: crc) }
+                size += Int64(n)
+            }
+        } catch let error as IOError {
+            throw LogError.io(error, topic: topic, partition: partition)
+        }
+        guard size == entry.bytes, crc == entry.crc32c else {
             throw LogError(.corrupt, "topic \"\(topic)\" partition \(partition): archived file \(path) does not match its checksum in the manifest (offsets \(entry.base)…\(entry.end - 1))",
                            topic: topic, partition: partition, offset: offset, file: path)
         }
