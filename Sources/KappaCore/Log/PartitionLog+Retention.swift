@@ -28,9 +28,8 @@ extension PartitionLog {
             guard expired > 0 else { return 0 }
             // Oldest first, so that at every instant the remaining segments are contiguous; with
             // an archive, each is copied there (and recorded) before it is deleted.
-            for (i, base) in closed.prefix(expired).enumerated() {
-                let end = i + 1 < closed.count ? closed[i + 1] : s.base
-                try archive?.store(topic: topic, partition: partition, segment: SegmentFiles.logPath(directory, base), base: base, end: end)
+            try archiveSegments(closed, first: expired, activeBase: s.base)
+            for base in closed.prefix(expired) {
                 try FileSystem.removeFile(SegmentFiles.logPath(directory, base))
                 try FileSystem.removeFile(SegmentFiles.indexPath(directory, base))
             }
@@ -68,7 +67,7 @@ extension PartitionLog {
     /// Copies every closed segment not yet archived to the archive (under the partition's lock,
     /// so that retention elsewhere cannot delete one mid-copy). Returns how many were copied.
     func archiveClosedSegments() async throws -> Int {
-        guard let archive else { return 0 }
+        guard archive != nil else { return 0 }
         return try await withCheckedThrowingContinuation { continuation in
             queue.async {
                 do {
@@ -78,15 +77,7 @@ extension PartitionLog {
                             state = s
                             return try self.ioErrors {
                                 let closed = try SegmentFiles.list(self.directory).filter { $0 < s.base }
-                                let known = Set(try archive.entries(topic: self.topic, partition: self.partition).map(\.base))
-                                var copied = 0
-                                for (i, base) in closed.enumerated() where !known.contains(base) {
-                                    let end = i + 1 < closed.count ? closed[i + 1] : s.base
-                                    try archive.store(topic: self.topic, partition: self.partition,
-                                                      segment: SegmentFiles.logPath(self.directory, base), base: base, end: end)
-                                    copied += 1
-                                }
-                                return copied
+                                return try self.archiveSegments(closed, first: closed.count, activeBase: s.base)
                             }
                         }
                     }
@@ -97,6 +88,20 @@ extension PartitionLog {
                 }
             }
         }
+    }
+
+    /// Copies the `first` oldest of the closed segments `closed` (each ends where the next
+    /// begins, the last where the active one does) to the archive, those not there yet.
+    /// Returns how many were copied. The caller holds the file lock.
+    @discardableResult
+    func archiveSegments(_ closed: [Int64], first: Int, activeBase: Int64) throws -> Int {
+        guard let archive else { return 0 }
+        var copied = 0
+        for (i, base) in closed.prefix(first).enumerated() {
+            let end = i + 1 < closed.count ? closed[i + 1] : activeBase
+            if try archive.store(topic: topic, partition: partition, segment: SegmentFiles.logPath(directory, base), base: base, end: end) { copied += 1 }
+        }
+        return copied
     }
 
     /// The newest timestamp in a closed segment (closed segments never change, so it is cached).

@@ -26,12 +26,12 @@ final class PartitionLog: Sendable {
     let active = Mutex<ActiveSegment?>(nil)
     let cache = Mutex(ReadCache())
 
-    init(topic: String, partition: Int, directory: String, config: TopicConfig) throws {
+    init(topic: String, partition: Int, directory: String, config: TopicConfig, archive: SegmentArchive? = nil) throws {
         self.topic = topic
         self.partition = partition
         self.directory = directory
         self.config = config
-        archive = config.archive.map(SegmentArchive.init(root:))
+        self.archive = archive
         do {
             headFile = try FileDescriptor(path: "\(directory)/\(PartitionHead.fileName)", flags: O_RDWR | O_CREAT)
             lockFile = try FileDescriptor(path: "\(directory)/lock", flags: O_RDWR | O_CREAT)

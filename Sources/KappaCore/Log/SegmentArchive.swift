@@ -73,9 +73,10 @@ public final class SegmentArchive: Sendable {
     }
 
     /// Copies a closed segment into the archive (checksummed, fsynced) and records it in the
-    /// manifest; nothing to do when it is there already.
-    func store(topic: String, partition: Int, segment: String, base: Int64, end: Int64) throws {
-        if try entries(topic: topic, partition: partition).contains(where: { $0.base == base && $0.end == end }) { return }
+    /// manifest. Returns false when it was there already.
+    @discardableResult
+    func store(topic: String, partition: Int, segment: String, base: Int64, end: Int64) throws -> Bool {
+        if try entries(topic: topic, partition: partition).contains(where: { $0.base == base && $0.end == end }) { return false }
         // Streamed in 1 MiB chunks: a 64 MiB segment is never held in memory whole.
         let source = try FileDescriptor(path: segment, flags: O_RDONLY)
         try write(topic: topic, partition: partition, base: base, end: end) { file in
@@ -89,6 +90,7 @@ public final class SegmentArchive: Sendable {
                 at += Int64(n)
             }
         }
+        return true
     }
 
     /// Writes frames holding offsets `base..<end` as an archived file.

@@ -167,10 +167,9 @@ public final class SegmentLog: UnifiedLog {
     /// Per partition: what the archive holds, what the live log holds, and any gap between.
     public func archiveStatus(topic name: String) async throws -> [ArchiveStatus] {
         let topic = try topic(name)
-        guard let root = topic.metadata.config.archive else {
+        guard let archive = topic.archive else {
             throw LogError(.invalidArgument, "topic \"\(name)\" has no archive (create it with --archive DIR)", topic: name)
         }
-        let archive = SegmentArchive(root: root)
         return try (0..<topic.metadata.partitions).map { p in
             let head = try topic.partition(p).head()
             return ArchiveStatus(partition: p, archived: try archive.entries(topic: name, partition: p),
@@ -277,18 +276,21 @@ public struct PartitionDescription: Sendable, Equatable, Codable {
 final class OpenTopic: Sendable {
     let metadata: TopicMetadata
     let directory: String
+    /// The topic's archive, shared by its partitions (and its manifest cache with them).
+    let archive: SegmentArchive?
     private let partitions = Mutex<[Int: PartitionLog]>([:])
 
     init(metadata: TopicMetadata, directory: String) {
         self.metadata = metadata
         self.directory = directory
+        archive = metadata.config.archive.map(SegmentArchive.init(root:))
     }
 
     func partition(_ p: Int) throws -> PartitionLog {
         guard p >= 0 && p < metadata.partitions else { throw LogError.partitionNotFound(metadata.name, p, count: metadata.partitions) }
         return try partitions.withLock { open in
             if let log = open[p] { return log }
-            let log = try PartitionLog(topic: metadata.name, partition: p, directory: "\(directory)/\(p)", config: metadata.config)
+            let log = try PartitionLog(topic: metadata.name, partition: p, directory: "\(directory)/\(p)", config: metadata.config, archive: archive)
             open[p] = log
             return log
         }
@@ -302,9 +304,7 @@ final class OpenTopic: Sendable {
            let head = try? PartitionHead.read(from: file),
            FileSystem.exists(SegmentFiles.logPath("\(directory)/\(p)", head.earliest)),
            FileSystem.size(SegmentFiles.logPath("\(directory)/\(p)", head.segmentBase)) == head.position {
-            let earliest = try metadata.config.archive.map {
-                try SegmentArchive(root: $0).earliest(topic: metadata.name, partition: p, liveEarliest: head.earliest)
-            } ?? head.earliest
+            let earliest = try archive?.earliest(topic: metadata.name, partition: p, liveEarliest: head.earliest) ?? head.earliest
             return PartitionOffsets(partition: p, earliest: earliest, end: head.nextOffset)
         }
         return try partition(p).offsets()
