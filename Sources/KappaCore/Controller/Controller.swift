@@ -216,9 +216,12 @@ public final class Controller: Sendable {
     private func reconcileWorkers(running: [LeaseKey], versionsByJob: [String: [VersionRecord]], now: Int64) async throws {
         let wanted = Set(running)
         let (held, workers) = state.withLock { ($0.held, Set($0.workers.keys)) }
-        for key in workers where held[key] == nil || !wanted.contains(key) {
-            await stopWorkers { $0 == key }
-            if !wanted.contains(key) { state.withLock { s in s.samples[VersionKey(job: key.job, version: key.version)] = nil } }
+        let unwanted = workers.filter { held[$0] == nil || !wanted.contains($0) }
+        if !unwanted.isEmpty {
+            await stopWorkers { unwanted.contains($0) }
+            state.withLock { s in
+                for key in unwanted where !wanted.contains(key) { s.samples[VersionKey(job: key.job, version: key.version)] = nil }
+            }
         }
         for key in running.sorted() where !workers.contains(key) {
             guard let lease = held[key] else { continue }

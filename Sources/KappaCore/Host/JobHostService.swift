@@ -90,12 +90,12 @@ public struct JobHostService: Sendable {
     /// them at once. (Other machines' hosts are only ever judged by lease expiry.)
     private func releaseLeasesOfDeadPredecessors(_ store: any TableStore) async throws {
         let prefix = "JobHost@\(Self.hostname()):"
-        let owners = Set(try await store.leases().map(\.owner)).filter { owner in
+        let byOwner = Dictionary(grouping: try await store.leases(), by: \.owner).filter { owner, _ in
             guard owner.hasPrefix(prefix), let pid = Int32(owner.dropFirst(prefix.count)), pid != getpid() else { return false }
             return kill(pid, 0) != 0 && errno == ESRCH
         }
-        for owner in owners {
-            let keys = try await store.leases().filter { $0.owner == owner }.map(\.key)
+        for (owner, leases) in byOwner {
+            let keys = leases.map(\.key)
             try await store.releaseLeases(keys, owner: owner)
             try? await store.removeHost(owner: owner)
             logger.log(.info, "released the leases of a dead JobHost", ["host": owner, "leases": "\(keys.count)"])
