@@ -40,11 +40,14 @@ enum ArchiveCommands {
     static func runStatus(_ args: ParsedArguments) async throws {
         let topic = args.argument("topic")!
         let partitions: [ArchiveStatus]
-        if let log = try GlobalOptions.log(args) as? SegmentLog {
+        // Without the archive: Kafka's offsets as its brokers hold them (the segment log's topics
+        // name their archive themselves).
+        let log = try GlobalOptions.log(args, withArchive: false)
+        if let log = log as? SegmentLog {
             partitions = try await log.archiveStatus(topic: topic)
         } else {
             let archive = try kafkaArchive(args)
-            partitions = try await GlobalOptions.log(args, withArchive: false).offsets(topic: topic).map { live in
+            partitions = try await log.offsets(topic: topic).map { live in
                 ArchiveStatus(partition: live.partition, archived: try archive.entries(topic: topic, partition: live.partition),
                               liveEarliest: live.earliest, liveEnd: live.end)
             }
