@@ -173,7 +173,9 @@ public final class KafkaLog: UnifiedLog, Sendable {
     }
 
     public func offsets(topic name: String) async throws -> [PartitionOffsets] {
-        let count = try await metadata(topic: name).partitions
+        // The partition count this log has seen (a metadata request only the first time): the
+        // controller asks for offsets every tick.
+        let count = try await partitionCount(name)
         let client = self.client, archive = self.archive
         return try await onOwnThread {
             try (0..<count).map { p in
