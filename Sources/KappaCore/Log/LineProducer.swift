@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Dispatch
 
 /// What `kappactl produce` appended: per partition, the first offset and the count.
 public struct ProduceSummary: Sendable, Codable, Equatable {
@@ -83,9 +82,11 @@ public struct LineProducer: Sendable {
         }
     }
 
-    /// Blocking reads happen on a thread of their own, never on the cooperative pool.
+    /// Blocking reads happen on the blocking executor, never on the cooperative pool. A read of a
+    /// terminal may wait for a person to type: that holds one thread of the executor (one read at
+    /// a time), and `kappactl produce` has nothing else for the others to do meanwhile.
     private static func readChunk(_ fd: Int32) async throws -> [UInt8] {
-        try await onOwnThread {
+        try await BlockingExecutor.shared.run {
             var buffer = [UInt8](repeating: 0, count: 1 << 20)
             while true {
                 let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, $0.count) }

@@ -24,15 +24,18 @@ public struct LogMirror: Sendable {
     public func runOnce() async throws -> Int {
         // One mirror per topic at a time: two would each extend the manifest from the same end.
         let lockPath = "\(archive.root)/\(topic)/.mirror.lock"
-        let lock: FileDescriptor
-        do {
-            try FileSystem.makeDirectories("\(archive.root)/\(topic)")
-            lock = try FileDescriptor(path: lockPath, flags: O_RDWR | O_CREAT)
-            guard try lock.tryLockExclusive() else {
-                throw LogError(.invalidArgument, "another mirror of topic \"\(topic)\" is running (\(lockPath) is locked)", topic: topic, file: lockPath)
+        let (root, topic) = (archive.root, self.topic)
+        let lock = try await BlockingExecutor.shared.run {
+            do {
+                try FileSystem.makeDirectories("\(root)/\(topic)")
+                let lock = try FileDescriptor(path: lockPath, flags: O_RDWR | O_CREAT)
+                guard try lock.tryLockExclusive() else {
+                    throw LogError(.invalidArgument, "another mirror of topic \"\(topic)\" is running (\(lockPath) is locked)", topic: topic, file: lockPath)
+                }
+                return lock
+            } catch let error as IOError {
+                throw LogError.io(error, topic: topic)
             }
-        } catch let error as IOError {
-            throw LogError.io(error, topic: topic)
         }
         defer { lock.unlock() }
         var archived = 0
@@ -45,18 +48,22 @@ public struct LogMirror: Sendable {
     private func mirror(partition p: Int, live: PartitionOffsets) async throws -> Int {
         // Where the archive ends; below the live log's earliest, retention was first: a gap that
         // `kappactl archive status` shows.
-        var position = max(try archive.entries(topic: topic, partition: p).last?.end ?? live.earliest, live.earliest)
+        let (archive, topic) = (self.archive, self.topic)
+        let executor = BlockingExecutor.shared
+        let archivedEnd = try await executor.run { try archive.entries(topic: topic, partition: p).last?.end }
+        var position = max(archivedEnd ?? live.earliest, live.earliest)
         var archived = 0
         var pending: [ProducerRecord] = []
-        var base = position, bytes = 0
-        func flush() throws {
+        var base = position, size = 0
+        func flush() async throws {
             guard !pending.isEmpty else { return }
             var frames: [UInt8] = []
             _ = RecordBatchCodec.encode(pending[...], baseOffset: base, now: 0, into: &frames)
-            try archive.store(topic: topic, partition: p, bytes: frames, base: base, end: base + Int64(pending.count))
+            let (bytes, start, end) = (frames, base, base + Int64(pending.count))
+            try await executor.run { try archive.store(topic: topic, partition: p, bytes: bytes, base: start, end: end) }
             archived += pending.count
             pending.removeAll(keepingCapacity: true)
-            bytes = 0
+            size = 0
         }
         var empty = 0
         while position < live.end {
@@ -69,19 +76,19 @@ public struct LogMirror: Sendable {
             empty = 0
             for r in records {
                 if r.offset != base + Int64(pending.count) {  // offsets the log skipped (compaction, markers)
-                    try flush()
+                    try await flush()
                     base = r.offset
                 }
                 pending.append(ProducerRecord(key: r.key.map(Array.init), value: Array(r.value), timestamp: r.timestamp))
-                bytes += (r.key?.count ?? 0) + r.value.count + BatchHeader.recordOverhead
-                if bytes >= fileBytes {
-                    try flush()
+                size += (r.key?.count ?? 0) + r.value.count + BatchHeader.recordOverhead
+                if size >= fileBytes {
+                    try await flush()
                     base = r.offset + 1
                 }
             }
             position = records.nextOffset
         }
-        try flush()
+        try await flush()
         return archived
     }
 }

@@ -17,11 +17,11 @@ extension PartitionLog {
                 p.draining = true
                 return true
             }
-            if start { queue.async { self.drain() } }
+            if start { writer.submit { self.drain() } }
         }
     }
 
-    /// Runs on `queue` until no request waits.
+    /// Runs on the `writer` lane until no request waits.
     private func drain() {
         while true {
             let group = pending.withLock { p -> [PendingAppends.Request] in
@@ -33,7 +33,7 @@ extension PartitionLog {
             if group.isEmpty { return }
             do {
                 let results = try withFileLock {
-                    try active.withLock { state in try write(group.map { ($0.records, $0.now) }, &state) }
+                    try withWriterState { state in try write(group.map { ($0.records, $0.now) }, &state) }
                 }
                 for (request, result) in zip(group, results) { request.continuation.resume(returning: result) }
             } catch {

@@ -3,9 +3,19 @@ import Glibc
 #endif
 
 extension PartitionLog {
-    /// Reads from `offset` up to the head, without taking the lock. See `UnifiedLog.read`.
-    func read(from offset: Int64, maxRecords: Int, maxBytes: Int) throws -> LogRecords {
-        let head = try head()
+    /// Reads from `offset` up to the head, without taking the lock, on the executor (preads and
+    /// checksums block). See `UnifiedLog.read`.
+    func read(from offset: Int64, maxRecords: Int, maxBytes: Int) async throws -> LogRecords {
+        let read = { @Sendable (head: PartitionHead) throws -> LogRecords in
+            try self.read(from: offset, maxRecords: maxRecords, maxBytes: maxBytes, head: head)
+        }
+        if let records = try await executor.run({ try self.readHead().map(read) }) { return records }
+        let head = try await rebuildHead()
+        return try await executor.run { try read(head) }
+    }
+
+    /// Reads from `offset` up to `head`. Blocking.
+    func read(from offset: Int64, maxRecords: Int, maxBytes: Int, head: PartitionHead) throws -> LogRecords {
         guard offset <= head.nextOffset else {
             throw LogError(.offsetBeyondEnd,
                            "topic \"\(topic)\" partition \(partition): offset \(offset) is beyond the end offset \(head.nextOffset)",

@@ -43,24 +43,12 @@ extension PartitionLog {
 
     /// Applies retention now (JobHost does this periodically; appends do it when a segment fills).
     func enforceRetention(now: Int64) async throws -> Int {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async {
-                do {
-                    let deleted = try self.withFileLock {
-                        try self.active.withLock { state -> Int in
-                            var s = try self.reload(&state)
-                            let deleted = try self.applyRetention(&s, now: now)
-                            state = s
-                            if deleted > 0 { try self.ioErrors { try self.headFile.write(s.head.encoded(), at: 0) } }
-                            return deleted
-                        }
-                    }
-                    continuation.resume(returning: deleted)
-                } catch {
-                    self.active.withLock { $0 = nil }
-                    continuation.resume(throwing: error)
-                }
-            }
+        try await onWriter { state -> Int in
+            var s = try self.reload(&state)
+            let deleted = try self.applyRetention(&s, now: now)
+            state = s
+            if deleted > 0 { try self.ioErrors { try self.headFile.write(s.head.encoded(), at: 0) } }
+            return deleted
         }
     }
 
@@ -68,24 +56,12 @@ extension PartitionLog {
     /// so that retention elsewhere cannot delete one mid-copy). Returns how many were copied.
     func archiveClosedSegments() async throws -> Int {
         guard archive != nil else { return 0 }
-        return try await withCheckedThrowingContinuation { continuation in
-            queue.async {
-                do {
-                    let copied = try self.withFileLock {
-                        try self.active.withLock { state -> Int in
-                            let s = try self.reload(&state)
-                            state = s
-                            return try self.ioErrors {
-                                let closed = try SegmentFiles.list(self.directory).filter { $0 < s.base }
-                                return try self.archiveSegments(closed, first: closed.count, activeBase: s.base)
-                            }
-                        }
-                    }
-                    continuation.resume(returning: copied)
-                } catch {
-                    self.active.withLock { $0 = nil }
-                    continuation.resume(throwing: error)
-                }
+        return try await onWriter { state -> Int in
+            let s = try self.reload(&state)
+            state = s
+            return try self.ioErrors {
+                let closed = try SegmentFiles.list(self.directory).filter { $0 < s.base }
+                return try self.archiveSegments(closed, first: closed.count, activeBase: s.base)
             }
         }
     }

@@ -1,15 +1,19 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Dispatch
 import Synchronization
 
 /// One partition of a `SegmentLog` topic: a directory of segment files, their sparse indexes,
 /// the head (`PartitionHead`) and a lock file.
 ///
-/// Ownership: appends are queued (`pending`) and written by one serial dispatch queue, which
-/// alone touches `active`; across processes, the `lock` file's flock is held per written group.
-/// Readers touch only `cache` and read without the lock, up to the head.
+/// Ownership: appends are queued (`pending`) and written by the partition's `writer`, a serial
+/// lane of the blocking executor, which alone uses `active` (taken out of its Mutex for the time
+/// of a write, so the Mutex is never held during I/O); across processes, the `lock` file's flock
+/// is held per written group. Readers touch only `cache` and read without the lock, up to the
+/// head, on the executor. Every method here that blocks is synchronous and runs on the executor;
+/// the async ones are the entry points that put it there.
+///
+/// Opened (and recovered, under the flock) by `OpenTopic`, on the executor, once per partition.
 final class PartitionLog: Sendable {
     let topic: String
     let partition: Int
@@ -20,13 +24,19 @@ final class PartitionLog: Sendable {
 
     let headFile: FileDescriptor
     let lockFile: FileDescriptor
-    let queue: DispatchQueue
+    /// Runs the blocking reads (and this partition's writer lane).
+    let executor: BlockingExecutor
+    /// The partition's writer: group commits, retention, archiving and head rebuilds, one at a time.
+    let writer: BlockingExecutor.Lane
     let pending = Mutex(PendingAppends())
-    /// The writer's view of the active segment; only the serial `queue` touches it.
+    /// The writer's view of the active segment; only the `writer` lane uses it (`withWriterState`).
     let active = Mutex<ActiveSegment?>(nil)
     let cache = Mutex(ReadCache())
 
-    init(topic: String, partition: Int, directory: String, config: TopicConfig, archive: SegmentArchive? = nil) throws {
+    /// Opens the partition, recovering it under the file lock when the head and the files disagree.
+    /// Blocking: call it on the executor.
+    init(topic: String, partition: Int, directory: String, config: TopicConfig, archive: SegmentArchive? = nil,
+         executor: BlockingExecutor = .shared) throws {
         self.topic = topic
         self.partition = partition
         self.directory = directory
@@ -38,9 +48,11 @@ final class PartitionLog: Sendable {
         } catch let error as IOError {
             throw LogError.io(error, topic: topic, partition: partition)
         }
-        queue = DispatchQueue(label: "kappa.log.\(topic).\(partition)")
+        self.executor = executor
+        writer = executor.lane("kappa.log.\(topic).\(partition)")
         if try needsRecovery() {
-            try withFileLock { try active.withLock { $0 = try recover() } }
+            let recovered = try withFileLock { try recover() }
+            active.withLock { $0 = recovered }
         }
     }
 
@@ -75,23 +87,63 @@ final class PartitionLog: Sendable {
                         topic: topic, partition: partition, offset: offset, file: file)
     }
 
+    /// Runs `body` with the writer's state taken out of `active` and puts it back after, so that
+    /// no Mutex is held while `body` does I/O. Only on the `writer` lane (one at a time).
+    func withWriterState<T>(_ body: (inout ActiveSegment?) throws -> T) rethrows -> T {
+        var state = active.withLock { s -> ActiveSegment? in
+            defer { s = nil }
+            return s
+        }
+        defer { active.withLock { [state] in $0 = state } }
+        return try body(&state)
+    }
+
+    /// The head file, as readers see it; nil when it cannot be read. Blocking.
+    func readHead() throws -> PartitionHead? {
+        try ioErrors { try PartitionHead.read(from: headFile) }
+    }
+
     /// The current head, as readers see it.
-    func head() throws -> PartitionHead {
-        if let head = try ioErrors({ try PartitionHead.read(from: headFile) }) { return head }
-        // A head that cannot be read (first open, or a damaged file): rebuild it under the lock.
-        return try queue.sync { try withFileLock { try active.withLock { s in try reload(&s).head } } }
+    func head() async throws -> PartitionHead {
+        if let head = try await executor.run({ try self.readHead() }) { return head }
+        return try await rebuildHead()
+    }
+
+    /// A head that cannot be read (first open, or a damaged file): rebuilt under the lock, by the
+    /// writer (never waited for synchronously: a reader on the executor waiting for the writer
+    /// lane, queued on the same executor, could wait forever).
+    func rebuildHead() async throws -> PartitionHead {
+        try await onWriter { try self.reload(&$0).head }
+    }
+
+    /// Runs `body` on the writer lane, holding the file lock, with the writer's state; after an
+    /// error the state is dropped (the disk decides again next time).
+    func onWriter<T: Sendable>(_ body: @escaping @Sendable (inout ActiveSegment?) throws -> T) async throws -> T {
+        try await writer.run {
+            do {
+                return try self.withFileLock { try self.withWriterState(body) }
+            } catch {
+                self.active.withLock { $0 = nil }
+                throw error
+            }
+        }
     }
 
     /// Offsets without reading records; with an archive, the earliest offset readable from the
-    /// archive and the live log together.
-    func offsets() throws -> PartitionOffsets {
-        let h = try head()
+    /// archive and the live log together. Blocking (the archive's manifest).
+    func offsets(head h: PartitionHead) throws -> PartitionOffsets {
         let earliest = try archive?.earliest(topic: topic, partition: partition, liveEarliest: h.earliest) ?? h.earliest
         return PartitionOffsets(partition: partition, earliest: earliest, end: h.nextOffset)
     }
+
+    func offsets() async throws -> PartitionOffsets {
+        if let offsets = try await executor.run({ try self.readHead().map { try self.offsets(head: $0) } }) { return offsets }
+        let head = try await rebuildHead()
+        return try await executor.run { try self.offsets(head: head) }
+    }
 }
 
-/// Appends waiting for the writer queue.
+/// Appends waiting for the writer lane.
 struct PendingAppends {
     struct Request {
         var records: [ProducerRecord]

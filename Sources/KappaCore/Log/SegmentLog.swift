@@ -4,11 +4,15 @@ import Synchronization
 /// The embedded unified log: each topic a directory, each partition a directory of segment
 /// files (see `PartitionLog`). Several processes may use one log directory at once: appends
 /// to a partition are serialized by a file lock held per group commit, reads take no lock.
+///
+/// Every file operation runs on the blocking executor (`BlockingExecutor.shared`), never on the
+/// cooperative pool; each partition's writer is a serial lane of it.
 public final class SegmentLog: UnifiedLog {
     /// The directory holding one sub-directory per topic.
     public let directory: String
     private let open = Mutex<[String: OpenTopic]>([:])
     private let router = RecordRouter()
+    private let executor = BlockingExecutor.shared
 
     /// Opens (creating if needed) the log in `directory`.
     /// - Throws: `LogError.io` naming the directory.
@@ -29,6 +33,10 @@ public final class SegmentLog: UnifiedLog {
     // MARK: Topics
 
     public func createTopic(_ name: String, config: TopicConfig) async throws -> TopicMetadata {
+        try await executor.run { try self.createTopicNow(name, config: config) }
+    }
+
+    private func createTopicNow(_ name: String, config: TopicConfig) throws -> TopicMetadata {
         if let archive = config.archive {
             do { try FileSystem.makeDirectories(archive) } catch let error as IOError {
                 throw LogError(.invalidArgument, "topic \"\(name)\": cannot use \(archive) as its archive: \(error)", topic: name)
@@ -68,6 +76,10 @@ public final class SegmentLog: UnifiedLog {
     }
 
     public func deleteTopic(_ name: String) async throws {
+        try await executor.run { try self.deleteTopicNow(name) }
+    }
+
+    private func deleteTopicNow(_ name: String) throws {
         let path = "\(directory)/\(name)"
         guard (try? Self.validate(name: name)) != nil, FileSystem.isDirectory(path) else { throw LogError.topicNotFound(name) }
         let doomed = "\(directory)/.delete-\(name)-\(UUID().uuidString.prefix(8))"
@@ -82,21 +94,23 @@ public final class SegmentLog: UnifiedLog {
     }
 
     public func listTopics() async throws -> [TopicMetadata] {
-        let names = try FileSystem.list(directory).filter { !$0.hasPrefix(".") }.sorted()
-        return try names.compactMap { name in
-            guard FileSystem.exists("\(directory)/\(name)/topic.json") else { return nil }
-            return try topic(name).metadata
+        let directory = self.directory
+        let names = try await executor.run {
+            try FileSystem.list(directory).filter { !$0.hasPrefix(".") && FileSystem.exists("\(directory)/\($0)/topic.json") }.sorted()
         }
+        var topics: [TopicMetadata] = []
+        for name in names { topics.append(try await topic(name).metadata) }
+        return topics
     }
 
     public func metadata(topic name: String) async throws -> TopicMetadata {
-        try topic(name).metadata
+        try await topic(name).metadata
     }
 
     // MARK: Records
 
     public func append(topic name: String, records: [ProducerRecord]) async throws -> [AppendResult] {
-        let topic = try topic(name)
+        let topic = try await topic(name)
         let count = topic.metadata.partitions
         let now = currentTimeMillis()
         // Where each record goes; records are not copied unless they go to several partitions.
@@ -123,7 +137,10 @@ public final class SegmentLog: UnifiedLog {
             }
             batches[Int(slot[p])].records.append(record)
         }
-        let partitions = try batches.sorted { $0.partition < $1.partition }.map { (try topic.partition($0.partition), $0.records) }
+        var partitions: [(PartitionLog, [ProducerRecord])] = []
+        for batch in batches.sorted(by: { $0.partition < $1.partition }) {
+            partitions.append((try await topic.partition(batch.partition), batch.records))
+        }
         return try await withThrowingTaskGroup(of: AppendResult.self) { group in
             for (log, batch) in partitions { group.addTask { try await log.append(batch, now: now) } }
             var results: [AppendResult] = []
@@ -133,29 +150,30 @@ public final class SegmentLog: UnifiedLog {
     }
 
     public func read(topic name: String, partition: Int, from offset: Int64, maxRecords: Int, maxBytes: Int) async throws -> LogRecords {
-        try topic(name).partition(partition).read(from: offset, maxRecords: maxRecords, maxBytes: maxBytes)
+        try await topic(name).partition(partition).read(from: offset, maxRecords: maxRecords, maxBytes: maxBytes)
     }
 
     public func offsets(topic name: String) async throws -> [PartitionOffsets] {
-        let topic = try topic(name)
-        return try (0..<topic.metadata.partitions).map { try topic.offsets($0) }
+        try await topic(name).offsets()
     }
 
     public func describe(topic name: String) async throws -> [PartitionDescription] {
-        let topic = try topic(name)
-        return try (0..<topic.metadata.partitions).map { p in
-            let offsets = try topic.offsets(p)
-            let dir = "\(topic.directory)/\(p)"
-            let segments = (try? SegmentFiles.list(dir)) ?? []
-            let bytes = segments.reduce(Int64(0)) { $0 + (FileSystem.size(SegmentFiles.logPath(dir, $1)) ?? 0) }
-            return PartitionDescription(partition: p, earliest: offsets.earliest, end: offsets.end, bytes: bytes, segments: segments.count)
+        let topic = try await topic(name)
+        let offsets = try await topic.offsets()
+        return try await executor.run {
+            offsets.map { offsets in
+                let dir = "\(topic.directory)/\(offsets.partition)"
+                let segments = (try? SegmentFiles.list(dir)) ?? []
+                let bytes = segments.reduce(Int64(0)) { $0 + (FileSystem.size(SegmentFiles.logPath(dir, $1)) ?? 0) }
+                return PartitionDescription(partition: offsets.partition, earliest: offsets.earliest, end: offsets.end, bytes: bytes, segments: segments.count)
+            }
         }
     }
 
     /// Copies the closed segments of a topic with an archive there now (JobHost does it with
     /// retention; retention also does it before deleting). Returns how many were copied.
     public func archiveClosedSegments(topic name: String) async throws -> Int {
-        let topic = try topic(name)
+        let topic = try await topic(name)
         guard topic.metadata.config.archive != nil else {
             throw LogError(.invalidArgument, "topic \"\(name)\" has no archive (create it with --archive DIR)", topic: name)
         }
@@ -166,22 +184,24 @@ public final class SegmentLog: UnifiedLog {
 
     /// Per partition: what the archive holds, what the live log holds, and any gap between.
     public func archiveStatus(topic name: String) async throws -> [ArchiveStatus] {
-        let topic = try topic(name)
+        let topic = try await topic(name)
         guard let archive = topic.archive else {
             throw LogError(.invalidArgument, "topic \"\(name)\" has no archive (create it with --archive DIR)", topic: name)
         }
-        return try (0..<topic.metadata.partitions).map { p in
-            let head = try topic.partition(p).head()
-            return ArchiveStatus(partition: p, archived: try archive.entries(topic: name, partition: p),
-                                 liveEarliest: head.earliest, liveEnd: head.nextOffset)
+        var statuses: [ArchiveStatus] = []
+        for p in 0..<topic.metadata.partitions {
+            let head = try await topic.partition(p).head()
+            let archived = try await executor.run { try archive.entries(topic: name, partition: p) }
+            statuses.append(ArchiveStatus(partition: p, archived: archived, liveEarliest: head.earliest, liveEnd: head.nextOffset))
         }
+        return statuses
     }
 
     /// Applies every topic's retention now; returns how many segments were deleted.
     public func enforceRetention(now: Int64 = currentTimeMillis()) async throws -> Int {
         var deleted = 0
         for metadata in try await listTopics() {
-            let topic = try topic(metadata.name)
+            let topic = try await topic(metadata.name)
             for p in 0..<metadata.partitions {
                 // Closed segments go to the archive as soon as they close, not only before deletion.
                 if metadata.config.archive != nil { _ = try await topic.partition(p).archiveClosedSegments() }
@@ -195,8 +215,14 @@ public final class SegmentLog: UnifiedLog {
 
     // MARK: Internals
 
-    private func topic(_ name: String) throws -> OpenTopic {
+    /// The topic, its metadata read (on the executor) the first time. Two callers at once may
+    /// both read it; one keeps its `OpenTopic`, which opens no file until a partition is asked for.
+    private func topic(_ name: String) async throws -> OpenTopic {
         if let known = open.withLock({ $0[name] }) { return known }
+        return try await executor.run { try self.loadTopic(name) }
+    }
+
+    private func loadTopic(_ name: String) throws -> OpenTopic {
         guard (try? Self.validate(name: name)) != nil else { throw LogError.topicNotFound(name) }
         let dir = "\(directory)/\(name)"
         let metaPath = "\(dir)/topic.json"
@@ -209,7 +235,7 @@ public final class SegmentLog: UnifiedLog {
         } catch {
             throw LogError(.corrupt, "topic \"\(name)\": cannot read \(metaPath): \(error)", topic: name, file: metaPath)
         }
-        let opened = OpenTopic(metadata: metadata, directory: dir)
+        let opened = OpenTopic(metadata: metadata, directory: dir, executor: executor)
         return open.withLock { $0[name] ?? { $0[name] = opened; return opened }(&$0) }
     }
 
@@ -270,45 +296,6 @@ public struct PartitionDescription: Sendable, Equatable, Codable {
     public var end: Int64
     public var bytes: Int64
     public var segments: Int
-}
-
-/// A topic whose metadata is loaded; partitions are opened (and recovered) on first use.
-final class OpenTopic: Sendable {
-    let metadata: TopicMetadata
-    let directory: String
-    /// The topic's archive, shared by its partitions (and its manifest cache with them).
-    let archive: SegmentArchive?
-    private let partitions = Mutex<[Int: PartitionLog]>([:])
-
-    init(metadata: TopicMetadata, directory: String) {
-        self.metadata = metadata
-        self.directory = directory
-        archive = metadata.config.archive.map(SegmentArchive.init(root:))
-    }
-
-    func partition(_ p: Int) throws -> PartitionLog {
-        guard p >= 0 && p < metadata.partitions else { throw LogError.partitionNotFound(metadata.name, p, count: metadata.partitions) }
-        return try partitions.withLock { open in
-            if let log = open[p] { return log }
-            let log = try PartitionLog(topic: metadata.name, partition: p, directory: "\(directory)/\(p)", config: metadata.config, archive: archive)
-            open[p] = log
-            return log
-        }
-    }
-
-    /// Offsets from the head file alone when the partition is not open and the head agrees with
-    /// the files (a read and two stats); otherwise the partition is opened, which recovers it.
-    func offsets(_ p: Int) throws -> PartitionOffsets {
-        if let log = partitions.withLock({ $0[p] }) { return try log.offsets() }
-        if let file = try? FileDescriptor(path: "\(directory)/\(p)/\(PartitionHead.fileName)", flags: O_RDONLY),
-           let head = try? PartitionHead.read(from: file),
-           FileSystem.exists(SegmentFiles.logPath("\(directory)/\(p)", head.earliest)),
-           FileSystem.size(SegmentFiles.logPath("\(directory)/\(p)", head.segmentBase)) == head.position {
-            let earliest = try archive?.earliest(topic: metadata.name, partition: p, liveEarliest: head.earliest) ?? head.earliest
-            return PartitionOffsets(partition: p, earliest: earliest, end: head.nextOffset)
-        }
-        return try partition(p).offsets()
-    }
 }
 
 extension JSONEncoder {
