@@ -40,22 +40,23 @@ final class KafkaCursorPool: Sendable {
             cursor.stop()
             checkin(cursor)
         }
-        return try lanes.withLock { lanes in
-            let idle = lanes.compactMap { $0.cursors[key] }.filter { !$0.busy }
-            if let cursor = idle.first(where: { $0.position == offset }) ?? idle.first {
+        while true {
+            let cursor = try lanes.withLock { lanes -> KafkaCursor? in
+                let idle = lanes.compactMap { $0.cursors[key] }.filter { !$0.busy }
+                if let cursor = idle.first(where: { $0.position == offset }) ?? idle.first {
+                    cursor.busy = true
+                    return cursor
+                }
+                guard let free = lanes.first(where: { $0.cursors[key] == nil }) else { return nil }
+                let cursor = try free.cursor(key)
                 cursor.busy = true
                 return cursor
             }
-            let lane: KafkaLane
-            if let free = lanes.first(where: { $0.cursors[key] == nil }) {
-                lane = free
-            } else {
-                lane = KafkaLane(handle: try KafkaHandle(RD_KAFKA_CONSUMER, settings: settings, defaults: Self.consumerDefaults, logger: logger))
-                lanes.append(lane)
-            }
-            let cursor = try lane.cursor(key)
-            cursor.busy = true
-            return cursor
+            if let cursor { return cursor }
+            // Every lane reads this partition already: a new consumer, started outside the lock
+            // (librdkafka starts its threads), then taken on the next pass.
+            let lane = KafkaLane(handle: try KafkaHandle(RD_KAFKA_CONSUMER, settings: settings, defaults: Self.consumerDefaults, logger: logger))
+            lanes.withLock { $0.append(lane) }
         }
     }
 
@@ -215,20 +216,21 @@ final class KafkaCursor: @unchecked Sendable {
 }
 
 /// Commits versions' next offsets to their consumer groups (`kappa.<job>.v<N>`) so that Kafka's
-/// lag tools see them: best effort, coalesced, at most once a second per group, from a thread
-/// of its own through the admin API (AlterConsumerGroupOffsets; the groups have no members).
+/// lag tools see them: best effort, coalesced, at most once a second per group, through the
+/// admin API (AlterConsumerGroupOffsets; the groups have no members). A task sleeps between
+/// rounds; a round's requests run on the Kafka lane of the blocking executor.
 final class KafkaProgressCommitter: Sendable {
     private struct Pending { var offsets: [String: [KafkaCursor.Key: Int64]] = [:]; var stopped = false; var warned: Set<String> = [] }
     private let pending = Mutex(Pending())
     private let client: KafkaHandle
     private let logger: EventLogger
+    private let lane: BlockingExecutor.Lane
 
-    init(client: KafkaHandle, logger: EventLogger) {
+    init(client: KafkaHandle, logger: EventLogger, lane: BlockingExecutor.Lane) {
         self.client = client
         self.logger = logger
-        let thread = Thread { [self] in self.loop() }
-        thread.name = "kappa-kafka-progress"
-        thread.start()
+        self.lane = lane
+        Task { [self] in await loop() }
     }
 
     func record(group: String, topic: String, partition: Int, nextOffset: Int64) {
@@ -237,15 +239,17 @@ final class KafkaProgressCommitter: Sendable {
 
     func stop() { pending.withLock { $0.stopped = true } }
 
-    private func loop() {
+    private func loop() async {
         while true {
             let (batch, stopped) = pending.withLock { p -> ([String: [KafkaCursor.Key: Int64]], Bool) in
                 defer { p.offsets = [:] }
                 return (p.offsets, p.stopped)
             }
-            for (group, offsets) in batch { commit(group: group, offsets) }
+            if !batch.isEmpty {
+                _ = try? await lane.run { [self] in for (group, offsets) in batch { commit(group: group, offsets) } }
+            }
             if stopped { return }
-            Thread.sleep(forTimeInterval: 1)
+            try? await Task.sleep(for: .seconds(1))
         }
     }
 

@@ -15,7 +15,12 @@ import Synchronization
 /// - Progress: after a version commits, its next offsets are also committed (best effort, at most
 ///   once a second) to the consumer group `kappa.<job>.v<N>`, for Kafka's own lag tools.
 ///
-/// Every blocking librdkafka call runs on a thread of its own (`onOwnThread`).
+/// Every blocking librdkafka call runs on the blocking executor, through one lane for all of the
+/// process's Kafka logs (`blocking`) at most half as wide as the executor: a cluster that stops
+/// answering makes each call wait up to its timeout (10 s for metadata and watermarks, 35 s for an
+/// admin request, a minute for an acknowledgement), and those waits must not take the threads the
+/// store and the files need. A read does not wait on a thread for records to arrive: it polls
+/// without waiting and sleeps (asynchronously, holding no thread) between polls.
 public final class KafkaLog: UnifiedLog, Sendable {
     public let settings: KafkaSettings
     let logger: EventLogger
@@ -46,13 +51,16 @@ public final class KafkaLog: UnifiedLog, Sendable {
         client = try KafkaHandle(RD_KAFKA_PRODUCER, settings: settings, defaults: Self.producerDefaults, logger: logger,
                                  deliveryReports: true)
         cursors = KafkaCursorPool(settings: settings, logger: logger)
-        progress = KafkaProgressCommitter(client: client, logger: logger)
+        progress = KafkaProgressCommitter(client: client, logger: logger, lane: Self.blocking)
     }
 
     deinit { progress.stop() }
 
     /// Retention and segments are the brokers' topic configuration (`kafka-configs`).
     public var configuredElsewhere: Bool { true }
+
+    /// The lane for Kafka's blocking calls (see above).
+    static let blocking = BlockingExecutor.shared.lane("kafka", width: max(1, BlockingExecutor.shared.threads / 2))
 
     // MARK: Topics
 
@@ -62,7 +70,7 @@ public final class KafkaLog: UnifiedLog, Sendable {
             throw LogError(.invalidArgument, "partitions must be between 1 and 100000 (got \(config.partitions))")
         }
         let client = self.client
-        try await onOwnThread {
+        try await Self.blocking.run {
             try KafkaAdmin(client).createTopic(name, config: config)
         }
         partitionCounts.withLock { $0[name] = config.partitions }
@@ -72,20 +80,20 @@ public final class KafkaLog: UnifiedLog, Sendable {
     public func deleteTopic(_ name: String) async throws {
         _ = try await metadata(topic: name)
         let client = self.client
-        try await onOwnThread { try KafkaAdmin(client).deleteTopic(name) }
+        try await Self.blocking.run { try KafkaAdmin(client).deleteTopic(name) }
         partitionCounts.withLock { $0[name] = nil }
     }
 
     public func listTopics() async throws -> [TopicMetadata] {
         let client = self.client
-        let topics = try await onOwnThread { try client.topics() }
+        let topics = try await Self.blocking.run { try client.topics() }
         partitionCounts.withLock { known in for (k, v) in topics { known[k] = v } }
         return topics.filter { !$0.key.hasPrefix("__") }.sorted { $0.key < $1.key }.map(Self.metadata)
     }
 
     public func metadata(topic name: String) async throws -> TopicMetadata {
         let client = self.client
-        let topics = try await onOwnThread { try client.topics() }
+        let topics = try await Self.blocking.run { try client.topics() }
         guard let count = topics[name] else { throw LogError.topicNotFound(name) }
         partitionCounts.withLock { $0[name] = count }
         return Self.metadata((name, count))
@@ -111,7 +119,7 @@ public final class KafkaLog: UnifiedLog, Sendable {
         routed.reserveCapacity(records.count)
         for record in records { routed.append((try router.partition(of: record, topic: name, count: count), record)) }
         let client = self.client, batch = routed
-        return try await onOwnThread { try Self.produce(client, topic: name, batch, now: now) }
+        return try await Self.blocking.run { try Self.produce(client, topic: name, batch, now: now) }
     }
 
     /// Enqueues every record, then serves delivery reports until all are acknowledged.
@@ -158,18 +166,42 @@ public final class KafkaLog: UnifiedLog, Sendable {
         let count = try await partitionCount(name)
         guard partition >= 0 && partition < count else { throw LogError.partitionNotFound(name, partition, count: count) }
         if maxRecords <= 0 { return .empty(partition: partition, nextOffset: offset) }
-        let cursors = self.cursors, wait = readWaitMs, archive = self.archive
+        let cursors = self.cursors, archive = self.archive
         // Taking a cursor may start a consumer or stop idle ones: blocking too.
-        return try await onOwnThread {
+        let start = try await Self.blocking.run { () -> ReadStart in
             // What the archive holds is read from there (the same records, byte for byte): no
             // broker round trip, and no waiting for a fetch below the brokers' retention to fail.
             if let archived = try archive?.read(topic: name, partition: partition, from: offset, maxRecords: maxRecords, maxBytes: maxBytes) {
-                return archived
+                return .archived(archived)
             }
-            let cursor = try cursors.checkout(topic: name, partition: partition, offset: offset)
-            defer { cursors.checkin(cursor) }
-            return try cursor.read(from: offset, maxRecords: maxRecords, maxBytes: maxBytes, waitMs: wait)
+            return .cursor(try cursors.checkout(topic: name, partition: partition, offset: offset))
         }
+        let cursor: KafkaCursor
+        switch start {
+        case .archived(let records): return records
+        case .cursor(let checkedOut): cursor = checkedOut
+        }
+        defer { cursors.checkin(cursor) }
+        // Up to `readWaitMs` for a first record: polls that do not wait, with pauses from 1 ms
+        // growing to 50 ms between them (records fetched ahead are there at the first poll; a
+        // reader at the head sees new ones at most 50 ms late).
+        let deadline = currentTimeMillis() + Int64(readWaitMs)
+        var pause: Int64 = 1
+        while true {
+            let records = try await Self.blocking.run {
+                try cursor.read(from: offset, maxRecords: maxRecords, maxBytes: maxBytes, waitMs: 0)
+            }
+            let left = deadline - currentTimeMillis()
+            if !records.isEmpty || left <= 0 || Task.isCancelled { return records }
+            try? await Task.sleep(for: .milliseconds(min(pause, left)))
+            pause = min(pause * 2, 50)
+        }
+    }
+
+    /// Where a read starts: records in the archive, or a cursor checked out of the pool.
+    private enum ReadStart: Sendable {
+        case archived(LogRecords)
+        case cursor(KafkaCursor)
     }
 
     public func offsets(topic name: String) async throws -> [PartitionOffsets] {
@@ -177,7 +209,7 @@ public final class KafkaLog: UnifiedLog, Sendable {
         // controller asks for offsets every tick.
         let count = try await partitionCount(name)
         let client = self.client, archive = self.archive
-        return try await onOwnThread {
+        return try await Self.blocking.run {
             try (0..<count).map { p in
                 var offsets = try client.watermarks(topic: name, partition: p)
                 if let archive { offsets.earliest = try archive.earliest(topic: name, partition: p, liveEarliest: offsets.earliest) }
@@ -202,12 +234,12 @@ public final class KafkaLog: UnifiedLog, Sendable {
     public func groupOffsets(group: String, topic: String) async throws -> [Int64?] {
         let count = try await metadata(topic: topic).partitions
         let client = self.client
-        return try await onOwnThread { try KafkaAdmin(client).groupOffsets(group: group, topic: topic, partitions: count) }
+        return try await Self.blocking.run { try KafkaAdmin(client).groupOffsets(group: group, topic: topic, partitions: count) }
     }
 }
 
-/// Admin requests (CreateTopics, DeleteTopics) on the client's handle. Blocking: call it on a
-/// thread of its own.
+/// Admin requests (CreateTopics, DeleteTopics) on the client's handle. Blocking: call it on the
+/// executor (`KafkaLog.blocking`).
 struct KafkaAdmin {
     let client: KafkaHandle
     var timeoutMs: Int32 = 30_000
