@@ -8,10 +8,20 @@ import Glibc
 /// A small HTTP/1.1 server for JobHost's metrics, status API and page: GET and HEAD only, no
 /// request bodies, one request per connection (`Connection: close`).
 ///
-/// Slow or abusive clients cannot hold anything up: each connection is served on a thread of its
-/// own with 5-second socket timeouts and a 16 KiB limit on the request head; at most
-/// `maxConnections` at once (more get 503 at once). The handler only reads the catalog and the
-/// controller's counters; it never waits on the controller.
+/// Slow or abusive clients cannot hold anything up: a connection's socket reads and writes run on
+/// the server's own bounded pool of threads (`io`) with 5-second socket timeouts and a 16 KiB
+/// limit on the request head; at most `maxConnections` at once (more get 503 at once). The
+/// handler only reads the catalog and the controller's counters; it never waits on the
+/// controller.
+///
+/// Why a pool of its own and not the shared `BlockingExecutor`: a connection holds a thread for
+/// as long as its client takes to send a request head (5 s per read, more for a client that
+/// trickles bytes) and to take the answer. On the shared executor, 32 slow clients would hold
+/// every thread the store and the log need, and JobHost's workers would stop. Here they can only
+/// exhaust the server's own threads (`maxConnections` + 1 for the accept loop, started as
+/// needed). The handler itself runs as a task, holding no thread: it awaits the catalog, whose
+/// queries run on the shared executor; a connection thread never waits for it synchronously (a
+/// thread of an executor blocked on work queued on that executor can wait forever).
 public final class HTTPServer: Sendable {
     public struct Request: Sendable {
         public var method: String
@@ -54,6 +64,8 @@ public final class HTTPServer: Sendable {
     private let handler: @Sendable (Request) async -> Response
     private let open = Atomic<Int>(0)
     private let stopped = Atomic<Bool>(false)
+    /// The accept loop and the connections' socket I/O (see above).
+    private let io = BlockingExecutor(threads: HTTPServer.maxConnections + 1, name: "kappa-http")
 
     /// Binds and listens on `host:port` (an IPv4 address).
     /// - Throws: `IOError` naming the address (in use, not an address of this machine…).
@@ -89,11 +101,8 @@ public final class HTTPServer: Sendable {
 
     /// Accepts connections until the task is cancelled.
     public func run() async {
-        let thread = Thread { [self] in acceptLoop() }
-        thread.name = "kappa-http-accept"
-        thread.start()
         await withTaskCancellationHandler {
-            while !stopped.load(ordering: .relaxed) { try? await Task.sleep(for: .milliseconds(100)) }
+            _ = try? await io.run { [self] in acceptLoop() }
         } onCancel: {
             stopped.store(true, ordering: .relaxed)
         }
@@ -115,46 +124,44 @@ public final class HTTPServer: Sendable {
                 open.wrappingSubtract(1, ordering: .relaxed)
                 continue
             }
-            let thread = Thread { [self] in
-                serve(client)
+            Task { [self] in
+                await serve(client)
                 close(client)
                 open.wrappingSubtract(1, ordering: .relaxed)
             }
-            thread.stackSize = 256 << 10
-            thread.start()
         }
     }
 
     /// Reads one request head, answers it, returns.
-    private func serve(_ client: Int32) {
-        var head: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while Self.endOfHead(head) == nil {
-            let n = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { return }  // closed or timed out before a whole request
-            head += buffer[0..<n]
-            if head.count > Self.maxHeadBytes {
-                Self.send(client, .text(431, "request head larger than 16 KiB"), head: false)
-                return
-            }
-        }
+    private func serve(_ client: Int32) async {
+        let io = self.io
+        guard let head = try? await io.run({ Self.readHead(client) }) else { return }
         let request: Request
         switch Self.parse(head) {
         case .success(let parsed): request = parsed
         case .failure(let failure):
-            Self.send(client, failure.response, head: false)
+            _ = try? await io.run { Self.send(client, failure.response, head: false) }
             return
         }
-        let box = Mutex<Response?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        let handler = self.handler
-        Task {
-            let response = await handler(request)
-            box.withLock { $0 = response }
-            done.signal()
+        let response = await handler(request)
+        _ = try? await io.run { Self.send(client, response, head: request.method == "HEAD") }
+    }
+
+    /// Reads up to the end of a request head; nil when the client closed or timed out first, or
+    /// sent a head too large (it is told so). Blocking.
+    private static func readHead(_ client: Int32) -> [UInt8]? {
+        var head: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while endOfHead(head) == nil {
+            let n = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return nil }  // closed or timed out before a whole request
+            head += buffer[0..<n]
+            if head.count > maxHeadBytes {
+                send(client, .text(431, "request head larger than 16 KiB"), head: false)
+                return nil
+            }
         }
-        done.wait()
-        Self.send(client, box.withLock { $0 } ?? .text(500, "no response"), head: request.method == "HEAD")
+        return head
     }
 
     static func endOfHead(_ bytes: [UInt8]) -> Int? {

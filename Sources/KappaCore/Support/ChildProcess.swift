@@ -43,11 +43,18 @@ public final class ChildProcess: Sendable {
     }
 
     private func reap(blocking: Bool) -> Termination? {
-        termination.withLock { known in
+        if blocking, termination.withLock({ $0 }) == nil {
+            // Wait for the exit outside the lock, without reaping (WNOWAIT), so that `isRunning`
+            // on another thread never waits behind this; the reaping below then does not block.
+            var info = siginfo_t()
+            var rc: Int32
+            repeat { rc = waitid(P_PID, id_t(processIdentifier), &info, WEXITED | WNOWAIT) } while rc < 0 && errno == EINTR
+        }
+        return termination.withLock { known in
             if let known { return known }
             var status: Int32 = 0
             var rc: pid_t
-            repeat { rc = waitpid(processIdentifier, &status, blocking ? 0 : WNOHANG) } while rc < 0 && errno == EINTR
+            repeat { rc = waitpid(processIdentifier, &status, WNOHANG) } while rc < 0 && errno == EINTR
             guard rc == processIdentifier else { return nil }
             let ended: Termination = status & 0x7F == 0 ? .exited((status >> 8) & 0xFF) : .signaled(status & 0x7F)
             known = ended
@@ -57,7 +64,8 @@ public final class ChildProcess: Sendable {
 
     public var isRunning: Bool { reap(blocking: false) == nil }
 
-    /// Waits for the child to end.
+    /// Waits for the child to end. Blocking, for as long as the child runs: on the blocking
+    /// executor, only for a child that was told to end (or is known to end soon).
     @discardableResult
     public func waitUntilExit() -> Termination { reap(blocking: true) ?? .exited(-1) }
 
