@@ -22,8 +22,18 @@ let root = Command(
         .flag("http-allow-remote", help: "Allow --http on an address other than loopback (needs a token)."),
         .value("retention-interval", "DURATION", help: "How often to apply retention (default 1m)."),
         .value("log-format", "FORMAT", help: "Log lines as text or json (default: text)."),
+        .value("blocking-threads", "N", help: "Threads for blocking work: file and database I/O, librdkafka calls (2…256; default: $KAPPA_BLOCKING_THREADS, else 16)."),
     ],
     run: { args in
+        // First: the shared executor is sized before anything uses it.
+        do {
+            let allowed = Int64(BlockingExecutor.allowedThreads.lowerBound)...Int64(BlockingExecutor.allowedThreads.upperBound)
+            let threads = try args.int("blocking-threads", in: allowed).map { Int($0) }
+                ?? BlockingExecutor.threads(environment: ProcessInfo.processInfo.environment)
+            if let threads { try BlockingExecutor.configureShared(threads: threads) }
+        } catch let error as BlockingExecutorError {
+            throw args.usageError(error.message)
+        }
         let signals = TerminationSignal()
         var configuration = JobHostConfiguration(state: try StateDirectory(path: StateDirectory.resolve(flag: args.string("state"))))
         configuration.catalog = Backends.catalogURL(flag: args.string("catalog"), environment: ProcessInfo.processInfo.environment)
