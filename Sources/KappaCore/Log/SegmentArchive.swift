@@ -13,6 +13,9 @@ import Glibc
 /// byte for byte), and `manifest.json` beside them, replaced atomically (temporary file, fsync,
 /// rename), listing each file's offsets, size and CRC-32C. A file not in the manifest is not
 /// archived (a copy cut short by a crash); the next copy replaces it.
+///
+/// Every method but `init` reads or writes files: call them on the blocking executor (the logs
+/// do), never on the cooperative pool.
 public final class SegmentArchive: Sendable {
     public let root: String
     /// Archived files whose checksum was verified by this process (they never change).
