@@ -15,12 +15,14 @@ import Synchronization
 /// - Progress: after a version commits, its next offsets are also committed (best effort, at most
 ///   once a second) to the consumer group `kappa.<job>.v<N>`, for Kafka's own lag tools.
 ///
-/// Every blocking librdkafka call runs on the blocking executor, through one lane for all of the
-/// process's Kafka logs (`blocking`) at most half as wide as the executor: a cluster that stops
-/// answering makes each call wait up to its timeout (10 s for metadata and watermarks, 35 s for an
-/// admin request, a minute for an acknowledgement), and those waits must not take the threads the
-/// store and the files need. A read does not wait on a thread for records to arrive: it polls
-/// without waiting and sleeps (asynchronously, holding no thread) between polls.
+/// Every blocking librdkafka call runs on the blocking executor. Those that wait for the brokers go
+/// through one lane for all of the process's Kafka logs (`blocking`), at most half as wide as the
+/// executor: a cluster that stops answering makes each wait up to its timeout (10 s for metadata
+/// and watermarks, 35 s for an admin request, a minute for an acknowledgement), and those waits
+/// must not take the threads the store and the files need. Reads do not wait for the brokers on a
+/// thread: a read polls what the consumer has fetched ahead without waiting, on the executor
+/// itself (not the lane, so that it never queues behind a slow append), and sleeps
+/// (asynchronously, holding no thread) between polls.
 public final class KafkaLog: UnifiedLog, Sendable {
     public let settings: KafkaSettings
     let logger: EventLogger
@@ -59,7 +61,7 @@ public final class KafkaLog: UnifiedLog, Sendable {
     /// Retention and segments are the brokers' topic configuration (`kafka-configs`).
     public var configuredElsewhere: Bool { true }
 
-    /// The lane for Kafka's blocking calls (see above).
+    /// The lane for the calls that wait for the brokers (see above).
     static let blocking = BlockingExecutor.shared.lane("kafka", width: max(1, BlockingExecutor.shared.threads / 2))
 
     // MARK: Topics
@@ -168,7 +170,8 @@ public final class KafkaLog: UnifiedLog, Sendable {
         if maxRecords <= 0 { return .empty(partition: partition, nextOffset: offset) }
         let cursors = self.cursors, archive = self.archive
         // Taking a cursor may start a consumer or stop idle ones: blocking too.
-        let start = try await Self.blocking.run { () -> ReadStart in
+        let executor = BlockingExecutor.shared
+        let start = try await executor.run { () -> ReadStart in
             // What the archive holds is read from there (the same records, byte for byte): no
             // broker round trip, and no waiting for a fetch below the brokers' retention to fail.
             if let archived = try archive?.read(topic: name, partition: partition, from: offset, maxRecords: maxRecords, maxBytes: maxBytes) {
@@ -182,18 +185,22 @@ public final class KafkaLog: UnifiedLog, Sendable {
         case .cursor(let checkedOut): cursor = checkedOut
         }
         defer { cursors.checkin(cursor) }
-        // Up to `readWaitMs` for a first record: polls that do not wait, with pauses from 1 ms
-        // growing to 50 ms between them (records fetched ahead are there at the first poll; a
-        // reader at the head sees new ones at most 50 ms late).
-        let deadline = currentTimeMillis() + Int64(readWaitMs)
+        // Up to `readWaitMs` after the first poll for a first record: polls that do not wait, with
+        // pauses from 1 ms growing to 50 ms between them (records fetched ahead are there at the
+        // first poll; a reader at the head sees new ones at most 50 ms late). Time spent waiting
+        // for a thread does not count, so a loaded executor does not turn reads empty.
+        var deadline: Int64?
         var pause: Int64 = 1
         while true {
-            let records = try await Self.blocking.run {
+            let records = try await executor.run {
                 try cursor.read(from: offset, maxRecords: maxRecords, maxBytes: maxBytes, waitMs: 0)
             }
-            let left = deadline - currentTimeMillis()
-            if !records.isEmpty || left <= 0 || Task.isCancelled { return records }
-            try? await Task.sleep(for: .milliseconds(min(pause, left)))
+            if !records.isEmpty || Task.isCancelled { return records }
+            let now = currentTimeMillis()
+            let end = deadline ?? now + Int64(readWaitMs)
+            deadline = end
+            if now >= end { return records }
+            try? await Task.sleep(for: .milliseconds(min(pause, end - now)))
             pause = min(pause * 2, 50)
         }
     }
