@@ -4,7 +4,9 @@ import Synchronization
 import Testing
 @testable import KappaCore
 
-/// KafkaLog against librdkafka's mock cluster (in this process, on loopback).
+/// KafkaLog against librdkafka's mock cluster (in this process, on loopback): what only Kafka has
+/// (replicas, cursors, the mirror, settings, consumer groups). The contract it shares with the
+/// embedded log: LogContractTests.
 @Suite struct KafkaLogTests {
     static func cluster(partitions: Int = 3, brokers: Int = 1) throws -> (KafkaMockCluster, KafkaLog) {
         let cluster = try KafkaMockCluster(brokers: brokers)
@@ -64,57 +66,6 @@ import Testing
         // Going back (a retry after a failed commit) reads the same records again.
         let again = try await log.read(topic: "t", partition: 0, from: 10, maxRecords: 5, maxBytes: 1 << 20)
         #expect(again.map(\.offset) == [10, 11, 12, 13, 14])
-        // A byte budget cuts a batch; the next read continues exactly after it.
-        let small = try await log.read(topic: "t", partition: 0, from: 100, maxRecords: 1000, maxBytes: 10)
-        let rest = try await log.read(topic: "t", partition: 0, from: small.nextOffset, maxRecords: 3, maxBytes: 1 << 20)
-        #expect(small.count < 1000 && rest.first?.offset == small.nextOffset)
-        withExtendedLifetime(cluster) {}
-    }
-
-    @Test func errorsNameTopicPartitionAndOffset() async throws {
-        let (cluster, log) = try Self.cluster()
-        _ = try await log.append(topic: "t", records: [ProducerRecord(value: [1], partition: 1)])
-        await #expect(throws: LogError.self) { try await log.metadata(topic: "nope") }
-        #expect(try await log.listTopics().map(\.name) == ["t"])  // asking did not create it
-        let beyond = await #expect(throws: LogError.self) {
-            try await log.read(topic: "t", partition: 1, from: 7, maxRecords: 10, maxBytes: 1 << 20)
-        }
-        #expect(beyond?.code == .offsetBeyondEnd)
-        #expect(beyond?.message == "topic \"t\" partition 1: offset 7 is beyond the end offset 1")
-        let missing = await #expect(throws: LogError.self) {
-            try await log.read(topic: "t", partition: 3, from: 0, maxRecords: 10, maxBytes: 1 << 20)
-        }
-        #expect(missing?.message == "topic \"t\" has no partition 3 (it has 3: 0…2)")
-        let refused = await #expect(throws: LogError.self) {
-            try await log.append(topic: "t", records: [ProducerRecord(value: [1], partition: 9)])
-        }
-        #expect(refused?.code == .partitionNotFound)
-        // Reading at the end waits briefly and comes back empty.
-        let atEnd = try await log.read(topic: "t", partition: 1, from: 1, maxRecords: 10, maxBytes: 1 << 20)
-        #expect(atEnd.isEmpty && atEnd.nextOffset == 1)
-        withExtendedLifetime(cluster) {}
-    }
-
-    /// librdkafka 2.0's mock keeps about 5 MB per partition, trimming the oldest records: the
-    /// stand-in for retention here.
-    @Test func readingBelowTheEarliestRetainedOffsetNamesIt() async throws {
-        let (cluster, log) = try Self.cluster(partitions: 1)
-        let value = [UInt8](repeating: 0x78, count: 100)
-        for _ in 0..<70 { _ = try await log.append(topic: "t", records: (0..<1000).map { _ in ProducerRecord(value: value) }) }
-        let offsets = try await log.offsets(topic: "t")[0]
-        #expect(offsets.earliest > 0 && offsets.end == 70_000)
-        let below = await #expect(throws: LogError.self) {
-            try await log.read(topic: "t", partition: 0, from: 0, maxRecords: 10, maxBytes: 1 << 20)
-        }
-        #expect(below?.code == .offsetBelowEarliest)
-        #expect(below?.message == "topic \"t\" partition 0: offset 0 is no longer retained; the earliest offset available is \(offsets.earliest)")
-        // The cursor starts again from the earliest offset (an empty read while it restarts).
-        var first = LogRecords.empty(partition: 0, nextOffset: offsets.earliest)
-        let started = ContinuousClock.now
-        while first.isEmpty && ContinuousClock.now - started < .seconds(10) {
-            first = try await log.read(topic: "t", partition: 0, from: offsets.earliest, maxRecords: 10, maxBytes: 1 << 20)
-        }
-        #expect(first.first?.offset == offsets.earliest)
         withExtendedLifetime(cluster) {}
     }
 

@@ -13,16 +13,7 @@ import Testing
         #expect(d.earliest > 0)
         #expect(d.end == 300)
         #expect(d.bytes >= 4096 && d.bytes < 4096 + 2 * 2048)
-        // Everything from the earliest offset on is still there, in order.
-        let kept = try await readAll(log, "t", 0, from: d.earliest)
-        #expect(kept.map(\.offset) == Array(d.earliest..<300))
-        do {
-            _ = try await log.read(topic: "t", partition: 0, from: 0, maxRecords: 1, maxBytes: 1024)
-            Issue.record("read below the earliest offset")
-        } catch let error as LogError {
-            #expect(error.code == .offsetBelowEarliest)
-            #expect(error.message.contains("earliest offset available is \(d.earliest)"))
-        }
+        // Reads from and below the earliest offset: LogContractTests.
     }
 
     @Test func retentionByAgeDeletesSegmentsWhoseNewestRecordIsOld() async throws {

@@ -2,43 +2,9 @@ import Foundation
 import Testing
 @testable import KappaCore
 
+/// What only the embedded log has: segment files, reopening, group commit, topic management.
+/// The contract it shares with Kafka (offsets, keys, partitioning, limits, errors): LogContractTests.
 @Suite struct SegmentLogTests {
-    @Test func offsetsAreContiguousFromZero() async throws {
-        let dir = try TempDirectory()
-        let log = try SegmentLog(directory: dir.path)
-        _ = try await log.createTopic("t", config: TopicConfig(partitions: 1))
-        var expected: Int64 = 0
-        for n in [1, 5, 1000, 3] {
-            let records = (0..<n).map { ProducerRecord(value: bytes("v\($0)")) }
-            let results = try await log.append(topic: "t", records: records)
-            #expect(results == [AppendResult(partition: 0, baseOffset: expected, count: n)])
-            expected += Int64(n)
-        }
-        let all = try await readAll(log, "t", 0, batch: 7)
-        #expect(all.map(\.offset) == Array(0..<expected))
-        #expect(try await log.offsets(topic: "t") == [PartitionOffsets(partition: 0, earliest: 0, end: expected)])
-    }
-
-    @Test func keysTimestampsAndValuesRoundTrip() async throws {
-        let dir = try TempDirectory()
-        let log = try SegmentLog(directory: dir.path)
-        _ = try await log.createTopic("t", config: TopicConfig(partitions: 1))
-        _ = try await log.append(topic: "t", records: [
-            ProducerRecord(key: bytes("k"), value: bytes("{\"a\":1}"), timestamp: 1234),
-            ProducerRecord(key: nil, value: [], timestamp: 99),
-            ProducerRecord(key: [], value: [0, 255, 7], timestamp: 5),
-        ])
-        let before = currentTimeMillis()
-        _ = try await log.append(topic: "t", records: [ProducerRecord(value: [1])])  // stamped with the time of the append
-        let after = currentTimeMillis()
-        let all = try await readAll(log, "t", 0)
-        #expect(all.count == 4)
-        #expect((before...after).contains(all[3].timestamp))
-        #expect(text(all[0].key) == "k" && text(all[0].value) == "{\"a\":1}" && all[0].timestamp == 1234)
-        #expect(all[1].key == nil && all[1].value.isEmpty && all[1].timestamp == 99)
-        #expect(all[2].key.map(Array.init) == [] && Array(all[2].value) == [0, 255, 7])
-    }
-
     @Test func readsFromAnyOffsetAcrossSegments() async throws {
         let dir = try TempDirectory()
         let log = try SegmentLog(directory: dir.path)
@@ -58,39 +24,6 @@ import Testing
         let all = try await readAll(log, "t", 0, batch: 13)
         #expect(all.map(\.offset) == Array(0..<1000))
         #expect(all.enumerated().allSatisfy { text($1.value) == "record-\($0)" })
-        let end = try await log.read(topic: "t", partition: 0, from: 1000, maxRecords: 10, maxBytes: 1 << 20)
-        #expect(end.isEmpty && end.nextOffset == 1000)
-        await #expect(throws: LogError.self) { try await log.read(topic: "t", partition: 0, from: 1001, maxRecords: 1, maxBytes: 1024) }
-    }
-
-    @Test func severalPartitionsKeepTheirOwnOffsets() async throws {
-        let dir = try TempDirectory()
-        let log = try SegmentLog(directory: dir.path)
-        _ = try await log.createTopic("t", config: TopicConfig(partitions: 4))
-        let results = try await log.append(topic: "t", records: (0..<40).map { ProducerRecord(value: bytes("\($0)"), partition: $0 % 4) })
-        #expect(results.map(\.partition) == [0, 1, 2, 3])
-        #expect(results.allSatisfy { $0.baseOffset == 0 && $0.count == 10 })
-        for p in 0..<4 {
-            let got = try await readAll(log, "t", p)
-            #expect(got.map(\.offset) == Array(0..<10))
-            #expect(got.map { text($0.value)! } == (0..<10).map { "\($0 * 4 + p)" })
-        }
-        // Unkeyed records spread over every partition.
-        let spread = try await log.append(topic: "t", records: (0..<8).map { ProducerRecord(value: bytes("\($0)")) })
-        #expect(spread.count == 4 && spread.allSatisfy { $0.count == 2 })
-    }
-
-    @Test func keyedRecordsFollowKafkasPartitioner() async throws {
-        let dir = try TempDirectory()
-        let log = try SegmentLog(directory: dir.path)
-        _ = try await log.createTopic("t", config: TopicConfig(partitions: 3))
-        for key in ["EUR", "USD", "GBP", "21", "foobar"] {
-            let result = try await log.append(topic: "t", records: [ProducerRecord(key: bytes(key), value: bytes("x"))])
-            #expect(result.map(\.partition) == [Murmur2.partition(forKey: bytes(key), partitions: 3)])
-        }
-        // Same key, same partition, in order.
-        let results = try await log.append(topic: "t", records: (0..<10).map { ProducerRecord(key: bytes("EUR"), value: bytes("\($0)")) })
-        #expect(results.count == 1)
     }
 
     @Test func reopenKeepsEverythingAndContinuesOffsets() async throws {
