@@ -40,7 +40,7 @@ struct ReplayBenchmark {
 
         // Kappa: VersionRunner over the log into the store.
         let spec = try ManifestParser.parse(DemoManifests.v2)
-        let store = try SQLiteStore(state: state)
+        let store = try Store.sqlite(state: state)
         _ = try await store.registerVersion(spec, manifest: DemoManifests.v2, startOffsets: [0, 0, 0], actor: "bench", reason: "bench")
         let sampler = MemorySampler()
         let startRSS = MemorySampler.residentBytes()

@@ -24,7 +24,7 @@ struct StatusBenchmark {
         let log = try SegmentLog(state: state)
         _ = try await log.createTopic("bpi", config: TopicConfig(partitions: partitions))
         _ = try await log.append(topic: "bpi", records: (0..<(partitions * 10)).map { ProducerRecord(value: Array("{\"ts\": \($0), \"currency\": \"EUR\", \"rate\": 1.0}".utf8), partition: $0 % partitions) })
-        let store = try SQLiteStore(state: state)
+        let store = try Store.sqlite(state: state)
         let spec = try ManifestParser.parse(DemoManifests.v1)
         _ = try await store.registerVersion(spec, manifest: DemoManifests.v1, startOffsets: Array(repeating: 0, count: partitions), actor: "bench", reason: "bench")
         try await store.transition(job: "btc", version: 1, from: .pending, to: .replaying, reason: "bench", actor: "bench", error: nil)

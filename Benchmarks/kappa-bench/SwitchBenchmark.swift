@@ -17,7 +17,7 @@ struct SwitchBenchmark {
         _ = try await log.createTopic("bpi", config: TopicConfig(partitions: 3))
         let ticks = BPIFeed(seed: 1, start: 1_700_000_000_000).ticks(seconds: 3600)
         for i in stride(from: 0, to: ticks.count, by: 5000) { _ = try await log.append(topic: "bpi", records: ticks[i..<min(i + 5000, ticks.count)].map(\.record)) }
-        let store = try SQLiteStore(state: state)
+        let store = try Store.sqlite(state: state)
         for manifest in [DemoManifests.v1, DemoManifests.v2] {
             let spec = try ManifestParser.parse(manifest)
             _ = try await store.registerVersion(spec, manifest: manifest, startOffsets: [0, 0, 0], actor: "bench", reason: "bench")

@@ -15,7 +15,7 @@ enum GlobalOptions {
     }
 
     /// The store: SQLite in the state directory, or the --catalog / KAPPA_CATALOG database.
-    static func store(_ args: ParsedArguments, state: StateDirectory) throws -> any TableStore {
+    static func store(_ args: ParsedArguments, state: StateDirectory) throws -> Store {
         try Backends.store(state: state, catalog: Backends.catalogURL(flag: args.string("catalog"), environment: ProcessInfo.processInfo.environment))
     }
 

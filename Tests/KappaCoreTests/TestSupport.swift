@@ -27,3 +27,13 @@ func readAll(_ log: some UnifiedLog, _ topic: String, _ partition: Int, from: In
         offset = records.nextOffset
     }
 }
+
+/// Blocking test loops (readers, process waits) on a thread of their own: tests may block many
+/// at once, which the product's bounded executor would queue.
+func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try body() }) }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+}

@@ -129,7 +129,7 @@ import Testing
         try await box.kappactl(["produce", "bpi"], stdin: WorkflowTests.feedLines(seed: 8, startMinute: 28_000_000, seconds: 600))
         let state = try StateDirectory(path: box.state)
         let log = try SegmentLog(state: state)
-        let store = try SQLiteStore(state: state)
+        let store = try Store.sqlite(state: state)
         for (version, text) in [(1, StoreFixtureText.exact(batch: 500)),
                                 (2, StoreFixtureText.exact(batch: 500).replacingOccurrences(of: "\"version\": 1", with: "\"version\": 2")
                                     .replacingOccurrences(of: "count(*), sum", with: "3 * count(*), sum"))] {

@@ -129,7 +129,12 @@ struct Child: @unchecked Sendable {  // used from one test at a time; ChildProce
     }
 }
 
-/// Process waits block: on a thread of their own (see `onOwnThread`).
+/// Process waits block: on a thread of their own (tests may wait on many processes at once,
+/// which the product's bounded executor would queue).
 func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await onOwnThread(body)
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try body() }) }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
 }

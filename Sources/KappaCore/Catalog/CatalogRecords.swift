@@ -54,6 +54,10 @@ public struct HistoryEntry: Sendable, Equatable, Codable {
 public struct CatalogError: Error, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable {
         case jobNotFound, versionNotFound, versionNotAbove, conflictingOutput, invalidJob, stateConflict, checkFailed, newerSchema, notACatalog
+        /// A value in the catalog is not what its schema says (the message names table, column and row).
+        case damagedCatalog
+        /// The catalog's server cannot be reached now (it is retried).
+        case unreachable
     }
 
     public var code: Code
@@ -86,33 +90,5 @@ extension CatalogError {
 
     static func stateMoved(_ job: String, _ version: Int, is state: String, not expected: VersionState) -> CatalogError {
         CatalogError(.stateConflict, "job \"\(job)\" version \(version) is \(state), not \(expected.rawValue)")
-    }
-}
-
-extension VersionRecord {
-    /// A version from a catalog row: `job, version, state, manifest, created_at, updated_at, error`.
-    init(row: [SQLValue]) throws {
-        let manifest = row[3].string
-        do {
-            spec = try ManifestParser.parse(manifest)
-        } catch {
-            throw CatalogError(.notACatalog, "job \(row[0].string) v\(row[1].int): the stored manifest no longer parses: \(error)")
-        }
-        job = row[0].string
-        version = Int(row[1].int)
-        state = VersionState(rawValue: row[2].string) ?? .failed
-        self.manifest = manifest
-        createdAt = row[4].int
-        updatedAt = row[5].int
-        error = row[6] == .null ? nil : row[6].string
-    }
-}
-
-extension HistoryEntry {
-    /// An entry from a catalog row: `id, job, version, at, from_state, to_state, reason, actor`.
-    init(row: [SQLValue]) {
-        self.init(id: row[0].int, job: row[1].string, version: Int(row[2].int), at: row[3].int,
-                  from: row[4] == .null ? nil : VersionState(rawValue: row[4].string),
-                  to: VersionState(rawValue: row[5].string) ?? .failed, reason: row[6].string, actor: row[7].string)
     }
 }

@@ -11,7 +11,7 @@ import Synchronization
 /// version says which one runs that partition's worker. Each host takes up to its share
 /// (partitions ÷ live hosts, rounded up) and gives back what is above it, so a new host gets
 /// work and a dead host's partitions move to the others once its leases expire. Every batch
-/// commits only under its lease's epoch (`TableStore.applyBatch(fence:)`).
+/// commits only under its lease's epoch (`BatchStore.commit(fence:)`).
 public final class Controller: Sendable {
     public struct Configuration: Sendable {
         /// How often the catalog is read.
@@ -45,7 +45,8 @@ public final class Controller: Sendable {
         /// The running partitions at the last lease check: a change (a version started or
         /// stopped) checks leases at once instead of waiting for the next renewal.
         var leasedWork: Set<LeaseKey> = []
-        var partitionCounts: [VersionKey: Int] = [:]
+        /// Whether the last tick could not reach the catalog (logged once per change).
+        var catalogDown = false
         var samples: [VersionKey: [LagSample]] = [:]
         var lastRecorded: [VersionKey: Int64] = [:]
         var failures: [VersionKey: String] = [:]
@@ -54,15 +55,18 @@ public final class Controller: Sendable {
     }
 
     let log: any UnifiedLog
-    let store: any TableStore
+    let store: any CatalogStore & BatchStore
     let logger: EventLogger
     let actor: String
     let configuration: Configuration
+    let clock: any KappaClock
     /// What this host's workers did (batches, records, commit latency), for `/metrics`.
     public let metrics = HostMetrics()
     private let state = Mutex(State())
 
-    public init(log: any UnifiedLog, store: any TableStore, logger: EventLogger, actor: String, configuration: Configuration = .init()) {
+    public init(log: any UnifiedLog, store: any CatalogStore & BatchStore, logger: EventLogger, actor: String, configuration: Configuration = .init(),
+                clock: any KappaClock = WallClock()) {
+        self.clock = clock
         self.log = log
         self.store = store
         self.logger = logger
@@ -79,6 +83,16 @@ public final class Controller: Sendable {
         while !Task.isCancelled {
             do {
                 try await tick()
+                if state.withLock({ s in defer { s.catalogDown = false }; return s.catalogDown }) {
+                    logger.log(.info, "catalog reachable again", ["host": actor])
+                }
+            } catch where Self.isUnreachable(error) {
+                // Logged once per change, not once per tick; the workers stop (their commits
+                // cannot land) and start again once the catalog answers.
+                if !state.withLock({ s in defer { s.catalogDown = true }; return s.catalogDown }) {
+                    logger.log(.error, "catalog unreachable", ["host": actor, "error": "\(error)"])
+                    await stopWorkers { _ in true }
+                }
             } catch {
                 logger.log(.error, "controller", ["error": "\(error)"])
             }
@@ -92,14 +106,20 @@ public final class Controller: Sendable {
         if configuration.useLeases && !held.isEmpty { try? await store.releaseLeases(held, owner: actor) }
     }
 
-    /// One pass: failures seen here, leases, the decisions (on the controller), the workers.
+    /// Whether the catalog's server could not be reached (as opposed to a decision refused).
+    static func isUnreachable(_ error: any Error) -> Bool {
+        error.storeErrorClass == .unreachable || (error as? CatalogError)?.code == .unreachable
+    }
+
+    /// Whether the catalog is unreachable now, as the last tick found it.
+    public var catalogUnreachable: Bool { state.withLock { $0.catalogDown } }
+
+    /// One pass over one reading of the catalog: failures seen here, leases, the decisions (on
+    /// the controller), the workers.
     func tick() async throws {
-        let now = currentTimeMillis()
-        var running: [LeaseKey] = []
-        var versionsByJob: [String: [VersionRecord]] = [:]
-        for job in try await store.jobs() {
-            let versions = try await store.versions(job: job.name)
-            versionsByJob[job.name] = versions
+        let now = clock.now()
+        var snapshot = try await store.snapshot(.decisions)
+        for job in snapshot.jobs {
             let failures = state.withLock { s in
                 let mine = s.failures.filter { $0.key.job == job.name }
                 for key in mine.keys { s.failures[key] = nil }
@@ -107,51 +127,67 @@ public final class Controller: Sendable {
             }
             // The host that saw a version fail records it, controller or not.
             for (key, error) in failures {
-                if try await decide(.failed(version: key.version, error: error), job: job.name, versions: versions) {
+                if try await decide(.failed(version: key.version, error: error), job: job.name, snapshot: &snapshot) {
                     logger.log(.error, "version failed", ["job": job.name, "version": "\(key.version)", "error": error])
                 }
             }
-            for v in versions where v.state.isRunning {
-                let key = VersionKey(job: job.name, version: v.version)
-                var count = state.withLock { $0.partitionCounts[key] }
-                if count == nil {
-                    count = try await store.nextOffsets(job: job.name, version: v.version).count
-                    state.withLock { $0.partitionCounts[key] = count }
-                }
-                running += (0..<count!).map { LeaseKey(job: job.name, version: v.version, partition: $0) }
-            }
         }
+        var running = Self.partitions(snapshot)
         try await maintainLeases(running: running, now: now)
         if isController {
-            for (job, versions) in versionsByJob.sorted(by: { $0.key < $1.key }) {
-                try await decideFor(job: job, versions: versions, now: now)
+            for job in snapshot.jobs.map(\.name).sorted() {
+                // A decision that fails for one job is that job's: the others are still decided.
+                do {
+                    try await decideFor(job: job, snapshot: &snapshot, now: now)
+                } catch where !Self.isUnreachable(error) {
+                    logger.log(.error, "decision failed", ["job": job, "error": "\(error)"])
+                }
             }
         }
-        try await reconcileWorkers(running: running, versionsByJob: versionsByJob, now: now)
+        // Versions started or stopped by these decisions get (or give back) their leases and
+        // workers in this pass, not the next.
+        let decided = Self.partitions(snapshot)
+        if decided != running {
+            running = decided
+            try await maintainLeases(running: running, now: now)
+        }
+        try await reconcileWorkers(running: running, snapshot: snapshot, now: now)
+    }
+
+    /// Every partition of every running version, in order.
+    static func partitions(_ snapshot: CatalogSnapshot) -> [LeaseKey] {
+        snapshot.jobs.flatMap { job in
+            snapshot.versions(of: job.name).filter(\.state.isRunning).flatMap { v in
+                (0..<(snapshot.offsets[VersionID(job: job.name, version: v.version)]?.count ?? 0)).map {
+                    LeaseKey(job: job.name, version: v.version, partition: $0)
+                }
+            }
+        }
     }
 
     /// The controller's decisions for one job: start pending versions, watch lag, caught up,
     /// automatic promotion, retirement of old standbys.
-    private func decideFor(job: String, versions: [VersionRecord], now: Int64) async throws {
-        for v in versions where v.state == .pending {
-            if try await decide(.start(version: v.version), job: job, versions: versions) {
+    private func decideFor(job: String, snapshot: inout CatalogSnapshot, now: Int64) async throws {
+        for v in snapshot.versions(of: job) where v.state == .pending {
+            if try await decide(.start(version: v.version), job: job, snapshot: &snapshot) {
                 logger.log(.info, "replay started", ["job": job, "version": "\(v.version)", "topic": v.spec.source.topic])
             }
         }
-        var current = try await store.versions(job: job)
-        try await observeLag(job: job, versions: current, now: now)
-        current = try await store.versions(job: job)
-        if try await decide(.tick(now: now), job: job, versions: current) {
+        try await observeLag(job: job, snapshot: &snapshot, now: now)
+        if try await decide(.tick(now: now), job: job, snapshot: &snapshot) {
             logger.log(.info, "retired standby", ["job": job])
         }
     }
 
-    /// Decides and applies one event; returns whether anything changed.
+    /// Decides and applies one event from `snapshot`, which then reflects the change (later
+    /// decisions in the tick see it). A decision from a reading the catalog has moved on from
+    /// is refused in its transaction; the next tick decides again.
+    /// - Returns: whether anything changed.
     @discardableResult
-    func decide(_ event: LifecycleEvent, job: String, versions: [VersionRecord]) async throws -> Bool {
+    func decide(_ event: LifecycleEvent, job: String, snapshot: inout CatalogSnapshot) async throws -> Bool {
         let actions: [CatalogAction]
         do {
-            actions = try Lifecycle.decide(event, versions: versions.map(\.status))
+            actions = try Lifecycle.decide(event, versions: snapshot.versions(of: job).map(\.status))
         } catch {
             return false  // a state that moved on meanwhile: nothing to do
         }
@@ -159,8 +195,9 @@ public final class Controller: Sendable {
         do {
             try await store.apply(job: job, actions: actions, actor: actor)
         } catch let error as CatalogError where error.code == .stateConflict {
-            return false  // decided from a reading the catalog has moved on from: the next tick decides again
+            return false
         }
+        snapshot.apply(actions, job: job, at: clock.now())
         return true
     }
 
@@ -178,27 +215,20 @@ public final class Controller: Sendable {
         }
         let ttl = configuration.leaseTtlMs
         let wanted = Set(running)
-        guard state.withLock({ now - $0.lastLeaseCheck >= ttl / 4 || $0.leasedWork != wanted }) else { return }
+        guard state.withLock({ LeasePlan.isDue(now: now, lastCheck: $0.lastLeaseCheck, ttlMs: ttl, running: wanted, checkedWith: $0.leasedWork) }) else { return }
         var held = Dictionary(try await store.renewLeases(owner: actor, ttlMs: ttl).map { ($0.key, $0) }) { a, _ in a }
         if held[.controller] == nil, let lease = try await store.acquireLeases([.controller], owner: actor, ttlMs: ttl, limit: 1).first {
             held[.controller] = lease
         }
-        let stale = held.keys.filter { !$0.isController && !wanted.contains($0) }
-        let hosts = max(1, try await store.liveHosts(withinMs: ttl).count)
-        let share = (running.count + hosts - 1) / hosts
-        let mine = running.filter { held[$0] != nil }
-        var giveBack = stale
-        if mine.count < share {
-            let free = running.filter { held[$0] == nil }
-            for lease in try await store.acquireLeases(free, owner: actor, ttlMs: ttl, limit: share - mine.count) { held[lease.key] = lease }
-        } else if mine.count > share {
-            giveBack += mine.sorted().suffix(mine.count - share)
+        let moves = LeasePlan.moves(held: Set(held.keys), running: running, liveHosts: try await store.liveHosts(withinMs: ttl).count)
+        if moves.limit > 0 {
+            for lease in try await store.acquireLeases(moves.acquire, owner: actor, ttlMs: ttl, limit: moves.limit) { held[lease.key] = lease }
         }
-        if !giveBack.isEmpty {
-            let keys = Set(giveBack)
+        if !moves.release.isEmpty {
+            let keys = Set(moves.release)
             await stopWorkers { keys.contains($0) }  // their batches in flight commit first
-            try await store.releaseLeases(giveBack, owner: actor)
-            for key in giveBack { held[key] = nil }
+            try await store.releaseLeases(moves.release, owner: actor)
+            for key in moves.release { held[key] = nil }
         }
         let (was, now_) = state.withLock { s -> (Bool, Bool) in
             let was = s.isController
@@ -213,7 +243,7 @@ public final class Controller: Sendable {
 
     // MARK: Workers
 
-    private func reconcileWorkers(running: [LeaseKey], versionsByJob: [String: [VersionRecord]], now: Int64) async throws {
+    private func reconcileWorkers(running: [LeaseKey], snapshot: CatalogSnapshot, now: Int64) async throws {
         let wanted = Set(running)
         let (held, workers) = state.withLock { ($0.held, Set($0.workers.keys)) }
         let unwanted = workers.filter { held[$0] == nil || !wanted.contains($0) }
@@ -226,7 +256,7 @@ public final class Controller: Sendable {
         for key in running.sorted() where !workers.contains(key) {
             guard let lease = held[key] else { continue }
             if let after = state.withLock({ $0.retryAfter[key] }), now < after { continue }
-            guard let v = versionsByJob[key.job]?.first(where: { $0.version == key.version }) else { continue }
+            guard let v = snapshot.versions(of: key.job).first(where: { $0.version == key.version }) else { continue }
             start(v, key: key, lease: lease)
         }
     }
@@ -244,7 +274,7 @@ public final class Controller: Sendable {
         let runner = VersionRunner(log: log, store: store, job: job) { result, took in
             metrics.recordBatch(job: key.job, version: key.version, result, took: took)
         }
-        let pollMs = configuration.pollMs, retryMs = configuration.retryMs, fenced = configuration.useLeases
+        let pollMs = configuration.pollMs, retryMs = configuration.retryMs, fenced = configuration.useLeases, clock = self.clock
         let logger = self.logger
         let task = Task { [weak self] in
             do {
@@ -258,7 +288,7 @@ public final class Controller: Sendable {
             } catch is CancellationError {
             } catch {
                 logger.log(.warning, "worker stopped on an error; retrying", ["job": key.job, "version": "\(key.version)", "partition": "\(key.partition)", "error": "\(error)"])
-                self?.state.withLock { $0.retryAfter[key] = currentTimeMillis() + retryMs }
+                self?.state.withLock { $0.retryAfter[key] = clock.now() + retryMs }
             }
             _ = self?.state.withLock { $0.workers.removeValue(forKey: key) }
         }
@@ -281,15 +311,15 @@ public final class Controller: Sendable {
         }
     }
 
-    private func observeLag(job: String, versions: [VersionRecord], now: Int64) async throws {
-        let running = versions.filter { $0.state.isRunning }
+    private func observeLag(job: String, snapshot: inout CatalogSnapshot, now: Int64) async throws {
+        let running = snapshot.versions(of: job).filter { $0.state.isRunning }
         guard !running.isEmpty else { return }
         var ends: [String: [Int64]] = [:]
         for v in running {
             let key = VersionKey(job: job, version: v.version)
             let topic = v.spec.source.topic
+            guard let nexts = snapshot.offsets[VersionID(job: job, version: v.version)] else { continue }
             if ends[topic] == nil { ends[topic] = try await log.offsets(topic: topic).map(\.end) }
-            let nexts = try await store.nextOffsets(job: job, version: v.version)
             let sample = LagSample(at: now, ends: ends[topic]!, nexts: nexts)
             let (window, record) = state.withLock { s -> ([LagSample], Bool) in
                 var samples = s.samples[key] ?? []
@@ -302,20 +332,21 @@ public final class Controller: Sendable {
                 return (samples, due)
             }
             if record { try await store.recordLag(job: job, version: v.version, sample: sample, keep: 300) }
-            // Each decision from a fresh reading: an earlier one in this pass may have changed it
-            // (two versions catching up in one pass must not both serve as "the first").
+            // Each decision from the snapshot as earlier decisions of this pass left it (two
+            // versions catching up in one pass must not both serve as "the first").
             if v.state == .replaying,
                LagMath.verdict(window, maxLag: v.spec.catchUp.maxLag, holdForMs: v.spec.catchUp.holdForMs) == .caughtUp {
-                if try await decide(.caughtUp(version: v.version), job: job, versions: try await store.versions(job: job)) {
+                if try await decide(.caughtUp(version: v.version), job: job, snapshot: &snapshot) {
                     logger.log(.info, "caught up", ["job": job, "version": "\(v.version)", "lag": "\(sample.totalLag)"])
-                    if try await store.versions(job: job).first(where: { $0.version == v.version })?.state == .serving {
+                    if snapshot.versions(of: job).first(where: { $0.version == v.version })?.state == .serving {
                         logger.log(.info, "serving", ["job": job, "version": "\(v.version)", "reason": "first version"])
                     }
                 }
             }
-            if v.state == .caughtUp, v.spec.promote.mode == .auto, !state.withLock({ $0.refusedAuto.contains(key) }) {
+            let current = snapshot.versions(of: job).first { $0.version == v.version }?.state
+            if current == .caughtUp, v.spec.promote.mode == .auto, !state.withLock({ $0.refusedAuto.contains(key) }) {
                 do {
-                    if try await decide(.promote(version: v.version, force: false), job: job, versions: try await store.versions(job: job)) {
+                    if try await decide(.promote(version: v.version, force: false), job: job, snapshot: &snapshot) {
                         logger.log(.info, "promoted", ["job": job, "version": "\(v.version)", "reason": "promote: auto"])
                     }
                 } catch let error as CatalogError where error.code == .checkFailed {

@@ -2,11 +2,11 @@
 /// JobHost runs, and while it runs in another process). `kappactl` is a thin front over this.
 public struct Operator: Sendable {
     public var log: any UnifiedLog
-    public var store: any TableStore
+    public var store: any CatalogStore & QueryStore
     /// Recorded in the history (`kappactl@host`).
     public var actor: String
 
-    public init(log: any UnifiedLog, store: any TableStore, actor: String) {
+    public init(log: any UnifiedLog, store: any CatalogStore & QueryStore, actor: String) {
         self.log = log
         self.store = store
         self.actor = actor

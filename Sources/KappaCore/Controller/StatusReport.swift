@@ -45,26 +45,33 @@ public struct StatusReport: Sendable, Codable, Equatable {
 }
 
 extension Operator {
-    /// Builds the status of one job or all, from offsets and the lag samples in the catalog.
+    /// Builds the status of one job or all, from one snapshot of the catalog (offsets, lag
+    /// samples, hosts, leases) and the log's end offsets.
     public func status(job name: String? = nil) async throws -> StatusReport {
-        var jobs = try await store.jobs()
+        try await status(of: try await store.snapshot(.status(samples: 30, hostsWithinMs: 5_000)), job: name).report
+    }
+
+    /// The report from `snapshot`, and the end offsets of each topic it read from the log.
+    func status(of snapshot: CatalogSnapshot, job name: String? = nil) async throws -> (report: StatusReport, ends: [String: [Int64]]) {
+        var jobs = snapshot.jobs
         if let name {
             jobs = jobs.filter { $0.name == name }
             if jobs.isEmpty { throw CatalogError(.jobNotFound, "job \"\(name)\" does not exist") }
         }
         var out: [StatusReport.Job] = []
-        let now = currentTimeMillis()
+        let now = snapshot.at
+        var ends: [String: [Int64]] = [:]
         for job in jobs {
-            let versions = try await store.versions(job: job.name)
-            var ends: [String: [Int64]] = [:]
+            let versions = snapshot.versions(of: job.name)
             var views: [StatusReport.Version] = []
             for v in versions {
                 var view = StatusReport.Version(version: v.version, state: v.state, error: v.error, since: v.updatedAt)
-                if v.state.isRunning || v.state == .pending {
+                let id = VersionID(job: job.name, version: v.version)
+                if v.state.isRunning || v.state == .pending, let nexts = snapshot.offsets[id] {
                     let topic = v.spec.source.topic
                     if ends[topic] == nil { ends[topic] = try await log.offsets(topic: topic).map(\.end) }
-                    let current = LagSample(at: now, ends: ends[topic]!, nexts: try await store.nextOffsets(job: job.name, version: v.version))
-                    let samples = try await store.lagSamples(job: job.name, version: v.version, limit: 30) + [current]
+                    let current = LagSample(at: now, ends: ends[topic]!, nexts: nexts)
+                    let samples = (snapshot.lagSamples[id] ?? []) + [current]
                     let estimate = LagMath.estimate(samples, maxLag: v.spec.catchUp.maxLag, holdForMs: v.spec.catchUp.holdForMs)
                     view.lag = current.totalLag
                     view.processed = current.totalNext
@@ -78,8 +85,7 @@ extension Operator {
             out.append(.init(name: job.name, view: job.view, topic: job.topic,
                              serving: versions.first { $0.state == .serving }?.version, versions: views))
         }
-        return StatusReport(jobs: out, hosts: try await store.liveHosts(withinMs: 5_000),
-                            leases: try await store.leases().filter { $0.expiresAt > now })
+        return (StatusReport(jobs: out, hosts: snapshot.hosts, leases: snapshot.leases.filter { $0.expiresAt > now }), ends)
     }
 
     /// Per-partition lag of a version (default: the serving one, else the newest), with the age
@@ -99,15 +105,23 @@ extension Operator {
         let ends = try await log.offsets(topic: topic).map(\.end)
         let nexts = try await store.nextOffsets(job: job, version: chosen.version)
         let now = currentTimeMillis()
+        let partitions = try await partitionLag(topic: topic, ends: ends, nexts: nexts, now: now)
+        let current = LagSample(at: now, ends: ends, nexts: nexts)
+        let samples = try await store.lagSamples(job: job, version: chosen.version, limit: 30) + [current]
+        return LagReport(job: job, version: chosen.version, state: chosen.state, partitions: partitions,
+                         estimate: LagMath.estimate(samples, maxLag: chosen.spec.catchUp.maxLag, holdForMs: chosen.spec.catchUp.holdForMs))
+    }
+}
+
+extension Operator {
+    /// Lag per partition, with the age of the oldest unprocessed record of each lagging one.
+    func partitionLag(topic: String, ends: [Int64], nexts: [Int64], now: Int64) async throws -> [PartitionLag] {
         var partitions = LagMath.partitions(ends: ends, nexts: nexts)
         for i in partitions.indices where partitions[i].lag > 0 {
             let first = try? await log.read(topic: topic, partition: i, from: partitions[i].next, maxRecords: 1, maxBytes: 64 << 10)
             partitions[i].timeLagMs = first?.first.map { max(0, now - $0.timestamp) }
         }
-        let current = LagSample(at: now, ends: ends, nexts: nexts)
-        let samples = try await store.lagSamples(job: job, version: chosen.version, limit: 30) + [current]
-        return LagReport(job: job, version: chosen.version, state: chosen.state, partitions: partitions,
-                         estimate: LagMath.estimate(samples, maxLag: chosen.spec.catchUp.maxLag, holdForMs: chosen.spec.catchUp.holdForMs))
+        return partitions
     }
 }
 

@@ -35,7 +35,12 @@ extension Operator {
         }
         let va = try find(a), vb = try find(b)
         let ta = SQLText.quote(va.spec.versionTable), tb = SQLText.quote(vb.spec.versionTable)
-        func count(_ sql: String) async throws -> Int64 { try await store.query(sql).rows.first?.first?.int ?? 0 }
+        func count(_ sql: String) async throws -> Int64 {
+            guard case .integer(let n)? = try await store.query(sql).rows.first?.first else {
+                throw CatalogError(.damagedCatalog, "\(sql) gave no count")
+            }
+            return n
+        }
         var diff = VersionDiff(job: job, a: a, b: b, manifest: Self.manifestChanges(va.spec, vb.spec),
                                rowsA: try await count("SELECT count(*) FROM \(ta)"), rowsB: try await count("SELECT count(*) FROM \(tb)"))
         let key = va.spec.output.primaryKey

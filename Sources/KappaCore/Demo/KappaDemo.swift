@@ -35,7 +35,7 @@ public struct KappaDemo: Sendable {
 
     public func run() async throws -> Result {
         let log = try SegmentLog(state: state)
-        let store = try SQLiteStore(state: state)
+        let store = try Store.sqlite(state: state)
         let op = Operator(log: log, store: store, actor: "kappactl demo")
         let started = ContinuousClock.now
 

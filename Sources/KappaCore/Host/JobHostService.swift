@@ -55,7 +55,7 @@ public struct JobHostService: Sendable {
         logger.log(.info, "started", ["state": state.path, "host": owner, "log": configuration.log.map(Redaction.url) ?? "segment log"])
         if let server { logger.log(.info, "http listening", ["url": "http://\(server.host):\(server.port)/"]) }
         try await store.heartbeat(owner: owner, pid: getpid(), startedAt: startedAt)
-        try await releaseLeasesOfDeadPredecessors(store)
+        try await releaseLeasesOfDeadPredecessors(store, me: owner)
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await controller.run() }
             if let server { group.addTask { await server.run() } }
@@ -88,14 +88,11 @@ public struct JobHostService: Sendable {
     /// A JobHost killed on this machine (SIGKILL, a crash) leaves leases that would block its
     /// partitions until they expire; its successor here sees that its pid is gone and releases
     /// them at once. (Other machines' hosts are only ever judged by lease expiry.)
-    private func releaseLeasesOfDeadPredecessors(_ store: any TableStore) async throws {
-        let prefix = "JobHost@\(Self.hostname()):"
-        let byOwner = Dictionary(grouping: try await store.leases(), by: \.owner).filter { owner, _ in
-            guard owner.hasPrefix(prefix), let pid = Int32(owner.dropFirst(prefix.count)), pid != getpid() else { return false }
-            return kill(pid, 0) != 0 && errno == ESRCH
+    private func releaseLeasesOfDeadPredecessors(_ store: any CatalogStore, me: String) async throws {
+        let dead = LeasePlan.deadPredecessors(try await store.leases(), machine: Self.hostname(), me: me) { pid in
+            pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH
         }
-        for (owner, leases) in byOwner {
-            let keys = leases.map(\.key)
+        for (owner, keys) in dead.sorted(by: { $0.key < $1.key }) {
             try await store.releaseLeases(keys, owner: owner)
             try? await store.removeHost(owner: owner)
             logger.log(.info, "released the leases of a dead JobHost", ["host": owner, "leases": "\(keys.count)"])
@@ -104,8 +101,8 @@ public struct JobHostService: Sendable {
 
     /// The machine's name, from `gethostname` (never a DNS lookup, which can hang offline).
     public static func hostname() -> String {
-        var buffer = [CChar](repeating: 0, count: 256)
-        gethostname(&buffer, buffer.count)
-        return String(cString: buffer)
+        var buffer = [UInt8](repeating: 0, count: 256)
+        _ = buffer.withUnsafeMutableBufferPointer { gethostname(UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), $0.count - 1) }
+        return String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
     }
 }

@@ -18,8 +18,13 @@ public final class ExecJob: StreamJob {
         self.argv = argv
     }
 
-    public func prepare(_ records: LogRecords) async throws -> any StreamJob {
-        guard let first = records.first, let last = records.last else { return PreparedExecBatch(spec: spec, operations: []) }
+    /// Exchanges with programs block up to their time limit: on a lane of the shared executor
+    /// at most half as wide, so that slow programs never hold every thread the store and the
+    /// log need.
+    static let programs = BlockingExecutor.shared.lane("kappa.exec", width: max(1, BlockingExecutor.shared.threads / 2))
+
+    public func plan(_ records: LogRecords) async throws -> BatchPlan {
+        guard let first = records.first, let last = records.last else { return .rows([]) }
         let partition = records.partition
         let place = "partition \(partition) offsets \(first.offset)…\(last.offset)"
         func failure(_ message: String) -> JobFailure {
@@ -42,7 +47,7 @@ public final class ExecJob: StreamJob {
         let timeout = spec.execTimeoutMs
         let answer: [[UInt8]]
         do {
-            answer = try await onOwnThread { try process.exchange(lines, timeoutMs: timeout, isEnd: Self.isBatchEnd) }
+            answer = try await Self.programs.run { try process.exchange(lines, timeoutMs: timeout, isEnd: Self.isBatchEnd) }
         } catch let error as ExecError {
             _ = processes.withLock { $0.removeValue(forKey: partition) }  // a fresh program next time
             throw failure(error.message)
@@ -57,11 +62,7 @@ public final class ExecJob: StreamJob {
                 throw failure("malformed output line \(JSONScanner.quote(shown)): \(error.message)")
             }
         }
-        return PreparedExecBatch(spec: spec, operations: operations)
-    }
-
-    public func apply(_ records: LogRecords, range: Range<Int>, to sink: any BatchSink) throws {
-        preconditionFailure("an exec job is applied through the batch its prepare returns")
+        return .rows(operations)
     }
 
     /// One output line → an operation, checked against the manifest's columns.
@@ -107,20 +108,3 @@ public final class ExecJob: StreamJob {
         return members.count == 1 && members[0].name == "batchEnd"
     }
 }
-
-/// An exec job's batch, ready to apply inside the store's transaction.
-struct PreparedExecBatch: StreamJob {
-    let spec: JobSpec
-    let operations: [RowOperation]
-
-    func apply(_ records: LogRecords, range: Range<Int>, to sink: any BatchSink) throws {
-        do {
-            try sink.write(operations, spec: spec)
-        } catch let error as SQLiteError {
-            // The program's rows broke the table's rules: a job failure, never a bad record.
-            throw JobFailure(job: spec.job, version: spec.version, partition: records.first?.partition, offset: records.first?.offset,
-                             message: "program output could not be stored: \(error.message)")
-        }
-    }
-}
-

@@ -6,15 +6,15 @@ import Foundation
 import Synchronization
 
 /// A job's program, running for one worker: JSON lines in on stdin, JSON lines out on stdout.
-/// Reads wait with `poll` up to a deadline; writes happen on a thread of their own, so a program
-/// that writes while it reads never deadlocks against full pipes. The child is killed on deinit.
+/// One `poll` loop up to a deadline writes the batch (stdin is non-blocking) while it reads the
+/// answer and stderr, so a program that writes while it reads never deadlocks against full
+/// pipes, and no thread is started per batch. The child is killed on deinit.
 ///
-/// `@unchecked Sendable`: used by one worker at a time (its partition's), and the only state
-/// touched from the writer thread is the input pipe's write end.
+/// `@unchecked Sendable`: used by one worker at a time (its partition's).
 final class ExecProcess: @unchecked Sendable {
     let argv: [String]
     private let child: ChildProcess
-    private let input: FileHandle
+    private let inputFD: Int32
     private let outputFD: Int32
     private let errorsFD: Int32
     private var pending: [UInt8] = []
@@ -38,14 +38,15 @@ final class ExecProcess: @unchecked Sendable {
         }
         // The child's ends of the pipes: closed here so that its exit reads as end of file.
         [stdin.read, stdout.write, stderr.write].forEach { _ = close($0) }
-        input = FileHandle(fileDescriptor: stdin.write, closeOnDealloc: true)
+        inputFD = stdin.write
+        _ = fcntl(inputFD, F_SETFL, fcntl(inputFD, F_GETFL) | O_NONBLOCK)
         outputFD = stdout.read
         errorsFD = stderr.read
     }
 
     deinit {
         if child.isRunning { child.signal(SIGKILL) }
-        try? input.close()
+        close(inputFD)
         close(outputFD)
         close(errorsFD)
         child.waitUntilExit()  // reap it: no zombie left behind
@@ -57,16 +58,7 @@ final class ExecProcess: @unchecked Sendable {
     /// line for which `isEnd` holds.
     /// - Throws: `ExecError` when the program exits, or does not answer within `timeoutMs`.
     func exchange(_ lines: [String], timeoutMs: Int64, isEnd: ([UInt8]) -> Bool) throws -> [[UInt8]] {
-        let text = Data((lines.joined(separator: "\n") + "\n").utf8)
-        let writer = input
-        let written = DispatchSemaphore(value: 0)
-        let writeFailed = Mutex(false)
-        // Its own thread: a full pipe may block this write until the program reads.
-        Thread {
-            do { try writer.write(contentsOf: text) } catch { writeFailed.withLock { $0 = true } }
-            written.signal()
-        }.start()
-        defer { written.wait() }
+        var unsent = Array((lines.joined(separator: "\n") + "\n").utf8)[...]
         let deadline = currentTimeMillis() + timeoutMs
         let fd = outputFD
         var answer: [[UInt8]] = []
@@ -83,12 +75,21 @@ final class ExecProcess: @unchecked Sendable {
                 child.signal(SIGKILL)
                 throw ExecError("did not finish the batch within \(DurationText.format(milliseconds: timeoutMs)) (transform.timeout); it was stopped")
             }
-            // Both pipes in one poll (no dispatch sources): stderr is kept for error messages.
-            var pollers = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: errorsFD, events: Int16(POLLIN), revents: 0)]
-            let ready = poll(&pollers, 2, Int32(min(remaining, 1000)))
+            // The pipes in one poll (no dispatch sources): stderr is kept for error messages.
+            var pollers = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: errorsFD, events: Int16(POLLIN), revents: 0),
+                           pollfd(fd: unsent.isEmpty ? -1 : inputFD, events: Int16(POLLOUT), revents: 0)]
+            let ready = poll(&pollers, 3, Int32(min(remaining, 1000)))
             if ready < 0 && errno != EINTR { throw ExecError("poll failed: \(String(cString: strerror(errno)))") }
             if ready <= 0 { continue }
             if pollers[1].revents & Int16(POLLIN) != 0 { readErrors(buffer: &buffer) }
+            if !unsent.isEmpty && pollers[2].revents != 0 {
+                let n = unsent.withUnsafeBytes { Glibc.write(inputFD, $0.baseAddress!, $0.count) }
+                if n > 0 {
+                    unsent = unsent.dropFirst(n)
+                } else if n < 0 && errno != EAGAIN && errno != EINTR {
+                    unsent = []  // the program closed its stdin (or exited): its answer, or its end, says what happened
+                }
+            }
             if pollers[0].revents == 0 { continue }
             let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, $0.count) }
             if n > 0 {

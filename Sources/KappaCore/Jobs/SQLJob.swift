@@ -1,5 +1,6 @@
-/// A SQL micro-batch job: each batch is loaded into the temporary table `batch` and the
-/// version's SQL runs over it, writing `output`, which names the version's own table.
+/// A SQL micro-batch job: each batch is loaded into the temporary table
+/// `batch(partition, offset, timestamp, key, value, key_bytes)` and the version's SQL runs over
+/// it, writing `output`, which names the version's own table.
 public struct SQLJob: StreamJob {
     public let spec: JobSpec
     /// The manifest's SQL with `output` bound to `<table>__v<N>`.
@@ -11,8 +12,6 @@ public struct SQLJob: StreamJob {
         statements = SQLText.replacingTable("output", with: SQLText.quote(spec.versionTable), in: sql)
     }
 
-    public func apply(_ records: LogRecords, range: Range<Int>, to sink: any BatchSink) throws {
-        try sink.loadBatch(records, range: range)
-        try sink.runJobSQL(self)
-    }
+    /// The same statements for every batch: the store loads the records into `batch` and runs them.
+    public func plan(_ records: LogRecords) async throws -> BatchPlan { .sql(statements) }
 }

@@ -1,34 +1,13 @@
-/// What a version computes: it turns each batch of records into changes of its own table.
-/// Implementations: `SQLJob` (SQL run inside the store's transaction) and `ExecJob` (a program
-/// fed JSON lines, run before the transaction).
+/// What a version computes: for each batch of records, a plan of changes to its own table that
+/// the store executes inside the batch's transaction. Implementations: `SQLJob` (SQL over
+/// `batch`) and `ExecJob` (row operations from a program, run before the transaction).
 public protocol StreamJob: Sendable {
     var spec: JobSpec { get }
 
-    /// Work done before the store's transaction, such as running a program over the batch.
-    /// Returns the job to apply inside the transaction (by default, itself).
-    func prepare(_ records: LogRecords) async throws -> any StreamJob
-
-    /// Applies `records[range]` through `sink`, inside the store's transaction for the batch.
-    /// - Throws: whatever the sink throws; the store decides whether it is a bad record.
-    func apply(_ records: LogRecords, range: Range<Int>, to sink: any BatchSink) throws
-}
-
-/// The store's side of one batch transaction, as a job sees it.
-public protocol BatchSink {
-    /// Makes `records[range]` the contents of the temporary table
-    /// `batch(partition, offset, timestamp, key, value)`.
-    func loadBatch(_ records: LogRecords, range: Range<Int>) throws
-
-    /// Runs the job's SQL (its `output` already bound to the version's table), allowed to read
-    /// `batch` and the version's own table and to write only that table.
-    func runJobSQL(_ job: SQLJob) throws
-
-    /// Applies row operations to the version's table.
-    func write(_ operations: [RowOperation], spec: JobSpec) throws
-}
-
-extension StreamJob {
-    public func prepare(_ records: LogRecords) async throws -> any StreamJob { self }
+    /// The plan for `records` (work that is not the database's, such as running a program, is
+    /// done here, outside the transaction).
+    /// - Throws: `JobFailure` when the job cannot produce one.
+    func plan(_ records: LogRecords) async throws -> BatchPlan
 }
 
 /// A change to a version's table, as an exec program reports it.

@@ -10,13 +10,13 @@ public struct VersionRunner: Sendable {
     }
 
     public var log: any UnifiedLog
-    public var store: any TableStore
+    public var store: any BatchStore
     public var job: any StreamJob
     /// Called after each committed batch (from the worker's task), with how long the catalog
     /// commit took.
     public var onBatch: (@Sendable (BatchResult, Duration) -> Void)?
 
-    public init(log: any UnifiedLog, store: any TableStore, job: any StreamJob, onBatch: (@Sendable (BatchResult, Duration) -> Void)? = nil) {
+    public init(log: any UnifiedLog, store: any BatchStore, job: any StreamJob, onBatch: (@Sendable (BatchResult, Duration) -> Void)? = nil) {
         self.log = log
         self.store = store
         self.job = job
@@ -73,9 +73,9 @@ public struct VersionRunner: Sendable {
                 continue
             }
             do {
-                let ready = try await job.prepare(records)
+                let plan = try await job.plan(records)
                 let started = ContinuousClock.now
-                let result = try await store.applyBatch(ready, partition: p, records: records, fence: fence)
+                let result = try await store.commit(plan, spec: spec, partition: p, records: records, fence: fence)
                 let took = ContinuousClock.now - started
                 offset = result.nextOffset
                 log.commitProgress(group: "kappa.\(spec.job).v\(spec.version)", topic: spec.source.topic, partition: p, nextOffset: offset)

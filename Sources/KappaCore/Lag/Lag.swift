@@ -115,27 +115,30 @@ extension LagSample {
     static func text(_ offsets: [Int64]) -> String { offsets.map(String.init).joined(separator: ",") }
 
     /// Parses `text(_:)`'s form byte by byte (`kappactl status` reads tens of thousands of these
-    /// numbers with many partitions); anything else between commas is skipped.
-    static func offsets(fromText text: String) -> [Int64] {
+    /// numbers with many partitions); nil when any element is not an integer (a damaged sample
+    /// must not shift the partitions after it).
+    static func offsets(fromText text: String) -> [Int64]? {
         var out: [Int64] = []
-        var value: Int64 = 0, digits = 0, negative = false, valid = true
-        func finish() {
-            if digits > 0 && valid { out.append(negative ? -value : value) }
-            value = 0; digits = 0; negative = false; valid = true
-        }
+        guard !text.isEmpty else { return out }
+        var value: Int64 = 0, digits = 0, negative = false
         for byte in text.utf8 {
             switch byte {
-            case UInt8(ascii: ","): finish()
+            case UInt8(ascii: ","):
+                guard digits > 0 else { return nil }
+                out.append(negative ? -value : value)
+                value = 0; digits = 0; negative = false
             case UInt8(ascii: "0")...UInt8(ascii: "9"):
                 let (times, o1) = value.multipliedReportingOverflow(by: 10)
                 let (sum, o2) = times.addingReportingOverflow(Int64(byte - UInt8(ascii: "0")))
-                if o1 || o2 { valid = false } else { value = sum }
+                guard !o1, !o2 else { return nil }
+                value = sum
                 digits += 1
             case UInt8(ascii: "-") where digits == 0 && !negative: negative = true
-            default: valid = false
+            default: return nil
             }
         }
-        finish()
+        guard digits > 0 else { return nil }
+        out.append(negative ? -value : value)
         return out
     }
 }

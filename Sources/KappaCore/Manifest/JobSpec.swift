@@ -79,9 +79,15 @@ public struct JobSpec: Sendable, Equatable {
     }
 
     /// `<table>__v<N>`: this version's own table.
-    public var versionTable: String { "\(output.table)__v\(version)" }
+    public var versionTable: String { Self.versionTable(view: output.table, version: version) }
     /// `<table>__v<N>__dead`: records the job could not handle, under `deadLetter`.
-    public var deadLetterTable: String { "\(versionTable)__dead" }
+    public var deadLetterTable: String { Self.deadLetterTable(versionTable: versionTable) }
+
+    /// `<view>__v<N>`: the one place a version's table is named.
+    public static func versionTable(view: String, version: Int) -> String { "\(view)__v\(version)" }
+
+    /// `<view>__v<N>__dead`: the version's dead-letter table.
+    public static func deadLetterTable(versionTable: String) -> String { "\(versionTable)__dead" }
 }
 
 /// A manifest that cannot be used, with the file and the key path of the problem.

@@ -52,6 +52,8 @@ public struct Observability: Sendable {
             return .text(404, error.message)
         } catch let error as UsageError {
             return .text(400, error.message)
+        } catch where Controller.isUnreachable(error) {
+            return .text(503, "catalog unreachable: \(error); JobHost keeps running and resumes when it answers")
         } catch {
             return .text(500, "\(error)")
         }
@@ -111,7 +113,9 @@ public struct Observability: Sendable {
     /// counters (batches, records, dead letters, failures, commit latency).
     func metrics() async throws -> String {
         var out = PrometheusText()
-        let report = try await op.status()
+        // One reading of the catalog for the whole scrape.
+        let snapshot = try await op.store.snapshot(.status(samples: 30, hostsWithinMs: 5_000))
+        let (report, ends) = try await op.status(of: snapshot)
         out.family("kappa_version_state", .gauge, "1 for the state each version is in.")
         for job in report.jobs {
             for v in job.versions {
@@ -127,8 +131,10 @@ public struct Observability: Sendable {
         var timeLags: [(String, Int, Int, Double)] = []
         for job in report.jobs {
             for v in job.versions where v.state.isRunning {
-                let lag = try await op.lag(job: job.name, version: v.version)
-                for p in lag.partitions {
+                guard let topic = snapshot.versions(of: job.name).first(where: { $0.version == v.version })?.spec.source.topic,
+                      let nexts = snapshot.offsets[VersionID(job: job.name, version: v.version)], let topicEnds = ends[topic] else { continue }
+                let partitions = try await op.partitionLag(topic: topic, ends: topicEnds, nexts: nexts, now: snapshot.at)
+                for p in partitions {
                     out.sample("kappa_version_lag_records", ["job": job.name, "version": "\(v.version)", "partition": "\(p.partition)"], Double(p.lag))
                     timeLags.append((job.name, v.version, p.partition, Double(p.timeLagMs ?? 0) / 1000))
                 }
@@ -146,12 +152,10 @@ public struct Observability: Sendable {
         for (job, v) in running { if let r = v.rate { out.sample("kappa_version_replay_rate", ["job": job, "version": "\(v.version)"], r) } }
         out.family("kappa_version_eta_seconds", .gauge, "Estimated seconds until the version has caught up.")
         for (job, v) in running { if let e = v.etaSeconds { out.sample("kappa_version_eta_seconds", ["job": job, "version": "\(v.version)"], e) } }
-        var histories: [(String, [HistoryEntry])] = []
-        for job in report.jobs { histories.append((job.name, try await op.store.history(job: job.name))) }
         out.family("kappa_switches_total", .counter, "Times a version started serving (first versions, promotions, rollbacks).")
-        for (job, h) in histories { out.sample("kappa_switches_total", ["job": job], Double(h.filter { $0.to == .serving }.count)) }
+        for job in report.jobs { out.sample("kappa_switches_total", ["job": job.name], Double(snapshot.entered[job.name]?[.serving] ?? 0)) }
         out.family("kappa_version_failures_total", .counter, "Times a version failed, from the catalog's history.")
-        for (job, h) in histories { out.sample("kappa_version_failures_total", ["job": job], Double(h.filter { $0.to == .failed }.count)) }
+        for job in report.jobs { out.sample("kappa_version_failures_total", ["job": job.name], Double(snapshot.entered[job.name]?[.failed] ?? 0)) }
         out.family("kappa_hosts_live", .gauge, "JobHosts with a recent heartbeat on this catalog.")
         out.sample("kappa_hosts_live", [:], Double(report.hosts.count))
 

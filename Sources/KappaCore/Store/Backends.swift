@@ -35,14 +35,14 @@ public enum Backends {
     }
 
     /// - Throws: `CatalogError` for a URL this build cannot use (saying which trait is missing).
-    public static func store(state: StateDirectory, catalog: String?) throws -> any TableStore {
-        guard let catalog, !catalog.isEmpty else { return try SQLiteStore(state: state) }
+    public static func store(state: StateDirectory, catalog: String?) throws -> Store {
+        guard let catalog, !catalog.isEmpty else { return try Store.sqlite(state: state) }
         guard catalog.hasPrefix("postgres://") || catalog.hasPrefix("postgresql://") else {
             throw CatalogError(.notACatalog, "unsupported catalog \(Redaction.url(catalog)): use postgres://user@host:port/database")
         }
         #if Postgres
         let (url, schema) = splitSchema(catalog)
-        return try PostgresStore(url: url, schema: schema ?? "kappa")
+        return try Store.postgres(url: url, schema: schema ?? "kappa")
         #else
         throw CatalogError(.notACatalog, "this build has no PostgreSQL support: build with `swift build --traits Postgres` to use \(Redaction.url(catalog))")
         #endif

@@ -25,17 +25,20 @@ public struct JSONScanner {
 
     /// True when `bytes` are exactly one JSON value (surrounding white space allowed).
     public static func isValid<Bytes: Collection>(_ bytes: Bytes) -> Bool where Bytes.Element == UInt8 {
-        let array = Array(bytes)
-        return array.withUnsafeBufferPointer { buf in
+        // Contiguous bytes (arrays and their slices, as records hold them) are read in place.
+        if let valid = bytes.withContiguousStorageIfAvailable({ isValid(buffer: $0) }) { return valid }
+        return Array(bytes).withUnsafeBufferPointer(isValid(buffer:))
+    }
+
+    private static func isValid(buffer buf: UnsafeBufferPointer<UInt8>) -> Bool {
+        do {
             var s = Cursor(buf)
-            do {
-                s.skipSpace()
-                try s.value(depth: 0)
-                s.skipSpace()
-                return s.atEnd
-            } catch {
-                return false
-            }
+            s.skipSpace()
+            try s.value(depth: 0)
+            s.skipSpace()
+            return s.atEnd
+        } catch {
+            return false
         }
     }
 

@@ -94,3 +94,53 @@ import Testing
         #expect(report.jobs[0].versions[3].error == v4.error)
     }
 }
+
+/// The controller's decisions follow its clock: ticked by hand, with time moved by hand.
+@Suite struct ControllerClockTests {
+    @Test func holdForAndRetireAfterFollowTheClockNotTheWallClock() async throws {
+        let f = try await StoreFixture.make(minutes: 2)
+        let clock = ManualClock()
+        var configuration = Controller.Configuration()
+        configuration.useLeases = false
+        configuration.pollMs = 10
+        let controller = Controller(log: f.log, store: f.store, logger: EventLogger(format: .text) { _ in }, actor: "test", configuration: configuration, clock: clock)
+        let op = Operator(log: f.log, store: f.store, actor: "test")
+        let state = { (v: Int) in try await f.store.versions(job: "t").first { $0.version == v }?.state }
+        let ends = try await f.log.offsets(topic: "bpi").map(\.end)
+        func replayed(_ v: Int) async throws {
+            try await ControllerTests.waitFor("v\(v) replayed") { try await f.store.nextOffsets(job: "t", version: v) == ends }
+        }
+        let v1 = ControllerTests.manifest(version: 1, retireAfter: "1h")
+        _ = try await op.deploy(spec: ManifestParser.parse(v1), manifest: v1, allowPartial: false)
+        try await controller.tick()
+        #expect(try await state(1) == .replaying)
+        try await replayed(1)
+        // Caught up, but not for holdFor (200 ms) on this clock: however long the wall clock runs.
+        for _ in 0..<5 { try await controller.tick(); try await Task.sleep(for: .milliseconds(60)) }
+        #expect(try await state(1) == .replaying)
+        clock.advance(250)
+        try await controller.tick()
+        #expect(try await state(1) == .serving)
+
+        let v2 = ControllerTests.manifest(version: 2, promote: #"{"mode": "auto"}"#)
+        _ = try await op.deploy(spec: ManifestParser.parse(v2), manifest: v2, allowPartial: false)
+        try await controller.tick()
+        try await replayed(2)
+        try await controller.tick()
+        clock.advance(250)
+        try await controller.tick()
+        #expect(try await state(2) == .serving)
+        #expect(try await state(1) == .standby)
+        // v1's retire.after is an hour: not yet, then once the clock has moved past it.
+        clock.advance(59 * 60_000)
+        try await controller.tick()
+        #expect(try await state(1) == .standby)
+        clock.advance(2 * 60_000)
+        try await controller.tick()
+        #expect(try await state(1) == .retired)
+        #expect(try await !f.relationExists("ticks__v1"))
+        let stop = Task { await controller.run() }
+        stop.cancel()
+        await stop.value
+    }
+}

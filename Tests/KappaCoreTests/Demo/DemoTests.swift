@@ -53,7 +53,7 @@ import Testing
                 }
             }
         }
-        let rows = try await SQLiteStore(state: state).query("SELECT currency, minute, samples, open, high, low, close FROM btc_prices").rows
+        let rows = try await Store.sqlite(state: state).query("SELECT currency, minute, samples, open, high, low, close FROM btc_prices").rows
         #expect(rows.count == candles.count)
         #expect(candles.values.reduce(0) { $0 + $1.n } == Int64(720 + result.liveTicks))
         for row in rows {
@@ -65,6 +65,6 @@ import Testing
         let text = lines.withLock { $0.joined(separator: "\n") }
         #expect(text.contains("\n   manifest: column avg_rate removed; column open REAL added; column high REAL added; column low REAL added; column close REAL added; transform changed; promote changed\n"))
         #expect(text.contains("\n   by key (currency, minute): "))
-        #expect(try await SQLiteStore(state: state).query("SELECT count(*) FROM sqlite_master WHERE name LIKE 'btc_prices__v1%'").rows == [[.integer(0)]])
+        #expect(try await Store.sqlite(state: state).query("SELECT count(*) FROM sqlite_master WHERE name LIKE 'btc_prices__v1%'").rows == [[.integer(0)]])
     }
 }

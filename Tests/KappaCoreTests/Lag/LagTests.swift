@@ -55,7 +55,10 @@ import Testing
         #expect(LagSample.text(offsets) == "0,7,1234567890123,-1,9223372036854775807")
         #expect(LagSample.offsets(fromText: LagSample.text(offsets)) == offsets)
         #expect(LagSample.offsets(fromText: "") == [])
-        // What is not a number (or overflows) is skipped, as before.
-        #expect(LagSample.offsets(fromText: "1,x,2,,99999999999999999999,3-,4") == [1, 2, 4])
+        // A damaged element is never skipped (that would shift every partition after it).
+        for damaged in ["1,x,2", "1,,2", "1,99999999999999999999", "3-", "1,", ",1", "-"] {
+            #expect(LagSample.offsets(fromText: damaged) == nil, "\(damaged)")
+        }
+        #expect(LagSample.offsets(fromText: "-1,0,7") == [-1, 0, 7])
     }
 }

@@ -49,7 +49,7 @@ import Testing
         let spec = try ManifestParser.parse(StoreFixture.exactManifest())
         var tables: [[[SQLValue]]] = []
         for (name, log) in [("all", all), ("short", archived)] {
-            let store = try SQLiteStore(path: dir.path + "/\(name).sqlite")
+            let store = try Store.sqlite(path: dir.path + "/\(name).sqlite")
             _ = try await store.registerVersion(spec, manifest: StoreFixture.exactManifest(), startOffsets: [0, 0, 0], actor: "test", reason: "test")
             try await VersionRunner(log: log, store: store, job: try StreamJobs.make(spec)).run(.untilEnd)
             tables.append(try await store.query("SELECT * FROM ticks__v1 ORDER BY currency, minute").rows)

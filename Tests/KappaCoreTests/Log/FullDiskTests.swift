@@ -85,7 +85,7 @@ struct FullDiskTests {
         _ = try await log.createTopic("bpi", config: TopicConfig(partitions: 3))
         let ticks = BPIFeed(seed: 4, start: 28_333_333 * 60_000).ticks(seconds: 1200)
         _ = try await log.append(topic: "bpi", records: ticks.map(\.record))
-        let f = StoreFixture(dir: try TempDirectory(), state: state, log: log, store: try SQLiteStore(state: state), ticks: ticks)
+        let f = StoreFixture(dir: try TempDirectory(), state: state, log: log, store: try Store.sqlite(state: state), kind: .sqlite, schema: "", ticks: ticks)
         let job = try await f.register(StoreFixture.exactManifest(batch: 20))
         let filler = try disk.fill(leaving: 48 << 10)
 

@@ -4,9 +4,9 @@ import Testing
 @testable import KappaCore
 
 /// Runs against the throwaway server `scripts/test` starts (KAPPA_TEST_POSTGRES).
-@Suite(.enabled(if: ProcessInfo.processInfo.environment["KAPPA_TEST_POSTGRES"] != nil, "needs the PostgreSQL server scripts/test starts"))
+@Suite(.enabled(if: StoreKind.postgresURL != nil, "needs the PostgreSQL server scripts/test starts"))
 struct PostgresConnectionTests {
-    static var url: String { ProcessInfo.processInfo.environment["KAPPA_TEST_POSTGRES"]! }
+    static var url: String { StoreKind.postgresURL! }
 
     @Test func queriesReturnTypedValues() throws {
         let db = try PGConnection(url: Self.url)
@@ -14,9 +14,9 @@ struct PostgresConnectionTests {
         try db.execute("CREATE TABLE \(table) (k text PRIMARY KEY, n bigint, r double precision, b bytea, ok boolean)", name: "create")
         defer { try? db.execute("DROP TABLE \(table)", name: "drop") }
         try db.transaction("insert") {
-            try db.query("INSERT INTO \(table) VALUES ($1, $2, $3, $4, $5)", [.text("EUR"), .integer(42), .real(1.5), .blob([0, 255]), .text("true")], name: "insert")
+            try db.run("INSERT INTO \(table) VALUES ($1, $2, $3, $4, $5)", [.text("EUR"), .integer(42), .real(1.5), .blob([0, 255]), .text("true")], name: "insert")
         }
-        let result = try db.query("SELECT k, n, r, b, ok, NULL::text AS nothing FROM \(table)", name: "select")
+        let result = try db.exec("SELECT k, n, r, b, ok, NULL::text AS nothing FROM \(table)", name: "select")
         #expect(result.columns == ["k", "n", "r", "b", "ok", "nothing"])
         #expect(result.rows == [[.text("EUR"), .integer(42), .real(1.5), .blob([0, 255]), .integer(1), .null]])
     }
@@ -24,7 +24,7 @@ struct PostgresConnectionTests {
     @Test func errorsCarryTheSQLStateAndTheStatementName() throws {
         let db = try PGConnection(url: Self.url)
         do {
-            try db.query("SELECT * FROM no_such_table", name: "read nothing")
+            _ = try db.query("SELECT * FROM no_such_table", [], name: "read nothing")
             Issue.record("no error")
         } catch let error as PostgresError {
             #expect(error.sqlState == "42P01")

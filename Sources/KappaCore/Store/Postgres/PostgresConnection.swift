@@ -11,9 +11,9 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public var description: String { "\(statement): \(message)" + (sqlState.map { " (SQLSTATE \($0))" } ?? "") }
 }
 
-/// One libpq connection. Used by one owner at a time (a store's serial queue), hence
+/// One libpq connection. Used by one owner at a time (a store's lane, or one reader), hence
 /// `@unchecked Sendable`; the C pointer never leaves this file.
-final class PGConnection: @unchecked Sendable {
+final class PGConnection: SQLConnection, @unchecked Sendable {
     private let conn: OpaquePointer
     /// The URL with its password replaced, for messages.
     let displayURL: String
@@ -23,12 +23,12 @@ final class PGConnection: @unchecked Sendable {
     init(url: String) throws {
         displayURL = Redaction.url(url)
         guard let c = PQconnectdb(url) else {
-            throw PostgresError(sqlState: nil, message: "out of memory", statement: "connect \(displayURL)")
+            throw PostgresError(sqlState: "08001", message: "out of memory", statement: "connect \(displayURL)")
         }
         guard PQstatus(c) == CONNECTION_OK else {
             let message = String(cString: PQerrorMessage(c)).trimmingCharacters(in: .whitespacesAndNewlines)
             PQfinish(c)
-            throw PostgresError(sqlState: nil, message: Redaction.url(message), statement: "connect \(displayURL)")
+            throw PostgresError(sqlState: "08001", message: Redaction.url(message), statement: "connect \(displayURL)")
         }
         conn = c
         // Notices ("already exists, skipping") are not errors; they must not reach the terminal.
@@ -37,10 +37,35 @@ final class PGConnection: @unchecked Sendable {
 
     deinit { PQfinish(conn) }
 
+    /// False once the connection to the server is lost (the server restarted or went away).
+    var isUp: Bool { PQstatus(conn) == CONNECTION_OK }
+
+    func query(_ sql: String, _ values: [SQLValue], name: String) throws -> [[SQLValue]] {
+        try exec(sql, values, name: name).rows
+    }
+
+    @discardableResult
+    func run(_ sql: String, _ values: [SQLValue], name: String) throws -> Int {
+        try exec(sql, values, name: name).changed
+    }
+
+    func savepoint<T>(_ body: () throws -> T) throws -> T {
+        try execute("SAVEPOINT kappa_sp", name: "savepoint")
+        do {
+            let value = try body()
+            try execute("RELEASE SAVEPOINT kappa_sp", name: "savepoint")
+            return value
+        } catch {
+            if isUp { try? execute("ROLLBACK TO SAVEPOINT kappa_sp; RELEASE SAVEPOINT kappa_sp", name: "savepoint") }
+            throw error
+        }
+    }
+
     /// Runs `sql` with text parameters (`$1`, `$2`…); returns the rows, each value typed by its
     /// column's type (integers, floating point, booleans as 0/1, bytea as blobs, the rest as text).
+    /// The rows, their column names, and how many rows the statement changed.
     @discardableResult
-    func query(_ sql: String, _ values: [SQLValue] = [], name: String) throws -> (columns: [String], rows: [[SQLValue]]) {
+    func exec(_ sql: String, _ values: [SQLValue] = [], name: String) throws -> (columns: [String], rows: [[SQLValue]], changed: Int) {
         let texts: [String?] = values.map { v in
             switch v {
             case .null: return nil
@@ -61,8 +86,9 @@ final class PGConnection: @unchecked Sendable {
         guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
             let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
             let message = String(cString: PQresultErrorMessage(result)).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw PostgresError(sqlState: state, message: message, statement: name)
+            throw PostgresError(sqlState: state ?? (isUp ? nil : "08006"), message: message.isEmpty ? String(cString: PQerrorMessage(conn)) : message, statement: name)
         }
+        let changed = Int(String(cString: PQcmdTuples(result))) ?? 0
         let columns = (0..<PQnfields(result)).map { String(cString: PQfname(result, $0)) }
         let types = (0..<PQnfields(result)).map { PQftype(result, $0) }
         var rows: [[SQLValue]] = []
@@ -80,7 +106,7 @@ final class PGConnection: @unchecked Sendable {
                 }
             })
         }
-        return (columns, rows)
+        return (columns, rows, changed)
     }
 
     /// Runs one or more statements without parameters.
@@ -90,14 +116,26 @@ final class PGConnection: @unchecked Sendable {
         let status = PQresultStatus(result)
         guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
             let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
-            throw PostgresError(sqlState: state, message: String(cString: PQresultErrorMessage(result)).trimmingCharacters(in: .whitespacesAndNewlines),
+            throw PostgresError(sqlState: state ?? (isUp ? nil : "08006"), message: String(cString: PQresultErrorMessage(result)).trimmingCharacters(in: .whitespacesAndNewlines),
                                 statement: name)
         }
     }
 
+    /// A repeatable-read, read-only transaction: every statement sees the same snapshot.
+    func readTransaction<T>(_ name: String, _ body: () throws -> T) throws -> T {
+        try inTransaction(name, begin: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", execute: { sql, name in
+            if sql == "ROLLBACK" && !isUp { return }
+            try execute(sql, name: name)
+        }, body)
+    }
+
     /// Runs `body` in a transaction; rolls back when it throws.
     func transaction<T>(_ name: String, _ body: () throws -> T) throws -> T {
-        try inTransaction(name, begin: "BEGIN", execute: { try execute($0, name: $1) }, body)
+        try inTransaction(name, begin: "BEGIN", execute: { sql, name in
+            // After a lost connection a ROLLBACK cannot reach the server (nor is it needed).
+            if sql == "ROLLBACK" && !isUp { return }
+            try execute(sql, name: name)
+        }, body)
     }
 
     private static func bytea(_ text: String) -> [UInt8] {

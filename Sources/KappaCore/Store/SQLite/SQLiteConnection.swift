@@ -179,6 +179,11 @@ final class SQLiteConnection: @unchecked Sendable {
         try inTransaction(name, begin: "BEGIN IMMEDIATE", execute: { try execute($0, name: $1) }, body)
     }
 
+    /// A deferred transaction that only reads: one WAL snapshot, no write lock.
+    func readTransaction<T>(_ name: String, _ body: () throws -> T) throws -> T {
+        try inTransaction(name, begin: "BEGIN DEFERRED", execute: { try execute($0, name: $1) }, body)
+    }
+
     /// Runs `body` inside a savepoint, rolled back (and released) when it throws.
     func savepoint<T>(_ body: () throws -> T) throws -> T {
         try execute("SAVEPOINT kappa_sp", name: "savepoint")

@@ -1,0 +1,297 @@
+#if Postgres
+import Foundation
+import Synchronization
+
+/// PostgreSQL's spelling of the catalog: everything in Kappa's schema.
+struct PostgresDialect: SQLDialect {
+    let schema: String
+    func placeholder(_ n: Int) -> String { "$\(n)" }
+    func table(_ name: String) -> String { "\(schema).\(SQLText.quote(name))" }
+    func columnType(_ type: JobSpec.ColumnType) -> String {
+        switch type {
+        case .text: return "TEXT"
+        case .integer, .bigint: return "BIGINT"
+        case .real, .double: return "DOUBLE PRECISION"
+        case .numeric: return "NUMERIC"
+        case .boolean: return "BOOLEAN"
+        case .blob: return "BYTEA"
+        }
+    }
+    var bigint: String { "BIGINT" }
+    var blob: String { "BYTEA" }
+    var serialKey: String { "BIGSERIAL PRIMARY KEY" }
+    var keyedTableSuffix: String { "" }
+    var forUpdate: String { "FOR UPDATE" }
+    var forShare: String { "FOR SHARE" }
+}
+
+/// The store's database on PostgreSQL (trait `Postgres`): catalog, version tables and reader
+/// views in one schema, with transactional DDL so that a switch is one transaction. What is
+/// PostgreSQL's own: a role per version that its SQL runs under, the session's temporary
+/// `batch` table, and connections that come back after the server restarts.
+///
+/// Used only on its store's lane, hence `@unchecked Sendable`.
+final class PostgresBackend: StoreBackend, @unchecked Sendable {
+    let dialect: any SQLDialect
+    let schema: String
+    let displayName: String
+    let readers: any ReadPool
+    private let url: String
+    private var link: ReconnectingLink
+    /// This session's temporary `batch` table exists, and the roles allowed to read it.
+    private var batchReady = false
+    private var grantedRoles: Set<String> = []
+    /// Roles are shared by every database of a server: theirs start with the database and schema.
+    private(set) var rolePrefix = ""
+
+    /// Connects; the first connection must succeed (a wrong URL or password is the operator's to fix).
+    /// - Throws: `PostgresError` (URL without its password), `CatalogError.notACatalog` for a bad schema name.
+    init(url: String, schema: String) throws {
+        guard ManifestParser.isIdentifier(schema) else {
+            throw CatalogError(.notACatalog, "\"\(schema)\" is not a valid schema name")
+        }
+        self.url = url
+        self.schema = schema
+        dialect = PostgresDialect(schema: schema)
+        displayName = "schema \(schema) on \(Redaction.url(url))"
+        link = ReconnectingLink(url: url)
+        readers = PostgresReaders(url: url, schema: schema)
+        let c = try link.connection()
+        let database = try c.query("SELECT current_database()", [], name: "connect").first?.first?.display ?? ""
+        rolePrefix = "kappa_\(database)_\(schema)_".lowercased()
+    }
+
+    func connection() throws -> any SQLConnection {
+        let (c, fresh) = try link.connectionNoting()
+        if fresh {
+            // A new session: the old one's temporary table and grants are gone with it.
+            batchReady = false
+            grantedRoles = []
+        }
+        return c
+    }
+
+    func lockSchema(_ c: any SQLConnection) throws {
+        _ = try c.query("SELECT pg_advisory_xact_lock(hashtext($1))", [.text("kappa catalog \(schema)")], name: "catalog: lock")
+        try c.execute("CREATE SCHEMA IF NOT EXISTS \(schema); CREATE TABLE IF NOT EXISTS \(schema).kappa_schema (version INTEGER NOT NULL)",
+                      name: "catalog: schema")
+    }
+
+    func schemaVersion(_ c: any SQLConnection) throws -> Int {
+        guard let row = try c.query("SELECT version FROM \(schema).kappa_schema", [], name: "catalog: schema version").first else { return 0 }
+        return Int(try CatalogRow(row, table: "kappa_schema", columns: ["version"]).int(0))
+    }
+
+    func setSchemaVersion(_ c: any SQLConnection, _ version: Int) throws {
+        try c.run("DELETE FROM \(schema).kappa_schema", [], name: "catalog: schema version")
+        try c.run("INSERT INTO \(schema).kappa_schema VALUES ($1)", [.integer(Int64(version))], name: "catalog: schema version")
+    }
+
+    func lockJob(_ c: any SQLConnection, _ job: String) throws {
+        _ = try c.query("SELECT pg_advisory_xact_lock(hashtext($1))", [.text("kappa job \(job)")], name: "lock job")
+    }
+
+    func relationExists(_ c: any SQLConnection, _ name: String) throws -> Bool {
+        try !c.query("SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND lower(c.relname) = lower($2)",
+                     [.text(schema), .text(name)], name: "find relation").isEmpty
+    }
+
+    func viewReads(_ c: any SQLConnection, view: String, table: String) throws -> Bool {
+        try !c.query("""
+            SELECT 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class
+            JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace n ON n.oid = t.relnamespace
+            WHERE n.nspname = $1 AND v.relname = $2 AND t.relname = $3
+            """, [.text(schema), .text(view), .text(table)], name: "find view dependency").isEmpty
+    }
+
+    // MARK: Roles
+
+    /// `kappa_<database>_<schema>_<job>_v<N>`: roles are per server, so two databases (or schemas)
+    /// with the same job never share one. Names over PostgreSQL's 63 bytes end in a hash instead.
+    func role(job: String, version: Int) -> String {
+        let name = "\(rolePrefix)\(job)_v\(version)".lowercased()
+        guard name.utf8.count > 63 else { return name }
+        let hash = String(CRC32C.checksum(Array(name.utf8)), radix: 16)
+        return String(decoding: name.utf8.prefix(50), as: UTF8.self) + "_" + hash
+    }
+
+    func createVersionObjects(_ c: any SQLConnection, _ spec: JobSpec) throws {
+        let role = SQLText.quote(role(job: spec.job, version: spec.version))
+        try c.execute("""
+            DROP ROLE IF EXISTS \(role); CREATE ROLE \(role) NOLOGIN; GRANT \(role) TO CURRENT_USER;
+            GRANT USAGE ON SCHEMA \(schema) TO \(role);
+            GRANT SELECT, INSERT, UPDATE, DELETE ON \(dialect.table(spec.versionTable)) TO \(role)
+            """, name: "create job role")
+    }
+
+    func dropVersionObjects(_ c: any SQLConnection, job: String, version: Int) throws {
+        // The role goes too, unless another session still holds a grant to it (its temporary
+        // batch table): then it stays, without rights on anything of Kappa's.
+        let role = SQLText.quote(self.role(job: job, version: version))
+        try c.execute("SAVEPOINT kappa_role", name: "drop role")
+        do {
+            try c.execute("REVOKE ALL ON SCHEMA \(schema) FROM \(role); DROP ROLE IF EXISTS \(role)", name: "drop role")
+            try c.execute("RELEASE SAVEPOINT kappa_role", name: "drop role")
+        } catch {
+            try c.execute("ROLLBACK TO SAVEPOINT kappa_role; RELEASE SAVEPOINT kappa_role", name: "drop role")
+        }
+    }
+
+    /// The session's temporary `batch` table, readable by `role`.
+    private func prepareBatchTable(_ c: any SQLConnection, for role: String) throws {
+        if !batchReady {
+            try c.execute("CREATE TEMP TABLE IF NOT EXISTS batch (partition INTEGER, \"offset\" BIGINT, timestamp BIGINT, key TEXT, value JSONB, key_bytes BYTEA)",
+                          name: "create batch table")
+            batchReady = true
+        }
+        if !grantedRoles.contains(role) {
+            try c.execute("GRANT SELECT ON pg_temp.batch TO \(SQLText.quote(role))", name: "grant batch")
+            grantedRoles.insert(role)
+        }
+    }
+
+    // MARK: Job SQL
+
+    func checkJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements: String) throws {
+        // Run once over an empty batch, under the version's role, and undone.
+        let role = role(job: spec.job, version: spec.version)
+        try prepareBatchTable(c, for: role)
+        try c.execute("SAVEPOINT kappa_compile; DELETE FROM pg_temp.batch", name: "compile check")
+        defer { try? c.execute("ROLLBACK TO SAVEPOINT kappa_compile; RESET ROLE", name: "compile check") }
+        do {
+            try c.execute("SET LOCAL ROLE \(SQLText.quote(role)); SET LOCAL search_path = \(schema)", name: "compile check")
+            try c.execute(statements, name: "transform.sql")
+        } catch let error as PostgresError where error.storeClass != .unreachable {
+            throw CatalogError(.invalidJob, "transform.sql: \(error.message)")
+        }
+    }
+
+    func prepareBatch(_ c: any SQLConnection, _ spec: JobSpec) throws {
+        try prepareBatchTable(c, for: role(job: spec.job, version: spec.version))
+    }
+
+    func loadBatch(_ c: any SQLConnection, _ records: LogRecords, range: Range<Int>) throws {
+        try c.execute("DELETE FROM pg_temp.batch", name: "clear batch")
+        for chunk in stride(from: range.lowerBound, to: range.upperBound, by: 500) {
+            let slice = chunk..<min(chunk + 500, range.upperBound)
+            var values: [SQLValue] = []
+            var rows: [String] = []
+            for (n, i) in slice.enumerated() {
+                let r = records[i]
+                let p = n * 6
+                rows.append("($\(p + 1), $\(p + 2), $\(p + 3), $\(p + 4), $\(p + 5)::jsonb, $\(p + 6))")
+                values += [.integer(Int64(r.partition)), .integer(r.offset), .integer(r.timestamp),
+                           BatchBytes.keyText(r.key).map(SQLValue.text) ?? .null,
+                           .text(String(decoding: r.value, as: UTF8.self)),  // checked to be JSON text
+                           r.key.map { .blob(Array($0)) } ?? .null]
+            }
+            try c.run("INSERT INTO pg_temp.batch VALUES " + rows.joined(separator: ", "), values, name: "load batch")
+        }
+    }
+
+    func runJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements: String) throws {
+        let role = role(job: spec.job, version: spec.version)
+        try c.execute("SET LOCAL ROLE \(SQLText.quote(role)); SET LOCAL search_path = \(schema)", name: "job role")
+        defer { try? c.execute("RESET ROLE; SET LOCAL search_path = DEFAULT", name: "job role") }
+        try c.execute(statements, name: "job \(spec.job) v\(spec.version) SQL")
+    }
+
+    func evaluateCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String]) throws -> Bool {
+        // In a subtransaction that is always undone, so that a check cannot change anything.
+        try c.execute("SAVEPOINT kappa_check", name: "promote check")
+        defer { try? c.execute("ROLLBACK TO SAVEPOINT kappa_check", name: "promote check") }
+        return try c.query(sql, [], name: "promote check").first?.first == .integer(1)
+    }
+
+    func forget(job: String, version: Int) {}
+
+    func transactionFailed() {
+        // Whatever the transaction created in the session (the batch table, grants) is undone.
+        batchReady = false
+        grantedRoles = []
+    }
+}
+
+/// A connection that is re-established when lost, with backoff: after a failed attempt, calls
+/// fail at once (as unreachable) until the next attempt is due, from 100 ms doubling to 5 s.
+struct ReconnectingLink {
+    let url: String
+    private var current: PGConnection?
+    private var nextAttempt: Int64 = 0
+    private var delayMs: Int64 = 100
+    private var lastError: PostgresError?
+
+    init(url: String) { self.url = url }
+
+    mutating func connection() throws -> PGConnection { try connectionNoting().0 }
+
+    /// The connection, and whether it is a new session.
+    mutating func connectionNoting() throws -> (PGConnection, Bool) {
+        if let current, current.isUp { return (current, false) }
+        current = nil
+        let now = currentTimeMillis()
+        if now < nextAttempt, let lastError { throw lastError }
+        do {
+            let c = try PGConnection(url: url)
+            current = c
+            delayMs = 100
+            lastError = nil
+            return (c, true)
+        } catch let error as PostgresError {
+            lastError = error
+            nextAttempt = now + delayMs
+            delayMs = min(delayMs * 2, 5_000)
+            throw error
+        }
+    }
+}
+
+/// Read queries on a small pool of connections apart from the writer's, each in a read-only
+/// transaction with Kappa's schema first in the search path. A lost connection is dropped and
+/// the next query opens a new one.
+final class PostgresReaders: ReadPool {
+    private let url: String
+    private let schema: String
+    private let idle = Mutex<[PGConnection]>([])
+    private let keep = 4
+
+    init(url: String, schema: String) {
+        self.url = url
+        self.schema = schema
+    }
+
+    func query(_ sql: String) throws -> QueryResult {
+        let db = try idle.withLock { $0.popLast() } ?? PGConnection(url: url)
+        defer {
+            if db.isUp { idle.withLock { if $0.count < keep { $0.append(db) } } }
+        }
+        return try db.transaction("query") {
+            try db.execute("SET TRANSACTION READ ONLY; SET LOCAL search_path = \(schema), public", name: "query")
+            let result = try db.exec(sql, name: "query")
+            return QueryResult(columns: result.columns, rows: result.rows)
+        }
+    }
+}
+
+extension PostgresError: ClassifiedStoreError {
+    public var storeClass: StoreErrorClass {
+        guard let state = sqlState else { return .other }
+        if state.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(state) { return .unreachable }
+        if state == "53100" { return .diskFull }
+        if ["40001", "40P01", "55P03"].contains(state) { return .conflict }
+        // Data exceptions and integrity constraint violations: a record's content caused them.
+        if state.hasPrefix("22") || state.hasPrefix("23") { return .data }
+        if state.hasPrefix("42") { return .jobSQL }
+        return .other
+    }
+}
+
+extension Store {
+    /// The store in `schema` of the PostgreSQL database `url` names (created and migrated when
+    /// needed).
+    /// - Throws: `PostgresError` (URL without its password), `CatalogError.newerSchema`.
+    public static func postgres(url: String, schema: String = "kappa") throws -> Store {
+        try Store(backend: PostgresBackend(url: url, schema: schema))
+    }
+}
+#endif

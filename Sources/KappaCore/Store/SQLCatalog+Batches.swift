@@ -1,0 +1,105 @@
+extension SQLCatalog {
+    /// Commits one batch of one partition: checks the version is running, the batch starts at the
+    /// stored next offset and (with a fence) the lease is still the worker's, executes the job's
+    /// plan, and stores the next offset, all in one transaction. Bad records follow the job's
+    /// `onBadRecord`.
+    /// - Throws: `StaleOffsetError`, `VersionStoppedError`, `LeaseLostError` (nothing written);
+    ///   `JobFailure` for the job's SQL or output, or a bad record under `fail`; store errors
+    ///   of other classes as they come (the worker retries).
+    func commit(_ plan: BatchPlan, spec: JobSpec, partition: Int, records: LogRecords, fence: Lease?) throws -> BatchResult {
+        guard let first = records.first else {
+            return BatchResult(partition: partition, records: 0, deadLettered: 0, nextOffset: records.nextOffset)
+        }
+        let key: [SQLValue] = [.text(spec.job), .integer(Int64(spec.version)), .integer(Int64(partition))]
+        let place = "job \(spec.job) v\(spec.version) partition \(partition)"
+        return try transaction("batch \(place)") { c in
+            let stored = try c.query("""
+                SELECT o.next_offset, v.state FROM \(t("kappa_offsets")) o JOIN \(t("kappa_versions")) v ON v.job = o.job AND v.version = o.version
+                WHERE o.job = \(p(1)) AND o.version = \(p(2)) AND o.partition = \(p(3))\(d.forUpdate.isEmpty ? "" : " \(d.forUpdate) OF o")
+                """, key, name: "read offset")
+            guard let values = stored.first else {
+                throw CatalogError(.versionNotFound, "job \(spec.job) has no version \(spec.version) with partition \(partition)")
+            }
+            let row = CatalogRow(values, table: "kappa_offsets", columns: ["next_offset", "state"], context: place)
+            // A version that was retired or failed meanwhile takes no more batches (its workers stop).
+            let state = try row.state(1)
+            guard state.isRunning || state == .pending else {
+                throw VersionStoppedError(job: spec.job, version: spec.version, state: state.rawValue)
+            }
+            let offset = try row.int(0)
+            guard offset == first.offset else { throw StaleOffsetError(partition: partition, stored: offset, batchStart: first.offset) }
+            if let fence {
+                // On PostgreSQL FOR SHARE: a takeover (an UPDATE of this row) waits for this batch, or this batch sees it.
+                let lease = try c.query("SELECT owner, epoch FROM \(t("kappa_leases")) WHERE job = \(p(1)) AND version = \(p(2)) AND partition = \(p(3)) \(d.forShare)",
+                                        key, name: "check lease").first
+                let held = try lease.map { values -> (String?, Int64) in
+                    let row = CatalogRow(values, table: "kappa_leases", columns: ["owner", "epoch"], context: place)
+                    return (try row.optionalText(0), try row.int(1))
+                }
+                guard let held, held.0 == fence.owner, held.1 == fence.epoch else {
+                    throw LeaseLostError(key: fence.key, owner: fence.owner, epoch: fence.epoch)
+                }
+            }
+            let dead = try execute(plan, c, spec: spec, partition: partition, records: records)
+            try faultHook?("after job")
+            try c.run("UPDATE \(t("kappa_offsets")) SET next_offset = \(p(1)) WHERE job = \(p(2)) AND version = \(p(3)) AND partition = \(p(4))",
+                      [.integer(records.nextOffset)] + key, name: "store offset")
+            try faultHook?("before commit")
+            return BatchResult(partition: partition, records: records.count, deadLettered: dead, nextOffset: records.nextOffset)
+        }
+    }
+
+    /// Executes a job's plan inside the batch transaction; returns how many records went to the
+    /// dead-letter table.
+    private func execute(_ plan: BatchPlan, _ c: any SQLConnection, spec: JobSpec, partition: Int, records: LogRecords) throws -> Int {
+        switch plan {
+        case .sql(let statements):
+            try backend.prepareBatch(c, spec)
+            return try BadRecords.apply(records, spec: spec, partition: partition,
+                attempt: { range in
+                    try c.savepoint {
+                        for i in range { try BatchBytes.checkValue(records[i]) }
+                        try backend.loadBatch(c, records, range: range)
+                        try runJobSQL(c, spec: spec, statements: statements)
+                    }
+                },
+                dataError: { $0.storeErrorClass == .data ? ($0 as? any ClassifiedStoreError)?.message : nil },
+                deadLetter: { record, message in
+                    try c.run("INSERT INTO \(t(spec.deadLetterTable)) (partition, \"offset\", timestamp, key, value, error) VALUES (\(d.placeholders(6)))",
+                              BadRecords.row(record, partition: partition, error: message), name: "dead letter")
+                })
+        case .rows(let operations):
+            do {
+                try c.savepoint {
+                    for operation in operations {
+                        let (sql, values) = operation.statement(table: t(spec.versionTable), key: spec.output.primaryKey, placeholder: { self.p($0 + 1) })
+                        try c.run(sql, values, name: "exec operation")
+                    }
+                }
+            } catch let error as any ClassifiedStoreError where [.data, .jobSQL, .other].contains(error.storeClass) {
+                // The program's rows broke the table's rules: a job failure, never a bad record.
+                throw JobFailure(job: spec.job, version: spec.version, partition: partition, offset: records.first?.offset,
+                                 message: "program output could not be stored: \(error.message)")
+            }
+            return 0
+        }
+    }
+
+    /// The job's SQL under its sandbox: errors of the SQL itself fail the version; errors the
+    /// data caused go back to the bad-record policy; the others (server, disk, locks) propagate.
+    private func runJobSQL(_ c: any SQLConnection, spec: JobSpec, statements: String) throws {
+        do {
+            try backend.runJobSQL(c, spec, statements: statements)
+        } catch let error as any ClassifiedStoreError where error.storeClass == .jobSQL {
+            throw JobFailure(job: spec.job, version: spec.version, message: "transform.sql: \(error.message)")
+        }
+    }
+}
+
+/// What a job's batch does to its table, as the store executes it inside the batch transaction.
+public enum BatchPlan: Sendable, Equatable {
+    /// Statements run over `batch` (its `output` already bound to the version's table).
+    case sql(String)
+    /// Row operations reported by an exec program.
+    case rows([RowOperation])
+}

@@ -1,0 +1,127 @@
+extension SQLCatalog {
+    // MARK: Lag samples
+
+    /// Records a lag sample, keeping the newest `keep` of the version.
+    func recordLag(job: String, version: Int, sample: LagSample, keep: Int) throws {
+        try transaction("record lag") { c in
+            try c.run("""
+                INSERT INTO \(t("kappa_lag_samples")) (job, version, at, ends, nexts) VALUES (\(d.placeholders(5)))
+                ON CONFLICT (job, version, at) DO UPDATE SET ends = excluded.ends, nexts = excluded.nexts
+                """, [.text(job), .integer(Int64(version)), .integer(sample.at), .text(LagSample.text(sample.ends)), .text(LagSample.text(sample.nexts))],
+                name: "record lag")
+            try c.run("""
+                DELETE FROM \(t("kappa_lag_samples")) WHERE job = \(p(1)) AND version = \(p(2)) AND at < (
+                    SELECT at FROM \(t("kappa_lag_samples")) WHERE job = \(p(1)) AND version = \(p(2)) ORDER BY at DESC LIMIT 1 OFFSET \(p(3)))
+                """, [.text(job), .integer(Int64(version)), .integer(Int64(keep - 1))], name: "trim lag")
+        }
+    }
+
+    /// The newest `limit` lag samples of a version, oldest first.
+    func lagSamples(job: String, version: Int, limit: Int) throws -> [LagSample] {
+        try connection().query("SELECT job, version, at, ends, nexts FROM \(t("kappa_lag_samples")) WHERE job = \(p(1)) AND version = \(p(2)) ORDER BY at DESC LIMIT \(p(3))",
+                               [.text(job), .integer(Int64(version)), .integer(Int64(limit))], name: "read lag").reversed().map { try lagSample($0).1 }
+    }
+
+    /// The newest `limit` lag samples of every version, each oldest first.
+    func recentLagSamples(_ c: any SQLConnection, limit: Int) throws -> [VersionID: [LagSample]] {
+        var out: [VersionID: [LagSample]] = [:]
+        for values in try c.query("""
+            SELECT job, version, at, ends, nexts FROM (
+                SELECT job, version, at, ends, nexts, row_number() OVER (PARTITION BY job, version ORDER BY at DESC) AS n FROM \(t("kappa_lag_samples"))
+            ) newest WHERE n <= \(p(1)) ORDER BY job, version, at
+            """, [.integer(Int64(limit))], name: "read lag") {
+            let (id, sample) = try lagSample(values)
+            out[id, default: []].append(sample)
+        }
+        return out
+    }
+
+    /// A row `job, version, at, ends, nexts`.
+    private func lagSample(_ values: [SQLValue]) throws -> (VersionID, LagSample) {
+        var row = CatalogRow(values, table: "kappa_lag_samples", columns: ["job", "version", "at", "ends", "nexts"])
+        let id = VersionID(job: try row.text(0), version: Int(try row.int(1)))
+        row.context = "job \(id.job) v\(id.version)"
+        let at = try row.int(2)
+        func offsets(_ i: Int, _ column: String) throws -> [Int64] {
+            guard let list = LagSample.offsets(fromText: try row.text(i)) else {
+                throw CatalogError(.damagedCatalog, "catalog table kappa_lag_samples, column \(column) (\(row.context), sample at \(at)) is not a list of offsets")
+            }
+            return list
+        }
+        return (id, LagSample(at: at, ends: try offsets(3, "ends"), nexts: try offsets(4, "nexts")))
+    }
+
+    // MARK: Hosts
+
+    func heartbeat(owner: String, pid: Int32, startedAt: Int64) throws {
+        try connection().run("""
+            INSERT INTO \(t("kappa_hosts")) (owner, pid, started_at, heartbeat_at) VALUES (\(d.placeholders(4)))
+            ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, pid = excluded.pid
+            """, [.text(owner), .integer(Int64(pid)), .integer(startedAt), .integer(currentTimeMillis())], name: "heartbeat")
+    }
+
+    func liveHosts(_ c: any SQLConnection, withinMs: Int64) throws -> [String] {
+        try c.query("SELECT owner FROM \(t("kappa_hosts")) WHERE heartbeat_at >= \(p(1)) ORDER BY owner",
+                               [.integer(currentTimeMillis() - withinMs)], name: "live hosts").map {
+            try CatalogRow($0, table: "kappa_hosts", columns: ["owner"]).text(0)
+        }
+    }
+
+    func removeHost(owner: String) throws {
+        try connection().run("DELETE FROM \(t("kappa_hosts")) WHERE owner = \(p(1))", [.text(owner)], name: "remove host")
+    }
+
+    // MARK: Leases
+
+    /// Takes, in order, each lease of `keys` that is free, expired or already `owner`'s, until
+    /// `owner` holds `limit`; one taken from another owner gets the next epoch. One transaction each.
+    func acquireLeases(_ keys: [LeaseKey], owner: String, ttlMs: Int64, limit: Int) throws -> [Lease] {
+        var held: [Lease] = []
+        for key in keys where held.count < limit {
+            let now = currentTimeMillis()
+            let k: [SQLValue] = [.text(key.job), .integer(Int64(key.version)), .integer(Int64(key.partition))]
+            let lease = try transaction("acquire lease") { c -> Lease? in
+                try c.run("INSERT INTO \(t("kappa_leases")) (job, version, partition) VALUES (\(d.placeholders(3))) ON CONFLICT DO NOTHING", k, name: "acquire lease")
+                // Kept by its owner at the same epoch, taken from another owner only after expiry, with the next epoch.
+                try c.run("""
+                    UPDATE \(t("kappa_leases")) SET epoch = CASE WHEN owner = \(p(1)) THEN epoch ELSE epoch + 1 END,
+                        owner = \(p(1)), expires_at = \(p(2))
+                    WHERE job = \(p(3)) AND version = \(p(4)) AND partition = \(p(5))
+                        AND (owner IS NULL OR owner = \(p(1)) OR expires_at <= \(p(6)))
+                    """, [.text(owner), .integer(now + ttlMs)] + k + [.integer(now)], name: "acquire lease")
+                return try leases(c, where: "job = \(p(1)) AND version = \(p(2)) AND partition = \(p(3))", k).first
+            }
+            if let lease, lease.owner == owner, lease.expiresAt > now { held.append(lease) }
+        }
+        return held
+    }
+
+    /// Extends every lease `owner` still holds; returns them.
+    func renewLeases(owner: String, ttlMs: Int64) throws -> [Lease] {
+        try transaction("renew leases") { c in
+            try c.run("UPDATE \(t("kappa_leases")) SET expires_at = \(p(1)) WHERE owner = \(p(2)) AND expires_at > 0",
+                      [.integer(currentTimeMillis() + ttlMs), .text(owner)], name: "renew leases")
+            return try leases(c, where: "owner = \(p(1)) AND expires_at > 0", [.text(owner)])
+        }
+    }
+
+    /// Lets go of leases: they expire at once, and the next owner gets the next epoch.
+    func releaseLeases(_ keys: [LeaseKey], owner: String) throws {
+        try transaction("release leases") { c in
+            for key in keys {
+                try c.run("UPDATE \(t("kappa_leases")) SET expires_at = 0 WHERE job = \(p(1)) AND version = \(p(2)) AND partition = \(p(3)) AND owner = \(p(4))",
+                          [.text(key.job), .integer(Int64(key.version)), .integer(Int64(key.partition)), .text(owner)], name: "release lease")
+            }
+        }
+    }
+
+    /// Every lease that has had an owner.
+    func allLeases() throws -> [Lease] {
+        try leases(connection(), where: "owner IS NOT NULL", [])
+    }
+
+    func leases(_ c: any SQLConnection, where condition: String, _ values: [SQLValue]) throws -> [Lease] {
+        try c.query("SELECT \(Self.leaseColumns.joined(separator: ", ")) FROM \(t("kappa_leases")) WHERE \(condition) ORDER BY job, version, partition",
+                    values, name: "read leases").map(lease)
+    }
+}

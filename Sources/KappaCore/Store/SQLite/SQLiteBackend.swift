@@ -1,0 +1,261 @@
+import CSQLite
+
+/// SQLite's spelling of the catalog.
+struct SQLiteDialect: SQLDialect {
+    func placeholder(_ n: Int) -> String { "?\(n)" }
+    func table(_ name: String) -> String { SQLText.quote(name) }
+    func columnType(_ type: JobSpec.ColumnType) -> String {
+        switch type {
+        case .text: return "TEXT"
+        case .integer, .bigint, .boolean: return "INTEGER"
+        case .real, .double: return "REAL"
+        case .numeric: return "NUMERIC"
+        case .blob: return "BLOB"
+        }
+    }
+    var bigint: String { "INTEGER" }
+    var blob: String { "BLOB" }
+    var serialKey: String { "INTEGER PRIMARY KEY AUTOINCREMENT" }
+    var keyedTableSuffix: String { " WITHOUT ROWID" }
+    // One writer at a time (BEGIN IMMEDIATE): rows read in a transaction cannot change under it.
+    var forUpdate: String { "" }
+    var forShare: String { "" }
+}
+
+/// The default store's database: catalog and output tables in one SQLite file (WAL mode, so
+/// readers in other processes never block and never see half a transaction). What is SQLite's
+/// own: the authorizer that sandboxes job SQL and promotion checks, and the prepared statements
+/// that load `batch`.
+///
+/// Used only on its store's lane, hence `@unchecked Sendable`.
+final class SQLiteBackend: StoreBackend, @unchecked Sendable {
+    let path: String
+    private let db: SQLiteConnection
+    private var batchInsert: SQLiteStatement?
+    private var jobStatements: [VersionID: [SQLiteStatement]] = [:]
+    let dialect: any SQLDialect = SQLiteDialect()
+    let readers: any ReadPool
+
+    init(path: String) throws {
+        self.path = path
+        db = try SQLiteConnection(path: path)
+        try db.execute("CREATE TEMP TABLE IF NOT EXISTS batch (partition INTEGER, \"offset\" INTEGER, timestamp INTEGER, key, value, key_bytes)",
+                       name: "create batch table")
+        readers = SQLiteReaders(path: path)
+    }
+
+    var displayName: String { path }
+
+    func connection() throws -> any SQLConnection { db }
+
+    // BEGIN IMMEDIATE already holds the database's write lock.
+    func lockSchema(_ c: any SQLConnection) throws {}
+    func lockJob(_ c: any SQLConnection, _ job: String) throws {}
+
+    func schemaVersion(_ c: any SQLConnection) throws -> Int {
+        Int(try CatalogRow(try c.query("PRAGMA user_version", [], name: "catalog: schema version").first ?? [], table: "PRAGMA", columns: ["user_version"]).int(0))
+    }
+
+    func setSchemaVersion(_ c: any SQLConnection, _ version: Int) throws {
+        try c.execute("PRAGMA user_version = \(version)", name: "catalog: schema version")
+    }
+
+    func relationExists(_ c: any SQLConnection, _ name: String) throws -> Bool {
+        try !c.query("SELECT 1 FROM sqlite_master WHERE name = ?1 COLLATE NOCASE", [.text(name)], name: "find table").isEmpty
+    }
+
+    func viewReads(_ c: any SQLConnection, view: String, table: String) throws -> Bool {
+        let sql = try c.query("SELECT sql FROM sqlite_master WHERE type = 'view' AND name = ?1", [.text(view)], name: "read view")
+        if case .text(let text)? = sql.first?.first { return text.hasSuffix(SQLText.quote(table)) }
+        return false
+    }
+
+    func createVersionObjects(_ c: any SQLConnection, _ spec: JobSpec) throws {}
+    func dropVersionObjects(_ c: any SQLConnection, job: String, version: Int) throws {}
+
+    func checkJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements: String) throws {
+        // Compiled under the job's permissions: SQL that does not compile, or touches what it
+        // may not, is refused at deploy and leaves nothing behind.
+        db.setAuthorizer(Self.jobPolicy(spec))
+        defer { db.setAuthorizer(nil) }
+        do {
+            _ = try db.prepareAll(statements, name: "transform.sql")
+        } catch let error as SQLiteError {
+            throw CatalogError(.invalidJob, "transform.sql: \(db.takeDenial() ?? error.message)")
+        }
+    }
+
+    func prepareBatch(_ c: any SQLConnection, _ spec: JobSpec) throws {}  // made when the connection opened
+
+    func loadBatch(_ c: any SQLConnection, _ records: LogRecords, range: Range<Int>) throws {
+        try db.execute("DELETE FROM temp.batch", name: "clear batch")
+        let insert = try batchInsert ?? db.prepare("INSERT INTO temp.batch VALUES (?, ?, ?, ?, ?, ?)", name: "load batch")
+        batchInsert = insert
+        for i in range {
+            let r = records[i]
+            insert.reset()
+            insert.bindInt(Int64(r.partition), at: 1)
+            insert.bindInt(r.offset, at: 2)
+            insert.bindInt(r.timestamp, at: 3)
+            if let key = r.key {
+                if BatchBytes.keyText(key) != nil { try insert.bindBytes(key, asText: true, at: 4) } else { insert.bindNull(at: 4) }
+                try insert.bindBytes(key, asText: false, at: 6)
+            } else {
+                insert.bindNull(at: 4)
+                insert.bindNull(at: 6)
+            }
+            try insert.bindBytes(r.value, asText: true, at: 5)  // checked to be JSON text
+            try insert.step()
+        }
+    }
+
+    func runJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements sql: String) throws {
+        let id = VersionID(job: spec.job, version: spec.version)
+        db.setAuthorizer(Self.jobPolicy(spec))
+        defer { db.setAuthorizer(nil) }
+        let statements: [SQLiteStatement]
+        if let cached = jobStatements[id] {
+            statements = cached
+        } else {
+            do {
+                statements = try db.prepareAll(sql, name: "job \(spec.job) v\(spec.version) SQL")
+            } catch var error as SQLiteError {
+                error.message = db.takeDenial() ?? error.message
+                throw error
+            }
+            jobStatements[id] = statements
+        }
+        for statement in statements {
+            statement.reset()
+            do {
+                while try statement.step() {}
+            } catch var error as SQLiteError where error.resultCode & 0xFF == SQLITE_AUTH {
+                error.message = db.takeDenial() ?? error.message
+                throw error
+            }
+        }
+    }
+
+    func evaluateCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String]) throws -> Bool {
+        let allowed = Set(tables.map { $0.lowercased() } + [""])
+        db.setAuthorizer { request in
+            switch request.action {
+            case SQLITE_SELECT, SQLITE_FUNCTION, SQLITE_RECURSIVE: return nil
+            case SQLITE_READ where allowed.contains(request.first?.lowercased() ?? ""): return nil
+            default: return "a promotion check may only read old and new"
+            }
+        }
+        defer { db.setAuthorizer(nil) }
+        do {
+            return try db.query(sql, name: "promote check").first?.first == .integer(1)
+        } catch var error as SQLiteError {
+            error.message = db.takeDenial() ?? error.message
+            throw error
+        }
+    }
+
+    func forget(job: String, version: Int) { jobStatements[VersionID(job: job, version: version)] = nil }
+    func transactionFailed() {}
+
+    /// A job's SQL may read `batch` and its own table and write only its own table.
+    static func jobPolicy(_ spec: JobSpec) -> AuthorizerPolicy {
+        let own = spec.versionTable.lowercased()
+        return { request in
+            let table = request.first?.lowercased() ?? ""
+            switch request.action {
+            case SQLITE_SELECT, SQLITE_FUNCTION, SQLITE_RECURSIVE:
+                return nil
+            case SQLITE_READ:
+                if table == own || (table == "batch" && request.database == "temp") || table.isEmpty { return nil }
+                return "the job's SQL may not read table \"\(request.first ?? "")\" (it may read batch and output)"
+            case SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE:
+                if table == own { return nil }
+                if ["sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"].contains(table) {
+                    return "the job's SQL may not change the schema (it may only read batch and output and write output)"
+                }
+                return "the job's SQL may not write table \"\(request.first ?? "")\" (it may write only output)"
+            default:
+                return "the job's SQL may not run \(actionName(request.action)) (it may only read batch and output and write output)"
+            }
+        }
+    }
+
+    static func actionName(_ action: Int32) -> String {
+        let names: [Int32: String] = [
+            SQLITE_CREATE_INDEX: "CREATE INDEX", SQLITE_CREATE_TABLE: "CREATE TABLE", SQLITE_CREATE_TEMP_INDEX: "CREATE INDEX",
+            SQLITE_CREATE_TEMP_TABLE: "CREATE TEMP TABLE", SQLITE_CREATE_TEMP_TRIGGER: "CREATE TRIGGER", SQLITE_CREATE_TEMP_VIEW: "CREATE VIEW",
+            SQLITE_CREATE_TRIGGER: "CREATE TRIGGER", SQLITE_CREATE_VIEW: "CREATE VIEW", SQLITE_DROP_INDEX: "DROP INDEX",
+            SQLITE_DROP_TABLE: "DROP TABLE", SQLITE_DROP_TEMP_INDEX: "DROP INDEX", SQLITE_DROP_TEMP_TABLE: "DROP TABLE",
+            SQLITE_DROP_TEMP_TRIGGER: "DROP TRIGGER", SQLITE_DROP_TEMP_VIEW: "DROP VIEW", SQLITE_DROP_TRIGGER: "DROP TRIGGER",
+            SQLITE_DROP_VIEW: "DROP VIEW", SQLITE_PRAGMA: "PRAGMA", SQLITE_TRANSACTION: "BEGIN/COMMIT", SQLITE_ATTACH: "ATTACH",
+            SQLITE_DETACH: "DETACH", SQLITE_ALTER_TABLE: "ALTER TABLE", SQLITE_REINDEX: "REINDEX", SQLITE_ANALYZE: "ANALYZE",
+            SQLITE_CREATE_VTABLE: "CREATE VIRTUAL TABLE", SQLITE_DROP_VTABLE: "DROP VIRTUAL TABLE", SQLITE_SAVEPOINT: "SAVEPOINT",
+        ]
+        return names[action] ?? "action \(action)"
+    }
+}
+
+/// Read queries on a read-only connection of their own, opened per query (cheap for SQLite,
+/// and it never holds a read snapshot between queries).
+struct SQLiteReaders: ReadPool {
+    let path: String
+
+    func query(_ sql: String) throws -> QueryResult {
+        let db = try SQLiteConnection(path: path, readOnly: true)
+        let statement = try db.prepare(sql, name: "query")
+        var rows: [[SQLValue]] = []
+        while try statement.step() { rows.append(statement.row()) }
+        return QueryResult(columns: (0..<statement.columnCount).map(statement.columnName), rows: rows)
+    }
+}
+
+extension SQLiteConnection: SQLConnection {}
+
+extension SQLiteError: ClassifiedStoreError {
+    public var storeClass: StoreErrorClass {
+        switch resultCode & 0xFF {
+        case SQLITE_FULL: return .diskFull
+        case SQLITE_BUSY, SQLITE_LOCKED: return .conflict
+        case SQLITE_AUTH: return .jobSQL
+        default: break
+        }
+        switch phase {
+        case .open: return .other
+        case .prepare: return .jobSQL
+        case .step:
+            // Errors a record's content can cause at run time (malformed JSON, a constraint, a
+            // type mismatch, a value too big). Disk, lock and I/O errors never are.
+            switch resultCode & 0xFF {
+            case SQLITE_ERROR, SQLITE_CONSTRAINT, SQLITE_MISMATCH, SQLITE_TOOBIG, SQLITE_RANGE: return .data
+            default: return .other
+            }
+        }
+    }
+}
+
+extension Store {
+    /// The store in a SQLite database at `path` (created and migrated when needed).
+    /// - Throws: `SQLiteError` naming the file (e.g. not a database), `CatalogError.newerSchema`.
+    public static func sqlite(path: String) throws -> Store {
+        try Store(backend: SQLiteBackend(path: path))
+    }
+
+    /// The store of a state directory (`<state>/kappa.sqlite`).
+    public static func sqlite(state: StateDirectory) throws -> Store {
+        try sqlite(path: state.catalogPath)
+    }
+}
+
+/// True when `bytes` are valid UTF-8 (ASCII checked eight bytes at a time).
+func isUTF8(_ bytes: ArraySlice<UInt8>) -> Bool {
+    let ascii = bytes.withUnsafeBytes { buf -> Bool in
+        var i = 0
+        while i + 8 <= buf.count {
+            if buf.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 { return false }
+            i += 8
+        }
+        while i < buf.count { if buf[i] >= 0x80 { return false }; i += 1 }
+        return true
+    }
+    return ascii || String(validating: bytes, as: UTF8.self) != nil
+}
