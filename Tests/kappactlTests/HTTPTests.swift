@@ -126,10 +126,8 @@ struct PrometheusParser {
 }
 
 @Suite(.serialized) struct HTTPTests {
-    /// A JobHost with `--http` on a free port, the demo's v1 serving.
-    static func host(_ box: Sandbox, _ extra: [String] = []) async throws -> (Child, Int) {
-        try await box.kappactl(["demo", "produce", "--minutes", "20"])
-        let host = try box.start(Executables.jobHost, ["--state", box.state, "--http", "127.0.0.1:0"] + extra)
+    /// The port a JobHost started with `--http 127.0.0.1:0` says it listens on.
+    static func port(of host: Child) async throws -> Int {
         var port = 0
         try await WorkflowTests.waitUntil("JobHost listens") {
             let log = host.output().stderr
@@ -137,6 +135,14 @@ struct PrometheusParser {
             port = Int(log[range.upperBound...].prefix { $0.isNumber }) ?? 0
             return port > 0
         }
+        return port
+    }
+
+    /// A JobHost with `--http` on a free port, the demo's v1 serving.
+    static func host(_ box: Sandbox, _ extra: [String] = []) async throws -> (Child, Int) {
+        try await box.kappactl(["demo", "produce", "--minutes", "20"])
+        let host = try box.start(Executables.jobHost, ["--state", box.state, "--http", "127.0.0.1:0"] + extra)
+        let port = try await port(of: host)
         #expect(try await box.kappactl(["deploy", "-f", WorkflowTests.root + "/Manifests/btc-v1.json", "--wait", "--timeout", "60s"]).status == 0)
         return (host, port)
     }

@@ -24,13 +24,7 @@ struct PostgresRestartTests {
         try text.write(toFile: manifest, atomically: true, encoding: .utf8)
         let host = try box.start(Executables.jobHost, box.hostArguments + ["--lease-ttl", "2s", "--http", "127.0.0.1:0"])
         defer { kill(host.process.processIdentifier, SIGKILL) }
-        var port = 0
-        try await WorkflowTests.waitUntil("JobHost listens") {
-            let log = host.output().stderr
-            guard let range = log.range(of: "http listening url=http://127.0.0.1:") else { return false }
-            port = Int(log[range.upperBound...].prefix { $0.isNumber }) ?? 0
-            return port > 0
-        }
+        let port = try await HTTPTests.port(of: host)
         #expect(try await box.kappactl(["deploy", "-f", manifest]).status == 0)
         let processed = { try await WorkflowTests.status(box, "btc").jobs[0].versions[0].processed ?? 0 }
 

@@ -18,9 +18,22 @@ protocol SQLConnection: AnyObject {
     /// Runs `body` in a read-only transaction that sees one consistent state of the database
     /// and takes no write lock.
     func readTransaction<T>(_ name: String, _ body: () throws -> T) throws -> T
+}
 
+extension SQLConnection {
     /// Runs `body` in a savepoint, rolled back (and released) when it throws.
-    func savepoint<T>(_ body: () throws -> T) throws -> T
+    func savepoint<T>(_ body: () throws -> T) throws -> T {
+        try execute("SAVEPOINT kappa_sp", name: "savepoint")
+        do {
+            let value = try body()
+            try execute("RELEASE SAVEPOINT kappa_sp", name: "savepoint")
+            return value
+        } catch {
+            // After a lost connection this fails too, and the transaction is gone anyway.
+            try? execute("ROLLBACK TO SAVEPOINT kappa_sp; RELEASE SAVEPOINT kappa_sp", name: "savepoint")
+            throw error
+        }
+    }
 }
 
 /// The classes every store's errors fall into, so that the catalog, the workers and the bad-record

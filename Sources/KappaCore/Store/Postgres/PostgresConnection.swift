@@ -49,21 +49,9 @@ final class PGConnection: SQLConnection, @unchecked Sendable {
         try exec(sql, values, name: name).changed
     }
 
-    func savepoint<T>(_ body: () throws -> T) throws -> T {
-        try execute("SAVEPOINT kappa_sp", name: "savepoint")
-        do {
-            let value = try body()
-            try execute("RELEASE SAVEPOINT kappa_sp", name: "savepoint")
-            return value
-        } catch {
-            if isUp { try? execute("ROLLBACK TO SAVEPOINT kappa_sp; RELEASE SAVEPOINT kappa_sp", name: "savepoint") }
-            throw error
-        }
-    }
-
     /// Runs `sql` with text parameters (`$1`, `$2`…); returns the rows, each value typed by its
-    /// column's type (integers, floating point, booleans as 0/1, bytea as blobs, the rest as text).
-    /// The rows, their column names, and how many rows the statement changed.
+    /// column's type (integers, floating point, booleans as 0/1, bytea as blobs, the rest as
+    /// text), their column names, and how many rows the statement changed.
     @discardableResult
     func exec(_ sql: String, _ values: [SQLValue] = [], name: String) throws -> (columns: [String], rows: [[SQLValue]], changed: Int) {
         let texts: [String?] = values.map { v in

@@ -184,19 +184,6 @@ final class SQLiteConnection: @unchecked Sendable {
         try inTransaction(name, begin: "BEGIN DEFERRED", execute: { try execute($0, name: $1) }, body)
     }
 
-    /// Runs `body` inside a savepoint, rolled back (and released) when it throws.
-    func savepoint<T>(_ body: () throws -> T) throws -> T {
-        try execute("SAVEPOINT kappa_sp", name: "savepoint")
-        do {
-            let value = try body()
-            try execute("RELEASE kappa_sp", name: "savepoint")
-            return value
-        } catch {
-            try? execute("ROLLBACK TO kappa_sp; RELEASE kappa_sp", name: "savepoint")
-            throw error
-        }
-    }
-
     /// Installs (or with nil removes) an authorizer: `policy` sees each action SQLite is about to
     /// compile and returns nil to allow it or a reason to deny it.
     func setAuthorizer(_ policy: AuthorizerPolicy?) {
