@@ -17,23 +17,9 @@ extension SQLCatalog {
     }
 
     /// The newest `limit` lag samples of a version, oldest first.
-    func lagSamples(job: String, version: Int, limit: Int) throws -> [LagSample] {
-        try connection().query("SELECT job, version, at, ends, nexts FROM \(t("kappa_lag_samples")) WHERE job = \(p(1)) AND version = \(p(2)) ORDER BY at DESC LIMIT \(p(3))",
+    func lagSamples(_ c: any SQLConnection, job: String, version: Int, limit: Int) throws -> [LagSample] {
+        try c.query("SELECT job, version, at, ends, nexts FROM \(t("kappa_lag_samples")) WHERE job = \(p(1)) AND version = \(p(2)) ORDER BY at DESC LIMIT \(p(3))",
                                [.text(job), .integer(Int64(version)), .integer(Int64(limit))], name: "read lag").reversed().map { try lagSample($0).1 }
-    }
-
-    /// The newest `limit` lag samples of every version, each oldest first.
-    func recentLagSamples(_ c: any SQLConnection, limit: Int) throws -> [VersionID: [LagSample]] {
-        var out: [VersionID: [LagSample]] = [:]
-        for values in try c.query("""
-            SELECT job, version, at, ends, nexts FROM (
-                SELECT job, version, at, ends, nexts, row_number() OVER (PARTITION BY job, version ORDER BY at DESC) AS n FROM \(t("kappa_lag_samples"))
-            ) newest WHERE n <= \(p(1)) ORDER BY job, version, at
-            """, [.integer(Int64(limit))], name: "read lag") {
-            let (id, sample) = try lagSample(values)
-            out[id, default: []].append(sample)
-        }
-        return out
     }
 
     /// A row `job, version, at, ends, nexts`.

@@ -90,6 +90,8 @@ final class SQLCatalog: @unchecked Sendable {
     /// again under the lock so that processes opening a new catalog at once never apply one twice.
     /// - Throws: `CatalogError.newerSchema` for a catalog written by a newer Kappa.
     func migrate() throws {
+        // Already current (every open but the first): no write lock taken.
+        if let applied = try? backend.schemaVersion(try backend.connection()), applied == Self.schemaVersion { return }
         while true {
             let done = try transaction("catalog: migration") { c -> Bool in
                 try backend.lockSchema(c)
@@ -235,7 +237,12 @@ final class SQLCatalog: @unchecked Sendable {
             var snapshot = CatalogSnapshot(jobs: try jobs(c), versions: Dictionary(grouping: try versions(c, job: nil), by: \.job),
                                            offsets: try allOffsets(c), at: now)
             guard case .status(let samples, let hostsWithinMs) = detail else { return snapshot }
-            snapshot.lagSamples = try recentLagSamples(c, limit: samples)
+            // Per version, by its primary key: the newest few rows only (each holds a number per partition).
+            for (job, versions) in snapshot.versions {
+                for v in versions where v.state.isRunning || v.state == .pending {
+                    snapshot.lagSamples[VersionID(job: job, version: v.version)] = try lagSamples(c, job: job, version: v.version, limit: samples)
+                }
+            }
             snapshot.hosts = try liveHosts(c, withinMs: hostsWithinMs)
             snapshot.leases = try leases(c, where: "owner IS NOT NULL", [])
             for values in try c.query("SELECT job, to_state, count(*) FROM \(t("kappa_history")) WHERE to_state IN ('serving', 'failed') GROUP BY job, to_state",

@@ -150,7 +150,7 @@ public final class Store: CatalogStore, BatchStore, QueryStore {
     }
 
     public func lagSamples(job: String, version: Int, limit: Int) async throws -> [LagSample] {
-        try await write { try $0.lagSamples(job: job, version: version, limit: limit) }
+        try await write { try $0.lagSamples($0.connection(), job: job, version: version, limit: limit) }
     }
 
     public func heartbeat(owner: String, pid: Int32, startedAt: Int64) async throws {
