@@ -1,6 +1,7 @@
 #if Kafka
 import CRdKafka
 import Foundation
+import Synchronization
 
 /// librdkafka's mock cluster (`rdkafka_mock.h`): brokers in this process that speak the Kafka
 /// protocol on 127.0.0.1, for tests and for trying `--log kafka://` without a cluster
@@ -11,6 +12,8 @@ public final class KafkaMockCluster: @unchecked Sendable {
     private let cluster: OpaquePointer
     /// `host:port,host:port…` of the brokers.
     public let bootstrapServers: String
+    /// How many brokers (their ids are 1…brokers).
+    public let brokers: Int
 
     public init(brokers: Int = 1) throws {
         var error = [CChar](repeating: 0, count: 512)
@@ -26,6 +29,7 @@ public final class KafkaMockCluster: @unchecked Sendable {
         }
         handle = rk
         cluster = mc
+        self.brokers = brokers
         bootstrapServers = String(cString: rd_kafka_mock_cluster_bootstraps(mc))
     }
 
@@ -42,6 +46,28 @@ public final class KafkaMockCluster: @unchecked Sendable {
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
             throw LogError(.invalidArgument, "Kafka mock cluster: topic \"\(name)\": \(KafkaHandle.describe(err))", topic: name)
         }
+    }
+
+    /// Takes every broker down at once, as a cluster that lost its power or its network: open
+    /// connections close and new ones are refused until `setBrokersUp()`. Records stay (in memory).
+    public func setBrokersDown() throws {
+        try everyBroker("down") { rd_kafka_mock_broker_set_down($0, $1) }
+    }
+
+    /// Brings every broker back: clients reconnect by themselves.
+    public func setBrokersUp() throws {
+        try everyBroker("up") { rd_kafka_mock_broker_set_up($0, $1) }
+    }
+
+    /// One call per broker, all at once: each waits for the mock's thread to take it, which
+    /// one after another would leave some brokers up for a second.
+    private func everyBroker(_ what: String, _ call: @Sendable (OpaquePointer, Int32) -> rd_kafka_resp_err_t) throws {
+        let errors = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: brokers) { i in
+            let err = call(self.cluster, Int32(i + 1))
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR { errors.withLock { $0.append("broker \(i + 1) \(what): \(KafkaHandle.describe(err))") } }
+        }
+        if let first = errors.withLock({ $0.first }) { throw LogError(.io, "Kafka mock cluster: \(first)") }
     }
 }
 #endif
