@@ -140,6 +140,37 @@ import Testing
         withExtendedLifetime(log) {}
     }
 
+    /// Every broker down: offsets fail (asked again and again, as the controller does) with an
+    /// error naming the topic instead of waiting for the brokers (librdkafka's watermark query
+    /// waits for as long as they are down), an append waits for them, and the outage is logged
+    /// once when it starts and once when it ends, not once per failed connection.
+    @Test(.timeLimit(.minutes(1))) func everyBrokerDownAndBackIsOneOutage() async throws {
+        let cluster = try KafkaMockCluster(brokers: 3)
+        try cluster.createTopic("t", partitions: 3, replicationFactor: 3)
+        let lines = Mutex<[String]>([])
+        let log = try KafkaLog(settings: KafkaSettings(url: cluster.url, passthrough: []),
+                               logger: EventLogger(format: .text) { line in lines.withLock { $0.append(line) } }, readWaitMs: 200)
+        _ = try await log.append(topic: "t", records: (0..<30).map { ProducerRecord(value: Array("\($0)".utf8)) })
+        try cluster.setBrokersDown()
+        for _ in 0..<4 {
+            let error = await #expect(throws: LogError.self) { try await log.offsets(topic: "t") }
+            #expect(error?.topic == "t")
+            #expect(error?.message.hasPrefix("topic \"t\": Kafka offsets: ") == true, "\(error?.message ?? "")")
+            #expect(error?.message.hasSuffix("; no broker of \(cluster.url) answers") == true, "\(error?.message ?? "")")
+        }
+        let append = Task { try await log.append(topic: "t", records: [ProducerRecord(key: Array("k".utf8), value: Array("late".utf8))]) }
+        try await Task.sleep(for: .seconds(2))
+        try cluster.setBrokersUp()
+        let appended = try await append.value
+        #expect(appended.map(\.count) == [1])
+        let ends = try await log.offsets(topic: "t").map(\.end).reduce(0, +)
+        #expect(ends == 31)  // acknowledged once, not once per retry
+        let logged = lines.withLock { $0 }
+        #expect(logged.filter { $0.contains("error kafka unreachable") }.count == 1, "\(logged)")
+        #expect(logged.filter { $0.contains("info kafka reachable again") }.count == 1, "\(logged)")
+        withExtendedLifetime(cluster) {}
+    }
+
     @Test func progressIsCommittedToTheVersionsConsumerGroup() async throws {
         let (cluster, log) = try Self.cluster()
         log.commitProgress(group: "kappa.j.v3", topic: "t", partition: 0, nextOffset: 5)

@@ -62,18 +62,13 @@ import Testing
         let f = try LogFixture(backend)
         try await f.createTopic("t", partitions: 1)
         _ = try await f.log.append(topic: "t", records: (0..<10).map { ProducerRecord(value: bytes("record-\($0)")) })
-        // KafkaLog hands the offset to librdkafka, where -1 and -2 mean "the end" and "the
-        // beginning": -1 comes back empty (next offset -1), -2 returns offsets 0, 1, 2.
-        await withKnownIssue("KafkaLog reads librdkafka's logical offsets instead of refusing a negative offset", isIntermittent: false) {
-            for negative in [-1, -2] as [Int64] {
-                let error = await #expect(throws: LogError.self, "from \(negative)") {
-                    try await f.log.read(topic: "t", partition: 0, from: negative, maxRecords: 3, maxBytes: 1 << 20)
-                }
-                #expect(error?.code == .offsetBelowEarliest)
-                #expect(error?.message == "topic \"t\" partition 0: offset \(negative) is no longer retained; the earliest offset available is 0")
+        // -1 and -2 too, which librdkafka would take for "the end" and "the beginning".
+        for negative in [-1, -2] as [Int64] {
+            let error = await #expect(throws: LogError.self, "from \(negative)") {
+                try await f.log.read(topic: "t", partition: 0, from: negative, maxRecords: 3, maxBytes: 1 << 20)
             }
-        } when: {
-            backend.isKafka
+            #expect(error?.code == .offsetBelowEarliest)
+            #expect(error?.message == "topic \"t\" partition 0: offset \(negative) is no longer retained; the earliest offset available is 0")
         }
     }
 

@@ -42,12 +42,18 @@ public struct KafkaSettings: Sendable {
     }
 }
 
-/// Routes librdkafka's log lines (from its own threads) to Kappa's logger.
+/// Routes librdkafka's log lines (from its own threads) to Kappa's logger, through the log's
+/// reachability (which turns the lines about every broker being down into one state change).
 final class KafkaLogSink: Sendable {
     let logger: EventLogger
-    init(logger: EventLogger) { self.logger = logger }
+    let reachability: KafkaReachability
+    init(logger: EventLogger, reachability: KafkaReachability) {
+        self.logger = logger
+        self.reachability = reachability
+    }
 
     func line(level: Int32, facility: String, message: String) {
+        guard reachability.passes(facility: facility, message: message) else { return }
         // syslog levels: 0…3 errors, 4 warnings, the rest informational.
         let mapped: EventLogger.Level = level <= 3 ? .error : level == 4 ? .warning : .info
         logger.log(mapped, "kafka", ["facility": facility, "message": message])
@@ -58,18 +64,26 @@ final class KafkaLogSink: Sendable {
 /// librdkafka's handles are thread-safe; the pointer never leaves the Kafka files.
 final class KafkaHandle: @unchecked Sendable {
     let rk: OpaquePointer
-    private let sink: Unmanaged<KafkaLogSink>
+    /// Where librdkafka's log callback goes (its opaque, unretained: this object keeps it alive
+    /// until `rd_kafka_destroy` in `deinit` has stopped librdkafka's threads).
+    private let sink: KafkaLogSink
+
+    /// Kappa's settings for every client, before those of its kind and the user's: brokers that
+    /// come back are used within a second (librdkafka waits up to 10 s by default; 1 s is the
+    /// Java client's default), and a broker closing a connection is not a line of its own (a
+    /// connection that cannot be made again is, and every broker down is one state change).
+    static let clientDefaults: [(String, String)] = [("reconnect.backoff.max.ms", "1000"), ("log.connection.close", "false")]
 
     /// - Parameter defaults: Kappa's settings for this kind of client, applied before the user's.
-    init(_ type: rd_kafka_type_t, settings: KafkaSettings, defaults: [(String, String)], logger: EventLogger,
+    init(_ type: rd_kafka_type_t, settings: KafkaSettings, defaults: [(String, String)], sink: KafkaLogSink,
          deliveryReports: Bool = false) throws {
         guard let conf = rd_kafka_conf_new() else { throw LogError(.io, "librdkafka: out of memory") }
-        let all = [("bootstrap.servers", settings.bootstrapServers)] + defaults + settings.settings.map { ($0.key, $0.value) }
+        let all = [("bootstrap.servers", settings.bootstrapServers)] + Self.clientDefaults + defaults + settings.settings.map { ($0.key, $0.value) }
         for (key, value) in all {
             try Self.set(conf, key, value, hidden: settings.settings.contains { $0.key == key })
         }
-        sink = Unmanaged.passRetained(KafkaLogSink(logger: logger))
-        rd_kafka_conf_set_opaque(conf, sink.toOpaque())
+        self.sink = sink
+        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(sink).toOpaque())
         rd_kafka_conf_set_log_cb(conf) { rk, level, facility, message in
             guard let rk, let opaque = rd_kafka_opaque(rk) else { return }
             Unmanaged<KafkaLogSink>.fromOpaque(opaque).takeUnretainedValue()
@@ -84,17 +98,13 @@ final class KafkaHandle: @unchecked Sendable {
         }
         var error = [CChar](repeating: 0, count: 512)
         guard let handle = rd_kafka_new(type, conf, &error, error.count) else {
-            sink.release()  // rd_kafka_new failed: the configuration is still ours
-            rd_kafka_conf_destroy(conf)
+            rd_kafka_conf_destroy(conf)  // rd_kafka_new failed: the configuration is still ours
             throw LogError(.invalidArgument, "Kafka client for \(settings.display): \(KafkaHandle.text(error))")
         }
         rk = handle
     }
 
-    deinit {
-        rd_kafka_destroy(rk)
-        sink.release()
-    }
+    deinit { rd_kafka_destroy(rk) }
 
     /// Sets one property; the error names the key and never echoes a user-given value.
     private static func set(_ conf: OpaquePointer, _ key: String, _ value: String, hidden: Bool) throws {
@@ -109,12 +119,11 @@ final class KafkaHandle: @unchecked Sendable {
 
     /// Every topic's name and partition count (`rd_kafka_metadata` for all topics: asking for
     /// one topic by name makes brokers with auto-creation create it).
+    /// - Throws: `KafkaCallError`.
     func topics(timeoutMs: Int32 = 10_000) throws -> [String: Int] {
         var metadata: UnsafePointer<rd_kafka_metadata>?
         let err = rd_kafka_metadata(rk, 1, nil, &metadata, timeoutMs)
-        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let md = metadata else {
-            throw LogError(.io, "Kafka metadata: \(Self.describe(err))")
-        }
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let md = metadata else { throw KafkaCallError(what: "metadata", err: err) }
         defer { rd_kafka_metadata_destroy(md) }
         var result: [String: Int] = [:]
         for i in 0..<Int(md.pointee.topic_cnt) {
@@ -125,15 +134,34 @@ final class KafkaHandle: @unchecked Sendable {
         return result
     }
 
-    /// Low (earliest) and high (end) watermark of one partition, asked of its leader.
-    func watermarks(topic: String, partition: Int, timeoutMs: Int32 = 10_000) throws -> PartitionOffsets {
-        var low: Int64 = 0, high: Int64 = 0
-        let err = rd_kafka_query_watermark_offsets(rk, topic, Int32(partition), &low, &high, timeoutMs)
-        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
-            throw LogError(.io, "topic \"\(topic)\" partition \(partition): Kafka watermarks: \(Self.describe(err))",
-                           topic: topic, partition: partition)
+    /// Earliest and end offsets of `partitions`, in their order: ListOffsets for the logical
+    /// offsets -2 (earliest) and -1 (end) through `rd_kafka_offsets_for_times`, one request per
+    /// leader for all the partitions, each bounded by `timeoutMs`. (Not
+    /// `rd_kafka_query_watermark_offsets`: before librdkafka 2.3 it waits for as long as the
+    /// partition's leader is down, whatever its timeout; librdkafka issue #2588.)
+    /// - Throws: `KafkaCallError`.
+    func listOffsets(topic: String, partitions: [Int], timeoutMs: Int32) throws -> [PartitionOffsets] {
+        let earliest = try listOffsets(topic: topic, partitions: partitions, logical: -2, timeoutMs: timeoutMs)
+        let end = try listOffsets(topic: topic, partitions: partitions, logical: -1, timeoutMs: timeoutMs)
+        return partitions.indices.map { PartitionOffsets(partition: partitions[$0], earliest: earliest[$0], end: end[$0]) }
+    }
+
+    private func listOffsets(topic: String, partitions: [Int], logical: Int64, timeoutMs: Int32) throws -> [Int64] {
+        guard let list = rd_kafka_topic_partition_list_new(Int32(partitions.count)) else { throw LogError(.io, "librdkafka: out of memory") }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for p in partitions { rd_kafka_topic_partition_list_add(list, topic, Int32(p)).pointee.offset = logical }
+        let err = rd_kafka_offsets_for_times(rk, list, timeoutMs)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaCallError(what: "offsets", err: err) }
+        var found: [Int: Int64] = [:]
+        for i in 0..<Int(list.pointee.cnt) {
+            let e = list.pointee.elems[i]
+            guard e.err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaCallError(what: "offsets", err: e.err, partition: Int(e.partition)) }
+            found[Int(e.partition)] = e.offset
         }
-        return PartitionOffsets(partition: partition, earliest: low, end: high)
+        return try partitions.map { p in
+            guard let offset = found[p], offset >= 0 else { throw KafkaCallError(what: "offsets", err: RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION, partition: p) }
+            return offset
+        }
     }
 
     /// A C error buffer's text (up to its NUL).

@@ -10,7 +10,7 @@ import Synchronization
 /// partition at different offsets use two lanes and never make each other seek.
 final class KafkaCursorPool: Sendable {
     private let settings: KafkaSettings
-    private let logger: EventLogger
+    private let sink: KafkaLogSink
     private let lanes = Mutex<[KafkaLane]>([])
 
     /// Consumer settings: no group, no automatic offset handling, an error (not a silent jump)
@@ -21,9 +21,9 @@ final class KafkaCursorPool: Sendable {
         ("queued.max.messages.kbytes", "4096"),
     ]
 
-    init(settings: KafkaSettings, logger: EventLogger) {
+    init(settings: KafkaSettings, sink: KafkaLogSink) {
         self.settings = settings
-        self.logger = logger
+        self.sink = sink
     }
 
     /// A cursor unused this long stops fetching ahead (a retired version's, a finished replay's).
@@ -55,7 +55,7 @@ final class KafkaCursorPool: Sendable {
             if let cursor { return cursor }
             // Every lane reads this partition already: a new consumer, started outside the lock
             // (librdkafka starts its threads), then taken on the next pass.
-            let lane = KafkaLane(handle: try KafkaHandle(RD_KAFKA_CONSUMER, settings: settings, defaults: Self.consumerDefaults, logger: logger))
+            let lane = KafkaLane(handle: try KafkaHandle(RD_KAFKA_CONSUMER, settings: settings, defaults: Self.consumerDefaults, sink: sink))
             lanes.withLock { $0.append(lane) }
         }
     }
@@ -199,7 +199,7 @@ final class KafkaCursor: @unchecked Sendable {
     /// An out-of-range offset becomes the log's own errors, with the watermarks named.
     private func error(_ err: rd_kafka_resp_err_t, at offset: Int64) -> LogError {
         if err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET || err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE,
-           let marks = try? handle.watermarks(topic: key.topic, partition: key.partition) {
+           let marks = try? handle.listOffsets(topic: key.topic, partitions: [key.partition], timeoutMs: 5_000).first {
             if offset < marks.earliest {
                 return LogError(.offsetBelowEarliest,
                                 "\(place): offset \(offset) is no longer retained; the earliest offset available is \(marks.earliest)",

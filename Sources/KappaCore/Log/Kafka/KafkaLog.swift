@@ -23,12 +23,22 @@ import Synchronization
 /// thread: a read polls what the consumer has fetched ahead without waiting, on the executor
 /// itself (not the lane, so that it never queues behind a slow append), and sleeps
 /// (asynchronously, holding no thread) between polls.
+///
+/// Brokers that go down and come back (`KafkaReachability`): the clients reconnect by
+/// themselves. Meanwhile reads return what was fetched ahead, then nothing; offsets and metadata
+/// fail with an error naming the topic and the brokers, within about half a second once
+/// connections to the brokers fail (the controller asks every tick: it asks again); an append waits for the acknowledgements, up to
+/// `message.timeout.ms` (60 s; `-X message.timeout.ms=…`), then fails naming topic and
+/// partition: an acknowledged record is written exactly once (the producer is idempotent), and no
+/// record is reported appended before it is acknowledged. The outage is logged once when it
+/// starts and once when it ends.
 public final class KafkaLog: UnifiedLog, Sendable {
     public let settings: KafkaSettings
     let logger: EventLogger
-    /// Producer, metadata, watermarks and admin requests.
+    /// Producer, metadata, offsets and admin requests.
     private let client: KafkaHandle
     private let cursors: KafkaCursorPool
+    private let reachability: KafkaReachability
     private let progress: KafkaProgressCommitter
     private let router = RecordRouter()
     /// Partition counts seen, to check partitions without a metadata request per read.
@@ -50,9 +60,12 @@ public final class KafkaLog: UnifiedLog, Sendable {
         self.archive = archive
         self.logger = logger
         self.readWaitMs = readWaitMs
-        client = try KafkaHandle(RD_KAFKA_PRODUCER, settings: settings, defaults: Self.producerDefaults, logger: logger,
+        let reachability = KafkaReachability(logger: logger, brokers: settings.display)
+        let sink = KafkaLogSink(logger: logger, reachability: reachability)
+        self.reachability = reachability
+        client = try KafkaHandle(RD_KAFKA_PRODUCER, settings: settings, defaults: Self.producerDefaults, sink: sink,
                                  deliveryReports: true)
-        cursors = KafkaCursorPool(settings: settings, logger: logger)
+        cursors = KafkaCursorPool(settings: settings, sink: sink)
         progress = KafkaProgressCommitter(client: client, logger: logger, lane: Self.blocking)
     }
 
@@ -87,18 +100,28 @@ public final class KafkaLog: UnifiedLog, Sendable {
     }
 
     public func listTopics() async throws -> [TopicMetadata] {
-        let client = self.client
-        let topics = try await Self.blocking.run { try client.topics() }
+        let topics = try await topics(for: nil)
         partitionCounts.withLock { known in for (k, v) in topics { known[k] = v } }
         return topics.filter { !$0.key.hasPrefix("__") }.sorted { $0.key < $1.key }.map(Self.metadata)
     }
 
     public func metadata(topic name: String) async throws -> TopicMetadata {
-        let client = self.client
-        let topics = try await Self.blocking.run { try client.topics() }
+        let topics = try await topics(for: name)
         guard let count = topics[name] else { throw LogError.topicNotFound(name) }
         partitionCounts.withLock { $0[name] = count }
         return Self.metadata((name, count))
+    }
+
+    /// Every topic's partition count; an error names `topic` (the one asked about), if any.
+    private func topics(for topic: String?) async throws -> [String: Int] {
+        let client = self.client, reachability = self.reachability
+        return try await Self.blocking.run {
+            do {
+                return try reachability.ask { try client.topics(timeoutMs: $0) }
+            } catch let error as KafkaCallError {
+                throw error.logError(topic: topic, reachability: reachability)
+            }
+        }
     }
 
     /// Kafka keeps retention and segment size in the broker's topic configuration
@@ -120,8 +143,12 @@ public final class KafkaLog: UnifiedLog, Sendable {
         var routed: [(Int, ProducerRecord)] = []
         routed.reserveCapacity(records.count)
         for record in records { routed.append((try router.partition(of: record, topic: name, count: count), record)) }
-        let client = self.client, batch = routed
-        return try await Self.blocking.run { try Self.produce(client, topic: name, batch, now: now) }
+        let client = self.client, batch = routed, reachability = self.reachability
+        return try await Self.blocking.run {
+            let results = try Self.produce(client, topic: name, batch, now: now)
+            if !results.isEmpty { reachability.answered() }
+            return results
+        }
     }
 
     /// Enqueues every record, then serves delivery reports until all are acknowledged.
@@ -167,6 +194,13 @@ public final class KafkaLog: UnifiedLog, Sendable {
     public func read(topic name: String, partition: Int, from offset: Int64, maxRecords: Int, maxBytes: Int) async throws -> LogRecords {
         let count = try await partitionCount(name)
         guard partition >= 0 && partition < count else { throw LogError.partitionNotFound(name, partition, count: count) }
+        // librdkafka takes -1 and -2 for its logical offsets (end, beginning): never pass one on.
+        if offset < 0 {
+            let earliest = try await offsets(topic: name)[partition].earliest
+            throw LogError(.offsetBelowEarliest,
+                           "topic \"\(name)\" partition \(partition): offset \(offset) is no longer retained; the earliest offset available is \(earliest)",
+                           topic: name, partition: partition, offset: offset)
+        }
         if maxRecords <= 0 { return .empty(partition: partition, nextOffset: offset) }
         let cursors = self.cursors, archive = self.archive
         // Taking a cursor may start a consumer or stop idle ones: blocking too.
@@ -199,7 +233,12 @@ public final class KafkaLog: UnifiedLog, Sendable {
             let now = currentTimeMillis()
             let end = deadline ?? now + Int64(readWaitMs)
             deadline = end
-            if now >= end { return records }
+            if now >= end {
+                // Records fetched ahead say nothing about the brokers: while they are down, an
+                // empty read asks them (once a second for the whole log) so that an outage ends.
+                if reachability.probeDue() { _ = try? await offsets(topic: name) }
+                return records
+            }
             try? await Task.sleep(for: .milliseconds(min(pause, end - now)))
             pause = min(pause * 2, 50)
         }
@@ -215,11 +254,18 @@ public final class KafkaLog: UnifiedLog, Sendable {
         // The partition count this log has seen (a metadata request only the first time): the
         // controller asks for offsets every tick.
         let count = try await partitionCount(name)
-        let client = self.client, archive = self.archive
+        let client = self.client, archive = self.archive, reachability = self.reachability
         return try await Self.blocking.run {
-            try (0..<count).map { p in
-                var offsets = try client.watermarks(topic: name, partition: p)
-                if let archive { offsets.earliest = try archive.earliest(topic: name, partition: p, liveEarliest: offsets.earliest) }
+            let live: [PartitionOffsets]
+            do {
+                live = try reachability.ask { try client.listOffsets(topic: name, partitions: Array(0..<count), timeoutMs: $0) }
+            } catch let error as KafkaCallError {
+                throw error.logError(topic: name, reachability: reachability)
+            }
+            guard let archive else { return live }
+            return try live.map { offsets in
+                var offsets = offsets
+                offsets.earliest = try archive.earliest(topic: name, partition: offsets.partition, liveEarliest: offsets.earliest)
                 return offsets
             }
         }
