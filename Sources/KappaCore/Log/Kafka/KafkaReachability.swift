@@ -14,7 +14,8 @@ import Synchronization
 final class KafkaReachability: Sendable {
     private struct State {
         var downSince: Int64?
-        var lastAnswer: Int64 = 0
+        /// When an answer last ended an outage.
+        var recoveredAt: Int64 = 0
         var dropped = 0
         var lastProbe: Int64 = 0
         /// librdkafka's lines about failed connections so far (logged or not).
@@ -36,12 +37,12 @@ final class KafkaReachability: Sendable {
 
     /// The brokers stopped answering: logged if they were answering.
     /// - Parameter fromLibrdkafka: librdkafka's line, which a client still reconnecting may log
-    ///   just after another one was answered: not believed within a second of an answer (the
-    ///   line repeats with every reconnection that fails).
+    ///   just after another one's answer ended the outage: not believed within a second of that
+    ///   (the line repeats with every reconnection that fails, so a new outage is not missed).
     func lost(_ reason: String, fromLibrdkafka: Bool = false) {
         let now = currentTimeMillis()
         let changed = state.withLock { s -> Bool in
-            guard s.downSince == nil, !fromLibrdkafka || now - s.lastAnswer >= 1_000 else { return false }
+            guard s.downSince == nil, !fromLibrdkafka || now - s.recoveredAt >= 1_000 else { return false }
             s.downSince = now
             s.dropped = 0
             return true
@@ -53,9 +54,9 @@ final class KafkaReachability: Sendable {
     func answered() {
         let now = currentTimeMillis()
         let outage = state.withLock { s -> (Int64, Int)? in
-            s.lastAnswer = now
             guard let since = s.downSince else { return nil }
             s.downSince = nil
+            s.recoveredAt = now
             return (now - since, s.dropped)
         }
         if let (ms, dropped) = outage {
