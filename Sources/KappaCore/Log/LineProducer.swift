@@ -43,9 +43,17 @@ public struct LineProducer: Sendable {
     }
 
     /// Reads `input` to its end and appends every line.
+    ///
+    /// A batch counts (in `progress` and the summary) once the log has acknowledged all of it,
+    /// never before. When the log's servers are down (Kafka's brokers), an append waits for them
+    /// and the run goes on once they are back; if they stay down longer than the log waits
+    /// (Kafka: `message.timeout.ms`, 60 s), the run stops with the log's error, which names topic
+    /// and partition: the batches before it are in the log exactly once, that batch in part or
+    /// not at all, the input after it not at all.
     /// - Parameter progress: called after each batch with the total so far.
     /// - Throws: `ProduceError` for a malformed line (after appending the lines before it),
-    ///   `LogError` from the log.
+    ///   `LogError` from the log (the topic unknown or unreachable before any input is read,
+    ///   or an append that failed).
     public func run(input: Int32 = 0, progress: (@Sendable (Int) -> Void)? = nil) async throws -> ProduceSummary {
         _ = try await log.metadata(topic: topic)  // fail before reading any input
         var summary = ProduceSummary(topic: topic, records: 0, partitions: [])
