@@ -84,6 +84,11 @@ import Testing
         let log = stopped.stderr
         #expect(log.components(separatedBy: "error kafka unreachable").count - 1 == 1, "\(log.suffix(4000))")
         #expect(log.components(separatedBy: "info kafka reachable again").count - 1 == 1, "\(log.suffix(4000))")
+        // The controller cannot read the lag meanwhile: said when it starts failing (again only
+        // if the error changes) and when decisions resume, not once per tick.
+        let failedDecisions = log.components(separatedBy: "error decision failed job=btc").count - 1
+        #expect((1...2).contains(failedDecisions), "\(log.suffix(4000))")
+        #expect(log.contains("info decisions resumed job=btc"))
         if let from = log.range(of: "kafka unreachable"), let to = log.range(of: "kafka reachable again"), from.upperBound < to.lowerBound {
             #expect(!log[from.upperBound..<to.lowerBound].contains(" kafka facility="), "\(log[from.upperBound..<to.lowerBound].prefix(3000))")
         }

@@ -42,6 +42,8 @@ public final class Controller: Sendable {
         var held: [LeaseKey: Lease] = [:]
         var isController = false
         var lastLeaseCheck: Int64 = 0
+        /// When this host's leases were last renewed (by a tick or by `keepLeases`).
+        var lastRenewal: Int64 = 0
         /// The running partitions at the last lease check: a change (a version started or
         /// stopped) checks leases at once instead of waiting for the next renewal.
         var leasedWork: Set<LeaseKey> = []
@@ -52,6 +54,9 @@ public final class Controller: Sendable {
         var failures: [VersionKey: String] = [:]
         var retryAfter: [LeaseKey: Int64] = [:]
         var refusedAuto: Set<VersionKey> = []
+        /// The last failed decision per job, logged once until it changes or decisions succeed
+        /// again (the log's brokers down fail every tick's lag reading for as long as they are).
+        var decisionFailures: [String: String] = [:]
     }
 
     let log: any UnifiedLog
@@ -80,6 +85,7 @@ public final class Controller: Sendable {
     /// Runs until cancelled; then stops the workers, letting batches being committed finish, and
     /// gives its leases back so that other hosts take over at once.
     public func run() async {
+        let keeper = configuration.useLeases ? Task { [weak self] in await self?.keepLeases() } : nil
         while !Task.isCancelled {
             do {
                 try await tick()
@@ -98,6 +104,8 @@ public final class Controller: Sendable {
             }
             try? await Task.sleep(for: .milliseconds(configuration.tickMs))
         }
+        keeper?.cancel()
+        await keeper?.value
         await stopWorkers { _ in true }
         let held = state.withLock { s -> [LeaseKey] in
             defer { s.held = [:]; s.isController = false }
@@ -139,8 +147,14 @@ public final class Controller: Sendable {
                 // A decision that fails for one job is that job's: the others are still decided.
                 do {
                     try await decideFor(job: job, snapshot: &snapshot, now: now)
+                    if state.withLock({ $0.decisionFailures.removeValue(forKey: job) }) != nil {
+                        logger.log(.info, "decisions resumed", ["job": job])
+                    }
                 } catch where !Self.isUnreachable(error) {
-                    logger.log(.error, "decision failed", ["job": job, "error": "\(error)"])
+                    let message = "\(error)"
+                    if state.withLock({ s in defer { s.decisionFailures[job] = message }; return s.decisionFailures[job] != message }) {
+                        logger.log(.error, "decision failed", ["job": job, "error": message])
+                    }
                 }
             }
         }
@@ -217,6 +231,7 @@ public final class Controller: Sendable {
         let wanted = Set(running)
         guard state.withLock({ LeasePlan.isDue(now: now, lastCheck: $0.lastLeaseCheck, ttlMs: ttl, running: wanted, checkedWith: $0.leasedWork) }) else { return }
         var held = Dictionary(try await store.renewLeases(owner: actor, ttlMs: ttl).map { ($0.key, $0) }) { a, _ in a }
+        state.withLock { $0.lastRenewal = clock.now() }
         if held[.controller] == nil, let lease = try await store.acquireLeases([.controller], owner: actor, ttlMs: ttl, limit: 1).first {
             held[.controller] = lease
         }
@@ -239,6 +254,25 @@ public final class Controller: Sendable {
             return (was, s.isController)
         }
         if was != now_ { logger.log(.info, now_ ? "controller lease taken" : "controller lease lost", ["host": actor]) }
+    }
+
+    /// Renews the leases this host holds every quarter of the TTL when no tick has, apart from
+    /// the ticks: a tick may wait on the log (every Kafka broker down: each offsets call waits
+    /// about half a second, queued behind other Kafka calls), and a host waiting on its log is
+    /// alive; its workers resume where they are once the log answers, so its partitions must
+    /// not move to another host meanwhile. (Taking, giving back and losing leases stay the
+    /// tick's: this only extends what is held.)
+    private func keepLeases() async {
+        let quarter = max(1, configuration.leaseTtlMs / 4)
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(quarter))
+            let due = state.withLock { s in !s.held.isEmpty && clock.now() - s.lastRenewal >= quarter }
+            guard due, !Task.isCancelled else { continue }
+            // A failure (the catalog down) is the tick's to log; the next quarter tries again.
+            if (try? await store.renewLeases(owner: actor, ttlMs: configuration.leaseTtlMs)) != nil {
+                state.withLock { $0.lastRenewal = clock.now() }
+            }
+        }
     }
 
     // MARK: Workers

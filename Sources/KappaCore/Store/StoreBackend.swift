@@ -87,9 +87,12 @@ public protocol ReadPool: Sendable {
 enum BatchBytes {
     /// The key as text: valid UTF-8 without NUL bytes; else nil (`key_bytes` has the bytes).
     static func keyText(_ key: ArraySlice<UInt8>?) -> String? {
-        guard let key, !key.contains(0), isUTF8(key) else { return nil }
+        guard let key, isText(key) else { return nil }
         return String(decoding: key, as: UTF8.self)
     }
+
+    /// Whether `key` shows as text in `batch.key` (no String built: SQLite binds the bytes).
+    static func isText(_ key: ArraySlice<UInt8>) -> Bool { !key.contains(0) && isUTF8(key) }
 
     /// A SQL job reads values as JSON: one that is not (invalid UTF-8, a NUL byte, not JSON) is
     /// a bad record on every store, with its bytes intact in the dead-letter table.

@@ -13,7 +13,7 @@ struct PostgresConnectionTests {
         let table = "t_\(UInt32.random(in: 0...UInt32.max))"
         try db.execute("CREATE TABLE \(table) (k text PRIMARY KEY, n bigint, r double precision, b bytea, ok boolean)", name: "create")
         defer { try? db.execute("DROP TABLE \(table)", name: "drop") }
-        try db.transaction("insert") {
+        _ = try db.transaction("insert") {
             try db.run("INSERT INTO \(table) VALUES ($1, $2, $3, $4, $5)", [.text("EUR"), .integer(42), .real(1.5), .blob([0, 255]), .text("true")], name: "insert")
         }
         let result = try db.exec("SELECT k, n, r, b, ok, NULL::text AS nothing FROM \(table)", name: "select")

@@ -98,7 +98,7 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
             insert.bindInt(r.offset, at: 2)
             insert.bindInt(r.timestamp, at: 3)
             if let key = r.key {
-                if BatchBytes.keyText(key) != nil { try insert.bindBytes(key, asText: true, at: 4) } else { insert.bindNull(at: 4) }
+                if BatchBytes.isText(key) { try insert.bindBytes(key, asText: true, at: 4) } else { insert.bindNull(at: 4) }
                 try insert.bindBytes(key, asText: false, at: 6)
             } else {
                 insert.bindNull(at: 4)
