@@ -82,6 +82,7 @@ enum JobCommands {
                            Render.time(v.since), v.error ?? ""])
             }
             Console.out(table.render().split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+            if let error = job.logError { Console.out("  lag unknown: \(error)") }
         }
         Console.out(report.hosts.isEmpty ? "no JobHost is running on \(state.path)" : "JobHost: \(report.hostsText)")
     }

@@ -6,6 +6,9 @@ public struct StatusReport: Sendable, Codable, Equatable {
         public var topic: String
         public var serving: Int?
         public var versions: [Version]
+        /// Why the log's end offsets of the topic could not be read (its brokers down, the topic
+        /// deleted): the lag, rate and ETA are then unknown; the catalog's part still shows.
+        public var logError: String?
     }
 
     public struct Version: Sendable, Codable, Equatable {
@@ -61,6 +64,7 @@ extension Operator {
         var out: [StatusReport.Job] = []
         let now = snapshot.at
         var ends: [String: [Int64]] = [:]
+        var logErrors: [String: String] = [:]
         for job in jobs {
             let versions = snapshot.versions(of: job.name)
             var views: [StatusReport.Version] = []
@@ -69,8 +73,21 @@ extension Operator {
                 let id = VersionID(job: job.name, version: v.version)
                 if v.state.isRunning || v.state == .pending, let nexts = snapshot.offsets[id] {
                     let topic = v.spec.source.topic
-                    if ends[topic] == nil { ends[topic] = try await log.offsets(topic: topic).map(\.end) }
-                    let current = LagSample(at: now, ends: ends[topic]!, nexts: nexts)
+                    if ends[topic] == nil && logErrors[topic] == nil {
+                        // The log's failure is the topic's, asked once: the report still says
+                        // what the catalog knows (states, progress, hosts).
+                        do {
+                            ends[topic] = try await log.offsets(topic: topic).map(\.end)
+                        } catch let error as LogError {
+                            logErrors[topic] = error.message
+                        }
+                    }
+                    guard let topicEnds = ends[topic] else {
+                        view.processed = nexts.reduce(0, +)
+                        views.append(view)
+                        continue
+                    }
+                    let current = LagSample(at: now, ends: topicEnds, nexts: nexts)
                     let samples = (snapshot.lagSamples[id] ?? []) + [current]
                     let estimate = LagMath.estimate(samples, maxLag: v.spec.catchUp.maxLag, holdForMs: v.spec.catchUp.holdForMs)
                     view.lag = current.totalLag
@@ -83,7 +100,8 @@ extension Operator {
                 views.append(view)
             }
             out.append(.init(name: job.name, view: job.view, topic: job.topic,
-                             serving: versions.first { $0.state == .serving }?.version, versions: views))
+                             serving: versions.first { $0.state == .serving }?.version, versions: views,
+                             logError: Set(versions.map(\.spec.source.topic)).sorted().compactMap { logErrors[$0] }.first))
         }
         return (StatusReport(jobs: out, hosts: snapshot.hosts, leases: snapshot.leases.filter { $0.expiresAt > now }), ends)
     }
