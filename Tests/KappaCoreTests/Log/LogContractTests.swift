@@ -104,19 +104,24 @@ import Testing
         #expect((before...after).contains(got[sent.count].timestamp))
     }
 
-    /// 0 is a timestamp like any other (1 January 1970), not "no timestamp".
+    /// 0 is a timestamp like any other (1 January 1970), not "no timestamp": stored as given, or,
+    /// where the log's client cannot send it (librdkafka stamps 0 as "now"), refused with the
+    /// whole append, naming the topic. Never stored as another time.
     @Test(arguments: LogBackendKind.available)
-    func aTimestampOfZeroRoundTrips(_ backend: LogBackendKind) async throws {
+    func aTimestampOfZeroIsStoredAsZeroOrRefused(_ backend: LogBackendKind) async throws {
         let f = try LogFixture(backend)
         try await f.createTopic("t", partitions: 1)
-        _ = try await f.log.append(topic: "t", records: [ProducerRecord(value: [1], timestamp: 0)])
-        let got = try await f.readAll("t", partition: 0)
-        try #require(got.count == 1)
-        // librdkafka's produce call takes 0 to mean "now": Kafka stores the time of the append.
-        withKnownIssue("KafkaLog passes timestamp 0 to librdkafka, which stamps the record with the current time", isIntermittent: false) {
-            #expect(got[0].timestamp == 0)
-        } when: {
-            backend.isKafka
+        let records = [ProducerRecord(value: [1], timestamp: 5), ProducerRecord(value: [2], timestamp: 0)]
+        if backend.isKafka {
+            let error = await #expect(throws: LogError.self) { try await f.log.append(topic: "t", records: records) }
+            #expect(error?.code == .invalidArgument)
+            #expect(error?.message.hasPrefix("topic \"t\": record 2 of the append has timestamp 0; ") == true, "\(error?.message ?? "")")
+            #expect(try await f.log.offsets(topic: "t")[0].end == 0)  // nothing appended
+        } else {
+            _ = try await f.log.append(topic: "t", records: records)
+            let got = try await f.readAll("t", partition: 0)
+            try #require(got.count == 2)
+            #expect(got.map(\.timestamp) == [5, 0])
         }
     }
 

@@ -142,7 +142,16 @@ public final class KafkaLog: UnifiedLog, Sendable {
         let now = currentTimeMillis()
         var routed: [(Int, ProducerRecord)] = []
         routed.reserveCapacity(records.count)
-        for record in records { routed.append((try router.partition(of: record, topic: name, count: count), record)) }
+        for (i, record) in records.enumerated() {
+            // librdkafka takes 0 as "no timestamp" and stamps the time of the append; Kafka has
+            // no negative times. Refused, never stored as another time than the one given.
+            if let timestamp = record.timestamp, timestamp < 1 {
+                throw LogError(.invalidArgument,
+                               "topic \"\(name)\": record \(i + 1) of the append has timestamp \(timestamp); Kafka takes timestamps from 1 (ms since 1970) on (librdkafka would store 0 as the time of the append); nothing was appended",
+                               topic: name)
+            }
+            routed.append((try router.partition(of: record, topic: name, count: count), record))
+        }
         let client = self.client, batch = routed, reachability = self.reachability
         return try await Self.blocking.run {
             let results = try Self.produce(client, topic: name, batch, now: now)
