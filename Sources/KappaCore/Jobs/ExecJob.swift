@@ -44,7 +44,7 @@ public final class ExecJob: StreamJob {
         }
         let lines = records.map(RecordJSON.consumerLine)
             + ["{\"batchEnd\": {\"partition\": \(partition), \"nextOffset\": \(records.nextOffset)}}"]
-        let timeout = spec.execTimeoutMs
+        let timeout = spec.timeoutMs
         let answer: [[UInt8]]
         do {
             answer = try await Self.programs.run { try process.exchange(lines, timeoutMs: timeout, isEnd: Self.isBatchEnd) }

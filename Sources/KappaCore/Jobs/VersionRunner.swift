@@ -84,6 +84,8 @@ public struct VersionRunner: Sendable {
                 offset = try await store.nextOffsets(job: spec.job, version: spec.version)[p]
             } catch is VersionStoppedError {
                 return  // retired or failed meanwhile: nothing more to do
+            } catch is CancellationError {
+                return  // a slow batch stopped by the worker's cancellation: rolled back
             }
         }
     }

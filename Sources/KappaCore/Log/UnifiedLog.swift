@@ -190,6 +190,14 @@ public struct LogRecords: Sendable, RandomAccessCollection {
                          value: storage[vs..<vs + Int(e.valueLength)])
     }
 
+    /// The first `count` records (all of them if there are fewer), continuing at the next
+    /// record's offset: a batch cut short commits its first records only.
+    public func firstRecords(_ count: Int) -> LogRecords {
+        guard count < entries.count else { return self }
+        return LogRecords(partition: partition, storage: storage, entries: Array(entries.prefix(Swift.max(0, count))),
+                          nextOffset: entries[Swift.max(0, count)].offset)
+    }
+
     /// Total bytes of keys and values, for progress and rate figures.
     public var payloadBytes: Int {
         entries.reduce(0) { $0 + Int(Swift.max(0, $1.keyLength)) + Int($1.valueLength) }

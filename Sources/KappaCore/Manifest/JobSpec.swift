@@ -11,8 +11,9 @@ public struct JobSpec: Sendable, Equatable {
     public var promote: Promote
     public var retire: Retire
     public var onBadRecord: BadRecordPolicy
-    /// For exec transforms: how long the program may take over one batch (`transform.timeout`).
-    public var execTimeoutMs: Int64 = 30_000
+    /// How long the job may take over one batch (`transform.timeout`): an exec program to
+    /// answer, a SQL job's statements to run (summed over the attempts at the batch).
+    public var timeoutMs: Int64 = 30_000
 
     public struct Source: Sendable, Equatable {
         public var topic: String

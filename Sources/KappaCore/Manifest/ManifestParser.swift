@@ -79,7 +79,8 @@ public enum ManifestParser {
         let transformObject = try r.object(r.required(top, "transform", ""), "transform")
         try r.known(transformObject, ["sql", "exec", "timeout"], "transform")
         let transform: JobSpec.Transform
-        var execTimeoutMs: Int64 = 30_000
+        let timeoutMs = try r.member(transformObject, "timeout").map { try r.duration($0, "transform.timeout") } ?? 30_000
+        guard timeoutMs > 0 else { throw r.fail("transform.timeout", "must be longer than 0 ms") }
         switch (r.member(transformObject, "sql"), r.member(transformObject, "exec")) {
         case (let sql?, nil):
             let text = try r.string(sql, "transform.sql")
@@ -88,7 +89,6 @@ public enum ManifestParser {
         case (nil, let exec?):
             guard case .array(let parts) = exec, !parts.isEmpty else { throw r.fail("transform.exec", "must be a non-empty array: the program and its arguments") }
             transform = .exec(try parts.enumerated().map { try r.string($1, "transform.exec[\($0)]") })
-            if let timeout = r.member(transformObject, "timeout") { execTimeoutMs = try r.duration(timeout, "transform.timeout") }
         case (nil, nil):
             throw r.fail("transform", "needs \"sql\" or \"exec\"")
         case (_?, _?):
@@ -144,7 +144,7 @@ public enum ManifestParser {
         return JobSpec(job: job, version: version, source: .init(topic: topic),
                        output: .init(table: table, columns: columns, primaryKey: primaryKey), transform: transform,
                        batch: batch, catchUp: catchUp, promote: promote, retire: retire, onBadRecord: onBadRecord,
-                       execTimeoutMs: execTimeoutMs)
+                       timeoutMs: timeoutMs)
     }
 
     /// True for `[A-Za-z_][A-Za-z0-9_]*`: identifiers that need no quoting and carry no SQL.

@@ -6,7 +6,8 @@ extension SQLCatalog {
     /// - Throws: `StaleOffsetError`, `VersionStoppedError`, `LeaseLostError` (nothing written);
     ///   `JobFailure` for the job's SQL or output, or a bad record under `fail`; store errors
     ///   of other classes as they come (the worker retries).
-    func commit(_ plan: BatchPlan, spec: JobSpec, partition: Int, records: LogRecords, fence: Lease?) throws -> BatchResult {
+    /// - Parameter limit: bounds the job's SQL (`JobTimeLimit`); `JobSQLYield` when it gave way.
+    func commit(_ plan: BatchPlan, spec: JobSpec, partition: Int, records: LogRecords, fence: Lease?, limit: JobTimeLimit? = nil) throws -> BatchResult {
         guard let first = records.first else {
             return BatchResult(partition: partition, records: 0, deadLettered: 0, nextOffset: records.nextOffset)
         }
@@ -40,7 +41,7 @@ extension SQLCatalog {
                     throw LeaseLostError(key: fence.key, owner: fence.owner, epoch: fence.epoch)
                 }
             }
-            let dead = try execute(plan, c, spec: spec, partition: partition, records: records)
+            let dead = try execute(plan, c, spec: spec, partition: partition, records: records, limit: limit)
             try faultHook?("after job")
             try c.run("UPDATE \(t("kappa_offsets")) SET next_offset = \(p(1)) WHERE job = \(p(2)) AND version = \(p(3)) AND partition = \(p(4))",
                       [.integer(records.nextOffset)] + key, name: "store offset")
@@ -51,7 +52,7 @@ extension SQLCatalog {
 
     /// Executes a job's plan inside the batch transaction; returns how many records went to the
     /// dead-letter table.
-    private func execute(_ plan: BatchPlan, _ c: any SQLConnection, spec: JobSpec, partition: Int, records: LogRecords) throws -> Int {
+    private func execute(_ plan: BatchPlan, _ c: any SQLConnection, spec: JobSpec, partition: Int, records: LogRecords, limit: JobTimeLimit?) throws -> Int {
         switch plan {
         case .sql(let statements):
             try backend.prepareBatch(c, spec)
@@ -60,7 +61,7 @@ extension SQLCatalog {
                     try c.savepoint {
                         for i in range { try BatchBytes.checkValue(records[i]) }
                         try backend.loadBatch(c, records, range: range)
-                        try runJobSQL(c, spec: spec, statements: statements)
+                        try runJobSQL(c, spec: spec, statements: statements, limit: limit, partition: partition, offset: records.first?.offset)
                     }
                 },
                 dataError: { $0.storeErrorClass == .data ? ($0 as? any ClassifiedStoreError)?.message : nil },
@@ -87,9 +88,30 @@ extension SQLCatalog {
 
     /// The job's SQL under its sandbox: errors of the SQL itself fail the version; errors the
     /// data caused go back to the bad-record policy; the others (server, disk, locks) propagate.
-    private func runJobSQL(_ c: any SQLConnection, spec: JobSpec, statements: String) throws {
+    /// Under `limit`: a statement stopped for waiting work is `JobSQLYield`, past the budget a
+    /// `JobFailure` naming `transform.timeout`, on cancellation `CancellationError`.
+    private func runJobSQL(_ c: any SQLConnection, spec: JobSpec, statements: String, limit: JobTimeLimit?, partition: Int, offset: Int64?) throws {
+        if let limit {
+            try backend.limitJobTime(c, limit)
+            limit.start()
+        }
+        defer {
+            if let limit {
+                limit.finish()
+                try? backend.limitJobTime(c, nil)
+            }
+        }
         do {
             try backend.runJobSQL(c, spec, statements: statements)
+            if limit?.stop != nil { throw JobSQLYield() }  // stopped just as it ended: undone all the same
+        } catch let error where limit != nil && (limit?.stop != nil || error.storeErrorClass == .interrupted) {
+            switch limit?.stop ?? .timeout {
+            case .yield: throw JobSQLYield()
+            case .cancelled: throw CancellationError()
+            case .timeout:
+                throw JobFailure(job: spec.job, version: spec.version, partition: partition, offset: offset,
+                                 message: "transform.sql did not finish the batch within \(DurationText.format(milliseconds: limit?.timeoutMs ?? 0)) (transform.timeout); it was stopped")
+            }
         } catch let error as any ClassifiedStoreError where error.storeClass == .jobSQL {
             throw JobFailure(job: spec.job, version: spec.version, message: "transform.sql: \(error.message)")
         }

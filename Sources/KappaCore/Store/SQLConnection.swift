@@ -49,6 +49,8 @@ public enum StoreErrorClass: String, Sendable {
     case unreachable
     /// The disk is full.
     case diskFull
+    /// The statement was stopped: a time limit, or the worker giving way or shutting down.
+    case interrupted
     /// Anything else (a bug, a damaged catalog): never blamed on a record.
     case other
 }

@@ -174,8 +174,30 @@ public final class Store: CatalogStore, BatchStore, QueryStore {
 
     public func leases() async throws -> [Lease] { try await write { try $0.allLeases() } }
 
+    /// A SQL plan runs under `transform.timeout` (`JobTimeLimit`): when its statement gives the
+    /// writer to work waiting for it, the batch is tried again behind that work with half its
+    /// records (the rest are the next batch's), so that other jobs, heartbeats, leases and
+    /// catalog reads go on while a slow or runaway job runs; its budget counts every attempt.
     public func commit(_ plan: BatchPlan, spec: JobSpec, partition: Int, records: LogRecords, fence: Lease?) async throws -> BatchResult {
-        try await write { try $0.commit(plan, spec: spec, partition: partition, records: records, fence: fence) }
+        guard case .sql = plan else {
+            return try await write { try $0.commit(plan, spec: spec, partition: partition, records: records, fence: fence) }
+        }
+        let writer = self.writer
+        var batch = records, spentMs: Int64 = 0
+        while true {
+            let limit = JobTimeLimit(timeoutMs: spec.timeoutMs, spentMs: spentMs, othersWaiting: { writer.queued > 0 })
+            do {
+                let attempt = batch
+                return try await withTaskCancellationHandler {
+                    try await write { try $0.commit(plan, spec: spec, partition: partition, records: attempt, fence: fence, limit: limit) }
+                } onCancel: {
+                    limit.cancel()
+                }
+            } catch is JobSQLYield {
+                spentMs = limit.spentMs
+                if batch.count > 1 { batch = batch.firstRecords(batch.count / 2) }
+            }
+        }
     }
 
     public func query(_ sql: String) async throws -> QueryResult {

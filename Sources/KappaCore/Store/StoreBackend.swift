@@ -70,6 +70,11 @@ protocol StoreBackend: AnyObject {
     func evaluateCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String]) throws -> Bool
     /// Forgets what was cached for a version (compiled statements).
     func forget(job: String, version: Int)
+    /// Bounds the job SQL that runs next on `c` by `limit` (nil: lifts the bound): SQLite stops
+    /// the statement when `limit.shouldStop()` says so; PostgreSQL sets `statement_timeout` to
+    /// what is left of the budget. A stopped statement fails with an error of class
+    /// `.interrupted`.
+    func limitJobTime(_ c: any SQLConnection, _ limit: JobTimeLimit?) throws
     /// A transaction failed: session state created in it (temporary tables, grants) is gone.
     func transactionFailed()
 

@@ -189,6 +189,13 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
         }
     }
 
+    /// `statement_timeout` for the rest of the transaction (the job's SQL), reset after it.
+    /// (PostgreSQL's job SQL is not stopped to let waiting work go first: that needs a cancel
+    /// from another thread; the budget bounds it.)
+    func limitJobTime(_ c: any SQLConnection, _ limit: JobTimeLimit?) throws {
+        try c.execute("SET LOCAL statement_timeout = \(limit.map { max(1, $0.remainingMs) } ?? 0)", name: "job time limit")
+    }
+
     func runJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements: String) throws {
         let role = role(job: spec.job, version: spec.version)
         try c.execute("SET LOCAL ROLE \(SQLText.quote(role)); SET LOCAL search_path = \(schema)", name: "job role")
@@ -278,6 +285,7 @@ extension PostgresError: ClassifiedStoreError {
         guard let state = sqlState else { return .other }
         if state.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(state) { return .unreachable }
         if state == "53100" { return .diskFull }
+        if state == "57014" { return .interrupted }  // statement_timeout, a cancel
         if ["40001", "40P01", "55P03"].contains(state) { return .conflict }
         // Data exceptions and integrity constraint violations: a record's content caused them.
         if state.hasPrefix("22") || state.hasPrefix("23") { return .data }

@@ -76,7 +76,7 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
     func checkJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements: String) throws {
         // Compiled under the job's permissions: SQL that does not compile, or touches what it
         // may not, is refused at deploy and leaves nothing behind.
-        db.setAuthorizer(Self.jobPolicy(spec))
+        db.setAuthorizer(Self.jobPolicy(spec, relations: try relationNames()))
         defer { db.setAuthorizer(nil) }
         do {
             _ = try db.prepareAll(statements, name: "transform.sql")
@@ -109,9 +109,13 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
         }
     }
 
+    func limitJobTime(_ c: any SQLConnection, _ limit: JobTimeLimit?) throws {
+        db.setProgressHandler(limit.map { limit in { limit.shouldStop() } })
+    }
+
     func runJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements sql: String) throws {
         let id = VersionID(job: spec.job, version: spec.version)
-        db.setAuthorizer(Self.jobPolicy(spec))
+        db.setAuthorizer(Self.jobPolicy(spec, relations: try relationNames()))
         defer { db.setAuthorizer(nil) }
         let statements: [SQLiteStatement]
         if let cached = jobStatements[id] {
@@ -158,7 +162,16 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
     func transactionFailed() {}
 
     /// A job's SQL may read `batch` and its own table and write only its own table.
-    static func jobPolicy(_ spec: JobSpec) -> AuthorizerPolicy {
+    /// Every table, view and index name of the database and its temp schema, lowercased.
+    func relationNames() throws -> Set<String> {
+        Set(try db.query("SELECT lower(name) FROM main.sqlite_schema UNION SELECT lower(name) FROM temp.sqlite_schema", name: "relation names")
+            .compactMap { $0.first?.display })
+    }
+
+    /// - Parameter relations: `relationNames()`: SQLite names no database for a read of a whole
+    ///   row (`count(*) FROM batch`) or of a `WITH` query's own name, so such a read is allowed
+    ///   for `batch`, the job's table and names that are not relations (a `WITH` query's).
+    static func jobPolicy(_ spec: JobSpec, relations: Set<String>) -> AuthorizerPolicy {
         let own = spec.versionTable.lowercased()
         return { request in
             let table = request.first?.lowercased() ?? ""
@@ -167,6 +180,7 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
                 return nil
             case SQLITE_READ:
                 if table == own || (table == "batch" && request.database == "temp") || table.isEmpty { return nil }
+                if request.database == nil && (table == "batch" || !relations.contains(table)) { return nil }
                 return "the job's SQL may not read table \"\(request.first ?? "")\" (it may read batch and output)"
             case SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE:
                 if table == own { return nil }
@@ -217,6 +231,7 @@ extension SQLiteError: ClassifiedStoreError {
         case SQLITE_FULL: return .diskFull
         case SQLITE_BUSY, SQLITE_LOCKED: return .conflict
         case SQLITE_AUTH: return .jobSQL
+        case SQLITE_INTERRUPT: return .interrupted
         default: break
         }
         switch phase {

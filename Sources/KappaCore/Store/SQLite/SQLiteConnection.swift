@@ -56,6 +56,7 @@ final class SQLiteConnection: @unchecked Sendable {
     let path: String
     private var db: OpaquePointer?
     private var authorizer: Unmanaged<AuthorizerBox>?
+    private var progress: Unmanaged<ProgressBox>?
 
     /// Opens (creating unless `readOnly`) the database at `path`: WAL journal, full sync,
     /// a busy timeout so that concurrent writers wait instead of failing.
@@ -91,6 +92,21 @@ final class SQLiteConnection: @unchecked Sendable {
     deinit {
         sqlite3_close_v2(db)
         authorizer?.release()
+        progress?.release()
+    }
+
+    /// Installs (or with nil removes) a check SQLite calls every few thousand steps of a running
+    /// statement; true stops the statement (`SQLITE_INTERRUPT`).
+    func setProgressHandler(_ shouldStop: (() -> Bool)?) {
+        sqlite3_progress_handler(db, 0, nil, nil)
+        progress?.release()
+        progress = nil
+        guard let shouldStop else { return }
+        let box = Unmanaged.passRetained(ProgressBox(shouldStop))
+        progress = box
+        sqlite3_progress_handler(db, 4_000, { context in
+            Unmanaged<ProgressBox>.fromOpaque(context!).takeUnretainedValue().shouldStop() ? 1 : 0
+        }, box.toOpaque())
     }
 
     /// Runs `body` again while SQLite answers busy, for up to `timeoutMs`.
@@ -224,6 +240,11 @@ struct AuthorizerRequest {
 }
 
 typealias AuthorizerPolicy = (AuthorizerRequest) -> String?
+
+private final class ProgressBox {
+    let shouldStop: () -> Bool
+    init(_ shouldStop: @escaping () -> Bool) { self.shouldStop = shouldStop }
+}
 
 private final class AuthorizerBox {
     let policy: AuthorizerPolicy
