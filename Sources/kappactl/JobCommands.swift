@@ -83,6 +83,7 @@ enum JobCommands {
             }
             Console.out(table.render().split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
             if let error = job.logError { Console.out("  lag unknown: \(error)") }
+            if let error = job.decisionError { Console.out("  decisions failing: \(error)") }
         }
         Console.out(report.hosts.isEmpty ? "no JobHost is running on \(state.path)" : "JobHost: \(report.hostsText)")
     }

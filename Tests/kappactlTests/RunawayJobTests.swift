@@ -54,3 +54,36 @@ import Testing
         #expect(stopped.stderr.contains("info stopped"))
     }
 }
+
+/// A job whose decisions fail (here its view's name taken by a table made behind Kappa's back)
+/// fails alone: every other job is decided, and status shows why that one is stuck.
+@Suite struct DecisionIsolationTests {
+    @Test func aJobWhoseSwitchFailsIsShownInStatusAndTheOthersServe() async throws {
+        let box = try Sandbox()
+        try await box.kappactl(["topic", "create", "bpi", "--partitions", "3"])
+        #expect(try await box.kappactl(["produce", "bpi"], stdin: WorkflowTests.feedLines(seed: 4, startMinute: 28_000_000, seconds: 600)).status == 0)
+        let blocked = box.root + "/blocked.json"
+        try StoreFixtureText.exact(batch: 500).replacingOccurrences(of: "\"job\": \"t\"", with: "\"job\": \"blocked\"")
+            .replacingOccurrences(of: "\"table\": \"ticks\"", with: "\"table\": \"blocked_ticks\"")
+            .write(toFile: blocked, atomically: true, encoding: .utf8)
+        #expect(try await box.kappactl(["deploy", "-f", blocked]).status == 0)
+        #expect(try await box.kappactl(["deploy", "-f", WorkflowTests.root + "/Manifests/btc-v1.json"]).status == 0)
+        // Somebody makes a table with the view's name in the catalog's database.
+        let db = try SQLiteConnection(path: box.state + "/kappa.sqlite")
+        try db.execute("CREATE TABLE blocked_ticks (x INTEGER)", name: "test")
+        let host = try box.start(Executables.jobHost, box.hostArguments)
+        defer { kill(host.process.processIdentifier, SIGKILL) }
+        try await WorkflowTests.waitUntil("btc v1 serves", timeout: 60) { try await WorkflowTests.status(box, "btc").jobs[0].serving == 1 }
+        try await WorkflowTests.waitUntil("status says why blocked is stuck") {
+            try await WorkflowTests.status(box, "blocked").jobs[0].decisionError != nil
+        }
+        let status = try await box.kappactl(["status", "blocked"])
+        #expect(status.stdout.contains("  decisions failing: "), "\(status.stdout)")
+        #expect(status.stdout.contains("blocked_ticks"), "\(status.stdout)")
+        #expect(try await WorkflowTests.status(box, "blocked").jobs[0].serving == nil)
+        // Once the way is clear, its decisions resume and the status line goes.
+        try db.execute("DROP TABLE blocked_ticks", name: "test")
+        try await WorkflowTests.waitUntil("blocked serves", timeout: 60) { try await WorkflowTests.status(box, "blocked").jobs[0].serving == 1 }
+        try await WorkflowTests.waitUntil("the status line goes") { try await WorkflowTests.status(box, "blocked").jobs[0].decisionError == nil }
+    }
+}

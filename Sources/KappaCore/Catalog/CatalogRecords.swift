@@ -19,6 +19,8 @@ public struct JobRecord: Sendable, Equatable, Codable {
     public var view: String
     public var topic: String
     public var createdAt: Int64
+    /// Why the controller's decisions for the job fail now (shown by status), if they do.
+    public var decisionError: String? = nil
 }
 
 /// One version of a job as the catalog holds it.

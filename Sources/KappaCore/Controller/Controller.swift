@@ -149,11 +149,14 @@ public final class Controller: Sendable {
                     try await decideFor(job: job, snapshot: &snapshot, now: now)
                     if state.withLock({ $0.decisionFailures.removeValue(forKey: job) }) != nil {
                         logger.log(.info, "decisions resumed", ["job": job])
+                        try await store.noteDecisionError(job: job, error: nil)
                     }
                 } catch where !Self.isUnreachable(error) {
                     let message = "\(error)"
                     if state.withLock({ s in defer { s.decisionFailures[job] = message }; return s.decisionFailures[job] != message }) {
                         logger.log(.error, "decision failed", ["job": job, "error": message])
+                        // Shown by status in any process; the catalog may be why it failed.
+                        try? await store.noteDecisionError(job: job, error: message)
                     }
                 }
             }

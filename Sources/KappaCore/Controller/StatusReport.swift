@@ -9,6 +9,8 @@ public struct StatusReport: Sendable, Codable, Equatable {
         /// Why the log's end offsets of the topic could not be read (its brokers down, the topic
         /// deleted): the lag, rate and ETA are then unknown; the catalog's part still shows.
         public var logError: String?
+        /// Why the controller's decisions for the job fail now (the other jobs are decided).
+        public var decisionError: String?
     }
 
     public struct Version: Sendable, Codable, Equatable {
@@ -101,7 +103,8 @@ extension Operator {
             }
             out.append(.init(name: job.name, view: job.view, topic: job.topic,
                              serving: versions.first { $0.state == .serving }?.version, versions: views,
-                             logError: Set(versions.map(\.spec.source.topic)).sorted().compactMap { logErrors[$0] }.first))
+                             logError: Set(versions.map(\.spec.source.topic)).sorted().compactMap { logErrors[$0] }.first,
+                             decisionError: job.decisionError))
         }
         return (StatusReport(jobs: out, hosts: snapshot.hosts, leases: snapshot.leases.filter { $0.expiresAt > now }), ends)
     }

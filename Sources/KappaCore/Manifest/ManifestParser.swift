@@ -1,5 +1,23 @@
 /// Reads and validates manifests (JSON). Every error names the file and the key path.
 public enum ManifestParser {
+    /// Why `table` cannot be a job's view, or nil: a name the job's SQL or Kappa already means
+    /// something by, or one that a version's table or dead-letter table of any job could have.
+    static func reservedTableReason(_ table: String) -> String? {
+        let name = table.lowercased()
+        if name == "batch" || name == "output" {
+            return "is the name the job's SQL reads its batch or writes its table by; choose another"
+        }
+        if name.hasPrefix("kappa_") { return "starts with \"kappa_\", which is reserved for Kappa's catalog" }
+        if name.hasPrefix("sqlite_") { return "starts with \"sqlite_\", which SQLite reserves" }
+        if name.hasPrefix("pg_") { return "starts with \"pg_\", which PostgreSQL reserves" }
+        // <view>__v<N> and <view>__v<N>__dead are the tables of versions: a view named like one
+        // would take another job's version table.
+        if name.range(of: "__v[0-9]+(__|$)", options: .regularExpression) != nil {
+            return "contains \"__v<N>\", which names the tables of versions (<view>__v<N>); choose another"
+        }
+        return nil
+    }
+
     /// Longest output table name, so that `<table>__v<N>__dead` fits PostgreSQL's 63 bytes.
     static let maxTableName = 40
     static let topLevelKeys = ["job", "version", "source", "output", "transform", "batch", "catchUp", "promote", "retire", "onBadRecord"]
@@ -46,7 +64,7 @@ public enum ManifestParser {
         let output = try r.object(r.required(top, "output", ""), "output")
         try r.known(output, ["table", "columns", "primaryKey"], "output")
         let table = try r.identifier(r.required(output, "table", "output"), "output.table")
-        if table.lowercased().hasPrefix("kappa_") { throw r.fail("output.table", "names starting with \"kappa_\" are reserved for Kappa's catalog") }
+        if let reason = ManifestParser.reservedTableReason(table) { throw r.fail("output.table", "\"\(table)\" \(reason)") }
         if table.utf8.count > maxTableName { throw r.fail("output.table", "\"\(table)\" is longer than \(maxTableName) characters") }
         let columnsValue = try r.object(r.required(output, "columns", "output"), "output.columns")
         guard !columnsValue.isEmpty else { throw r.fail("output.columns", "needs at least one column") }

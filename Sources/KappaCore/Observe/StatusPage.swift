@@ -73,7 +73,7 @@ async function render() {
         '<td class="num">' + fmt(v.lag) + '</td><td>' + progress + '</td><td class="num">' + fmt(v.rate) + '</td>' +
         '<td class="num">' + (v.state === "replaying" ? secs(v.etaSeconds) : "-") + '</td><td class="err">' + esc(v.error || "") + '</td></tr>';
     }
-    html += '</table>' + (job.logError ? '<p class="err">lag unknown: ' + esc(job.logError) + '</p>' : '') + '<div id="lag-' + esc(job.name) + '"></div><div id="price-' + esc(job.name) + '"></div></div>';
+    html += '</table>' + (job.logError ? '<p class="err">lag unknown: ' + esc(job.logError) + '</p>' : '') + (job.decisionError ? '<p class="err">decisions failing: ' + esc(job.decisionError) + '</p>' : '') + '<div id="lag-' + esc(job.name) + '"></div><div id="price-' + esc(job.name) + '"></div></div>';
   }
   document.getElementById("jobs").innerHTML = status.jobs.length ? html : '<p class="muted">no jobs; deploy one with kappactl deploy -f MANIFEST</p>';
   for (const job of status.jobs) {

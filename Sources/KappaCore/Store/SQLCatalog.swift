@@ -71,6 +71,10 @@ final class SQLCatalog: @unchecked Sendable {
         CREATE TABLE {t:kappa_hosts} (
             owner TEXT PRIMARY KEY, pid INTEGER NOT NULL, started_at {bigint} NOT NULL, heartbeat_at {bigint} NOT NULL);
         """,
+        // 3: why the controller's decisions for a job fail, for status in any process.
+        """
+        ALTER TABLE {t:kappa_jobs} ADD COLUMN decision_error TEXT;
+        """,
     ]
 
     static var schemaVersion: Int { migrations.count }
@@ -151,9 +155,18 @@ final class SQLCatalog: @unchecked Sendable {
     // MARK: Jobs and versions
 
     func jobs(_ c: any SQLConnection) throws -> [JobRecord] {
-        try c.query("SELECT name, view, topic, created_at FROM \(t("kappa_jobs")) ORDER BY name", [], name: "list jobs").map { values in
-            let row = CatalogRow(values, table: "kappa_jobs", columns: ["name", "view", "topic", "created_at"], context: "job \(values.first?.display ?? "?")")
-            return JobRecord(name: try row.text(0), view: try row.text(1), topic: try row.text(2), createdAt: try row.int(3))
+        try c.query("SELECT name, view, topic, created_at, decision_error FROM \(t("kappa_jobs")) ORDER BY name", [], name: "list jobs").map { values in
+            let row = CatalogRow(values, table: "kappa_jobs", columns: ["name", "view", "topic", "created_at", "decision_error"], context: "job \(values.first?.display ?? "?")")
+            return JobRecord(name: try row.text(0), view: try row.text(1), topic: try row.text(2), createdAt: try row.int(3),
+                             decisionError: try row.optionalText(4))
+        }
+    }
+
+    /// Records why the controller's decisions for `job` fail (nil: they succeed again).
+    func noteDecisionError(job: String, error: String?) throws {
+        _ = try transaction("note decision error") { c in
+            try c.run("UPDATE \(t("kappa_jobs")) SET decision_error = \(p(1)) WHERE name = \(p(2))",
+                      [error.map(SQLValue.text) ?? .null, .text(job)], name: "note decision error")
         }
     }
 

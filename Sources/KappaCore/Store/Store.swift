@@ -52,6 +52,8 @@ public protocol CatalogStore: Sendable {
     func releaseLeases(_ keys: [LeaseKey], owner: String) async throws
     /// Every lease, expired or not.
     func leases() async throws -> [Lease]
+    /// Records why the controller's decisions for `job` fail (nil: they succeed again).
+    func noteDecisionError(job: String, error: String?) async throws
 }
 
 extension CatalogStore {
@@ -173,6 +175,10 @@ public final class Store: CatalogStore, BatchStore, QueryStore {
     }
 
     public func leases() async throws -> [Lease] { try await write { try $0.allLeases() } }
+
+    public func noteDecisionError(job: String, error: String?) async throws {
+        try await write { try $0.noteDecisionError(job: job, error: error) }
+    }
 
     /// A SQL plan runs under `transform.timeout` (`JobTimeLimit`): when its statement gives the
     /// writer to work waiting for it, the batch is tried again behind that work with half its
