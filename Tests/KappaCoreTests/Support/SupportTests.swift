@@ -139,6 +139,27 @@ extension ValueParseError: Equatable {
         #expect(Redaction.url("kafka://broker:9092") == "kafka://broker:9092")
     }
 
+    /// Every form libpq accepts, wherever a message quotes it: no password survives.
+    @Test func everyFormLibpqAcceptsIsRedacted() {
+        let cases: [(String, String)] = [
+            ("host=db password=s3cret dbname=x", "host=db password=*** dbname=x"),
+            ("host=db password = 's3 cr\\'et' dbname=x", "host=db password=*** dbname=x"),
+            ("user=k sslpassword=s3cret", "user=k sslpassword=***"),
+            ("postgresql://kappa:p@ss:w@rd@db/x", "postgresql://kappa:***@db/x"),
+            ("postgres://db/x?%70assword=s3cret&sslmode=require", "postgres://db/x?%70assword=***&sslmode=require"),
+            ("postgres://db/x?PASSWORD=s3cret", "postgres://db/x?PASSWORD=***"),
+            ("connect postgres://k:s3cret@db/x failed: bad", "connect postgres://k:***@db/x failed: bad"),
+            ("PGPASSWORD=s3cret psql", "PGPASSWORD=*** psql"),
+        ]
+        for (given, shown) in cases {
+            #expect(Redaction.url(given) == shown)
+            #expect(!Redaction.url(given).contains("s3"))
+        }
+        // A message quoting a piece of the URL out of context (libpq on a malformed URI).
+        let url = "postgres://k:s3%zzcret@db/x"
+        #expect(!Redaction.values(Redaction.secrets(in: url), in: "invalid percent-encoded token: \"s3%zzcret\"").contains("s3"))
+    }
+
     @Test func theSchemaParameterIsKappas() {
         #expect(Backends.splitSchema("postgres://h/db?schema=ops&sslmode=require") == ("postgres://h/db?sslmode=require", "ops"))
         #expect(Backends.splitSchema("postgres://h/db?schema=ops") == ("postgres://h/db", "ops"))
