@@ -129,6 +129,15 @@ extension ValueParseError: Equatable {
         #expect(object["level"] == "error" && object["event"] == "failed" && object["error"] == "a \"quoted\" word")
         #expect(object["time"]?.count == 23)
     }
+
+    /// A job-controlled value in a text line (JobHost's stderr): no raw control character.
+    @Test func controlCharactersInTextLinesAreEscaped() {
+        let lines = Mutex<[String]>([])
+        EventLogger(format: .text) { l in lines.withLock { $0.append(l) } }.log(.error, "failed", ["error": "\u{1b}[2J\nforged", "more": "x \u{1b}[2J"])
+        let got = lines.withLock { $0 }
+        #expect(got.count == 1 && !got[0].contains("\u{1b}") && !got[0].contains("\n"))
+        #expect(got[0].hasSuffix(" error failed error=\\e[2J\\nforged more=\"x \\u001b[2J\""))
+    }
 }
 
 @Suite struct RedactionTests {

@@ -1,0 +1,61 @@
+import Foundation
+import Testing
+@testable import KappaCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Job-controlled text reaches the operator with its control characters escaped: a program's
+/// stderr or a value cannot clear the screen (`ESC [2J`) or forge a line of output.
+@Suite(.serialized) struct OperatorOutputTests {
+    static let attack = "\u{1b}[2J\nforged: all is well"
+
+    static func expectEscaped(_ output: String, _ what: String, shown: Bool = true) {
+        #expect(!output.contains("\u{1b}"), "a raw ESC in \(what)")
+        if shown { #expect(output.contains("\\e[2J"), "\(what): \(output)") }
+        #expect(!output.split(separator: "\n").contains { $0.hasPrefix("forged") }, "a forged line in \(what)")
+    }
+
+    @Test func anExecProgramsStderrCannotDrawOnTheTerminal() async throws {
+        let box = try Sandbox()
+        try await box.kappactl(["demo", "produce", "--minutes", "2"])
+        let script = #"read -r l; printf '\033[2J\nforged: all is well\n' >&2; exit 1"#
+        let manifest = """
+            {"job": "x", "version": 1, "source": {"topic": "bpi"},
+             "output": {"table": "latest", "columns": {"currency": "TEXT", "rate": "REAL"}, "primaryKey": ["currency"]},
+             "transform": {"exec": ["/bin/sh", "-c", \(JSONScanner.quote(script))], "timeout": "20s"}, "batch": 100}
+            """
+        try manifest.write(toFile: box.root + "/x.json", atomically: true, encoding: .utf8)
+        #expect(try await box.kappactl(["deploy", "-f", box.root + "/x.json"]).status == 0)
+        let host = try box.start(Executables.jobHost, box.hostArguments)
+        defer { kill(host.process.processIdentifier, SIGKILL) }
+        try await WorkflowTests.waitUntil("version 1 fails") {
+            try await WorkflowTests.status(box, "x").jobs.first?.versions.first?.state == .failed
+        }
+        let status = try await box.kappactl(["status", "x"])
+        Self.expectEscaped(status.stdout, "kappactl status")
+        #expect(status.stdout.contains("its stderr ends: \\e[2J\\nforged: all is well"))
+        Self.expectEscaped(try await box.kappactl(["history", "x"]).stdout, "kappactl history", shown: false)
+        // JSON carries the text escaped as JSON does (\u001b), never a raw byte.
+        #expect(!(try await box.kappactl(["status", "x", "--output", "json"])).stdout.contains("\u{1b}"))
+    }
+
+    @Test func aValueInATableCannotDrawOnTheTerminal() async throws {
+        let box = try Sandbox()
+        try await box.kappactl(["demo", "produce", "--minutes", "2"])
+        let host = try box.start(Executables.jobHost, box.hostArguments)
+        defer { kill(host.process.processIdentifier, SIGKILL) }
+        #expect(try await box.kappactl(["deploy", "-f", WorkflowTests.root + "/Manifests/btc-v1.json", "--wait", "--timeout", "60s"]).status == 0)
+        let query = try await box.kappactl(["query", "btc", "SELECT char(27) || '[2J' || char(10) || 'forged: all is well' AS note"])
+        #expect(query.status == 0, "\(query.stderr)")
+        Self.expectEscaped(query.stdout, "kappactl query")
+        #expect(query.lines == ["NOTE", "\\e[2J\\nforged: all is well", "(1 row)"])
+    }
+
+    @Test func controlCharactersAreEscapedAndTheRestKept() {
+        #expect(TerminalText.escaped("a\u{1b}[2Jb\r\n\t\u{7f}\u{9b}\u{202e}é\\") == "a\\e[2Jb\\r\\n\\t\\x7f\\u{9b}\\u{202e}é\\")
+        #expect(TerminalText.escaped("plain text") == "plain text")
+        #expect(TerminalText.escapedKeepingLines("one\u{1b}\ntwo") == "one\\e\ntwo")
+    }
+}
