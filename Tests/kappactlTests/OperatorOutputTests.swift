@@ -58,4 +58,17 @@ import Glibc
         #expect(TerminalText.escaped("plain text") == "plain text")
         #expect(TerminalText.escapedKeepingLines("one\u{1b}\ntwo") == "one\\e\ntwo")
     }
+
+    /// A catalog URL read from a file is never shown back, whichever build reads it (no
+    /// PostgreSQL support, or a server that does not answer).
+    @Test func aCatalogURLFromAFileIsNeverShown() async throws {
+        let box = try Sandbox()
+        try "postgres://kappa:s3cret-pw@127.0.0.1:1/x\n".write(toFile: box.root + "/catalog", atomically: true, encoding: .utf8)
+        let status = try await box.kappactl(["--catalog-file", box.root + "/catalog", "status"])
+        #expect(status.status != 0)
+        #expect(status.stderr.contains("postgres://kappa:***@127.0.0.1:1/x"), "\(status.stderr)")
+        #expect(!status.stderr.contains("s3cret"))
+        let missing = try await box.kappactl(["--catalog-file", box.root + "/nope", "status"])
+        #expect(missing.status == 2 && missing.stderr.hasPrefix("error: --catalog-file \(box.root)/nope: no such file\n"))
+    }
 }

@@ -75,7 +75,7 @@ public enum SecretOptions {
             throw args.usageError("\(origin) \(path): \(reason)")
         }
         var text = String(decoding: data, as: UTF8.self)
-        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+        while let last = text.unicodeScalars.last, last == "\n" || last == "\r" { text.unicodeScalars.removeLast() }
         guard !text.isEmpty else { throw args.usageError("\(origin) \(path): the file is empty") }
         return text
     }
