@@ -20,7 +20,7 @@ let root = Command(
         .value("archive", "DIR", help: "With --log kafka://: where Kafka topics are archived beyond retention (default: $KAPPA_ARCHIVE)."),
         .value("lease-ttl", "DURATION", help: "How long a JobHost's leases last unrenewed: another JobHost takes over a dead one's partitions after this (default 10s)."),
         .value("http", "HOST:PORT", help: "Serve /metrics (Prometheus), /api/status and a live page there (e.g. 127.0.0.1:8080; PORT alone means 127.0.0.1)."),
-        .value("http-token", "TOKEN", help: "Require this token on every HTTP request (Authorization: Bearer, or ?token=); default: $KAPPA_HTTP_TOKEN); prefer --http-token-file, which keeps it out of argv."),
+        .value("http-token", "TOKEN", help: "Require this token on every HTTP request (Authorization: Bearer, or ?token=; default: $KAPPA_HTTP_TOKEN); prefer --http-token-file, which keeps it out of argv."),
         SecretOptions.httpTokenFile,
         .flag("http-allow-remote", help: "Allow --http on an address other than loopback (needs a token)."),
         .value("retention-interval", "DURATION", help: "How often to apply retention (default 1m)."),
