@@ -71,4 +71,18 @@ import Glibc
         let missing = try await box.kappactl(["--catalog-file", box.root + "/nope", "status"])
         #expect(missing.status == 2 && missing.stderr.hasPrefix("error: --catalog-file \(box.root)/nope: no such file\n"))
     }
+
+    /// The page's `esc` (run by Node, the page's own script text): HTML escaped and control
+    /// characters shown as `\u001b`, so a version's error cannot forge a line on the page either.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/node"), "Node is not installed"))
+    func thePageEscapesControlCharacters() async throws {
+        let box = try Sandbox()
+        let page = StatusPage.html
+        let start = try #require(page.range(of: "const esc = "))
+        let end = try #require(page.range(of: ";\n", range: start.upperBound..<page.endIndex))
+        let script = String(page[start.lowerBound..<end.upperBound]) + "\nprocess.stdout.write(esc(\"<b>\\u001b[2J\\nforged\"));\n"
+        try script.write(toFile: box.root + "/esc.js", atomically: true, encoding: .utf8)
+        let run = try await box.run("/usr/bin/node", [box.root + "/esc.js"])
+        #expect(run.stdout == "&lt;b&gt;\\u001b[2J\\u000aforged", "\(run.stdout) \(run.stderr)")
+    }
 }
