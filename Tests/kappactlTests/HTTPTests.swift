@@ -260,4 +260,23 @@ struct PrometheusParser {
             if !received.isEmpty { #expect(String(decoding: received, as: UTF8.self).hasPrefix("HTTP/1.1 408 ")) }
         }
     }
+
+    /// Every slot taken by clients that never finish their heads: a new connection takes the
+    /// slot of the oldest (closed at once, long before its head deadline), and is answered.
+    @Test func whenEverySlotIsTakenTheOldestUnfinishedHeadMakesRoom() async throws {
+        let server = try HTTPServer(host: "127.0.0.1", port: 0, headDeadlineMs: 60_000, maxPending: 4) { _ in .text(200, "ok") }
+        let running = Task { await server.run() }
+        defer { running.cancel() }
+        let slow = try (0..<4).map { _ in try HTTPExchange.connect(port: server.port, timeout: 20) }
+        defer { for fd in slow { close(fd) } }
+        for fd in slow { _ = Array("GET / HT".utf8).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+        #expect(try HTTPExchange.get(port: server.port, "/").status == 200)
+        var byte: UInt8 = 0
+        let oldest = recv(slow[0], &byte, 1, 0)  // waits up to 20 s
+        #expect(oldest == 0 || (oldest < 0 && errno == ECONNRESET), "the oldest slow client is still open")
+        for fd in slow.dropFirst() {
+            let n = recv(fd, &byte, 1, Int32(MSG_DONTWAIT))
+            #expect(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK), "a younger slow client was closed")
+        }
+    }
 }

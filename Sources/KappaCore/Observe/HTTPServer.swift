@@ -55,7 +55,7 @@ public final class HTTPServer: Sendable {
     /// Requests handled at once.
     public static let maxConnections = 32
     /// Connections open at once (sending their heads, handled or taking their answers).
-    static let maxPending = 512
+    public let maxPending: Int
     static let maxHeadBytes = 16 << 10
     /// How long a client has for its whole request head, and for taking the whole answer.
     public let headDeadlineMs: Int64
@@ -75,9 +75,12 @@ public final class HTTPServer: Sendable {
     private let io = BlockingExecutor(threads: 1, name: "kappa-http")
 
     /// Binds and listens on `host:port` (an IPv4 address).
-    /// - Parameter headDeadlineMs: how long a client has to send its request head (5 s).
+    /// - Parameters:
+    ///   - headDeadlineMs: how long a client has to send its request head (5 s).
+    ///   - maxPending: connections open at once (512).
     /// - Throws: `IOError` naming the address (in use, not an address of this machine…).
-    public init(host: String, port: Int, headDeadlineMs: Int64 = 5_000, handler: @escaping @Sendable (Request) async -> Response) throws {
+    public init(host: String, port: Int, headDeadlineMs: Int64 = 5_000, maxPending: Int = 512,
+                handler: @escaping @Sendable (Request) async -> Response) throws {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -110,6 +113,7 @@ public final class HTTPServer: Sendable {
         self.port = Int(UInt16(bigEndian: actual.sin_port))
         self.host = host
         self.headDeadlineMs = headDeadlineMs
+        self.maxPending = maxPending
         self.handler = handler
     }
 
@@ -209,7 +213,7 @@ public final class HTTPServer: Sendable {
                     guard client >= 0 else { break }
                     _ = fcntl(client, F_SETFD, FD_CLOEXEC)  // exec jobs' programs must not inherit it
                     _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
-                    if connections.count >= Self.maxPending {
+                    if connections.count >= maxPending {
                         // Full: the oldest connection still sending its head makes room.
                         if let oldest = connections.values.filter({ $0.phase == .reading }).min(by: { $0.number < $1.number }) {
                             close(oldest.fd)
