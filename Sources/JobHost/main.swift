@@ -12,13 +12,16 @@ let root = Command(
     abstract: "Run Kappa's daemon: workers for the partitions it leases (and, on one JobHost at a time, the controller), until SIGTERM/SIGINT.",
     options: [
         .value("state", "DIR", help: "State directory (default: $KAPPA_STATE, else ./.kappa)."),
-        .value("catalog", "URL", help: "Catalog and output tables in PostgreSQL (default: $KAPPA_CATALOG, else SQLite in the state directory)."),
+        .value("catalog", "URL", help: "Catalog and output tables in PostgreSQL (default: $KAPPA_CATALOG, else SQLite in the state directory); prefer --catalog-file, which keeps the password out of argv."),
+        SecretOptions.catalogFile,
         .value("log", "URL", help: "The unified log in Kafka (kafka://host:port[,host:port…]; default: $KAPPA_LOG, else the segment log in the state directory)."),
         .value("kafka-setting", short: "X", "KEY=VALUE", help: "A librdkafka setting for --log kafka:// (TLS, SASL…); values are never printed.", repeated: true),
+        SecretOptions.kafkaConfig,
         .value("archive", "DIR", help: "With --log kafka://: where Kafka topics are archived beyond retention (default: $KAPPA_ARCHIVE)."),
         .value("lease-ttl", "DURATION", help: "How long a JobHost's leases last unrenewed: another JobHost takes over a dead one's partitions after this (default 10s)."),
         .value("http", "HOST:PORT", help: "Serve /metrics (Prometheus), /api/status and a live page there (e.g. 127.0.0.1:8080; PORT alone means 127.0.0.1)."),
-        .value("http-token", "TOKEN", help: "Require this token on every HTTP request (Authorization: Bearer, or ?token=); default: $KAPPA_HTTP_TOKEN."),
+        .value("http-token", "TOKEN", help: "Require this token on every HTTP request (Authorization: Bearer, or ?token=; default: $KAPPA_HTTP_TOKEN); prefer --http-token-file, which keeps it out of argv."),
+        SecretOptions.httpTokenFile,
         .flag("http-allow-remote", help: "Allow --http on an address other than loopback (needs a token)."),
         .value("retention-interval", "DURATION", help: "How often to apply retention (default 1m)."),
         .value("log-format", "FORMAT", help: "Log lines as text or json (default: text)."),
@@ -36,9 +39,9 @@ let root = Command(
         }
         let signals = TerminationSignal()
         var configuration = JobHostConfiguration(state: try StateDirectory(path: StateDirectory.resolve(flag: args.string("state"))))
-        configuration.catalog = Backends.catalogURL(flag: args.string("catalog"), environment: ProcessInfo.processInfo.environment)
+        configuration.catalog = try SecretOptions.catalog(args, environment: ProcessInfo.processInfo.environment)
         configuration.log = Backends.logURL(flag: args.string("log"), environment: ProcessInfo.processInfo.environment)
-        configuration.kafkaSettings = args.strings("kafka-setting")
+        configuration.kafkaSettings = try SecretOptions.kafkaSettings(args, environment: ProcessInfo.processInfo.environment)
         configuration.archive = Backends.archiveRoot(flag: args.string("archive"), environment: ProcessInfo.processInfo.environment)
         if let http = args.string("http") {
             let parts = http.split(separator: ":", omittingEmptySubsequences: false)
@@ -48,7 +51,7 @@ let root = Command(
             }
             configuration.http = (host, port)
         }
-        configuration.httpToken = args.string("http-token") ?? ProcessInfo.processInfo.environment["KAPPA_HTTP_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.httpToken = try SecretOptions.httpToken(args, environment: ProcessInfo.processInfo.environment)
         configuration.httpAllowRemote = args.flag("http-allow-remote")
         if let ttl = try args.duration("lease-ttl") { configuration.controller.leaseTtlMs = max(200, ttl) }
         if let interval = try args.duration("retention-interval") { configuration.retentionIntervalMs = max(10, interval) }

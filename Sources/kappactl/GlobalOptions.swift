@@ -3,7 +3,7 @@ import KappaCore
 
 enum GlobalOptions {
     static let state = Option.value("state", "DIR", help: "State directory (default: $KAPPA_STATE, else ./.kappa).")
-    static let catalog = Option.value("catalog", "URL", help: "Catalog and output tables in PostgreSQL (postgres://…; default: $KAPPA_CATALOG, else SQLite in the state directory).")
+    static let catalog = Option.value("catalog", "URL", help: "Catalog and output tables in PostgreSQL (postgres://…; default: $KAPPA_CATALOG, else SQLite in the state directory); prefer --catalog-file, which keeps the password out of argv.")
     static let log = Option.value("log", "URL", help: "The unified log in Kafka (kafka://host:port[,host:port…]; default: $KAPPA_LOG, else the segment log in the state directory).")
     static let kafkaSetting = Option.value("kafka-setting", short: "X", "KEY=VALUE", help: "A librdkafka setting for --log kafka:// (TLS, SASL…); values are never printed.", repeated: true)
     static let archive = Option.value("archive", "DIR", help: "Where topics are archived beyond retention: for `topic create` on the embedded log, and for Kafka topics (`archive run`); default: $KAPPA_ARCHIVE.")
@@ -16,7 +16,7 @@ enum GlobalOptions {
 
     /// The store: SQLite in the state directory, or the --catalog / KAPPA_CATALOG database.
     static func store(_ args: ParsedArguments, state: StateDirectory) throws -> Store {
-        try Backends.store(state: state, catalog: Backends.catalogURL(flag: args.string("catalog"), environment: ProcessInfo.processInfo.environment))
+        try Backends.store(state: state, catalog: SecretOptions.catalog(args, environment: ProcessInfo.processInfo.environment))
     }
 
     /// The log: Kafka for --log kafka:// (or KAPPA_LOG), else the segment log in the state directory.
@@ -24,7 +24,7 @@ enum GlobalOptions {
         let environment = ProcessInfo.processInfo.environment
         return try Backends.log(state: state ?? stateDirectory(args),
                                 url: Backends.logURL(flag: args.string("log"), environment: environment),
-                                settings: args.strings("kafka-setting"), logger: EventLogger(format: .text),
+                                settings: SecretOptions.kafkaSettings(args, environment: environment), logger: EventLogger(format: .text),
                                 archive: withArchive ? archiveRoot(args) : nil)
     }
 

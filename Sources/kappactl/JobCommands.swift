@@ -74,7 +74,7 @@ enum JobCommands {
         }
         if report.jobs.isEmpty { Console.out("no jobs; deploy one with: kappactl deploy -f MANIFEST") }
         for job in report.jobs {
-            Console.out("job \(job.name): view \(job.view) on topic \(job.topic), serving \(job.serving.map { "version \($0)" } ?? "nothing yet")")
+            Console.out("job \(TerminalText.escaped(job.name)): view \(job.view) on topic \(job.topic), serving \(job.serving.map { "version \($0)" } ?? "nothing yet")")
             var table = TextTable(["VERSION", "STATE", "LAG", "RATE/S", "ETA", "SINCE", "ERROR"])
             for v in job.versions {
                 table.add(["\(v.version)", v.state.rawValue, v.lag.map { Render.grouped($0) } ?? "-",
@@ -82,8 +82,8 @@ enum JobCommands {
                            Render.time(v.since), v.error ?? ""])
             }
             Console.out(table.render().split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
-            if let error = job.logError { Console.out("  lag unknown: \(error)") }
-            if let error = job.decisionError { Console.out("  decisions failing: \(error)") }
+            if let error = job.logError { Console.out("  lag unknown: \(TerminalText.escaped(error))") }
+            if let error = job.decisionError { Console.out("  decisions failing: \(TerminalText.escaped(error))") }
         }
         Console.out(report.hosts.isEmpty ? "no JobHost is running on \(state.path)" : "JobHost: \(report.hostsText)")
     }

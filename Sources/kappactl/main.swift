@@ -12,7 +12,8 @@ let root = Command(
         State lives in the state directory: --state DIR, else $KAPPA_STATE, else ./.kappa.
         Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 refused by state, 5 timeout.
         """,
-    options: [GlobalOptions.state, GlobalOptions.catalog, GlobalOptions.log, GlobalOptions.kafkaSetting, GlobalOptions.archive],
+    options: [GlobalOptions.state, GlobalOptions.catalog, SecretOptions.catalogFile, GlobalOptions.log, GlobalOptions.kafkaSetting,
+              SecretOptions.kafkaConfig, GlobalOptions.archive],
     subcommands: [DemoCommand.command] + JobCommands.all + [TopicCommands.group, ProduceCommand.command, ConsumeCommand.command, ArchiveCommands.group, KafkaMockCommand.command]
 )
 

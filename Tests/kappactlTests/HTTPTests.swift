@@ -221,4 +221,62 @@ struct PrometheusParser {
         #expect(tokenless.status == 2)
         #expect(tokenless.stderr.contains("needs --http-token (or KAPPA_HTTP_TOKEN) of at least 16 characters"))
     }
+
+    /// Slowloris: 40 clients (more than the 32 requests handled at once) that send a byte a
+    /// second and never finish their heads. A token holder still gets its answer, and each slow
+    /// client is closed at the head deadline (5 s), long before its own 20 s read timeout. The
+    /// token is given in a file, not in argv.
+    @Test func slowClientsCannotKeepATokenHolderOut() async throws {
+        let box = try Sandbox()
+        let token = "a-long-enough-token-123"
+        try (token + "\n").write(toFile: box.root + "/token", atomically: true, encoding: .utf8)
+        let (host, port) = try await Self.host(box, ["--http-token-file", box.root + "/token"])
+        defer { kill(host.process.processIdentifier, SIGKILL) }
+        let slow = try (0..<40).map { _ in try HTTPExchange.connect(port: port, timeout: 20) }
+        defer { for fd in slow { close(fd) } }
+        let trickle = Task.detached {
+            for second in 0..<8 {
+                for fd in slow {
+                    var byte = Array("GET / HTTP/1.1\r\n".utf8)[second % 16]
+                    _ = Glibc.send(fd, &byte, 1, Int32(MSG_NOSIGNAL))
+                }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+        try await Task.sleep(for: .seconds(2))
+        #expect(try HTTPExchange.get(port: port, "/api/status", headers: "Authorization: Bearer \(token)\r\n").status == 200)
+        #expect(try HTTPExchange.get(port: port, "/api/status").status == 401)
+        await trickle.value
+        for fd in slow {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            var received: [UInt8] = []
+            var n = 0
+            repeat {
+                n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n > 0 { received += buffer[0..<n] }
+            } while n > 0
+            let timedOut = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
+            #expect(!timedOut, "a slow client was still open after 20 s")
+            if !received.isEmpty { #expect(String(decoding: received, as: UTF8.self).hasPrefix("HTTP/1.1 408 ")) }
+        }
+    }
+
+    /// Every slot taken by clients that never finish their heads: a new connection takes the
+    /// slot of the oldest (closed at once, long before its head deadline), and is answered.
+    @Test func whenEverySlotIsTakenTheOldestUnfinishedHeadMakesRoom() async throws {
+        let server = try HTTPServer(host: "127.0.0.1", port: 0, headDeadlineMs: 60_000, maxPending: 4) { _ in .text(200, "ok") }
+        let running = Task { await server.run() }
+        defer { running.cancel() }
+        let slow = try (0..<4).map { _ in try HTTPExchange.connect(port: server.port, timeout: 20) }
+        defer { for fd in slow { close(fd) } }
+        for fd in slow { _ = Array("GET / HT".utf8).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+        #expect(try HTTPExchange.get(port: server.port, "/").status == 200)
+        var byte: UInt8 = 0
+        let oldest = recv(slow[0], &byte, 1, 0)  // waits up to 20 s
+        #expect(oldest == 0 || (oldest < 0 && errno == ECONNRESET), "the oldest slow client is still open")
+        for fd in slow.dropFirst() {
+            let n = recv(fd, &byte, 1, Int32(MSG_DONTWAIT))
+            #expect(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK), "a younger slow client was closed")
+        }
+    }
 }

@@ -18,11 +18,11 @@ public enum CommandLineTool {
                 return ExitCode.ok.rawValue
             }
         } catch let error as UsageError {
-            Console.error("error: \(error.message)")
+            Console.error("error: \(TerminalText.escapedKeepingLines(error.message))")
             if !error.usage.isEmpty { Console.error("\n" + error.usage, terminator: "") }
             return ExitCode.usage.rawValue
         } catch {
-            Console.error("error: \(error)")
+            Console.error("error: \(TerminalText.escapedKeepingLines("\(error)"))")
             return ExitCode.of(error).rawValue
         }
     }

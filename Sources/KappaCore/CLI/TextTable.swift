@@ -1,11 +1,12 @@
-/// A plain-text table with aligned columns; numbers are right-aligned.
+/// A plain-text table with aligned columns; numbers are right-aligned. Cells are shown with
+/// their control characters escaped (`TerminalText`): a value cannot add a line or move the cursor.
 public struct TextTable: Sendable {
     public var headers: [String]
     public var rows: [[String]] = []
 
-    public init(_ headers: [String]) { self.headers = headers }
+    public init(_ headers: [String]) { self.headers = headers.map(TerminalText.escaped) }
 
-    public mutating func add(_ row: [String]) { rows.append(row) }
+    public mutating func add(_ row: [String]) { rows.append(row.map(TerminalText.escaped)) }
 
     public func render() -> String {
         let all = [headers] + rows

@@ -99,6 +99,6 @@ extension VersionDiff {
         } else {
             lines.append("primary keys differ: rows are not compared")
         }
-        return lines.joined(separator: "\n")
+        return lines.map(TerminalText.escaped).joined(separator: "\n")
     }
 }

@@ -103,7 +103,7 @@ final class ExecProcess: @unchecked Sendable {
                 case .exited(let code): how = "exited with status \(code)"
                 case .signaled(let signal): how = "was killed by signal \(signal)"
                 }
-                throw ExecError("\(how) before the end of the batch" + (tail.isEmpty ? "" : "; its stderr ends: \(tail.suffix(300))"))
+                throw ExecError("\(how) before the end of the batch" + (tail.isEmpty ? "" : "; its stderr ends: \(TerminalText.escaped(String(tail.suffix(300))))"))
             }
         }
     }

@@ -8,20 +8,18 @@ import Glibc
 /// A small HTTP/1.1 server for JobHost's metrics, status API and page: GET and HEAD only, no
 /// request bodies, one request per connection (`Connection: close`).
 ///
-/// Slow or abusive clients cannot hold anything up: a connection's socket reads and writes run on
-/// the server's own bounded pool of threads (`io`) with 5-second socket timeouts and a 16 KiB
-/// limit on the request head; at most `maxConnections` at once (more get 503 at once). The
-/// handler only reads the catalog and the controller's counters; it never waits on the
-/// controller.
-///
-/// Why a pool of its own and not the shared `BlockingExecutor`: a connection holds a thread for
-/// as long as its client takes to send a request head (5 s per read, more for a client that
-/// trickles bytes) and to take the answer. On the shared executor, 32 slow clients would hold
-/// every thread the store and the log need, and JobHost's workers would stop. Here they can only
-/// exhaust the server's own threads (`maxConnections` + 1 for the accept loop, started as
-/// needed). The handler itself runs as a task, holding no thread: it awaits the catalog, whose
-/// queries run on the shared executor; a connection thread never waits for it synchronously (a
-/// thread of an executor blocked on work queued on that executor can wait forever).
+/// Slow or abusive clients cannot keep anyone out. One thread runs a `poll(2)` loop over every
+/// connection's non-blocking socket: it reads request heads and writes answers, each connection
+/// with a deadline of its own: its whole head within `headDeadlineMs` of being accepted (else
+/// 408 and closed), its whole answer within `writeDeadlineMs`. A client holds no thread while it
+/// trickles bytes, only a slot among `maxPending`; when they are all taken, a new connection
+/// takes the slot of the oldest one still sending its head (which has had the most time), so a
+/// bounded number of slow clients delay a token holder by nothing and any number of them by at
+/// most one head deadline. A complete request is handled as a task (at most `maxConnections`
+/// at once; more get 503 at once); the handler reads the catalog and the controller's counters,
+/// never waits on the controller, and holds no thread: it awaits the catalog, whose queries run
+/// on the shared executor. Nothing of a connection runs on the shared executor, so slow clients
+/// cannot hold the threads the store and the log need.
 public final class HTTPServer: Sendable {
     public struct Request: Sendable {
         public var method: String
@@ -54,37 +52,56 @@ public final class HTTPServer: Sendable {
         }
     }
 
+    /// Requests handled at once.
     public static let maxConnections = 32
+    /// Connections open at once (sending their heads, handled or taking their answers).
+    public let maxPending: Int
     static let maxHeadBytes = 16 << 10
+    /// How long a client has for its whole request head, and for taking the whole answer.
+    public let headDeadlineMs: Int64
+    static let writeDeadlineMs: Int64 = 5_000
 
     private let socket: Int32
+    /// Wakes the loop when a handler is done (or the server stops): [read end, write end].
+    private let wake: [Int32]
     /// The port listened on (the one chosen by the system when asked for port 0).
     public let port: Int
     public let host: String
     private let handler: @Sendable (Request) async -> Response
-    private let open = Atomic<Int>(0)
     private let stopped = Atomic<Bool>(false)
-    /// The accept loop and the connections' socket I/O (see above).
-    private let io = BlockingExecutor(threads: HTTPServer.maxConnections + 1, name: "kappa-http")
+    /// Answers from handlers, by connection number, for the loop to write.
+    private let answered = Mutex<[(UInt64, [UInt8])]>([])
+    /// The loop's thread (see above).
+    private let io = BlockingExecutor(threads: 1, name: "kappa-http")
 
     /// Binds and listens on `host:port` (an IPv4 address).
+    /// - Parameters:
+    ///   - headDeadlineMs: how long a client has to send its request head (5 s).
+    ///   - maxPending: connections open at once (512).
     /// - Throws: `IOError` naming the address (in use, not an address of this machine…).
-    public init(host: String, port: Int, handler: @escaping @Sendable (Request) async -> Response) throws {
+    public init(host: String, port: Int, headDeadlineMs: Int64 = 5_000, maxPending: Int = 512,
+                handler: @escaping @Sendable (Request) async -> Response) throws {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
             throw IOError("listen", path: "\(host):\(port) (not an IPv4 address)", code: EINVAL)
         }
-        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw IOError("socket", path: "\(host):\(port)") }
         var yes: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0, listen(fd, 64) == 0 else {
+        guard bound == 0, listen(fd, 128) == 0 else {
             let error = IOError("listen", path: "\(host):\(port)")
+            close(fd)
+            throw error
+        }
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &pair) == 0 else {
+            let error = IOError("socketpair", path: "\(host):\(port)")
             close(fd)
             throw error
         }
@@ -92,76 +109,178 @@ public final class HTTPServer: Sendable {
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &actual) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
         self.socket = fd
+        self.wake = pair
         self.port = Int(UInt16(bigEndian: actual.sin_port))
         self.host = host
+        self.headDeadlineMs = headDeadlineMs
+        self.maxPending = maxPending
         self.handler = handler
     }
 
-    deinit { close(socket) }
+    deinit {
+        close(socket)
+        close(wake[0])
+        close(wake[1])
+    }
 
     /// Accepts connections until the task is cancelled.
     public func run() async {
         await withTaskCancellationHandler {
-            _ = try? await io.run { [self] in acceptLoop() }
+            _ = try? await io.run { [self] in loop() }
         } onCancel: {
             stopped.store(true, ordering: .relaxed)
+            poke()
         }
     }
 
-    private func acceptLoop() {
-        var waiting = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-        while !stopped.load(ordering: .relaxed) {
-            guard poll(&waiting, 1, 200) > 0 else { continue }
-            let client = accept(socket, nil, nil)
-            guard client >= 0 else { continue }
-            _ = fcntl(client, F_SETFD, FD_CLOEXEC)  // exec jobs' programs must not inherit it
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            if open.wrappingAdd(1, ordering: .relaxed).newValue > Self.maxConnections {
-                Self.send(client, .text(503, "too many connections"), head: false)
-                close(client)
-                open.wrappingSubtract(1, ordering: .relaxed)
-                continue
-            }
-            Task { [self] in
-                await serve(client)
-                close(client)
-                open.wrappingSubtract(1, ordering: .relaxed)
-            }
-        }
+    private func poke() {
+        var byte: UInt8 = 1
+        _ = Glibc.send(wake[1], &byte, 1, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
     }
 
-    /// Reads one request head, answers it, returns.
-    private func serve(_ client: Int32) async {
-        let io = self.io
-        guard let head = try? await io.run({ Self.readHead(client) }) else { return }
-        let request: Request
-        switch Self.parse(head) {
-        case .success(let parsed): request = parsed
-        case .failure(let failure):
-            _ = try? await io.run { Self.send(client, failure.response, head: false) }
-            return
-        }
-        let response = await handler(request)
-        _ = try? await io.run { Self.send(client, response, head: request.method == "HEAD") }
+    /// One connection, as the loop sees it.
+    struct Connection {
+        enum Phase { case reading, handling, writing }
+        var fd: Int32
+        var phase = Phase.reading
+        /// The head read so far, then the answer to write.
+        var bytes: [UInt8] = []
+        var sent = 0
+        /// When the current phase must be over (monotonic ms); none while handled.
+        var deadline: Int64
+        var number: UInt64
     }
 
-    /// Reads up to the end of a request head; nil when the client closed or timed out first, or
-    /// sent a head too large (it is told so). Blocking.
-    private static func readHead(_ client: Int32) -> [UInt8]? {
-        var head: [UInt8] = []
+    /// The poll loop (see the type's comment). Blocking; runs on `io` until stopped.
+    private func loop() {
+        var connections: [UInt64: Connection] = [:]
+        var next: UInt64 = 0
+        var handling = 0
         var buffer = [UInt8](repeating: 0, count: 4096)
-        while endOfHead(head) == nil {
-            let n = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { return nil }  // closed or timed out before a whole request
-            head += buffer[0..<n]
-            if head.count > maxHeadBytes {
-                send(client, .text(431, "request head larger than 16 KiB"), head: false)
-                return nil
+        defer { for c in connections.values { close(c.fd) } }
+        while !stopped.load(ordering: .relaxed) {
+            var now = Self.monotonicMs()
+            // Answers from handlers become writes.
+            for (number, bytes) in answered.withLock({ a in defer { a.removeAll() }; return a }) {
+                handling -= 1
+                guard var c = connections[number] else { continue }
+                c.phase = .writing
+                c.bytes = bytes
+                c.deadline = now + Self.writeDeadlineMs
+                connections[number] = c
+            }
+            // Deadlines: a head late is told so; an answer not taken is dropped.
+            for (number, c) in connections where c.phase != .handling && c.deadline <= now {
+                if c.phase == .reading {
+                    let late = Self.serialize(.text(408, "the request head must arrive within \(headDeadlineMs / 1000) s"), head: false)
+                    _ = late.withUnsafeBytes { Glibc.send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+                }
+                close(c.fd)
+                connections[number] = nil
+            }
+            var fds = [pollfd(fd: socket, events: Int16(POLLIN), revents: 0), pollfd(fd: wake[0], events: Int16(POLLIN), revents: 0)]
+            var numbers: [UInt64] = []
+            var soonest = now + 1_000
+            for (number, c) in connections where c.phase != .handling {
+                fds.append(pollfd(fd: c.fd, events: Int16(c.phase == .reading ? POLLIN : POLLOUT), revents: 0))
+                numbers.append(number)
+                soonest = min(soonest, c.deadline)
+            }
+            let ready = poll(&fds, nfds_t(fds.count), Int32(max(0, min(1_000, soonest - now))))
+            guard ready > 0 else { continue }
+            now = Self.monotonicMs()
+            if fds[1].revents != 0 {
+                while buffer.withUnsafeMutableBytes({ recv(wake[0], $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }) > 0 {}
+            }
+            for (i, number) in numbers.enumerated() where fds[i + 2].revents != 0 {
+                guard var c = connections[number] else { continue }
+                let done: Bool
+                switch c.phase {
+                case .reading: done = read(&c, buffer: &buffer, handling: &handling)
+                case .writing: done = write(&c)
+                case .handling: done = false
+                }
+                if done {
+                    close(c.fd)
+                    connections[number] = nil
+                } else {
+                    connections[number] = c
+                }
+            }
+            if fds[0].revents != 0 {
+                while true {
+                    let client = accept(socket, nil, nil)
+                    guard client >= 0 else { break }
+                    _ = fcntl(client, F_SETFD, FD_CLOEXEC)  // exec jobs' programs must not inherit it
+                    _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
+                    if connections.count >= maxPending {
+                        // Full: the oldest connection still sending its head makes room.
+                        if let oldest = connections.values.filter({ $0.phase == .reading }).min(by: { $0.number < $1.number }) {
+                            close(oldest.fd)
+                            connections[oldest.number] = nil
+                        } else {
+                            close(client)
+                            continue
+                        }
+                    }
+                    next += 1
+                    connections[next] = Connection(fd: client, deadline: now + headDeadlineMs, number: next)
+                }
             }
         }
-        return head
+    }
+
+    /// Reads what a connection has sent; once its head is whole, hands it to the handler or
+    /// queues the error to send. True when the connection is to be closed.
+    private func read(_ c: inout Connection, buffer: inout [UInt8], handling: inout Int) -> Bool {
+        let n = buffer.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        if n < 0 { return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR }
+        if n == 0 { return true }  // closed before a whole request
+        c.bytes += buffer[0..<n]
+        let now = Self.monotonicMs()
+        func answer(_ response: Response) {
+            c.phase = .writing
+            c.bytes = Self.serialize(response, head: false)
+            c.deadline = now + Self.writeDeadlineMs
+        }
+        if c.bytes.count > Self.maxHeadBytes {
+            answer(.text(431, "request head larger than 16 KiB"))
+            return false
+        }
+        guard Self.endOfHead(c.bytes) != nil else { return false }
+        switch Self.parse(c.bytes) {
+        case .failure(let failure): answer(failure.response)
+        case .success(let request):
+            guard handling < Self.maxConnections else {
+                answer(.text(503, "too many requests at once"))
+                return false
+            }
+            handling += 1
+            c.phase = .handling
+            c.bytes = []
+            let number = c.number
+            Task { [self] in
+                let response = await handler(request)
+                let bytes = Self.serialize(response, head: request.method == "HEAD")
+                answered.withLock { $0.append((number, bytes)) }
+                poke()
+            }
+        }
+        return false
+    }
+
+    /// Writes what the socket takes of the answer. True when done (or the client is gone).
+    private func write(_ c: inout Connection) -> Bool {
+        let n = c.bytes[c.sent...].withUnsafeBytes { Glibc.send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        if n < 0 { return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR }
+        c.sent += n
+        return c.sent >= c.bytes.count
+    }
+
+    static func monotonicMs() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1_000 + Int64(ts.tv_nsec) / 1_000_000
     }
 
     static func endOfHead(_ bytes: [UInt8]) -> Int? {
@@ -213,21 +332,16 @@ public final class HTTPServer: Sendable {
 
     static let reasons: [Int: String] = [
         200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-        413: "Content Too Large", 431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable",
+        408: "Request Timeout", 413: "Content Too Large", 431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable",
     ]
 
-    static func send(_ client: Int32, _ response: Response, head: Bool) {
+    static func serialize(_ response: Response, head: Bool) -> [UInt8] {
         var text = "HTTP/1.1 \(response.status) \(reasons[response.status] ?? "Status")\r\n"
         text += "Content-Type: \(response.contentType)\r\nContent-Length: \(response.body.count)\r\n"
         text += "Cache-Control: no-store\r\nConnection: close\r\nX-Content-Type-Options: nosniff\r\n"
         for (k, v) in response.headers { text += "\(k): \(v)\r\n" }
         var bytes = Array((text + "\r\n").utf8)
         if !head { bytes += response.body }
-        var sent = 0
-        while sent < bytes.count {
-            let n = bytes[sent...].withUnsafeBytes { Glibc.send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { return }
-            sent += n
-        }
+        return bytes
     }
 }

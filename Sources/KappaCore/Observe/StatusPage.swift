@@ -29,7 +29,9 @@ svg { background: #fff; border: 1px solid #e3e6ea; } .job { margin-bottom: 1.5em
 const token = new URLSearchParams(location.search).get("token");
 const api = (path) => fetch(path + (token ? (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : ""))
   .then(r => { if (!r.ok) throw new Error(path + ": HTTP " + r.status); return r.json(); });
-const esc = (s) => String(s).replace(/[&<>"]/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
+// Job-controlled text: HTML-escaped, and its control characters shown as \uXXXX (no forged lines).
+const esc = (s) => String(s).replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, c => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"))
+  .replace(/[&<>"]/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
 const fmt = (n) => n == null ? "-" : Math.round(n).toLocaleString("en");
 const secs = (s) => s == null ? "-" : s < 90 ? s.toFixed(1) + " s" : s < 5400 ? (s / 60).toFixed(1) + " min" : (s / 3600).toFixed(1) + " h";
 

@@ -1,5 +1,5 @@
 /// Chooses the store: the state directory's SQLite database, or the catalog a URL names
-/// (`--catalog postgres://…` or `KAPPA_CATALOG`, with the `Postgres` trait); and the log: the
+/// (`SecretOptions.catalog`: `--catalog-file`, `--catalog`, `KAPPA_CATALOG`…, with the `Postgres` trait); and the log: the
 /// state directory's segment log, or Kafka (`--log kafka://…` or `KAPPA_LOG`, with the `Kafka`
 /// trait, `-X key=value` passing librdkafka settings).
 public enum Backends {
@@ -58,10 +58,5 @@ public enum Backends {
             return true
         }
         return (String(url[..<q]) + (kept.isEmpty ? "" : "?" + kept.joined(separator: "&")), schema)
-    }
-
-    /// The catalog URL from `--catalog`, else `KAPPA_CATALOG`.
-    public static func catalogURL(flag: String?, environment: [String: String]) -> String? {
-        flag ?? environment["KAPPA_CATALOG"].flatMap { $0.isEmpty ? nil : $0 }
     }
 }

@@ -25,7 +25,7 @@ public struct EventLogger: Sendable {
         switch format {
         case .text:
             var line = "\(time) \(level.rawValue) \(event)"
-            for (k, v) in fields { line += " \(k)=\(v.contains(" ") || v.isEmpty ? JSONScanner.quote(v) : v)" }
+            for (k, v) in fields { line += " \(k)=\(v.contains(" ") || v.isEmpty ? JSONScanner.quote(v) : TerminalText.escaped(v))" }
             sink(line)
         case .json:
             var line = "{\"time\":\(JSONScanner.quote(time)),\"level\":\"\(level.rawValue)\",\"event\":\(JSONScanner.quote(event))"

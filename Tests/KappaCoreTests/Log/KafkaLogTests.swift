@@ -127,6 +127,27 @@ import Testing
         #expect(wrongScheme?.message == "unsupported log pulsar://u:***@h:1: use kafka://host:port[,host:port…] (or no --log for the embedded log)")
     }
 
+    /// librdkafka's lines never repeat a -X value: with `debug=conf` it prints its whole
+    /// configuration at start, values included (it hides only the properties it knows are secret).
+    @Test func librdkafkasLinesNeverRepeatASetting() async throws {
+        let lines = Mutex<[String]>([])
+        let log = try KafkaLog(settings: KafkaSettings(url: "kafka://127.0.0.1:1", passthrough: ["debug=conf", "client.id=hunter2-client"]),
+                               logger: EventLogger(format: .json) { line in lines.withLock { $0.append(line) } })
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !lines.withLock({ $0.contains { $0.contains("client.id") } }) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        let all = lines.withLock { $0 }
+        #expect(all.contains { $0.contains("client.id") })
+        #expect(!all.contains { $0.contains("hunter2") })
+        // A warning quoting a secret, as a line from librdkafka's threads.
+        let settings = try KafkaSettings(url: "kafka://h:1", passthrough: ["sasl.password=pw", "sasl.username=operator-name"])
+        let sink = KafkaLogSink(logger: EventLogger(format: .text) { line in lines.withLock { $0 = [line] } },
+                                reachability: KafkaReachability(logger: EventLogger(format: .text) { _ in }, brokers: settings.display), settings: settings)
+        sink.line(level: 4, facility: "SASL", message: "login as operator-name with password pw failed")
+        let shown = lines.withLock { $0[0] }
+        #expect(shown.contains("login as *** with password *** failed"), "\(shown)")
+        withExtendedLifetime(log) {}
+    }
+
     @Test func librdkafkasLogLinesGoToKappasLogger() async throws {
         let lines = Mutex<[String]>([])
         // Nothing listens on port 1: librdkafka logs the failed connection.

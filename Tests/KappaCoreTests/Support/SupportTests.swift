@@ -129,6 +129,15 @@ extension ValueParseError: Equatable {
         #expect(object["level"] == "error" && object["event"] == "failed" && object["error"] == "a \"quoted\" word")
         #expect(object["time"]?.count == 23)
     }
+
+    /// A job-controlled value in a text line (JobHost's stderr): no raw control character.
+    @Test func controlCharactersInTextLinesAreEscaped() {
+        let lines = Mutex<[String]>([])
+        EventLogger(format: .text) { l in lines.withLock { $0.append(l) } }.log(.error, "failed", ["error": "\u{1b}[2J\nforged", "more": "x \u{1b}[2J"])
+        let got = lines.withLock { $0 }
+        #expect(got.count == 1 && !got[0].contains("\u{1b}") && !got[0].contains("\n"))
+        #expect(got[0].hasSuffix(" error failed error=\\e[2J\\nforged more=\"x \\u001b[2J\""))
+    }
 }
 
 @Suite struct RedactionTests {
@@ -137,6 +146,27 @@ extension ValueParseError: Equatable {
         #expect(Redaction.url("postgres://db/x?user=a&password=p&sslmode=require") == "postgres://db/x?user=a&password=***&sslmode=require")
         #expect(Redaction.url("postgres://kappa@db/x") == "postgres://kappa@db/x")
         #expect(Redaction.url("kafka://broker:9092") == "kafka://broker:9092")
+    }
+
+    /// Every form libpq accepts, wherever a message quotes it: no password survives.
+    @Test func everyFormLibpqAcceptsIsRedacted() {
+        let cases: [(String, String)] = [
+            ("host=db password=s3cret dbname=x", "host=db password=*** dbname=x"),
+            ("host=db password = 's3 cr\\'et' dbname=x", "host=db password=*** dbname=x"),
+            ("user=k sslpassword=s3cret", "user=k sslpassword=***"),
+            ("postgresql://kappa:p@ss:w@rd@db/x", "postgresql://kappa:***@db/x"),
+            ("postgres://db/x?%70assword=s3cret&sslmode=require", "postgres://db/x?%70assword=***&sslmode=require"),
+            ("postgres://db/x?PASSWORD=s3cret", "postgres://db/x?PASSWORD=***"),
+            ("connect postgres://k:s3cret@db/x failed: bad", "connect postgres://k:***@db/x failed: bad"),
+            ("PGPASSWORD=s3cret psql", "PGPASSWORD=*** psql"),
+        ]
+        for (given, shown) in cases {
+            #expect(Redaction.url(given) == shown)
+            #expect(!Redaction.url(given).contains("s3"))
+        }
+        // A message quoting a piece of the URL out of context (libpq on a malformed URI).
+        let url = "postgres://k:s3%zzcret@db/x"
+        #expect(!Redaction.values(Redaction.secrets(in: url), in: "invalid percent-encoded token: \"s3%zzcret\"").contains("s3"))
     }
 
     @Test func theSchemaParameterIsKappas() {

@@ -36,6 +36,24 @@ public struct KafkaSettings: Sendable {
         }
     }
 
+    /// The `-X` values librdkafka's messages must not repeat: every value of a key that names a
+    /// secret (`sasl.password`, `ssl.key.password`, `sasl.oauthbearer.client.secret`…), and every
+    /// other value of 4 characters or more (short ones, like `all` or `1`, would blank out
+    /// words and numbers of every message).
+    public var hiddenValues: [String] {
+        let secretWords = ["password", "secret", "key", "token", "jaas", "credential", "oauthbearer"]
+        return settings.compactMap { s in
+            guard !s.value.isEmpty else { return nil }
+            let key = s.key.lowercased()
+            return s.value.count >= 4 || secretWords.contains(where: key.contains) ? s.value : nil
+        }
+    }
+
+    /// `text` (a librdkafka log line or error string) without any `-X` value (see `hiddenValues`).
+    public func redact(_ text: String) -> String {
+        Redaction.values(hiddenValues, in: text)
+    }
+
     /// For messages: `kafka://b1:9092,b2:9092 (-X security.protocol, -X sasl.password)`.
     public var display: String {
         "kafka://\(bootstrapServers)" + (settings.isEmpty ? "" : " (" + settings.map { "-X \($0.key)" }.joined(separator: ", ") + ")")
@@ -44,15 +62,22 @@ public struct KafkaSettings: Sendable {
 
 /// Routes librdkafka's log lines (from its own threads) to Kappa's logger, through the log's
 /// reachability (which turns the lines about every broker being down into one state change).
+/// Every line is first stripped of the `-X` values given (a warning may quote one).
 final class KafkaLogSink: Sendable {
     let logger: EventLogger
     let reachability: KafkaReachability
-    init(logger: EventLogger, reachability: KafkaReachability) {
+    let hidden: [String]
+    init(logger: EventLogger, reachability: KafkaReachability, settings: KafkaSettings) {
         self.logger = logger
         self.reachability = reachability
+        self.hidden = settings.hiddenValues
     }
 
-    func line(level: Int32, facility: String, message: String) {
+    /// `text` without the `-X` values; for librdkafka's error strings too.
+    func redact(_ text: String) -> String { Redaction.values(hidden, in: text) }
+
+    func line(level: Int32, facility: String, message raw: String) {
+        let message = redact(raw)
         guard reachability.passes(facility: facility, message: message) else { return }
         // syslog levels: 0…3 errors, 4 warnings, the rest informational.
         let mapped: EventLogger.Level = level <= 3 ? .error : level == 4 ? .warning : .info
@@ -66,7 +91,7 @@ final class KafkaHandle: @unchecked Sendable {
     let rk: OpaquePointer
     /// Where librdkafka's log callback goes (its opaque, unretained: this object keeps it alive
     /// until `rd_kafka_destroy` in `deinit` has stopped librdkafka's threads).
-    private let sink: KafkaLogSink
+    let sink: KafkaLogSink
 
     /// Kappa's settings for every client, before those of its kind and the user's: brokers that
     /// come back are used within a second (librdkafka waits up to 10 s by default; 1 s is the
@@ -80,7 +105,7 @@ final class KafkaHandle: @unchecked Sendable {
         guard let conf = rd_kafka_conf_new() else { throw LogError(.io, "librdkafka: out of memory") }
         let all = [("bootstrap.servers", settings.bootstrapServers)] + Self.clientDefaults + defaults + settings.settings.map { ($0.key, $0.value) }
         for (key, value) in all {
-            try Self.set(conf, key, value, hidden: settings.settings.contains { $0.key == key })
+            try Self.set(conf, key, value, sink: sink)
         }
         self.sink = sink
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(sink).toOpaque())
@@ -99,7 +124,7 @@ final class KafkaHandle: @unchecked Sendable {
         var error = [CChar](repeating: 0, count: 512)
         guard let handle = rd_kafka_new(type, conf, &error, error.count) else {
             rd_kafka_conf_destroy(conf)  // rd_kafka_new failed: the configuration is still ours
-            throw LogError(.invalidArgument, "Kafka client for \(settings.display): \(KafkaHandle.text(error))")
+            throw LogError(.invalidArgument, "Kafka client for \(settings.display): \(sink.redact(KafkaHandle.text(error)))")
         }
         rk = handle
     }
@@ -107,11 +132,11 @@ final class KafkaHandle: @unchecked Sendable {
     deinit { rd_kafka_destroy(rk) }
 
     /// Sets one property; the error names the key and never echoes a user-given value.
-    private static func set(_ conf: OpaquePointer, _ key: String, _ value: String, hidden: Bool) throws {
+    private static func set(_ conf: OpaquePointer, _ key: String, _ value: String, sink: KafkaLogSink) throws {
         var error = [CChar](repeating: 0, count: 512)
         guard rd_kafka_conf_set(conf, key, value, &error, error.count) == RD_KAFKA_CONF_OK else {
-            var message = KafkaHandle.text(error)
-            if hidden && !value.isEmpty { message = message.replacingOccurrences(of: value, with: "***") }
+            // The value refused, whatever its length, and every other -X value.
+            let message = Redaction.values([value], in: sink.redact(KafkaHandle.text(error)))
             rd_kafka_conf_destroy(conf)
             throw LogError(.invalidArgument, "Kafka setting \(key): \(message)")
         }

@@ -61,7 +61,7 @@ public final class KafkaLog: UnifiedLog, Sendable {
         self.logger = logger
         self.readWaitMs = readWaitMs
         let reachability = KafkaReachability(logger: logger, brokers: settings.display)
-        let sink = KafkaLogSink(logger: logger, reachability: reachability)
+        let sink = KafkaLogSink(logger: logger, reachability: reachability, settings: settings)
         self.reachability = reachability
         client = try KafkaHandle(RD_KAFKA_PRODUCER, settings: settings, defaults: Self.producerDefaults, sink: sink,
                                  deliveryReports: true)
@@ -325,7 +325,7 @@ struct KafkaAdmin {
             var n = 0
             guard let result = rd_kafka_event_CreateTopics_result(event),
                   let topics = rd_kafka_CreateTopics_result_topics(result, &n), n > 0 else { return }
-            try Self.check(topics[0], name)
+            try self.check(topics[0], name)
         }
     }
 
@@ -339,7 +339,7 @@ struct KafkaAdmin {
             var n = 0
             guard let result = rd_kafka_event_DeleteTopics_result(event),
                   let topics = rd_kafka_DeleteTopics_result_topics(result, &n), n > 0 else { return }
-            try Self.check(topics[0], name)
+            try self.check(topics[0], name)
         }
     }
 
@@ -366,7 +366,7 @@ struct KafkaAdmin {
         return offsets
     }
 
-    private static func check(_ result: OpaquePointer?, _ name: String) throws {
+    private func check(_ result: OpaquePointer?, _ name: String) throws {
         let err = rd_kafka_topic_result_error(result)
         switch err {
         case RD_KAFKA_RESP_ERR_NO_ERROR: return
@@ -375,7 +375,7 @@ struct KafkaAdmin {
         case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
             throw LogError.topicNotFound(name)
         default:
-            let text = rd_kafka_topic_result_error_string(result).map { String(cString: $0) } ?? KafkaHandle.describe(err)
+            let text = rd_kafka_topic_result_error_string(result).map { client.sink.redact(String(cString: $0)) } ?? KafkaHandle.describe(err)
             throw LogError(.invalidArgument, "topic \"\(name)\": Kafka refused: \(text)", topic: name)
         }
     }
@@ -397,7 +397,7 @@ struct KafkaAdmin {
         defer { rd_kafka_event_destroy(event) }
         let err = rd_kafka_event_error(event)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
-            let text = rd_kafka_event_error_string(event).map { String(cString: $0) } ?? KafkaHandle.describe(err)
+            let text = rd_kafka_event_error_string(event).map { client.sink.redact(String(cString: $0)) } ?? KafkaHandle.describe(err)
             throw LogError(.io, "topic \"\(topic)\": Kafka \(what) failed: \(text)", topic: topic)
         }
         try check(event)

@@ -28,7 +28,7 @@ final class PGConnection: SQLConnection, @unchecked Sendable {
         guard PQstatus(c) == CONNECTION_OK else {
             let message = String(cString: PQerrorMessage(c)).trimmingCharacters(in: .whitespacesAndNewlines)
             PQfinish(c)
-            throw PostgresError(sqlState: "08001", message: Redaction.url(message), statement: "connect \(displayURL)")
+            throw PostgresError(sqlState: "08001", message: Redaction.values(Redaction.secrets(in: url), in: Redaction.url(message)), statement: "connect \(displayURL)")
         }
         conn = c
         // Notices ("already exists, skipping") are not errors; they must not reach the terminal.
