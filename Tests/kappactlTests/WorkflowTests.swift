@@ -355,7 +355,8 @@ import Testing
             return job.serving != nil && job.versions.allSatisfy { $0.processed == total }
         }
         kill(host.process.processIdentifier, SIGTERM)
-        #expect(await host.finish().status == 0)
+        let stopped = await host.finish()
+        #expect(stopped.status == 0, "\(stopped.status): \(stopped.stderr.suffix(3000))")
         try await Self.expectExactTable(box, table: "ticks__v1")
         try await Self.expectExactTable(box, table: "ticks__v2")
 
