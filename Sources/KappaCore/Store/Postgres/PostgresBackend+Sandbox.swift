@@ -41,6 +41,19 @@ extension PostgresBackend {
         return "WITH kappa_statement AS (\n\(body)\n) SELECT 1 AS kappa_statement"
     }
 
+    /// Calls `role`'s function; errors lose the line naming it (the statement is the job's own).
+    /// - Returns: its value.
+    func callSandbox(_ c: any SQLConnection, role: String, name: String) throws -> SQLValue? {
+        do {
+            return try c.query("SELECT \(sandboxFunction(role))()", [], name: name).first?.first
+        } catch var error as PostgresError {
+            let context = "CONTEXT:  SQL function \"\(role)\""
+            error.message = error.message.split(separator: "\n", omittingEmptySubsequences: false)
+                .filter { !$0.hasPrefix(context) }.joined(separator: "\n")
+            throw error
+        }
+    }
+
     /// Creates `role`'s function with `sql` as its body, once PostgreSQL's parser found `sql`
     /// to be one statement returning rows; in the caller's transaction.
     /// - Throws: `PostgresError` (SQLSTATE 42601 with `shape` for text of another form).
@@ -97,7 +110,7 @@ extension PostgresBackend {
             // than the role may is refused here.
             try c.execute("SAVEPOINT kappa_compile; DELETE FROM pg_temp.batch", name: "compile check")
             defer { try? c.execute("ROLLBACK TO SAVEPOINT kappa_compile; RELEASE SAVEPOINT kappa_compile; SELECT pg_advisory_unlock_all()", name: "compile check") }
-            _ = try c.query("SELECT \(sandboxFunction(role))()", [], name: "transform.sql")
+            _ = try callSandbox(c, role: role, name: "transform.sql")
         } catch let error as PostgresError where error.storeClass != .unreachable {
             throw CatalogError(.invalidJob, "transform.sql: \(error.message)")
         }
@@ -131,7 +144,7 @@ extension PostgresBackend {
     func runJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements: String) throws {
         // `statements` is what the function holds (both come from the stored manifest).
         do {
-            _ = try c.query("SELECT \(sandboxFunction(role(job: spec.job, version: spec.version)))()", [], name: "job \(spec.job) v\(spec.version) SQL")
+            _ = try callSandbox(c, role: role(job: spec.job, version: spec.version), name: "job \(spec.job) v\(spec.version) SQL")
         } catch {
             unlockPending = true
             throw error
@@ -147,7 +160,7 @@ extension PostgresBackend {
         try c.execute("CREATE ROLE \(quoted) NOLOGIN; GRANT \(quoted) TO CURRENT_USER; GRANT USAGE ON SCHEMA \(schema) TO \(quoted)"
                       + tables.map { "; GRANT SELECT ON \(dialect.table($0)) TO \(quoted)" }.joined(), name: "promote check")
         try createSandbox(c, role: role, sql: sql, returns: "integer", shape: Self.checkShape)
-        return try c.query("SELECT \(sandboxFunction(role))()", [], name: "promote check").first?.first == .integer(1)
+        return try callSandbox(c, role: role, name: "promote check") == .integer(1)
     }
 }
 #endif
