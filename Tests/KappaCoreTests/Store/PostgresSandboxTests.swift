@@ -190,6 +190,11 @@ struct PostgresSandboxTests {
             }
         }
         #expect(try Self.superuserQuery("SELECT count(*) FROM pg_roles WHERE rolname = '\(intruder)' OR rolname LIKE 'kappa_%check'") == [[.integer(0)]])
+        // Dropping a version drops its function (its role stays while this session's batch has a grant to it).
+        try await f.store.dropVersionTables(job: "t", version: 2)
+        let role = "kappa_kappa_test_\(f.schema)_t_v2"
+        #expect(try Self.superuserQuery("SELECT count(*) FROM pg_proc WHERE proname = '\(role)'") == [[.integer(0)]])
+        #expect(try Self.superuserQuery("SELECT count(*) FROM pg_proc WHERE proname = 'kappa_kappa_test_\(f.schema)_t_v3'") == [[.integer(1)]])
     }
 
     /// A version deployed before its SQL ran in a function gets one at its next batch, checked as
