@@ -197,6 +197,27 @@ struct PostgresSandboxTests {
         #expect(try Self.superuserQuery("SELECT count(*) FROM pg_proc WHERE proname = 'kappa_kappa_test_\(f.schema)_t_v3'") == [[.integer(1)]])
     }
 
+    /// Another process's transaction that changed the schema's grants (a deploy, a promote
+    /// check) makes a deploy wait, not fail with "tuple concurrently updated".
+    @Test func aDeployWaitsForAnotherTransactionsSchemaGrants() async throws {
+        let f = try await Self.fixture(.superuser)
+        let other = try PGConnection(url: StoreKind.postgresURL!)
+        let pid = try other.query("SELECT pg_backend_pid()", [], name: "test")[0][0].display
+        let role = "kappa_other_\(UInt32.random(in: 0...UInt32.max))"
+        try other.execute("CREATE ROLE \(role)", name: "test")
+        try other.execute("BEGIN; SELECT pg_advisory_xact_lock(hashtext('kappa grants \(f.schema)')); GRANT USAGE ON SCHEMA \(f.schema) TO \(role)", name: "test")
+        let deploy = Task { _ = try await f.register(Self.manifest()) }
+        var waiting = false
+        for _ in 0..<600 where !waiting {
+            waiting = try Self.superuserQuery("SELECT count(*) FROM pg_stat_activity WHERE \(pid) = ANY(pg_blocking_pids(pid))") != [[.integer(0)]]
+            if !waiting { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(waiting, "the deploy never waited for the other transaction")
+        try other.execute("COMMIT", name: "test")
+        try await deploy.value
+        #expect(try await f.store.versions(job: "t").map(\.version) == [1])
+    }
+
     /// A version deployed before its SQL ran in a function gets one at its next batch, checked as
     /// at deploy: a stored statement that would leave its sandbox fails its version instead.
     @Test func aVersionDeployedBeforeTheSandboxIsCheckedAtItsFirstBatch() async throws {

@@ -75,6 +75,7 @@ extension PostgresBackend {
         guard !columns.isEmpty else { throw PostgresError(sqlState: "42601", message: shape, statement: "sandbox") }
         let function = sandboxFunction(role), owner = SQLText.quote(role)
         // The owner needs CREATE on the schema only while it takes the function over.
+        try lockSchemaGrants(c)
         try c.execute("GRANT CREATE ON SCHEMA \(schema) TO \(owner)", name: "sandbox")
         try c.run("""
             CREATE FUNCTION \(function)() RETURNS \(returns) LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = \(schema)
@@ -155,6 +156,7 @@ extension PostgresBackend {
     func evaluateCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String]) throws -> Bool {
         // In a subtransaction that is always undone, with its role and function.
         let role = checkRole, quoted = SQLText.quote(checkRole)
+        try lockSchemaGrants(c)
         try c.execute("SAVEPOINT kappa_check", name: "promote check")
         defer { try? c.execute("ROLLBACK TO SAVEPOINT kappa_check; RELEASE SAVEPOINT kappa_check; SELECT pg_advisory_unlock_all()", name: "promote check") }
         try c.execute("CREATE ROLE \(quoted) NOLOGIN; GRANT \(quoted) TO CURRENT_USER; GRANT USAGE ON SCHEMA \(schema) TO \(quoted)"

@@ -117,6 +117,13 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
             """, [.text(schema), .text(view), .text(table)], name: "find view dependency").isEmpty
     }
 
+    /// GRANT and REVOKE on the schema rewrite one row of `pg_namespace`: of two transactions
+    /// doing so at once (two deploys, a deploy and a promote check), the later would fail with
+    /// "tuple concurrently updated". Under this lock it waits instead. Taken after any job lock.
+    func lockSchemaGrants(_ c: any SQLConnection) throws {
+        _ = try c.query("SELECT pg_advisory_xact_lock(hashtext($1))", [.text("kappa grants \(schema)")], name: "lock schema grants")
+    }
+
     // MARK: Roles
 
     /// `kappa_<database>_<schema>_<job>_v<N>`: roles are per server, so two databases (or schemas)
@@ -137,6 +144,7 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
     func createVersionObjects(_ c: any SQLConnection, _ spec: JobSpec) throws {
         let name = role(job: spec.job, version: spec.version)
         let role = SQLText.quote(name)
+        try lockSchemaGrants(c)
         try c.execute("""
             DROP FUNCTION IF EXISTS \(sandboxFunction(name))(); DROP ROLE IF EXISTS \(role); CREATE ROLE \(role) NOLOGIN; GRANT \(role) TO CURRENT_USER;
             GRANT USAGE ON SCHEMA \(schema) TO \(role);
@@ -151,6 +159,7 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
         let role = SQLText.quote(name)
         try c.execute("DROP FUNCTION IF EXISTS \(sandboxFunction(name))()", name: "drop sandbox function")
         sandboxed.remove(name)
+        try lockSchemaGrants(c)
         try c.execute("SAVEPOINT kappa_role", name: "drop role")
         do {
             try c.execute("REVOKE ALL ON SCHEMA \(schema) FROM \(role); DROP ROLE IF EXISTS \(role)", name: "drop role")
