@@ -27,8 +27,9 @@ struct PostgresDialect: SQLDialect {
 
 /// The store's database on PostgreSQL (trait `Postgres`): catalog, version tables and reader
 /// views in one schema, with transactional DDL so that a switch is one transaction. What is
-/// PostgreSQL's own: a role per version that its SQL runs under, the session's temporary
-/// `batch` table, and connections that come back after the server restarts.
+/// PostgreSQL's own: a role per version and the sandbox its SQL runs in
+/// (`PostgresBackend+Sandbox.swift`), the session's temporary `batch` table, and connections
+/// that come back after the server restarts.
 ///
 /// Used only on its store's lane, hence `@unchecked Sendable`.
 final class PostgresBackend: StoreBackend, @unchecked Sendable {
@@ -39,8 +40,13 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
     private let url: String
     private var link: ReconnectingLink
     /// This session's temporary `batch` table exists, and the roles allowed to read it.
-    private var batchReady = false
-    private var grantedRoles: Set<String> = []
+    var batchReady = false
+    var grantedRoles: Set<String> = []
+    /// Roles whose sandbox function is known to exist (`PostgresBackend+Sandbox.swift`).
+    var sandboxed: Set<String> = []
+    /// A job's statement failed after it may have taken session-level advisory locks, which
+    /// outlive its rollback: they are released before the next transaction.
+    var unlockPending = false
     /// Roles are shared by every database of a server: theirs start with the database and schema.
     private(set) var rolePrefix = ""
 
@@ -64,17 +70,24 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
     func connection() throws -> any SQLConnection {
         let (c, fresh) = try link.connectionNoting()
         if fresh {
-            // A new session: the old one's temporary table and grants are gone with it.
+            // A new session: the old one's temporary table, grants and locks are gone with it.
             batchReady = false
             grantedRoles = []
+            unlockPending = false
+        } else if unlockPending {
+            try c.execute("SELECT pg_advisory_unlock_all()", name: "job sandbox")
+            unlockPending = false
         }
         return c
     }
 
     func lockSchema(_ c: any SQLConnection) throws {
         _ = try c.query("SELECT pg_advisory_xact_lock(hashtext($1))", [.text("kappa catalog \(schema)")], name: "catalog: lock")
-        try c.execute("CREATE SCHEMA IF NOT EXISTS \(schema); CREATE TABLE IF NOT EXISTS \(schema).kappa_schema (version INTEGER NOT NULL)",
-                      name: "catalog: schema")
+        // Created only when missing: a catalog user that owns its schema needs no CREATE on the database.
+        if try c.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [.text(schema)], name: "catalog: schema").isEmpty {
+            try c.execute("CREATE SCHEMA \(schema)", name: "catalog: schema")
+        }
+        try c.execute("CREATE TABLE IF NOT EXISTS \(schema).kappa_schema (version INTEGER NOT NULL)", name: "catalog: schema")
     }
 
     func schemaVersion(_ c: any SQLConnection) throws -> Int {
@@ -104,21 +117,36 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
             """, [.text(schema), .text(view), .text(table)], name: "find view dependency").isEmpty
     }
 
+    /// GRANT and REVOKE on the schema rewrite one row of `pg_namespace`: of two transactions
+    /// doing so at once (two deploys, a deploy and a promote check), the later would fail with
+    /// "tuple concurrently updated". Under this lock it waits instead. Taken after any job lock.
+    func lockSchemaGrants(_ c: any SQLConnection) throws {
+        _ = try c.query("SELECT pg_advisory_xact_lock(hashtext($1))", [.text("kappa grants \(schema)")], name: "lock schema grants")
+    }
+
     // MARK: Roles
 
     /// `kappa_<database>_<schema>_<job>_v<N>`: roles are per server, so two databases (or schemas)
     /// with the same job never share one. Names over PostgreSQL's 63 bytes end in a hash instead.
-    func role(job: String, version: Int) -> String {
-        let name = "\(rolePrefix)\(job)_v\(version)".lowercased()
+    func role(job: String, version: Int) -> String { roleName("\(rolePrefix)\(job)_v\(version)") }
+
+    /// The role promotion checks run under, created for each check and undone with it (no
+    /// version's role ends in `check`).
+    var checkRole: String { roleName("\(rolePrefix)check") }
+
+    private func roleName(_ name: String) -> String {
+        let name = name.lowercased()
         guard name.utf8.count > 63 else { return name }
         let hash = String(CRC32C.checksum(Array(name.utf8)), radix: 16)
         return String(decoding: name.utf8.prefix(50), as: UTF8.self) + "_" + hash
     }
 
     func createVersionObjects(_ c: any SQLConnection, _ spec: JobSpec) throws {
-        let role = SQLText.quote(role(job: spec.job, version: spec.version))
+        let name = role(job: spec.job, version: spec.version)
+        let role = SQLText.quote(name)
+        try lockSchemaGrants(c)
         try c.execute("""
-            DROP ROLE IF EXISTS \(role); CREATE ROLE \(role) NOLOGIN; GRANT \(role) TO CURRENT_USER;
+            DROP FUNCTION IF EXISTS \(sandboxFunction(name))(); DROP ROLE IF EXISTS \(role); CREATE ROLE \(role) NOLOGIN; GRANT \(role) TO CURRENT_USER;
             GRANT USAGE ON SCHEMA \(schema) TO \(role);
             GRANT SELECT, INSERT, UPDATE, DELETE ON \(dialect.table(spec.versionTable)) TO \(role)
             """, name: "create job role")
@@ -127,7 +155,11 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
     func dropVersionObjects(_ c: any SQLConnection, job: String, version: Int) throws {
         // The role goes too, unless another session still holds a grant to it (its temporary
         // batch table): then it stays, without rights on anything of Kappa's.
-        let role = SQLText.quote(self.role(job: job, version: version))
+        let name = self.role(job: job, version: version)
+        let role = SQLText.quote(name)
+        try c.execute("DROP FUNCTION IF EXISTS \(sandboxFunction(name))()", name: "drop sandbox function")
+        sandboxed.remove(name)
+        try lockSchemaGrants(c)
         try c.execute("SAVEPOINT kappa_role", name: "drop role")
         do {
             try c.execute("REVOKE ALL ON SCHEMA \(schema) FROM \(role); DROP ROLE IF EXISTS \(role)", name: "drop role")
@@ -137,38 +169,7 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
         }
     }
 
-    /// The session's temporary `batch` table, readable by `role`.
-    private func prepareBatchTable(_ c: any SQLConnection, for role: String) throws {
-        if !batchReady {
-            try c.execute("CREATE TEMP TABLE IF NOT EXISTS batch (partition INTEGER, \"offset\" BIGINT, timestamp BIGINT, key TEXT, value JSONB, key_bytes BYTEA)",
-                          name: "create batch table")
-            batchReady = true
-        }
-        if !grantedRoles.contains(role) {
-            try c.execute("GRANT SELECT ON pg_temp.batch TO \(SQLText.quote(role))", name: "grant batch")
-            grantedRoles.insert(role)
-        }
-    }
-
-    // MARK: Job SQL
-
-    func checkJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements: String) throws {
-        // Run once over an empty batch, under the version's role, and undone.
-        let role = role(job: spec.job, version: spec.version)
-        try prepareBatchTable(c, for: role)
-        try c.execute("SAVEPOINT kappa_compile; DELETE FROM pg_temp.batch", name: "compile check")
-        defer { try? c.execute("ROLLBACK TO SAVEPOINT kappa_compile; RESET ROLE", name: "compile check") }
-        do {
-            try c.execute("SET LOCAL ROLE \(SQLText.quote(role)); SET LOCAL search_path = \(schema)", name: "compile check")
-            try c.execute(statements, name: "transform.sql")
-        } catch let error as PostgresError where error.storeClass != .unreachable {
-            throw CatalogError(.invalidJob, "transform.sql: \(error.message)")
-        }
-    }
-
-    func prepareBatch(_ c: any SQLConnection, _ spec: JobSpec) throws {
-        try prepareBatchTable(c, for: role(job: spec.job, version: spec.version))
-    }
+    // MARK: Batches
 
     func loadBatch(_ c: any SQLConnection, _ records: LogRecords, range: Range<Int>) throws {
         try c.execute("DELETE FROM pg_temp.batch", name: "clear batch")
@@ -196,26 +197,13 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
         try c.execute("SET LOCAL statement_timeout = \(limit.map { max(1, $0.remainingMs) } ?? 0)", name: "job time limit")
     }
 
-    func runJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements: String) throws {
-        let role = role(job: spec.job, version: spec.version)
-        try c.execute("SET LOCAL ROLE \(SQLText.quote(role)); SET LOCAL search_path = \(schema)", name: "job role")
-        defer { try? c.execute("RESET ROLE; SET LOCAL search_path = DEFAULT", name: "job role") }
-        try c.execute(statements, name: "job \(spec.job) v\(spec.version) SQL")
-    }
-
-    func evaluateCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String]) throws -> Bool {
-        // In a subtransaction that is always undone, so that a check cannot change anything.
-        try c.execute("SAVEPOINT kappa_check", name: "promote check")
-        defer { try? c.execute("ROLLBACK TO SAVEPOINT kappa_check", name: "promote check") }
-        return try c.query(sql, [], name: "promote check").first?.first == .integer(1)
-    }
-
-    func forget(job: String, version: Int) {}
+    func forget(job: String, version: Int) { sandboxed.remove(role(job: job, version: version)) }
 
     func transactionFailed() {
-        // Whatever the transaction created in the session (the batch table, grants) is undone.
+        // Whatever the transaction created (the batch table, grants, functions) is undone.
         batchReady = false
         grantedRoles = []
+        sandboxed = []
     }
 }
 

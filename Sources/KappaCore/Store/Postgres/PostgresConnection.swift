@@ -31,9 +31,12 @@ final class PGConnection: SQLConnection, @unchecked Sendable {
             throw PostgresError(sqlState: "08001", message: Redaction.values(Redaction.secrets(in: url), in: Redaction.url(message)), statement: "connect \(displayURL)")
         }
         conn = c
-        // Notices ("already exists, skipping") are not errors; they must not reach the terminal.
-        try execute("SET client_min_messages = warning", name: "connect \(displayURL)")
+        try execute(Self.sessionSettings, name: "connect \(displayURL)")
     }
+
+    /// What every session sets: notices ("already exists, skipping") are not errors and must
+    /// not reach the terminal.
+    static let sessionSettings = "SET client_min_messages = warning"
 
     deinit { PQfinish(conn) }
 
@@ -95,6 +98,28 @@ final class PGConnection: SQLConnection, @unchecked Sendable {
             })
         }
         return (columns, rows, changed)
+    }
+
+    /// Parses and analyzes `sql` as the unnamed prepared statement, without planning or running
+    /// it, and returns the names of the columns it would return (none for a statement that
+    /// returns no rows). The extended protocol takes exactly one statement: text holding two is
+    /// refused by the server (SQLSTATE 42601).
+    /// - Throws: `PostgresError`.
+    func describe(_ sql: String, name: String) throws -> [String] {
+        let prepared = PQprepare(conn, "", sql, 0, nil)
+        defer { PQclear(prepared) }
+        try check(prepared, name: name)
+        let description = PQdescribePrepared(conn, "")
+        defer { PQclear(description) }
+        try check(description, name: name)
+        return (0..<PQnfields(description)).map { String(cString: PQfname(description, $0)) }
+    }
+
+    private func check(_ result: OpaquePointer?, name: String) throws {
+        guard PQresultStatus(result) != PGRES_COMMAND_OK else { return }
+        let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+        let message = String(cString: PQresultErrorMessage(result)).trimmingCharacters(in: .whitespacesAndNewlines)
+        throw PostgresError(sqlState: state ?? (isUp ? nil : "08006"), message: message.isEmpty ? String(cString: PQerrorMessage(conn)) : message, statement: name)
     }
 
     /// Runs one or more statements without parameters.
