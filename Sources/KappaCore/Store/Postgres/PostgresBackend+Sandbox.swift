@@ -111,7 +111,14 @@ extension PostgresBackend {
             // than the role may is refused here.
             try c.execute("SAVEPOINT kappa_compile; DELETE FROM pg_temp.batch", name: "compile check")
             defer { try? c.execute("ROLLBACK TO SAVEPOINT kappa_compile; RELEASE SAVEPOINT kappa_compile; SELECT pg_advisory_unlock_all()", name: "compile check") }
-            _ = try callSandbox(c, role: role, name: "transform.sql")
+            // Bounded like a batch, and at most 5 s: a deploy does not wait on an endless query.
+            let limitMs = min(spec.timeoutMs, 5_000)
+            try c.execute("SET LOCAL statement_timeout = \(limitMs)", name: "compile check")
+            do {
+                _ = try callSandbox(c, role: role, name: "transform.sql")
+            } catch let error as PostgresError where error.storeClass == .interrupted {
+                throw CatalogError(.invalidJob, "transform.sql did not finish over an empty batch within \(DurationText.format(milliseconds: limitMs)) at deploy (transform.timeout)")
+            }
         } catch let error as PostgresError where error.storeClass != .unreachable {
             throw CatalogError(.invalidJob, "transform.sql: \(error.message)")
         }
