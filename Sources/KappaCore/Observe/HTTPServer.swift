@@ -1,4 +1,5 @@
 import Foundation
+import CKappaSys
 import Synchronization
 
 #if canImport(Glibc)
@@ -112,9 +113,8 @@ public final class HTTPServer: Sendable {
         var waiting = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
         while !stopped.load(ordering: .relaxed) {
             guard poll(&waiting, 1, 200) > 0 else { continue }
-            let client = accept(socket, nil, nil)
+            let client = kappa_accept_cloexec(socket)  // close-on-exec at once: exec jobs' programs never inherit it
             guard client >= 0 else { continue }
-            _ = fcntl(client, F_SETFD, FD_CLOEXEC)  // exec jobs' programs must not inherit it
             var timeout = timeval(tv_sec: 5, tv_usec: 0)
             setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
