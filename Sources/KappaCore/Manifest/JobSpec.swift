@@ -13,6 +13,9 @@ public struct JobSpec: Sendable, Equatable {
     public var onBadRecord: BadRecordPolicy
     /// For exec transforms: how long the program may take over one batch (`transform.timeout`).
     public var execTimeoutMs: Int64 = 30_000
+    /// For exec transforms: variables set for the program (`transform.env`), besides the few
+    /// JobHost passes on (`ExecProcess.isInherited`).
+    public var execEnvironment: [String: String] = [:]
 
     public struct Source: Sendable, Equatable {
         public var topic: String
