@@ -103,7 +103,7 @@ public final class ExecJob: StreamJob {
     /// A value for a column of `type`, or why it does not fit: INTEGER and BIGINT take a whole
     /// number in the 64-bit range (`3`, `3.0`, `3e2`; not `3.5`, `1e400`, `"3"`), REAL and DOUBLE
     /// a finite number, NUMERIC a finite number (whole numbers kept exact), BOOLEAN `true` or
-    /// `false` (stored as 1 and 0 on SQLite), TEXT a string, BLOB a string (stored as its UTF-8
+    /// `false` (stored as 1 and 0 on SQLite), TEXT a string without NUL, BLOB a string (stored as its UTF-8
     /// bytes). `null` fits any column but the primary key's.
     static func sqlValue(_ v: JSONValue, column: String, type: JobSpec.ColumnType, inKey: Bool) throws -> SQLValue {
         func refuse(_ expected: String) -> BadOutputValue {
@@ -132,6 +132,8 @@ public final class ExecJob: StreamJob {
             return .integer(b ? 1 : 0)
         case .text:
             guard case .string(let s) = v else { throw refuse("a string") }
+            // PostgreSQL's text cannot hold NUL (a parameter would end there): refused on every store.
+            guard !s.utf8.contains(0) else { throw BadOutputValue("column \"\(column)\" (TEXT): the string contains a NUL character (\\u0000)") }
             return .text(s)
         case .blob:
             guard case .string(let s) = v else { throw refuse("a string (stored as its UTF-8 bytes)") }

@@ -105,6 +105,7 @@ import Testing
         (#"{"upsert": {"currency": "EUR", "rate": "2.5"}}"#, #"column "rate" (REAL): expected a number, got the string "2.5""#),
         (#"{"upsert": {"currency": 5}}"#, #"column "currency" (TEXT): expected a string, got 5"#),
         (#"{"upsert": {"currency": ["EUR"]}}"#, #"column "currency" (TEXT): expected a string, got an array"#),
+        (#"{"upsert": {"currency": "EU\u0000R"}}"#, #"column "currency" (TEXT): the string contains a NUL character (\u0000)"#),
         (#"{"delete": {"currency": null}}"#, #"column "currency" is in the primary key and cannot be null"#),
     ])
     func aValueItsColumnsTypeRefusesIsABadRecordNamingTheColumn(line: String, message: String) async throws {
@@ -159,22 +160,26 @@ import Testing
 
     @Test func outputBetweenBatchesIsNotTakenForTheNextBatchs() async throws {
         let f = try await StoreFixture.make(partitions: 1, minutes: 1)
-        let marker = f.dir.path + "/wrote-late"
-        // After the first batch's end: one more line, then a file that says it was written.
+        let go = f.dir.path + "/first-batch-taken", marker = f.dir.path + "/wrote-late"
+        // Once the first batch was taken (the test says so with a file): one more line, then a
+        // file that says it was written.
         let program = try Self.python("""
-            import json, sys
+            import json, os, sys, time
             batches = 0
             for line in sys.stdin:
                 if "batchEnd" in json.loads(line):
                     batches += 1
                     print('{"batchEnd": true}', flush=True)
                     if batches == 1:
+                        while not os.path.exists(\(JSONScanner.quote(go))):
+                            time.sleep(0.01)
                         print('{"upsert": {"currency": "LATE", "ts": 1}}', flush=True)
                         open(\(JSONScanner.quote(marker)), "w").close()
             """, in: f.dir)
         let job = ExecJob(spec: try ManifestParser.parse(Self.manifest(program, batch: 60)))
         let first = try await f.log.read(topic: "bpi", partition: 0, from: 0, maxRecords: 60, maxBytes: 1 << 20)
         #expect(try await job.plan(first) == .rows([], rejected: []))
+        try "".write(toFile: go, atomically: true, encoding: .utf8)
         let deadline = Date().addingTimeInterval(30)
         while !FileManager.default.fileExists(atPath: marker) && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
         #expect(FileManager.default.fileExists(atPath: marker), "the program did not write its late line")
