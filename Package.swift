@@ -37,11 +37,14 @@ let package = Package(
         ),
         // CRC-32C with the CPU's instruction, compiled for that function only (Swift cannot).
         .target(name: "CKappaCRC"),
+        // pipe2 and accept4, which Glibc's Swift module does not show.
+        .target(name: "CKappaSys"),
         .target(
             name: "KappaCore",
             dependencies: [
                 "CSQLite",
                 "CKappaCRC",
+                "CKappaSys",
                 .target(name: "CLibPQ", condition: .when(traits: ["Postgres"])),
                 .target(name: "CRdKafka", condition: .when(traits: ["Kafka"])),
             ]

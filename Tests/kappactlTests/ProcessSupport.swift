@@ -70,10 +70,10 @@ final class Sandbox: Sendable {
     }
 
     /// Starts a process with a pipe for stdin; stdout and stderr go to files read by `finish`.
-    func start(_ executable: String, _ args: [String]) throws -> Child {
+    func start(_ executable: String, _ args: [String], environment extra: [String: String] = [:]) throws -> Child {
         let (read, write) = try ChildProcess.pipe()
         defer { close(read) }
-        var child = try launch(executable, args, input: read, environment: [:])
+        var child = try launch(executable, args, input: read, environment: extra)
         child.input = FileHandle(fileDescriptor: write, closeOnDealloc: true)
         return child
     }

@@ -22,8 +22,12 @@ public struct Operator: Sendable {
     }
 
     public func deploy(spec: JobSpec, manifest: String, allowPartial: Bool) async throws -> VersionRecord {
-        if case .exec(let argv) = spec.transform, ExecProcess.resolve(argv[0]) == nil {
-            throw CatalogError(.invalidJob, "transform.exec: program \"\(argv[0])\" not found (not a file, and not in PATH)")
+        if case .exec(let argv) = spec.transform {
+            do {
+                _ = try ExecProcess.locate(argv[0], environment: ExecProcess.environment(spec.execEnvironment))
+            } catch let error as ExecError {
+                throw CatalogError(.invalidJob, "transform.exec: \(error.message)")
+            }
         }
         let offsets = try await log.offsets(topic: spec.source.topic)
         let gaps = offsets.filter { $0.earliest > 0 }

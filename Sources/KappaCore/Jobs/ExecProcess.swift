@@ -18,19 +18,22 @@ final class ExecProcess: @unchecked Sendable {
     private let outputFD: Int32
     private let errorsFD: Int32
     private var pending: [UInt8] = []
+    /// Batches sent so far.
+    private var exchanges = 0
     private let stderrTail = StderrTail()
 
-    /// Starts `argv[0]` (looked up in PATH) with the rest as arguments.
+    /// Starts `argv[0]` (looked up in the program's PATH) with the rest as arguments and
+    /// the variables JobHost passes on (`isInherited`) plus `environment` (`transform.env`) as
+    /// its whole environment.
     /// - Throws: `ExecError` when it cannot be started.
-    init(argv: [String]) throws {
+    init(argv: [String], environment: [String: String] = [:]) throws {
         self.argv = argv
         signal(SIGPIPE, SIG_IGN)  // a program that exits early must not kill us through its pipe
-        guard let path = Self.resolve(argv[0]) else {
-            throw ExecError("program \"\(argv[0])\" not found (not a file, and not in PATH)")
-        }
+        let variables = Self.environment(environment)
+        let path = try Self.locate(argv[0], environment: variables)
         let stdin = try ChildProcess.pipe(), stdout = try ChildProcess.pipe(), stderr = try ChildProcess.pipe()
         do {
-            child = try ChildProcess(path: path, args: Array(argv.dropFirst()), environment: ProcessInfo.processInfo.environment,
+            child = try ChildProcess(path: path, args: Array(argv.dropFirst()), environment: variables,
                                      stdin: stdin.read, stdout: stdout.write, stderr: stderr.write)
         } catch {
             [stdin.read, stdin.write, stdout.read, stdout.write, stderr.read, stderr.write].forEach { _ = close($0) }
@@ -57,18 +60,32 @@ final class ExecProcess: @unchecked Sendable {
     /// Sends `lines` and returns the lines the program answers up to (not including) the first
     /// line for which `isEnd` holds.
     /// - Throws: `ExecError` when the program exits, or does not answer within `timeoutMs`.
+    ///   Output that follows the end line, or that arrived since the last batch's end, is a
+    ///   protocol error (it would otherwise count as the next batch's), and so is an end line
+    ///   before the whole batch was written.
     func exchange(_ lines: [String], timeoutMs: Int64, isEnd: ([UInt8]) -> Bool) throws -> [[UInt8]] {
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        try checkNothingUnasked(buffer: &buffer)
+        exchanges += 1
         var unsent = Array((lines.joined(separator: "\n") + "\n").utf8)[...]
         let deadline = currentTimeMillis() + timeoutMs
         let fd = outputFD
         var answer: [[UInt8]] = []
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             while let newline = pending.firstIndex(of: 0x0A) {
                 let line = Array(pending[..<newline])
                 pending.removeFirst(newline + 1)
-                if isEnd(line) { return answer }
-                answer.append(line)
+                guard isEnd(line) else {
+                    answer.append(line)
+                    continue
+                }
+                guard unsent.isEmpty else {
+                    throw ExecError("protocol error: it wrote {\"batchEnd\": true} before it was sent the whole batch (\(unsent.count) bytes were still to write)")
+                }
+                if let extra = Self.firstContentLine(pending) {
+                    throw ExecError("protocol error: it wrote \(Self.shown(extra)) after {\"batchEnd\": true}; nothing may follow the end of a batch before the next batch is sent")
+                }
+                return answer
             }
             let remaining = deadline - currentTimeMillis()
             if remaining <= 0 {
@@ -108,6 +125,30 @@ final class ExecProcess: @unchecked Sendable {
         }
     }
 
+    /// Output that is there before a batch is sent: after the last batch's end (or, before the
+    /// first batch, at start) the program must wait for input. Blank lines are tolerated.
+    private func checkNothingUnasked(buffer: inout [UInt8]) throws {
+        var ready = pollfd(fd: outputFD, events: Int16(POLLIN), revents: 0)
+        while poll(&ready, 1, 0) > 0 && ready.revents & Int16(POLLIN) != 0 {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(outputFD, $0.baseAddress!, $0.count) }
+            guard n > 0 else { break }  // end of file: the exchange reports how it ended
+            pending += buffer[0..<n]
+        }
+        guard let extra = Self.firstContentLine(pending) else { return }
+        let when = exchanges == 0 ? "before it was sent its first batch" : "after {\"batchEnd\": true}, before the next batch was sent"
+        throw ExecError("protocol error: it wrote \(Self.shown(extra)) \(when)")
+    }
+
+    /// The first line (or unterminated rest) of `bytes` that is not blank.
+    static func firstContentLine(_ bytes: [UInt8]) -> [UInt8]? {
+        bytes.split(separator: 0x0A, omittingEmptySubsequences: true).first { !isBlank($0) }.map(Array.init)
+    }
+
+    static func isBlank(_ line: some Collection<UInt8>) -> Bool { line.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D } }
+
+    /// A line of the program's output as error messages quote it: at most 200 bytes.
+    static func shown(_ line: [UInt8]) -> String { JSONScanner.quote(String(decoding: line.prefix(200), as: UTF8.self)) }
+
     /// Reads what the program wrote to stderr into the tail; returns the bytes read.
     @discardableResult
     private func readErrors(buffer: inout [UInt8]) -> Int {
@@ -116,14 +157,41 @@ final class ExecProcess: @unchecked Sendable {
         return max(0, n)
     }
 
-    /// The program's path: as given when it has a slash, else found in PATH.
-    static func resolve(_ program: String) -> String? {
-        if program.contains("/") { return FileManager.default.isExecutableFile(atPath: program) ? program : nil }
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        for dir in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(dir)/\(program)") {
-            return "\(dir)/\(program)"
+    /// What JobHost passes on of its own environment; nothing else of it reaches a program.
+    static func isInherited(_ name: String) -> Bool {
+        ["PATH", "HOME", "LANG", "TZ"].contains(name) || name.hasPrefix("LC_")
+    }
+
+    /// A program's whole environment: what `parent` passes on (`isInherited`), then `manifest`'s.
+    static func environment(_ manifest: [String: String],
+                            parent: [String: String] = ProcessInfo.processInfo.environment) -> [String: String] {
+        parent.filter { isInherited($0.key) }.merging(manifest) { $1 }
+    }
+
+    /// The program's path: as given when it has a slash, else found in the PATH of
+    /// `environment` (the program's). It must be an executable regular file.
+    /// - Throws: `ExecError` saying what is wrong.
+    static func locate(_ program: String, environment: [String: String]) throws -> String {
+        let quoted = JSONScanner.quote(program)
+        guard !program.isEmpty else { throw ExecError("the program's name is empty") }
+        if program.contains("/") {
+            var info = stat()
+            guard stat(program, &info) == 0 else { throw ExecError("program \(quoted) not found (not a file, and not in PATH)") }
+            switch info.st_mode & S_IFMT {
+            case S_IFREG: break
+            case S_IFDIR: throw ExecError("program \(quoted) is a directory, not an executable file")
+            default: throw ExecError("program \(quoted) is not a regular file")
+            }
+            guard access(program, X_OK) == 0 else { throw ExecError("program \(quoted) is not executable (no execute permission)") }
+            return program
         }
-        return nil
+        let path = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for dir in path.split(separator: ":") {
+            let candidate = "\(dir)/\(program)"
+            var info = stat()
+            if stat(candidate, &info) == 0, info.st_mode & S_IFMT == S_IFREG, access(candidate, X_OK) == 0 { return candidate }
+        }
+        throw ExecError("program \(quoted) not found (not a file, and not in PATH)")
     }
 }
 

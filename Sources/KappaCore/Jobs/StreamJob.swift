@@ -44,6 +44,14 @@ public enum RowOperation: Sendable, Equatable {
     }
 }
 
+/// An exec program's output line left out under `onBadRecord: "deadLetter"`: a value its
+/// column's type refuses. The store keeps it in the dead-letter table.
+public struct RejectedOutput: Sendable, Equatable {
+    public var line: [UInt8]
+    /// Which column, and why (`column "ts" (INTEGER): expected …, got …`).
+    public var error: String
+}
+
 /// A version's job failed: a SQL error, or a bad record under `onBadRecord: "fail"`.
 /// The version is marked failed with this message; the serving version is not touched.
 public struct JobFailure: Error, Sendable, CustomStringConvertible {

@@ -14,6 +14,9 @@ public struct JobSpec: Sendable, Equatable {
     /// How long the job may take over one batch (`transform.timeout`): an exec program to
     /// answer, a SQL job's statements to run (summed over the attempts at the batch).
     public var timeoutMs: Int64 = 30_000
+    /// For exec transforms: variables set for the program (`transform.env`), besides the few
+    /// JobHost passes on (`ExecProcess.isInherited`).
+    public var execEnvironment: [String: String] = [:]
 
     public struct Source: Sendable, Equatable {
         public var topic: String

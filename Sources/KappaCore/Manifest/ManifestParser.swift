@@ -95,18 +95,23 @@ public enum ManifestParser {
         }
 
         let transformObject = try r.object(r.required(top, "transform", ""), "transform")
-        try r.known(transformObject, ["sql", "exec", "timeout"], "transform")
+        try r.known(transformObject, ["sql", "exec", "timeout", "env"], "transform")
         let transform: JobSpec.Transform
         let timeoutMs = try r.member(transformObject, "timeout").map { try r.duration($0, "transform.timeout") } ?? 30_000
         guard timeoutMs > 0 else { throw r.fail("transform.timeout", "must be longer than 0 ms") }
+        var execEnvironment: [String: String] = [:]
         switch (r.member(transformObject, "sql"), r.member(transformObject, "exec")) {
         case (let sql?, nil):
             let text = try r.string(sql, "transform.sql")
             guard !text.allSatisfy(\.isWhitespace) else { throw r.fail("transform.sql", "is empty") }
             transform = .sql(text)
+            if r.member(transformObject, "env") != nil { throw r.fail("transform.env", "is for exec programs; an SQL job has no environment") }
         case (nil, let exec?):
             guard case .array(let parts) = exec, !parts.isEmpty else { throw r.fail("transform.exec", "must be a non-empty array: the program and its arguments") }
-            transform = .exec(try parts.enumerated().map { try r.string($1, "transform.exec[\($0)]") })
+            let argv = try parts.enumerated().map { try r.string($1, "transform.exec[\($0)]") }
+            guard !argv[0].isEmpty else { throw r.fail("transform.exec[0]", "is empty: it names the program") }
+            transform = .exec(argv)
+            if let env = r.member(transformObject, "env") { execEnvironment = try r.environment(env, "transform.env") }
         case (nil, nil):
             throw r.fail("transform", "needs \"sql\" or \"exec\"")
         case (_?, _?):
@@ -162,7 +167,7 @@ public enum ManifestParser {
         return JobSpec(job: job, version: version, source: .init(topic: topic),
                        output: .init(table: table, columns: columns, primaryKey: primaryKey), transform: transform,
                        batch: batch, catchUp: catchUp, promote: promote, retire: retire, onBadRecord: onBadRecord,
-                       timeoutMs: timeoutMs)
+                       timeoutMs: timeoutMs, execEnvironment: execEnvironment)
     }
 
     /// True for `[A-Za-z_][A-Za-z0-9_]*`: identifiers that need no quoting and carry no SQL.
@@ -230,6 +235,22 @@ public enum ManifestParser {
             } catch let error as ValueParseError {
                 throw fail(path, error.message)
             }
+        }
+
+        /// `transform.env`: variable name → value, added to the few JobHost passes on.
+        func environment(_ value: JSONValue, _ path: String) throws -> [String: String] {
+            var environment: [String: String] = [:]
+            for (name, v) in try object(value, path) {
+                let key = "\(path).\(name)"
+                guard ManifestParser.isIdentifier(name) else {
+                    throw fail(key, "\(JSONScanner.quote(name)) is not a valid variable name (letters, digits and _, not starting with a digit)")
+                }
+                if name.uppercased().hasPrefix("KAPPA_") { throw fail(key, "names starting with \"KAPPA_\" are reserved: Kappa's own settings never reach a program") }
+                let text = try string(v, key)
+                if text.utf8.contains(0) { throw fail(key, "contains a NUL character") }
+                environment[name] = text
+            }
+            return environment
         }
 
         func promoteMode(_ value: JSONValue, _ path: String) throws -> JobSpec.Promote.Mode {

@@ -1,4 +1,5 @@
 import Foundation
+import CKappaSys
 import Synchronization
 
 #if canImport(Glibc)
@@ -209,9 +210,9 @@ public final class HTTPServer: Sendable {
             }
             if fds[0].revents != 0 {
                 while true {
-                    let client = accept(socket, nil, nil)
+                    // Close-on-exec at once: exec jobs' programs never inherit it.
+                    let client = kappa_accept_cloexec(socket)
                     guard client >= 0 else { break }
-                    _ = fcntl(client, F_SETFD, FD_CLOEXEC)  // exec jobs' programs must not inherit it
                     _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
                     if connections.count >= maxPending {
                         // Full: the oldest connection still sending its head makes room.

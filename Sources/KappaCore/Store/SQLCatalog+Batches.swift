@@ -69,7 +69,7 @@ extension SQLCatalog {
                     try c.run("INSERT INTO \(t(spec.deadLetterTable)) (partition, \"offset\", timestamp, key, value, error) VALUES (\(d.placeholders(6)))",
                               BadRecords.row(record, partition: partition, error: message), name: "dead letter")
                 })
-        case .rows(let operations):
+        case .rows(let operations, let rejected):
             do {
                 try c.savepoint {
                     for operation in operations {
@@ -82,7 +82,15 @@ extension SQLCatalog {
                 throw JobFailure(job: spec.job, version: spec.version, partition: partition, offset: records.first?.offset,
                                  message: "program output could not be stored: \(error.message)")
             }
-            return 0
+            guard let first = records.first, !rejected.isEmpty else { return 0 }
+            // The lines cannot be told apart by record: one row for the batch, at its first offset.
+            let errors = rejected.prefix(10).map(\.error).joined(separator: "; ") + (rejected.count > 10 ? "; and \(rejected.count - 10) more" : "")
+            let lines = Array(rejected.map(\.line).joined(separator: [0x0A]))
+            let message = "\(rejected.count) program output line\(rejected.count == 1 ? "" : "s") for offsets \(first.offset)…\(records.last!.offset) left out: \(errors)"
+            try c.run("INSERT INTO \(t(spec.deadLetterTable)) (partition, \"offset\", timestamp, key, value, error) VALUES (\(d.placeholders(6)))",
+                      [.integer(Int64(partition)), .integer(first.offset), .integer(first.timestamp), .null, .blob(lines), .text(message)],
+                      name: "dead letter")
+            return rejected.count
         }
     }
 
@@ -122,6 +130,7 @@ extension SQLCatalog {
 public enum BatchPlan: Sendable, Equatable {
     /// Statements run over `batch` (its `output` already bound to the version's table).
     case sql(String)
-    /// Row operations reported by an exec program.
-    case rows([RowOperation])
+    /// Row operations reported by an exec program, and the output lines left out as bad
+    /// records (under `onBadRecord: "deadLetter"`).
+    case rows([RowOperation], rejected: [RejectedOutput])
 }

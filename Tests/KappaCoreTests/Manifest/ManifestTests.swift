@@ -58,6 +58,8 @@ import Testing
         #expect(try ManifestParser.parse(Self.with("retire", #"{"after": "2h"}"#)).retire.afterMs == 7_200_000)
         #expect(try ManifestParser.parse(Self.with("onBadRecord", #""deadLetter""#)).onBadRecord == .deadLetter)
         #expect(try ManifestParser.parse(Self.with("transform", #"{"exec": ["python3", "job.py"]}"#)).transform == .exec(["python3", "job.py"]))
+        #expect(try ManifestParser.parse(Self.with("transform", #"{"exec": ["job"], "env": {"MODE": "fast", "PATH": "/opt/bin"}}"#)).execEnvironment
+                == ["MODE": "fast", "PATH": "/opt/bin"])
     }
 
     @Test(arguments: [
@@ -90,7 +92,14 @@ import Testing
         ("transform", #"{"sql": "SELECT 1", "exec": ["x"]}"#, #"transform: has both "sql" and "exec"; choose one"#),
         ("transform", #"{"sql": "  "}"#, "transform.sql: is empty"),
         ("transform", #"{"exec": []}"#, "transform.exec: must be a non-empty array: the program and its arguments"),
-        ("transform", #"{"python": "x"}"#, "transform.python: unknown key (expected one of: sql, exec, timeout)"),
+        ("transform", #"{"python": "x"}"#, "transform.python: unknown key (expected one of: sql, exec, timeout, env)"),
+        ("transform", #"{"exec": [""]}"#, "transform.exec[0]: is empty: it names the program"),
+        ("transform", #"{"exec": ["x"], "env": ["A=1"]}"#, "transform.env: must be an object, got an array"),
+        ("transform", #"{"exec": ["x"], "env": {"KAPPA_HTTP_TOKEN": "t"}}"#, #"transform.env.KAPPA_HTTP_TOKEN: names starting with "KAPPA_" are reserved: Kappa's own settings never reach a program"#),
+        ("transform", #"{"exec": ["x"], "env": {"A-B": "1"}}"#, #"transform.env.A-B: "A-B" is not a valid variable name (letters, digits and _, not starting with a digit)"#),
+        ("transform", #"{"exec": ["x"], "env": {"A": 1}}"#, "transform.env.A: must be a string, got a number"),
+        ("transform", #"{"exec": ["x"], "env": {"A": "a\u0000b"}}"#, "transform.env.A: contains a NUL character"),
+        ("transform", #"{"sql": "SELECT 1", "env": {"A": "1"}}"#, "transform.env: is for exec programs; an SQL job has no environment"),
         ("batch", "0", "batch: must be between 1 and 1000000, got 0"),
         ("catchUp", #"{"maxLag": -1}"#, "catchUp.maxLag: must be between 0 and 1000000000000, got -1"),
         ("catchUp", #"{"holdFor": "soon"}"#, #"catchUp.holdFor: invalid duration "soon": use a number and a unit, e.g. 500ms, 30s, 5m, 2h, 7d"#),

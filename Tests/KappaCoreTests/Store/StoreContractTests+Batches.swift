@@ -168,8 +168,9 @@ extension StoreContractTests {
         #expect(dead.map { $0[0] } == (0..<badValues.count).map { .integer(Int64(keys.count + $0)) })
     }
 
-    /// The rows an exec program reports that break the table's rules fail the version on every
-    /// store, as a job failure: never a bad record, never an infrastructure retry.
+    /// The rows an exec program reports that its table cannot take fail the version on every
+    /// store, before anything is stored and never as an infrastructure retry: a null key is a bad
+    /// record naming the column, checked before the store sees it (under `onBadRecord: "fail"`).
     @Test(arguments: StoreKind.available)
     func execOutputThatBreaksTheTableFailsTheVersion(kind: StoreKind) async throws {
         let f = try await StoreFixture.make(kind, partitions: 1, minutes: 0)
@@ -182,7 +183,8 @@ extension StoreContractTests {
         let nullKey = #"while read -r l; do case "$l" in *batchEnd*) echo '{"upsert": {"currency": null, "ts": 5}}'; echo '{"batchEnd": true}';; esac; done"#
         let text = ExecJobTests.manifest(ExecJobTests.sh(nullKey)).replacingOccurrences(of: "\"version\": 1", with: "\"version\": 2")
         let failure = await #expect(throws: JobFailure.self) { try await f.replay(try await f.register(text)) }
-        #expect(failure?.message.hasPrefix("program output could not be stored: ") == true, "\(String(describing: failure))")
+        #expect(failure?.message.hasSuffix(#"bad record: output line "{\"upsert\": {\"currency\": null, \"ts\": 5}}": column "currency" is in the primary key and cannot be null (onBadRecord is "fail")"#) == true,
+                "\(String(describing: failure))")
         #expect(try await f.store.nextOffsets(job: "x", version: 2) == [0])
     }
 }
