@@ -5,9 +5,11 @@ import Synchronization
 ///
 /// The writer is one connection (and on SQLite, the database's one write lock): a job statement
 /// that runs long would hold up every other job's commits, the heartbeats, the leases and the
-/// catalog reads behind it. So a statement that has run `yieldAfterMs` while other work waits is
+/// catalog reads behind it. So a statement that has run `yieldAfterMs` while other work waits
+/// (or four times that in any case: other processes wait on the database's lock unseen) is
 /// stopped (where the store can: SQLite's progress handler) and its batch rolled back; the store
-/// retries it with half the records, behind what was waiting. A batch that keeps running past
+/// retries it with half the records, behind what was waiting and after a pause that lets other
+/// processes take the lock. A batch that keeps running past
 /// its budget, summed over every attempt, fails its version naming the limit. Cancelling the
 /// worker (JobHost shutting down) stops the statement too.
 final class JobTimeLimit: Sendable {
@@ -74,7 +76,9 @@ final class JobTimeLimit: Sendable {
             stop = .cancelled  // a batch that is quick commits first; a slow one stops
         } else if spent + running >= timeoutMs {
             stop = .timeout
-        } else if running >= yieldAfterMs && othersWaiting() {
+        } else if running >= yieldAfterMs && othersWaiting() || running >= yieldAfterMs * 4 {
+            // Work of this process waits for the writer; or, after a while, work of others may
+            // (another process's deploy or status waits on the database's lock, unseen here).
             stop = .yield
         } else {
             stop = nil
@@ -86,4 +90,8 @@ final class JobTimeLimit: Sendable {
 }
 
 /// A job's statement gave the writer to waiting work: the store retries the batch, smaller.
-struct JobSQLYield: Error {}
+enum JobSQLYield: Error {
+    case gaveWay
+    /// Not started: job SQL pauses after a statement gave way.
+    case paused
+}

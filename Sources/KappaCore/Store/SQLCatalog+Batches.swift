@@ -111,10 +111,10 @@ extension SQLCatalog {
         }
         do {
             try backend.runJobSQL(c, spec, statements: statements)
-            if limit?.stop != nil { throw JobSQLYield() }  // stopped just as it ended: undone all the same
+            if limit?.stop != nil { throw JobSQLYield.gaveWay }  // stopped just as it ended: undone all the same
         } catch let error where limit != nil && (limit?.stop != nil || error.storeErrorClass == .interrupted) {
             switch limit?.stop ?? .timeout {
-            case .yield: throw JobSQLYield()
+            case .yield: throw JobSQLYield.gaveWay
             case .cancelled: throw CancellationError()
             case .timeout:
                 throw JobFailure(job: spec.job, version: spec.version, partition: partition, offset: offset,

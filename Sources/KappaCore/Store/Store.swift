@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The catalog as the lifecycle and the operator use it: versions and their states, history,
 /// the view switch, lag samples, hosts and leases.
 public protocol CatalogStore: Sendable {
@@ -87,6 +89,10 @@ public final class Store: CatalogStore, BatchStore, QueryStore {
     public let displayName: String
     private let catalog: SQLCatalog
     private let writer: BlockingExecutor.Lane
+    /// Until when (ms) no job SQL starts on the writer: a pause after a statement gave way, in
+    /// which other processes waiting for the database's lock (their busy handlers poll every few
+    /// to 100 ms) can take it; this process's other writes go on.
+    private let jobSQLPausedUntil = Mutex<Int64>(0)
     private let readers: any ReadPool
     /// Read queries: at most four at once per store, each on a connection of its own.
     private let queries: BlockingExecutor.Lane
@@ -191,17 +197,27 @@ public final class Store: CatalogStore, BatchStore, QueryStore {
         let writer = self.writer
         var batch = records, spentMs: Int64 = 0
         while true {
+            let pause = jobSQLPausedUntil.withLock { $0 } - currentTimeMillis()
+            if pause > 0 { try await Task.sleep(for: .milliseconds(pause)) }
             let limit = JobTimeLimit(timeoutMs: spec.timeoutMs, spentMs: spentMs, othersWaiting: { writer.queued > 0 })
             do {
                 let attempt = batch
                 return try await withTaskCancellationHandler {
-                    try await write { try $0.commit(plan, spec: spec, partition: partition, records: attempt, fence: fence, limit: limit) }
+                    try await write { [self] catalog in
+                        // Queued before a pause began: it waits for the pause's end, outside.
+                        if jobSQLPausedUntil.withLock({ $0 }) > currentTimeMillis() { throw JobSQLYield.paused }
+                        return try catalog.commit(plan, spec: spec, partition: partition, records: attempt, fence: fence, limit: limit)
+                    }
                 } onCancel: {
                     limit.cancel()
                 }
+            } catch JobSQLYield.paused {
+                continue
             } catch is JobSQLYield {
                 spentMs = limit.spentMs
                 if batch.count > 1 { batch = batch.firstRecords(batch.count / 2) }
+                let until = currentTimeMillis() + 150
+                jobSQLPausedUntil.withLock { paused in paused = max(paused, until) }
             }
         }
     }
