@@ -14,6 +14,11 @@ public struct JobSpec: Sendable, Equatable {
     /// How long the job may take over one batch (`transform.timeout`): an exec program to
     /// answer, a SQL job's statements to run (summed over the attempts at the batch).
     public var timeoutMs: Int64 = 30_000
+    /// Under `deadLetter`: the largest share of the records read that may be dead letters
+    /// (`deadLetter.maxFraction`) beyond the first `deadLetterAllowance`.
+    public var deadLetterMaxFraction: Double = 0.01
+    /// Dead letters a version may always have, whatever the fraction (a short replay's few).
+    public static let deadLetterAllowance = 10
 
     public struct Source: Sendable, Equatable {
         public var topic: String

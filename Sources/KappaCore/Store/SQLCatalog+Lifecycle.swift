@@ -38,8 +38,8 @@ extension SQLCatalog {
                 """, name: "create dead-letter table")
             try backend.createVersionObjects(c, spec)
             for (partition, offset) in startOffsets.enumerated() {
-                try c.run("INSERT INTO \(t("kappa_offsets")) (job, version, partition, next_offset) VALUES (\(d.placeholders(4)))",
-                          [.text(spec.job), .integer(Int64(spec.version)), .integer(Int64(partition)), .integer(offset)], name: "insert offsets")
+                try c.run("INSERT INTO \(t("kappa_offsets")) (job, version, partition, next_offset, start_offset) VALUES (\(d.placeholders(5)))",
+                          [.text(spec.job), .integer(Int64(spec.version)), .integer(Int64(partition)), .integer(offset), .integer(offset)], name: "insert offsets")
             }
             if case .sql = spec.transform {
                 try backend.checkJobSQL(c, spec, statements: SQLJob(spec: spec).statements)

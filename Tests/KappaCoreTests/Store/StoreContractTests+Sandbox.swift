@@ -34,3 +34,55 @@ extension StoreContractTests {
         #expect(try await f.store.query("SELECT count(*) FROM kappa_versions").rows == [[.integer(1)]])
     }
 }
+
+extension StoreContractTests {
+    /// The version's table disappears under a running version (the same for a function or a
+    /// table the SQL needs): every batch fails the same way, with or without records, so the
+    /// version fails with that error and nothing is dead-lettered.
+    @Test(arguments: StoreKind.available)
+    func anErrorThatNeedsNoRecordFailsTheVersionAndDeadLettersNothing(kind: StoreKind) async throws {
+        let f = try await StoreFixture.make(kind, partitions: 1, minutes: 1)
+        let job = try await f.register(StoreFixture.exactManifest(onBadRecord: "deadLetter"))
+        try await f.replay(job)  // SQLite now holds the job's statements compiled
+        try f.raw("DROP TABLE ticks__v1")
+        _ = try await f.log.append(topic: "bpi", records: BPIFeed(seed: 3, start: 28_333_340 * 60_000).ticks(seconds: 10).map(\.record))
+        let failure = await #expect(throws: JobFailure.self) { try await f.replay(job) }
+        #expect(failure?.message.hasPrefix("transform.sql: ") == true, "\(String(describing: failure))")
+        #expect(failure?.message.contains("ticks__v1") == true, "\(String(describing: failure))")
+        #expect(try await f.store.query("SELECT count(*) FROM ticks__v1__dead").rows == [[.integer(0)]])
+        #expect(try await f.store.nextOffsets(job: "t", version: 1) == [180])
+    }
+
+    /// SQL that is wrong for every record (it reads a field no record has, into the key): under
+    /// deadLetter every record would go to the dead-letter table and an empty table would serve.
+    /// Past `deadLetter.maxFraction` the version fails instead.
+    @Test(arguments: StoreKind.available)
+    func aVersionThatWouldDeadLetterEveryRecordFails(kind: StoreKind) async throws {
+        let f = try await StoreFixture.make(kind, partitions: 1, minutes: 1)
+        let manifest = StoreFixture.exactManifest(onBadRecord: "deadLetter").replacingOccurrences(of: "SELECT value->>'currency'", with: "SELECT value->>'curency'")
+        let failure = await #expect(throws: JobFailure.self) { try await f.replay(try await f.register(manifest)) }
+        #expect(failure?.offset == 0)
+        #expect(failure?.message.hasPrefix("deadLetter.maxFraction: 97 of the 97 records read would be dead letters, more than 0.01 of them (and more than 10)") == true,
+                "\(String(describing: failure))")
+        #expect(try await f.store.query("SELECT count(*) FROM ticks__v1__dead").rows == [[.integer(0)]])
+        #expect(try await f.store.nextOffsets(job: "t", version: 1) == [0])
+    }
+
+    /// 30 bad records after 180 good ones: 14 of the 194 read by the second batch are more than
+    /// 1 % and more than 10, so the version fails there; allowed 20 %, it replays, all 30 kept.
+    @Test(arguments: StoreKind.available)
+    func theDeadLetterLimitCountsTheRecordsReadSoFar(kind: StoreKind) async throws {
+        let f = try await StoreFixture.make(kind, partitions: 1, minutes: 1)
+        _ = try await f.log.append(topic: "bpi", records: (0..<30).map { _ in ProducerRecord(key: nil, value: Array("not json".utf8)) })
+        let failure = await #expect(throws: JobFailure.self) { try await f.replay(try await f.register(StoreFixture.exactManifest(onBadRecord: "deadLetter"))) }
+        #expect(failure?.offset == 97)
+        #expect(failure?.message.hasPrefix("deadLetter.maxFraction: 14 of the 194 records read") == true, "\(String(describing: failure))")
+        #expect(failure?.message.hasSuffix("the first error in this batch: the value is not JSON text (8 bytes)") == true)
+        #expect(try await f.store.nextOffsets(job: "t", version: 1) == [97])
+
+        let allowed = StoreFixture.exactManifest(version: 2, onBadRecord: "deadLetter").replacingOccurrences(of: "\"batch\": 97", with: "\"deadLetter\": {\"maxFraction\": 0.2}, \"batch\": 97")
+        try await f.replay(try await f.register(allowed))
+        #expect(try await f.store.query("SELECT count(*) FROM ticks__v2__dead").rows == [[.integer(30)]])
+        #expect(try await f.store.nextOffsets(job: "t", version: 2) == [210])
+    }
+}
