@@ -17,6 +17,11 @@ public struct JobSpec: Sendable, Equatable {
     /// For exec transforms: variables set for the program (`transform.env`), besides the few
     /// JobHost passes on (`ExecProcess.isInherited`).
     public var execEnvironment: [String: String] = [:]
+    /// Under `deadLetter`: the largest share of the records read that may be dead letters
+    /// (`deadLetter.maxFraction`) beyond the first `deadLetterAllowance`.
+    public var deadLetterMaxFraction: Double = 0.01
+    /// Dead letters a version may always have, whatever the fraction (a short replay's few).
+    public static let deadLetterAllowance = 10
 
     public struct Source: Sendable, Equatable {
         public var topic: String

@@ -20,7 +20,7 @@ public enum ManifestParser {
 
     /// Longest output table name, so that `<table>__v<N>__dead` fits PostgreSQL's 63 bytes.
     static let maxTableName = 40
-    static let topLevelKeys = ["job", "version", "source", "output", "transform", "batch", "catchUp", "promote", "retire", "onBadRecord"]
+    static let topLevelKeys = ["job", "version", "source", "output", "transform", "batch", "catchUp", "promote", "retire", "onBadRecord", "deadLetter"]
     public static let defaultBatch = 10_000
     public static let defaultCatchUp = JobSpec.CatchUp(maxLag: 100, holdForMs: 2_000)
 
@@ -163,11 +163,25 @@ public enum ManifestParser {
             }
             onBadRecord = policy
         }
+        var deadLetterMaxFraction = 0.01
+        if let value = r.member(top, "deadLetter") {
+            guard onBadRecord == .deadLetter else { throw r.fail("deadLetter", "applies only with onBadRecord \"deadLetter\"") }
+            let object = try r.object(value, "deadLetter")
+            try r.known(object, ["maxFraction"], "deadLetter")
+            if let fraction = r.member(object, "maxFraction") {
+                guard case .number(let text) = fraction, let n = Double(text), n.isFinite, (0...1).contains(n) else {
+                    throw r.fail("deadLetter.maxFraction", "must be a number from 0 to 1 (the share of the records read), got \(fraction.kind == "a number" ? fraction.text : fraction.kind)")
+                }
+                deadLetterMaxFraction = n
+            }
+        }
 
-        return JobSpec(job: job, version: version, source: .init(topic: topic),
-                       output: .init(table: table, columns: columns, primaryKey: primaryKey), transform: transform,
-                       batch: batch, catchUp: catchUp, promote: promote, retire: retire, onBadRecord: onBadRecord,
-                       timeoutMs: timeoutMs, execEnvironment: execEnvironment)
+        var spec = JobSpec(job: job, version: version, source: .init(topic: topic),
+                           output: .init(table: table, columns: columns, primaryKey: primaryKey), transform: transform,
+                           batch: batch, catchUp: catchUp, promote: promote, retire: retire, onBadRecord: onBadRecord,
+                           timeoutMs: timeoutMs, execEnvironment: execEnvironment)
+        spec.deadLetterMaxFraction = deadLetterMaxFraction
+        return spec
     }
 
     /// True for `[A-Za-z_][A-Za-z0-9_]*`: identifiers that need no quoting and carry no SQL.

@@ -1,23 +1,50 @@
 /// How every store isolates bad records: apply the whole batch; when the data makes it fail,
 /// split it in halves and apply each (each attempt undone on failure by the caller's savepoint),
 /// down to the single record, which follows the job's `onBadRecord`.
+///
+/// An error is a record's only if the records cause it. So before the first split the job's SQL
+/// runs once over an empty batch (undone like every attempt): an error there too (a missing
+/// table or function, a refused action, a constant the SQL cannot read) fails the version with
+/// that error, and no record is dead-lettered for it. That is the rule PostgreSQL's deploy check
+/// already applies (it runs the SQL over an empty batch), and it needs no list of messages.
+/// Errors of the SQL that show only with rows (every record fails) are caught by the dead-letter
+/// limit instead (`deadLetter.maxFraction`, checked by the batch commit).
 enum BadRecords {
+    /// What one batch sent to the dead-letter table.
+    struct Outcome {
+        var count = 0
+        /// The first error, for messages.
+        var firstError: String?
+    }
+
     /// - Parameters:
     ///   - attempt: applies `records[range]` in a savepoint, undoing it if it throws.
     ///   - dataError: the message when an error is the data's fault (else nil: it propagates).
     ///   - deadLetter: stores a record with the error's message.
-    /// - Returns: how many records went to the dead-letter table.
-    /// - Throws: `JobFailure` for a bad record under `fail`; other errors as they come.
+    /// - Returns: what went to the dead-letter table.
+    /// - Throws: `JobFailure` for a bad record under `fail`, or for an error that an empty batch
+    ///   raises too; other errors as they come.
     static func apply(_ records: LogRecords, spec: JobSpec, partition: Int,
                       attempt: (Range<Int>) throws -> Void,
                       dataError: (any Error) -> String?,
-                      deadLetter: (LogRecord, String) throws -> Void) throws -> Int {
-        var dead = 0
+                      deadLetter: (LogRecord, String) throws -> Void) throws -> Outcome {
+        var dead = Outcome()
+        var probed = false
         func run(_ range: Range<Int>) throws {
             do {
                 try attempt(range)
             } catch {
                 guard let message = dataError(error) else { throw error }
+                if !probed {
+                    probed = true
+                    do {
+                        try attempt(range.lowerBound..<range.lowerBound)
+                    } catch {
+                        guard let again = dataError(error) else { throw error }
+                        throw JobFailure(job: spec.job, version: spec.version, partition: partition, offset: records.first?.offset,
+                                         message: "transform.sql: \(again) (it fails on an empty batch too, so no record is to blame)")
+                    }
+                }
                 if range.count > 1 {
                     let mid = range.lowerBound + range.count / 2
                     try run(range.lowerBound..<mid)
@@ -30,7 +57,8 @@ enum BadRecords {
                                      message: "bad record: \(message) (onBadRecord is \"fail\")")
                 }
                 try deadLetter(record, message)
-                dead += 1
+                dead.count += 1
+                if dead.firstError == nil { dead.firstError = message }
             }
         }
         if !records.isEmpty { try run(0..<records.count) }

@@ -42,17 +42,37 @@ extension SQLCatalog {
                 }
             }
             let dead = try execute(plan, c, spec: spec, partition: partition, records: records, limit: limit)
+            if dead.count > 0 { try checkDeadLetterLimit(c, spec: spec, partition: partition, records: records, batch: dead) }
             try faultHook?("after job")
             try c.run("UPDATE \(t("kappa_offsets")) SET next_offset = \(p(1)) WHERE job = \(p(2)) AND version = \(p(3)) AND partition = \(p(4))",
                       [.integer(records.nextOffset)] + key, name: "store offset")
             try faultHook?("before commit")
-            return BatchResult(partition: partition, records: records.count, deadLettered: dead, nextOffset: records.nextOffset)
+            return BatchResult(partition: partition, records: records.count, deadLettered: dead.count, nextOffset: records.nextOffset)
         }
     }
 
-    /// Executes a job's plan inside the batch transaction; returns how many records went to the
-    /// dead-letter table.
-    private func execute(_ plan: BatchPlan, _ c: any SQLConnection, spec: JobSpec, partition: Int, records: LogRecords, limit: JobTimeLimit?) throws -> Int {
+    /// Fails the version (the batch undone) when its dead-letter table, this batch included,
+    /// would hold more than `deadLetter.maxFraction` of the records it has read (and more than
+    /// `JobSpec.deadLetterAllowance`): a table built from what was left would pass for the result.
+    private func checkDeadLetterLimit(_ c: any SQLConnection, spec: JobSpec, partition: Int, records: LogRecords, batch: BadRecords.Outcome) throws {
+        let key: [SQLValue] = [.text(spec.job), .integer(Int64(spec.version))]
+        let row = try c.query("""
+            SELECT (SELECT count(*) FROM \(t(spec.deadLetterTable))),
+                   (SELECT coalesce(sum(next_offset - start_offset), 0) FROM \(t("kappa_offsets")) WHERE job = \(p(1)) AND version = \(p(2)))
+            """, key, name: "count dead letters").first ?? []
+        let counts = CatalogRow(row, table: spec.deadLetterTable, columns: ["count(*)", "records read"], context: "job \(spec.job) v\(spec.version)")
+        let dead = try counts.int(0), read = try counts.int(1) + Int64(records.count)
+        let limit = max(Int64(JobSpec.deadLetterAllowance), Int64((spec.deadLetterMaxFraction * Double(read)).rounded(.down)))
+        guard dead > limit else { return }
+        throw JobFailure(job: spec.job, version: spec.version, partition: partition, offset: records.first?.offset, message: """
+            deadLetter.maxFraction: \(dead) of the \(read) records read would be dead letters, more than \(spec.deadLetterMaxFraction) of them \
+            (and more than \(JobSpec.deadLetterAllowance)), so the table would be built from what was left; the first error in this batch: \(batch.firstError ?? "")
+            """)
+    }
+
+    /// Executes a job's plan inside the batch transaction; returns what went to the dead-letter
+    /// table.
+    private func execute(_ plan: BatchPlan, _ c: any SQLConnection, spec: JobSpec, partition: Int, records: LogRecords, limit: JobTimeLimit?) throws -> BadRecords.Outcome {
         switch plan {
         case .sql(let statements):
             try backend.prepareBatch(c, spec)
@@ -82,7 +102,7 @@ extension SQLCatalog {
                 throw JobFailure(job: spec.job, version: spec.version, partition: partition, offset: records.first?.offset,
                                  message: "program output could not be stored: \(error.message)")
             }
-            guard let first = records.first, !rejected.isEmpty else { return 0 }
+            guard let first = records.first, !rejected.isEmpty else { return BadRecords.Outcome() }
             // The lines cannot be told apart by record: one row for the batch, at its first offset.
             let errors = rejected.prefix(10).map(\.error).joined(separator: "; ") + (rejected.count > 10 ? "; and \(rejected.count - 10) more" : "")
             let lines = Array(rejected.map(\.line).joined(separator: [0x0A]))
@@ -90,7 +110,7 @@ extension SQLCatalog {
             try c.run("INSERT INTO \(t(spec.deadLetterTable)) (partition, \"offset\", timestamp, key, value, error) VALUES (\(d.placeholders(6)))",
                       [.integer(Int64(partition)), .integer(first.offset), .integer(first.timestamp), .null, .blob(lines), .text(message)],
                       name: "dead letter")
-            return rejected.count
+            return BadRecords.Outcome(count: rejected.count, firstError: rejected.first?.error)
         }
     }
 

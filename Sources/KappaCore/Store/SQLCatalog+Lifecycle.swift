@@ -38,12 +38,13 @@ extension SQLCatalog {
                 """, name: "create dead-letter table")
             try backend.createVersionObjects(c, spec)
             for (partition, offset) in startOffsets.enumerated() {
-                try c.run("INSERT INTO \(t("kappa_offsets")) (job, version, partition, next_offset) VALUES (\(d.placeholders(4)))",
-                          [.text(spec.job), .integer(Int64(spec.version)), .integer(Int64(partition)), .integer(offset)], name: "insert offsets")
+                try c.run("INSERT INTO \(t("kappa_offsets")) (job, version, partition, next_offset, start_offset) VALUES (\(d.placeholders(5)))",
+                          [.text(spec.job), .integer(Int64(spec.version)), .integer(Int64(partition)), .integer(offset), .integer(offset)], name: "insert offsets")
             }
             if case .sql = spec.transform {
                 try backend.checkJobSQL(c, spec, statements: SQLJob(spec: spec).statements)
             }
+            try checkPromotionChecks(c, spec, latest: latest.first.flatMap { try CatalogRow($0, table: "kappa_versions", columns: ["max(version)"]).optionalInt(0) })
             try appendHistory(c, job: spec.job, version: spec.version, from: nil, to: .pending, reason: reason, actor: actor, at: now)
             return VersionRecord(job: spec.job, version: spec.version, state: .pending, manifest: manifest, spec: spec,
                                  createdAt: now, updatedAt: now, error: nil)
@@ -91,11 +92,9 @@ extension SQLCatalog {
         let view = version.spec.output.table
         let oldTable = JobSpec.versionTable(view: view, version: old), newTable = JobSpec.versionTable(view: view, version: new)
         for check in version.spec.promote.checks {
-            var sql = SQLText.replacingTable("old", with: t(oldTable), in: check)
-            sql = SQLText.replacingTable("new", with: t(newTable), in: sql)
             let holds: Bool
             do {
-                holds = try backend.evaluateCheck(c, "SELECT CASE WHEN (\(sql)) THEN 1 ELSE 0 END", readable: [oldTable, newTable])
+                holds = try backend.evaluateCheck(c, checkSQL(check, old: oldTable, new: newTable), readable: [oldTable, newTable])
             } catch let error as CatalogError {
                 throw error
             } catch let error as any ClassifiedStoreError where error.storeClass != .unreachable {
@@ -103,6 +102,31 @@ extension SQLCatalog {
             }
             guard holds else {
                 throw CatalogError(.checkFailed, "promotion refused: the check \(check) does not hold (old = version \(old), new = version \(new)); --force overrides")
+            }
+        }
+    }
+
+    /// A promotion check as it runs: `SELECT CASE WHEN (<check>) THEN 1 ELSE 0 END`, with `old`
+    /// and `new` bound to the two versions' tables.
+    func checkSQL(_ check: String, old: String, new: String) -> String {
+        let sql = SQLText.replacingTable("new", with: t(new), in: SQLText.replacingTable("old", with: t(old), in: check))
+        return "SELECT CASE WHEN (\(sql)) THEN 1 ELSE 0 END"
+    }
+
+    /// Compiles each of `promote.checks` at deploy, where the store can without running it
+    /// (SQLite): `new` is the version's table, `old` the latest earlier version's while it
+    /// exists (the one a promotion usually replaces), else the new table again.
+    private func checkPromotionChecks(_ c: any SQLConnection, _ spec: JobSpec, latest: Int64?) throws {
+        guard !spec.promote.checks.isEmpty else { return }
+        var old = spec.versionTable
+        if let latest, case let table = JobSpec.versionTable(view: spec.output.table, version: Int(latest)), try backend.relationExists(c, table) {
+            old = table
+        }
+        for (i, check) in spec.promote.checks.enumerated() {
+            do {
+                try backend.checkPromotionCheck(c, checkSQL(check, old: old, new: spec.versionTable), readable: [old, spec.versionTable])
+            } catch let error as any ClassifiedStoreError where error.storeClass != .unreachable {
+                throw CatalogError(.invalidJob, "promote.checks[\(i)]: \(error.message)")
             }
         }
     }

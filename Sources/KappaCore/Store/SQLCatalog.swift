@@ -75,6 +75,11 @@ final class SQLCatalog: @unchecked Sendable {
         """
         ALTER TABLE {t:kappa_jobs} ADD COLUMN decision_error TEXT;
         """,
+        // 4: where each partition's replay started, so that a version's dead letters are
+        // counted against the records it read (`deadLetter.maxFraction`).
+        """
+        ALTER TABLE {t:kappa_offsets} ADD COLUMN start_offset {bigint} NOT NULL DEFAULT 0;
+        """,
     ]
 
     static var schemaVersion: Int { migrations.count }

@@ -39,7 +39,8 @@ extension SQLConnection {
 /// The classes every store's errors fall into, so that the catalog, the workers and the bad-record
 /// policy decide the same way on every database.
 public enum StoreErrorClass: String, Sendable {
-    /// The record's data caused it (malformed JSON, a constraint, a type): a bad record.
+    /// The record's data may have caused it (malformed JSON, a constraint, a type). It is a bad
+    /// record only if the SQL runs without it over an empty batch (`BadRecords`).
     case data
     /// The job's SQL is wrong (a syntax error, a missing column or function, a refused action).
     case jobSQL

@@ -68,6 +68,9 @@ protocol StoreBackend: AnyObject {
     /// Evaluates a promotion check (`SELECT CASE WHEN … THEN 1 ELSE 0 END`) allowed to read only
     /// `tables`; true when it holds.
     func evaluateCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String]) throws -> Bool
+    /// Checks a promotion check at deploy, as `evaluateCheck` would run it, without running it.
+    /// - Throws: the database's error (a refusal names what the check may not do).
+    func checkPromotionCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String]) throws
     /// Forgets what was cached for a version (compiled statements).
     func forget(job: String, version: Int)
     /// Bounds the job SQL that runs next on `c` by `limit` (nil: lifts the bound): SQLite stops
@@ -80,6 +83,11 @@ protocol StoreBackend: AnyObject {
 
     /// Read queries, on connections of their own (never the writer's).
     var readers: any ReadPool { get }
+}
+
+extension StoreBackend {
+    /// PostgreSQL compiles a check only when it runs it, at promote (in a savepoint always undone).
+    func checkPromotionCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String]) throws {}
 }
 
 /// Where read-only queries run: connections apart from the writer's, used one caller at a time.

@@ -108,7 +108,7 @@ import Testing
         ("promote", #"{"checks": "x"}"#, "promote.checks: must be an array of SQL expressions"),
         ("retire", #"{"after": 5}"#, "retire.after: must be a string, got a number"),
         ("onBadRecord", #""skip""#, #"onBadRecord: must be "fail" or "deadLetter", got "skip""#),
-        ("retries", "3", "retries: unknown key (expected one of: job, version, source, output, transform, batch, catchUp, promote, retire, onBadRecord)"),
+        ("retries", "3", "retries: unknown key (expected one of: job, version, source, output, transform, batch, catchUp, promote, retire, onBadRecord, deadLetter)"),
     ] as [(String, String?, String)])
     func errorsNameTheKeyPath(path: String, json: String?, message: String) {
         do {

@@ -74,15 +74,17 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
     func dropVersionObjects(_ c: any SQLConnection, job: String, version: Int) throws {}
 
     func checkJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements: String) throws {
-        // Compiled under the job's permissions: SQL that does not compile, or touches what it
-        // may not, is refused at deploy and leaves nothing behind.
-        db.setAuthorizer(Self.jobPolicy(spec, relations: try relationNames()))
-        defer { db.setAuthorizer(nil) }
+        // Compiled under the job's permissions, as each batch compiles it: SQL that does not
+        // compile, or touches what it may not, is refused at deploy and leaves nothing behind.
         do {
-            _ = try db.prepareAll(statements, name: "transform.sql")
+            _ = try SQLiteSandbox.compile(db, statements, name: "transform.sql", policy: SQLiteSandbox.jobPolicy(spec, relations: try relationNames()), who: "the job's SQL")
         } catch let error as SQLiteError {
-            throw CatalogError(.invalidJob, "transform.sql: \(db.takeDenial() ?? error.message)")
+            throw CatalogError(.invalidJob, "transform.sql: \(error.message)")
         }
+    }
+
+    func checkPromotionCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String]) throws {
+        _ = try SQLiteSandbox.compile(db, sql, name: "promote check", policy: SQLiteSandbox.checkPolicy(readable: tables), who: "a promotion check", single: true)
     }
 
     func prepareBatch(_ c: any SQLConnection, _ spec: JobSpec) throws {}  // made when the connection opened
@@ -115,20 +117,18 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
 
     func runJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements sql: String) throws {
         let id = VersionID(job: spec.job, version: spec.version)
-        db.setAuthorizer(Self.jobPolicy(spec, relations: try relationNames()))
-        defer { db.setAuthorizer(nil) }
+        let policy = SQLiteSandbox.jobPolicy(spec, relations: try relationNames())
         let statements: [SQLiteStatement]
         if let cached = jobStatements[id] {
             statements = cached
         } else {
-            do {
-                statements = try db.prepareAll(sql, name: "job \(spec.job) v\(spec.version) SQL")
-            } catch var error as SQLiteError {
-                error.message = db.takeDenial() ?? error.message
-                throw error
-            }
+            statements = try SQLiteSandbox.compile(db, sql, name: "job \(spec.job) v\(spec.version) SQL", policy: policy, who: "the job's SQL")
             jobStatements[id] = statements
         }
+        // Under the policy while they run too: SQLite compiles a statement again after the
+        // schema changed, and asks the authorizer again.
+        db.setAuthorizer(policy)
+        defer { db.setAuthorizer(nil) }
         for statement in statements {
             statement.reset()
             do {
@@ -141,17 +141,12 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
     }
 
     func evaluateCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String]) throws -> Bool {
-        let allowed = Set(tables.map { $0.lowercased() } + [""])
-        db.setAuthorizer { request in
-            switch request.action {
-            case SQLITE_SELECT, SQLITE_FUNCTION, SQLITE_RECURSIVE: return nil
-            case SQLITE_READ where allowed.contains(request.first?.lowercased() ?? ""): return nil
-            default: return "a promotion check may only read old and new"
-            }
-        }
+        let policy = SQLiteSandbox.checkPolicy(readable: tables)
+        let statement = try SQLiteSandbox.compile(db, sql, name: "promote check", policy: policy, who: "a promotion check", single: true)[0]
+        db.setAuthorizer(policy)
         defer { db.setAuthorizer(nil) }
         do {
-            return try db.query(sql, name: "promote check").first?.first == .integer(1)
+            return try statement.step() && statement.column(0) == .integer(1)
         } catch var error as SQLiteError {
             error.message = db.takeDenial() ?? error.message
             throw error
@@ -160,52 +155,11 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
 
     func forget(job: String, version: Int) { jobStatements[VersionID(job: job, version: version)] = nil }
     func transactionFailed() {}
-
-    /// A job's SQL may read `batch` and its own table and write only its own table.
-    /// Every table, view and index name of the database and its temp schema, lowercased.
+    /// Every table, view and index name of the database and its temp schema, lowercased (for
+    /// `SQLiteSandbox.jobPolicy`).
     func relationNames() throws -> Set<String> {
         Set(try db.query("SELECT lower(name) FROM main.sqlite_schema UNION SELECT lower(name) FROM temp.sqlite_schema", name: "relation names")
             .compactMap { $0.first?.display })
-    }
-
-    /// - Parameter relations: `relationNames()`: SQLite names no database for a read of a whole
-    ///   row (`count(*) FROM batch`) or of a `WITH` query's own name, so such a read is allowed
-    ///   for `batch`, the job's table and names that are not relations (a `WITH` query's).
-    static func jobPolicy(_ spec: JobSpec, relations: Set<String>) -> AuthorizerPolicy {
-        let own = spec.versionTable.lowercased()
-        return { request in
-            let table = request.first?.lowercased() ?? ""
-            switch request.action {
-            case SQLITE_SELECT, SQLITE_FUNCTION, SQLITE_RECURSIVE:
-                return nil
-            case SQLITE_READ:
-                if table == own || (table == "batch" && request.database == "temp") || table.isEmpty { return nil }
-                if request.database == nil && (table == "batch" || !relations.contains(table)) { return nil }
-                return "the job's SQL may not read table \"\(request.first ?? "")\" (it may read batch and output)"
-            case SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE:
-                if table == own { return nil }
-                if ["sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"].contains(table) {
-                    return "the job's SQL may not change the schema (it may only read batch and output and write output)"
-                }
-                return "the job's SQL may not write table \"\(request.first ?? "")\" (it may write only output)"
-            default:
-                return "the job's SQL may not run \(actionName(request.action)) (it may only read batch and output and write output)"
-            }
-        }
-    }
-
-    static func actionName(_ action: Int32) -> String {
-        let names: [Int32: String] = [
-            SQLITE_CREATE_INDEX: "CREATE INDEX", SQLITE_CREATE_TABLE: "CREATE TABLE", SQLITE_CREATE_TEMP_INDEX: "CREATE INDEX",
-            SQLITE_CREATE_TEMP_TABLE: "CREATE TEMP TABLE", SQLITE_CREATE_TEMP_TRIGGER: "CREATE TRIGGER", SQLITE_CREATE_TEMP_VIEW: "CREATE VIEW",
-            SQLITE_CREATE_TRIGGER: "CREATE TRIGGER", SQLITE_CREATE_VIEW: "CREATE VIEW", SQLITE_DROP_INDEX: "DROP INDEX",
-            SQLITE_DROP_TABLE: "DROP TABLE", SQLITE_DROP_TEMP_INDEX: "DROP INDEX", SQLITE_DROP_TEMP_TABLE: "DROP TABLE",
-            SQLITE_DROP_TEMP_TRIGGER: "DROP TRIGGER", SQLITE_DROP_TEMP_VIEW: "DROP VIEW", SQLITE_DROP_TRIGGER: "DROP TRIGGER",
-            SQLITE_DROP_VIEW: "DROP VIEW", SQLITE_PRAGMA: "PRAGMA", SQLITE_TRANSACTION: "BEGIN/COMMIT", SQLITE_ATTACH: "ATTACH",
-            SQLITE_DETACH: "DETACH", SQLITE_ALTER_TABLE: "ALTER TABLE", SQLITE_REINDEX: "REINDEX", SQLITE_ANALYZE: "ANALYZE",
-            SQLITE_CREATE_VTABLE: "CREATE VIRTUAL TABLE", SQLITE_DROP_VTABLE: "DROP VIRTUAL TABLE", SQLITE_SAVEPOINT: "SAVEPOINT",
-        ]
-        return names[action] ?? "action \(action)"
     }
 }
 
@@ -215,8 +169,12 @@ struct SQLiteReaders: ReadPool {
     let path: String
 
     func query(_ sql: String) throws -> QueryResult {
+        // Read-only twice over: the connection cannot write the file, and the statement must
+        // compile as a read (VACUUM INTO writes another file even from a read-only connection).
         let db = try SQLiteConnection(path: path, readOnly: true)
-        let statement = try db.prepare(sql, name: "query")
+        let statement = try SQLiteSandbox.compile(db, sql, name: "query", policy: SQLiteSandbox.queryPolicy, who: "a query", single: true)[0]
+        db.setAuthorizer(SQLiteSandbox.queryPolicy)
+        defer { db.setAuthorizer(nil) }
         var rows: [[SQLValue]] = []
         while try statement.step() { rows.append(statement.row()) }
         return QueryResult(columns: (0..<statement.columnCount).map(statement.columnName), rows: rows)

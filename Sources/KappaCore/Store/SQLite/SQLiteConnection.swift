@@ -72,6 +72,14 @@ final class SQLiteConnection: @unchecked Sendable {
         }
         sqlite3_extended_result_codes(db, 1)
         sqlite3_busy_timeout(db, busyTimeoutMs)
+        // Closed whatever the SQL asks: no extensions, no fts3_tokenizer pointers, no writes to
+        // the schema or shadow tables by hand, no functions with side effects from the schema,
+        // and no other database files (ATTACH, and VACUUM INTO, which attaches its target).
+        kappa_sqlite_db_config_int(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0)
+        kappa_sqlite_db_config_int(db, SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER, 0)
+        kappa_sqlite_db_config_int(db, SQLITE_DBCONFIG_DEFENSIVE, 1)
+        kappa_sqlite_db_config_int(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0)
+        sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0)
         do {
             // Checks that this is a database at all before anything else reads it.
             _ = try retryingBusy(busyTimeoutMs) { try query("PRAGMA schema_version", name: "open") }
@@ -146,13 +154,15 @@ final class SQLiteConnection: @unchecked Sendable {
         return statement
     }
 
-    /// Prepares every statement in `sql`, in order.
-    func prepareAll(_ sql: String, name: String) throws -> [SQLiteStatement] {
+    /// Prepares every statement in `sql`, in order, calling `each` as soon as one is prepared
+    /// (before the next is: an authorizer's view of one statement ends there).
+    func prepareAll(_ sql: String, name: String, each: (SQLiteStatement) throws -> Void = { _ in }) throws -> [SQLiteStatement] {
         var out: [SQLiteStatement] = []
         var remaining = sql
         while true {
             let (statement, rest) = try prepareOne(remaining, name: name)
             guard let statement else { return out }
+            try each(statement)
             out.append(statement)
             remaining = rest
         }
@@ -312,6 +322,13 @@ final class SQLiteStatement {
     }
 
     var columnCount: Int { Int(sqlite3_column_count(handle)) }
+
+    /// True when the statement cannot change the database file (SQLite's own analysis of its
+    /// program; `VACUUM`, even `VACUUM INTO`, is not read-only).
+    var isReadOnly: Bool { sqlite3_stmt_readonly(handle) != 0 }
+
+    /// The statement's SQL text.
+    var sql: String { sqlite3_sql(handle).map { String(cString: $0) } ?? "" }
 
     func columnName(_ i: Int) -> String { String(cString: sqlite3_column_name(handle, Int32(i))) }
 
