@@ -78,10 +78,11 @@ final class KafkaLogSink: Sendable {
 
     func line(level: Int32, facility: String, message raw: String) {
         let message = redact(raw)
-        guard reachability.passes(facility: facility, message: message) else { return }
         // syslog levels: 0…3 errors, 4 warnings, the rest informational.
         let mapped: EventLogger.Level = level <= 3 ? .error : level == 4 ? .warning : .info
-        logger.log(mapped, "kafka", ["facility": facility, "message": message])
+        reachability.pass(facility: facility, message: message) {
+            logger.log(mapped, "kafka", ["facility": facility, "message": message])
+        }
     }
 }
 

@@ -40,47 +40,47 @@ final class KafkaReachability: Sendable {
     ///   just after another one's answer ended the outage: not believed within a second of that
     ///   (the line repeats with every reconnection that fails, so a new outage is not missed).
     func lost(_ reason: String, fromLibrdkafka: Bool = false) {
+        state.withLock { s in lost(&s, reason, fromLibrdkafka: fromLibrdkafka) }
+    }
+
+    /// Under the lock, which also orders the lines: none of librdkafka's passes after the outage
+    /// was said, or is said after its end.
+    private func lost(_ s: inout State, _ reason: String, fromLibrdkafka: Bool) {
         let now = currentTimeMillis()
-        let changed = state.withLock { s -> Bool in
-            guard s.downSince == nil, !fromLibrdkafka || now - s.recoveredAt >= 1_000 else { return false }
-            s.downSince = now
-            s.dropped = 0
-            return true
-        }
-        if changed { logger.log(.error, "kafka unreachable", ["brokers": brokers, "reason": reason]) }
+        guard s.downSince == nil, !fromLibrdkafka || now - s.recoveredAt >= 1_000 else { return }
+        s.downSince = now
+        s.dropped = 0
+        logger.log(.error, "kafka unreachable", ["brokers": brokers, "reason": reason])
     }
 
     /// A broker answered: logged if the brokers were down.
     func answered() {
         let now = currentTimeMillis()
-        let outage = state.withLock { s -> (Int64, Int)? in
-            guard let since = s.downSince else { return nil }
+        state.withLock { s in
+            guard let since = s.downSince else { return }
             s.downSince = nil
             s.recoveredAt = now
-            return (now - since, s.dropped)
-        }
-        if let (ms, dropped) = outage {
-            logger.log(.info, "kafka reachable again", ["brokers": brokers, "after": "\(ms)ms", "linesDropped": "\(dropped)"])
+            logger.log(.info, "kafka reachable again", ["brokers": brokers, "after": "\(now - since)ms", "linesDropped": "\(s.dropped)"])
         }
     }
 
-    /// Whether to pass on one of librdkafka's log lines (called on librdkafka's threads).
-    func passes(facility: String, message: String) -> Bool {
+    /// Passes on one of librdkafka's log lines (called on librdkafka's threads) through `emit`,
+    /// or drops it.
+    func pass(facility: String, message: String, _ emit: () -> Void) {
         if facility == "ERROR" && message.hasSuffix("brokers are down") {
             // "[thrd:host:port/bootstrap]: 3/3 brokers are down": the thread is librdkafka's own.
             let reason = message.range(of: "]: ").map { String(message[$0.upperBound...]) } ?? message
-            lost(reason, fromLibrdkafka: true)
-            return false
+            state.withLock { s in lost(&s, reason, fromLibrdkafka: true) }
+            return
         }
         // While the brokers are down: a failed connection (FAIL), or a request's error that
         // librdkafka logs for want of an error callback and that lists the connections that
         // failed (ERROR). A request's failure reaches its caller as an error of its own.
-        guard facility == "FAIL" || facility == "ERROR" else { return true }
-        return state.withLock { s in
+        guard facility == "FAIL" || facility == "ERROR" else { return emit() }
+        state.withLock { s in
             if facility == "FAIL" { s.connectionFailures += 1 }
-            guard s.downSince != nil else { return true }
+            guard s.downSince != nil else { return emit() }
             s.dropped += 1
-            return false
         }
     }
 
