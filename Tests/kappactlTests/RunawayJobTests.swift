@@ -2,22 +2,36 @@ import Foundation
 import Testing
 @testable import KappaCore
 
-/// A SQL job that never finishes, next to a job that works, on one JobHost (SQLite): the
-/// runaway fails alone, naming `transform.timeout`; the other job replays and serves meanwhile;
-/// `kappactl` and `/api/status` answer; SIGTERM stops JobHost with a runaway statement running.
+/// A SQL job that never finishes, next to a job that works, on one JobHost (SQLite, and
+/// PostgreSQL): the runaway fails alone, naming `transform.timeout`; the other job replays and
+/// serves meanwhile; `kappactl` and `/api/status` answer; SIGTERM stops JobHost with a runaway
+/// statement running.
 @Suite struct RunawayJobTests {
-    /// An endless `WITH RECURSIVE` query per batch.
+    /// An endless `WITH RECURSIVE` query per record of the batch, however small the batch (over
+    /// an empty one, as PostgreSQL's deploy check runs it, it ends at once).
     static func endless(job: String, timeout: String) -> String {
         """
         {"job": "\(job)", "version": 1, "source": {"topic": "bpi"},
          "output": {"table": "\(job)_out", "columns": {"k": "TEXT", "n": "INTEGER"}, "primaryKey": ["k"]},
-         "transform": {"sql": "INSERT INTO output(k, n) SELECT 'x', (WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r) + count(*) FROM batch WHERE true ON CONFLICT(k) DO UPDATE SET n = excluded.n", "timeout": "\(timeout)"},
+         "transform": {"sql": "INSERT INTO output(k, n) SELECT 'x', count(*) FROM batch b WHERE (WITH RECURSIVE r(i) AS (SELECT b.offset UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r) > 0 ON CONFLICT(k) DO UPDATE SET n = excluded.n", "timeout": "\(timeout)"},
          "batch": 100}
         """
     }
 
     @Test func aRunawaySQLJobFailsAloneWhileTheHostAndOtherJobsGoOn() async throws {
-        let box = try Sandbox()
+        try await Self.runaway(try Sandbox())
+    }
+
+    #if Postgres
+    /// On PostgreSQL the statement is cancelled (a watchdog's `PQcancel`) to let the other job's
+    /// batches, the heartbeats and the catalog reads through, and at shutdown.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["KAPPA_TEST_POSTGRES"] != nil, "needs the PostgreSQL server scripts/test starts"))
+    func aRunawaySQLJobFailsAloneWhileTheHostAndOtherJobsGoOnOnPostgres() async throws {
+        try await Self.runaway(try Sandbox(catalog: WorkflowTests.postgresDatabase()))
+    }
+    #endif
+
+    static func runaway(_ box: Sandbox) async throws {
         try await box.kappactl(["topic", "create", "bpi", "--partitions", "3"])
         #expect(try await box.kappactl(["produce", "bpi"], stdin: WorkflowTests.feedLines(seed: 3, startMinute: 28_000_000, seconds: 3_000)).status == 0)
         for (job, timeout) in [("stuck", "10m"), ("brief", "2s")] {

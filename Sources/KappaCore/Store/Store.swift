@@ -94,6 +94,7 @@ public final class Store: CatalogStore, BatchStore, QueryStore {
     /// to 100 ms) can take it; this process's other writes go on.
     private let jobSQLPausedUntil = Mutex<Int64>(0)
     private let readers: any ReadPool
+    private let writerLocksDatabase: Bool
     /// Read queries: at most four at once per store, each on a connection of its own.
     private let queries: BlockingExecutor.Lane
 
@@ -102,6 +103,7 @@ public final class Store: CatalogStore, BatchStore, QueryStore {
         try catalog.migrate()
         displayName = backend.displayName
         readers = backend.readers
+        writerLocksDatabase = backend.writerLocksDatabase
         self.catalog = catalog
         writer = BlockingExecutor.shared.lane("kappa.store \(backend.displayName)")
         queries = BlockingExecutor.shared.lane("kappa.queries", width: 4)
@@ -194,12 +196,19 @@ public final class Store: CatalogStore, BatchStore, QueryStore {
         guard case .sql = plan else {
             return try await write { try $0.commit(plan, spec: spec, partition: partition, records: records, fence: fence) }
         }
-        let writer = self.writer
-        var batch = records, spentMs: Int64 = 0
+        let writer = self.writer, writerLocksDatabase = self.writerLocksDatabase
+        var batch = records, spentMs: Int64 = 0, singleRecordTries = 0
         while true {
             let pause = jobSQLPausedUntil.withLock { $0 } - currentTimeMillis()
             if pause > 0 { try await Task.sleep(for: .milliseconds(pause)) }
-            let limit = JobTimeLimit(timeoutMs: spec.timeoutMs, spentMs: spentMs, othersWaiting: { writer.queued > 0 })
+            // One record cannot be tried smaller: each time it gives way it may run twice as
+            // long before the next (up to 4 s), so that a slow record ends while a runaway one
+            // still lets other work in between until its budget is spent.
+            let yieldAfterMs: Int64 = batch.count > 1 ? 250 : 250 << min(singleRecordTries, 4)
+            if batch.count == 1 { singleRecordTries += 1 }
+            let limit = JobTimeLimit(timeoutMs: spec.timeoutMs, spentMs: spentMs, yieldAfterMs: yieldAfterMs,
+                                     unaskedAfterMs: writerLocksDatabase ? max(1_000, yieldAfterMs) : nil,
+                                     othersWaiting: { writer.queued > 0 })
             do {
                 let attempt = batch
                 return try await withTaskCancellationHandler {

@@ -75,9 +75,12 @@ protocol StoreBackend: AnyObject {
     func forget(job: String, version: Int)
     /// Bounds the job SQL that runs next on `c` by `limit` (nil: lifts the bound): SQLite stops
     /// the statement when `limit.shouldStop()` says so; PostgreSQL sets `statement_timeout` to
-    /// what is left of the budget. A stopped statement fails with an error of class
+    /// what is left of the budget and cancels the statement when `limit.stopIfDue` says so. A stopped statement fails with an error of class
     /// `.interrupted`.
     func limitJobTime(_ c: any SQLConnection, _ limit: JobTimeLimit?) throws
+    /// Whether a write transaction holds the whole database (SQLite's one write lock), so that
+    /// other processes wait for a long job statement unseen (`JobTimeLimit.unaskedAfterMs`).
+    var writerLocksDatabase: Bool { get }
     /// A transaction failed: session state created in it (temporary tables, grants) is gone.
     func transactionFailed()
 

@@ -4,8 +4,8 @@ import Testing
 @testable import KappaCore
 
 /// `transform.timeout` for SQL jobs on every store: a batch that never finishes fails its
-/// version naming the limit and commits nothing; on SQLite it gives the writer to waiting work
-/// meanwhile.
+/// version naming the limit and commits nothing, and gives the writer to waiting work
+/// meanwhile (SQLite's progress handler stops it; on PostgreSQL a watchdog cancels it).
 extension StoreContractTests {
     /// Counts the rows of `batch` joined with itself `joins` times: no end in sight for a batch of
     /// 50 records (with 30, nor for the halves a batch that gives way is tried again with, down
@@ -74,19 +74,23 @@ extension StoreContractTests {
         #expect(try await f.rows("ticks__v1") == (try await f.expectedExact()))
     }
 
-    /// While a batch too slow for the writer runs on SQLite's one writer, the work queued behind
-    /// it (another job's batches, catalog reads) goes first: the slow batch gives way and is
-    /// tried again behind it with half its records, until a part fits; the rest is the next
-    /// batch's. Exactly once all the same: the stored offset is where the committed part ends.
-    @Test func aSlowBatchOnSQLiteGivesWayToOtherCommitsAndCommitsAPart() async throws {
-        let f = try await StoreFixture.make(.sqlite, partitions: 1, minutes: 5)
+    /// While a batch too slow for the writer runs on the store's one writer connection, the work
+    /// queued behind it (another job's batches, catalog reads) goes first: the slow batch gives
+    /// way and is tried again behind it with half its records, until a part fits; the rest is the
+    /// next batch's. Exactly once all the same: the stored offset is where the committed part ends.
+    @Test(arguments: StoreKind.available)
+    func aSlowBatchGivesWayToOtherCommitsAndCommitsAPart(kind: StoreKind) async throws {
+        let f = try await StoreFixture.make(kind, partitions: 1, minutes: 5)
         let slow = try await f.register(Self.runawayManifest(timeout: "10m", joins: 30))
         let exact = try await f.register(StoreFixture.exactManifest(batch: 20))
         let records = try await f.log.read(topic: "bpi", partition: 0, from: 0, maxRecords: 50, maxBytes: 1 << 20)
         let plan = try await slow.plan(records)
         let stuck = Task { try await f.store.commit(plan, spec: slow.spec, partition: 0, records: records, fence: nil) }
         try await Task.sleep(for: .milliseconds(100))
+        let replay = ContinuousClock.now
         try await f.replay(exact)
+        // 15 batches of the other job, each waiting at most about one give-way (250 ms) and pause.
+        #expect(ContinuousClock.now - replay < .seconds(30))
         #expect(try await f.rows("ticks__v1") == (try await f.expectedExact()))
         let result = try await stuck.value
         #expect(result.records < 50 && result.records >= 1)
@@ -97,15 +101,22 @@ extension StoreContractTests {
     }
 
     /// Cancelling the worker (JobHost shutting down) stops a running statement at once.
-    @Test func cancellingAWorkerStopsItsRunningStatementOnSQLite() async throws {
-        let f = try await StoreFixture.make(.sqlite, partitions: 1, minutes: 2)
+    @Test(arguments: StoreKind.available)
+    func cancellingAWorkerStopsItsRunningStatement(kind: StoreKind) async throws {
+        let f = try await StoreFixture.make(kind, partitions: 1, minutes: 2)
         let job = try await f.register(Self.runawayManifest(timeout: "10m"))
         let records = try await f.log.read(topic: "bpi", partition: 0, from: 0, maxRecords: 50, maxBytes: 1 << 20)
         let plan = try await job.plan(records)
         let task = Task { try await f.store.commit(plan, spec: job.spec, partition: 0, records: records, fence: nil) }
         try await Task.sleep(for: .milliseconds(300))
+        let cancelled = ContinuousClock.now
         task.cancel()
         await #expect(throws: CancellationError.self) { try await task.value }
+        #expect(ContinuousClock.now - cancelled < .seconds(60))  // the budget is 10 minutes
         #expect(try await f.store.nextOffsets(job: "r", version: 1) == [0])
+        // The connection works on after the cancel: another version's batches commit.
+        let exact = try await f.register(StoreFixture.exactManifest())
+        try await f.replay(exact)
+        #expect(try await f.rows("ticks__v1") == (try await f.expectedExact()))
     }
 }

@@ -47,6 +47,8 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
     /// A job's statement failed after it may have taken session-level advisory locks, which
     /// outlive its rollback: they are released before the next transaction.
     var unlockPending = false
+    /// Cancels the job statement running now when its limit says so.
+    private var watchdog: CancelWatchdog?
     /// Roles are shared by every database of a server: theirs start with the database and schema.
     private(set) var rolePrefix = ""
 
@@ -190,11 +192,19 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
         }
     }
 
-    /// `statement_timeout` for the rest of the transaction (the job's SQL), reset after it.
-    /// (PostgreSQL's job SQL is not stopped to let waiting work go first: that needs a cancel
-    /// from another thread; the budget bounds it.)
+    /// `statement_timeout` for the rest of the transaction (the job's SQL), reset after it; and a
+    /// watchdog that cancels the statement when `limit` says so (waiting work, shutdown), as
+    /// SQLite's progress handler stops it.
+    /// Row locks: other processes' writes wait only for the rows this transaction wrote.
+    var writerLocksDatabase: Bool { false }
+
     func limitJobTime(_ c: any SQLConnection, _ limit: JobTimeLimit?) throws {
+        watchdog?.stop()  // before anything else runs on the connection
+        watchdog = nil
         try c.execute("SET LOCAL statement_timeout = \(limit.map { max(1, $0.remainingMs) } ?? 0)", name: "job time limit")
+        if let limit, let canceller = (c as? PGConnection)?.canceller() {
+            watchdog = CancelWatchdog(limit: limit, canceller: canceller)
+        }
     }
 
     func forget(job: String, version: Int) { sandboxed.remove(role(job: job, version: version)) }
@@ -204,6 +214,25 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
         batchReady = false
         grantedRoles = []
         sandboxed = []
+    }
+}
+
+/// Polls a job statement's `JobTimeLimit` every 25 ms from a queue of its own and cancels the
+/// statement (`PGCanceller`) when it should stop. `stop()` returns once no check runs any more.
+final class CancelWatchdog {
+    private let timer: any DispatchSourceTimer
+    private static let queue = DispatchQueue(label: "kappa.postgres.cancel")
+
+    init(limit: JobTimeLimit, canceller: PGCanceller) {
+        timer = DispatchSource.makeTimerSource(queue: Self.queue)
+        timer.schedule(deadline: .now() + .milliseconds(25), repeating: .milliseconds(25), leeway: .milliseconds(5))
+        timer.setEventHandler { limit.stopIfDue { canceller.send() } }
+        timer.activate()
+    }
+
+    func stop() {
+        timer.cancel()
+        Self.queue.sync {}  // a check under way ends first
     }
 }
 

@@ -43,6 +43,10 @@ final class PGConnection: SQLConnection, @unchecked Sendable {
     /// False once the connection to the server is lost (the server restarted or went away).
     var isUp: Bool { PQstatus(conn) == CONNECTION_OK }
 
+    /// A way to cancel the statement this connection runs, from another thread (libpq's
+    /// `PQcancel`, which is thread-safe); nil when the connection is down.
+    func canceller() -> PGCanceller? { PQgetCancel(conn).map(PGCanceller.init) }
+
     func query(_ sql: String, _ values: [SQLValue], name: String) throws -> [[SQLValue]] {
         try exec(sql, values, name: name).rows
     }
@@ -160,6 +164,22 @@ final class PGConnection: SQLConnection, @unchecked Sendable {
             i = j
         }
         return out
+    }
+}
+/// libpq's cancel object for one connection: asks the server to stop what that connection's
+/// session runs now. Safe to use from any thread while the connection runs a statement.
+final class PGCanceller: @unchecked Sendable {
+    private let cancel: OpaquePointer
+
+    fileprivate init(_ cancel: OpaquePointer) { self.cancel = cancel }
+    deinit { PQfreeCancel(cancel) }
+
+    /// Sends the request and waits until the server has taken it (a statement that has already
+    /// ended is not affected); false when it could not be sent.
+    @discardableResult
+    func send() -> Bool {
+        var error = [CChar](repeating: 0, count: 256)
+        return PQcancel(cancel, &error, Int32(error.count)) == 1
     }
 }
 #endif

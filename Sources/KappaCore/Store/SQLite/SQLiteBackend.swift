@@ -111,6 +111,8 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
         }
     }
 
+    var writerLocksDatabase: Bool { true }
+
     func limitJobTime(_ c: any SQLConnection, _ limit: JobTimeLimit?) throws {
         db.setProgressHandler(limit.map { limit in { limit.shouldStop() } })
     }
