@@ -10,6 +10,7 @@ public enum ManifestParser {
         if name.hasPrefix("kappa_") { return "starts with \"kappa_\", which is reserved for Kappa's catalog" }
         if name.hasPrefix("sqlite_") { return "starts with \"sqlite_\", which SQLite reserves" }
         if name.hasPrefix("pg_") { return "starts with \"pg_\", which PostgreSQL reserves" }
+        if SQLiteSandbox.tableFunctions.contains(name) { return "is the name of one of SQLite's table-valued functions, which job SQL may call; choose another" }
         // <view>__v<N> and <view>__v<N>__dead are the tables of versions: a view named like one
         // would take another job's version table.
         if name.range(of: "__v[0-9]+(__|$)", options: .regularExpression) != nil {

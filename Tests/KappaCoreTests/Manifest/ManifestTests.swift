@@ -77,6 +77,7 @@ import Testing
         ("output.table", #""batch""#, #"output.table: "batch" is the name the job's SQL reads its batch or writes its table by; choose another"#),
         ("output.table", #""Output""#, #"output.table: "Output" is the name the job's SQL reads its batch or writes its table by; choose another"#),
         ("output.table", #""sqlite_stat1""#, #"output.table: "sqlite_stat1" starts with "sqlite_", which SQLite reserves"#),
+        ("output.table", #""JSON_each""#, #"output.table: "JSON_each" is the name of one of SQLite's table-valued functions, which job SQL may call; choose another"#),
         ("output.table", #""a1_t__v2""#, #"output.table: "a1_t__v2" contains "__v<N>", which names the tables of versions (<view>__v<N>); choose another"#),
         ("output.table", #""t__v1__dead""#, #"output.table: "t__v1__dead" contains "__v<N>", which names the tables of versions (<view>__v<N>); choose another"#),
         ("output.table", #""a_very_long_table_name_that_goes_on_and_on""#, #"output.table: "a_very_long_table_name_that_goes_on_and_on" is longer than 40 characters"#),

@@ -31,6 +31,9 @@ import Testing
         ("CREATE TEMP TRIGGER tr AFTER INSERT ON batch BEGIN DELETE FROM kappa_offsets; END", "transform.sql: the job's SQL may not run CREATE TRIGGER \(onlyOutput)"),
         ("CREATE TEMP VIEW v AS SELECT 1", "transform.sql: the job's SQL may not"),
         ("ANALYZE", "transform.sql: the job's SQL may not"),
+        // SQLite's JSON table-valued functions are the job's to use, but not over the catalog.
+        ("INSERT INTO output SELECT j.value, 1 FROM json_each((SELECT json_group_array(sql) FROM sqlite_master)) j", "transform.sql: the job's SQL may not read table \"sqlite_master\""),
+        ("INSERT INTO output SELECT j.key, 1 FROM batch b, json_tree((SELECT manifest FROM kappa_versions)) j", "transform.sql: the job's SQL may not read table \"kappa_versions\""),
     ])
     func whatTheSandboxRefusesIsRefusedAtDeploy(sql: String, message: String) async throws {
         let f = try await StoreFixture.make(minutes: 1)
@@ -86,6 +89,31 @@ import Testing
         _ = try await f.register(Self.withChecks([check], version: 1))
         _ = try await f.register(Self.withChecks([check], version: 2))
         #expect(try await f.store.versions(job: "t").map(\.version) == [1, 2])
+    }
+
+    /// `json_each` and `json_tree` over the batch: SQLite's table-valued functions are the job's
+    /// to use (their first use on a connection looks like a write of the schema to the
+    /// authorizer; the connection has used them before any job SQL runs).
+    @Test func jobsAndChecksMayUseSQLiteJSONTableFunctions() async throws {
+        let f = try await StoreFixture.make(partitions: 1, minutes: 2)
+        let keys = """
+            {"job": "k", "version": 1, "source": {"topic": "bpi"},
+             "output": {"table": "keys", "columns": {"k": "TEXT", "n": "INTEGER"}, "primaryKey": ["k"]},
+             "transform": {"sql": "INSERT INTO output(k, n) SELECT j.key, count(*) FROM batch b, json_each(b.value) j WHERE j.key IN (SELECT t.key FROM json_tree(b.value) t) GROUP BY j.key ON CONFLICT(k) DO UPDATE SET n = output.n + excluded.n"},
+             "batch": 40, "promote": {"checks": ["(SELECT count(*) FROM json_each('[1, 2]')) = 2 AND (SELECT count(*) FROM new) > 0"]}}
+            """
+        let job = try await f.register(keys)
+        try await f.replay(job)
+        let records = try await f.log.read(topic: "bpi", partition: 0, from: 0, maxRecords: 10_000, maxBytes: 1 << 26)
+        var expected: [String: Int64] = [:]
+        for r in records {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(r.value)) as? [String: Any])
+            for key in object.keys { expected[key, default: 0] += 1 }
+        }
+        #expect(expected.count >= 3)
+        #expect(try await f.rows("keys__v1", orderBy: "k") == expected.keys.sorted().map { [.text($0), .integer(expected[$0]!)] })
+        // A view cannot take a table function's name, where a job's json_each would read it.
+        #expect(throws: ManifestError.self) { try ManifestParser.parse(keys.replacingOccurrences(of: "\"table\": \"keys\"", with: "\"table\": \"json_each\"")) }
     }
 
     /// `kappactl query` on SQLite reads and nothing else, even where SQLite's read-only

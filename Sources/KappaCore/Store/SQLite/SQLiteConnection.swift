@@ -89,6 +89,10 @@ final class SQLiteConnection: @unchecked Sendable {
                 _ = try retryingBusy(busyTimeoutMs) { try query("PRAGMA journal_mode=WAL", name: "open") }
             }
             try execute("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", name: "open")
+            // The first use of a table-valued function on a connection asks the authorizer for an
+            // update of sqlite_schema (SQLite sets the function's table up): done here, before any
+            // authorizer, so that job SQL using them is judged on what it reads.
+            try execute("SELECT count(*) FROM json_each('[]'), json_tree('[]')", name: "open")
         } catch var error as SQLiteError {
             sqlite3_close_v2(db)
             db = nil

@@ -10,6 +10,12 @@ enum SQLiteSandbox {
     /// `fts3_tokenizer`); they are refused by name too, so that no build of SQLite runs them.
     static let forbiddenFunctions: Set<String> = ["load_extension", "fts3_tokenizer", "readfile", "writefile", "edit", "rtreecheck"]
 
+    /// Table-valued functions of SQLite's own that only compute from their arguments (JSON): a
+    /// job's SQL and a check may read them. (Their first use on a connection looks like a write
+    /// of `sqlite_schema` to the authorizer, so `SQLiteConnection` uses them once when it opens;
+    /// no view may take their names: `ManifestParser.reservedTableReason`.)
+    static let tableFunctions: Set<String> = ["json_each", "json_tree"]
+
     /// Schema queries an operator may run from `kappactl query` (each only reads).
     static let queryPragmas: Set<String> = ["table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list"]
 
@@ -29,6 +35,7 @@ enum SQLiteSandbox {
             case SQLITE_READ:
                 if table == own || (table == "batch" && request.database == "temp") || table.isEmpty { return nil }
                 if request.database == nil && (table == "batch" || !relations.contains(table)) { return nil }
+                if request.database == "main" && tableFunctions.contains(table) && !relations.contains(table) { return nil }
                 return "the job's SQL may not read table \"\(request.first ?? "")\" (it may read batch and output)"
             case SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE:
                 if table == own { return nil }
@@ -50,6 +57,7 @@ enum SQLiteSandbox {
             case SQLITE_SELECT, SQLITE_RECURSIVE: return nil
             case SQLITE_FUNCTION: return functionRefusal(request, who: "a promotion check")
             case SQLITE_READ where allowed.contains(request.first?.lowercased() ?? ""): return nil
+            case SQLITE_READ where request.database != "temp" && tableFunctions.contains(request.first?.lowercased() ?? ""): return nil
             default: return "a promotion check may only read old and new"
             }
         }
