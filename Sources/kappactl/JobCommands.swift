@@ -121,48 +121,99 @@ enum JobCommands {
         } while args.flag("watch")
     }
 
+    static let dryRun = Option.flag("dry-run", help: "Print what would change (and the checks that would run); change nothing.")
+
     static let promote = Command(
         "promote", abstract: "Switch readers to a version in one transaction; the serving one becomes standby.",
-        discussion: "Refused (exit 4) when the version has not caught up, or a promote check fails, unless --force (recorded).",
+        discussion: """
+            Without --version: the newest caught-up or standby version newer than the serving one.
+            Safe to retry: when that version already serves, exits 0 and changes nothing. Never goes
+            back to an older version (use rollback --to N). Refused (exit 4) when the version has
+            not caught up, or a promote check fails, unless --force (recorded).
+            """,
         options: [
-            .value("version", "N", help: "The version (default: the newest caught-up or standby version)."),
+            .value("version", "N", help: "The version (default: the newest caught-up or standby version newer than the serving one)."),
             .flag("force", help: "Promote even if not caught up, and skip the manifest's checks."),
+            dryRun, GlobalOptions.output,
         ],
         arguments: [Argument("job", help: "The job.")],
         run: runPromote)
 
     static func runPromote(_ args: ParsedArguments) async throws {
+        let json = try GlobalOptions.json(args)
         let (op, _) = try makeOperator(args)
         let job = args.argument("job")!
-        let before = try await op.versions(job: job).first { $0.state == .serving }?.version
-        let v = try await op.promote(job: job, version: try args.int("version", in: 1...Int64(Int32.max)).map(Int.init), force: args.flag("force"))
-        Console.out("\(job): version \(v) serves now" + (before.map { " (version \($0) is standby)" } ?? ""))
+        let result = try await op.promote(job: job, version: try args.int("version", in: 1...Int64(Int32.max)).map(Int.init),
+                                          force: args.flag("force"), dryRun: args.flag("dry-run"))
+        let text = result.switched
+            ? "\(job): version \(result.serving) serves now" + (result.previous.map { " (version \($0) is standby)" } ?? "")
+            : "\(job): version \(result.serving) already serves; nothing changed"
+        try await printSwitch(args, op: op, job: job, result: result, text: text, json: json)
+    }
+
+    /// A promote's or rollback's outcome: the line (or JSON), and with --dry-run the actions.
+    static func printSwitch(_ args: ParsedArguments, op: Operator, job: String, result: SwitchResult, text: String, json: Bool) async throws {
+        let dry = args.flag("dry-run")
+        let checks = try await op.versions(job: job)
+        let lines = result.actions.map { action in action.summary { v in checks.first { $0.version == v }?.spec.promote.checks ?? [] } }
+        if json {
+            Console.out("{\"job\":\(JSONScanner.quote(job)),\"serving\":\(result.serving),\"previous\":\(result.previous.map(String.init) ?? "null"),"
+                        + "\"changed\":\(result.switched && !dry),\"dryRun\":\(dry),\"actions\":[\(lines.map(JSONScanner.quote).joined(separator: ","))]}")
+        } else if dry {
+            Console.out(result.switched ? "dry run: \(job) would change in one transaction:\n" + lines.map { "  " + TerminalText.escaped($0) }.joined(separator: "\n")
+                                        : "dry run: \(job): version \(result.serving) already serves; nothing would change")
+        } else {
+            Console.out(text)
+        }
     }
 
     static let rollback = Command(
-        "rollback", abstract: "Switch readers back to the most recent standby version (instant: it kept running).",
+        "rollback", abstract: "Switch readers back to a standby version (instant: it kept running).",
+        discussion: """
+            Without --to: the newest standby version older than the serving one, so a retried
+            rollback never rolls forward again (it is refused, exit 4, once none is older). With
+            --to N: that standby version; exits 0 and changes nothing when N already serves.
+            """,
+        options: [.value("to", "N", help: "The standby version to serve again."), dryRun, GlobalOptions.output],
         arguments: [Argument("job", help: "The job.")],
         run: runRollback)
 
     static func runRollback(_ args: ParsedArguments) async throws {
+        let json = try GlobalOptions.json(args)
         let (op, _) = try makeOperator(args)
         let job = args.argument("job")!
-        let (from, to) = try await op.rollback(job: job)
-        Console.out("\(job): rolled back: version \(to) serves now (version \(from) is standby)")
+        let result = try await op.rollback(job: job, to: try args.int("to", in: 1...Int64(Int32.max)).map(Int.init), dryRun: args.flag("dry-run"))
+        let text = result.switched
+            ? "\(job): rolled back: version \(result.serving) serves now (version \(result.previous!) is standby)"
+            : "\(job): version \(result.serving) already serves; nothing changed"
+        try await printSwitch(args, op: op, job: job, result: result, text: text, json: json)
     }
 
     static let retire = Command(
         "retire", abstract: "Stop a version and drop its tables (not the serving one).",
-        options: [.value("version", "N", help: "The version to retire.", required: true)],
+        discussion: "Safe to retry: retiring a retired version exits 0 and changes nothing.",
+        options: [.value("version", "N", help: "The version to retire.", required: true), dryRun, GlobalOptions.output],
         arguments: [Argument("job", help: "The job.")],
         run: runRetire)
 
     static func runRetire(_ args: ParsedArguments) async throws {
+        let json = try GlobalOptions.json(args)
         let (op, _) = try makeOperator(args)
         let job = args.argument("job")!
         let version = Int(try args.int("version", in: 1...Int64(Int32.max))!)
-        try await op.retire(job: job, version: version)
-        Console.out("\(job): version \(version) retired; its tables were dropped")
+        let dry = args.flag("dry-run")
+        let actions = try await op.retire(job: job, version: version, dryRun: dry)
+        let lines = actions.map { $0.summary() }
+        if json {
+            Console.out("{\"job\":\(JSONScanner.quote(job)),\"version\":\(version),\"changed\":\(!actions.isEmpty && !dry),\"dryRun\":\(dry),"
+                        + "\"actions\":[\(lines.map(JSONScanner.quote).joined(separator: ","))]}")
+        } else if actions.isEmpty {
+            Console.out("\(job): version \(version) is already retired; nothing changed")
+        } else if dry {
+            Console.out("dry run: \(job) would change in one transaction:\n" + lines.map { "  " + $0 }.joined(separator: "\n"))
+        } else {
+            Console.out("\(job): version \(version) retired; its tables were dropped")
+        }
     }
 
     static let history = Command(

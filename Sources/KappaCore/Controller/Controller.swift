@@ -381,7 +381,9 @@ public final class Controller: Sendable {
                 }
             }
             let current = snapshot.versions(of: job).first { $0.version == v.version }?.state
-            if current == .caughtUp, v.spec.promote.mode == .auto, !state.withLock({ $0.refusedAuto.contains(key) }) {
+            let servingVersion = snapshot.versions(of: job).first { $0.state == .serving }?.version
+            if current == .caughtUp, v.spec.promote.mode == .auto, servingVersion.map({ $0 < v.version }) ?? true,
+               !state.withLock({ $0.refusedAuto.contains(key) }) {
                 do {
                     if try await decide(.promote(version: v.version, force: false), job: job, snapshot: &snapshot) {
                         logger.log(.info, "promoted", ["job": job, "version": "\(v.version)", "reason": "promote: auto"])

@@ -25,8 +25,9 @@ public enum LifecycleEvent: Sendable, Equatable {
     case caughtUp(version: Int)
     /// Switch readers to `version` (`force`: even if not caught up, and without checks).
     case promote(version: Int, force: Bool)
-    /// Switch readers back to the most recent standby version.
-    case rollback
+    /// Switch readers back to standby version `to`, or (nil) to the newest standby version older
+    /// than the serving one.
+    case rollback(to: Int?)
     /// Stop a version and drop its tables.
     case retire(version: Int)
     /// Time passes: standby versions past `retire.after` are retired.
@@ -45,6 +46,23 @@ public enum CatalogAction: Sendable, Equatable {
     case dropTables(version: Int)
     /// Evaluate the new version's `promote.checks` over `old` and `new`; refuse all if one fails.
     case checkPromotion(old: Int, new: Int)
+}
+
+extension CatalogAction {
+    /// The action as `--dry-run` prints it; `checks` gives a version's `promote.checks`.
+    public func summary(checks: (Int) -> [String] = { _ in [] }) -> String {
+        switch self {
+        case .transition(let v, let from, let to, let reason, _):
+            return "version \(v): \(from.rawValue) -> \(to.rawValue) (\(reason))"
+        case .pointView(let v):
+            return "point the reader view at version \(v)'s table"
+        case .dropTables(let v):
+            return "drop version \(v)'s tables"
+        case .checkPromotion(let old, let new):
+            let list = checks(new)
+            return "check version \(new) against version \(old): " + (list.isEmpty ? "(no checks)" : list.joined(separator: "; "))
+        }
+    }
 }
 
 /// A command the lifecycle refuses, with a message for the operator.
@@ -87,7 +105,10 @@ public enum Lifecycle {
             case .serving:
                 throw refuse("version \(v) is already serving")
             case .caughtUp, .standby:
-                break
+                if let old = serving, v < old.version {
+                    // Promote goes forward only: a retried promote must never put old logic back.
+                    throw refuse("version \(v) is older than the serving version \(old.version); promote never goes back: use rollback --to \(v)")
+                }
             case .replaying where force:
                 break
             case .replaying:
@@ -106,11 +127,20 @@ public enum Lifecycle {
             actions += [.transition(version: v, from: version.state, to: .serving, reason: why), .pointView(version: v)]
             return actions
 
-        case .rollback:
+        case .rollback(let to):
             guard let current = serving else { throw refuse("no version of the job is serving") }
-            let candidates = versions.filter { $0.state == .standby }
-            guard let back = candidates.max(by: { ($0.since, $0.version) < ($1.since, $1.version) }) else {
-                throw refuse("no standby version to roll back to")
+            let back: VersionStatus
+            if let to {
+                let version = try find(to, in: versions)
+                guard version.state == .standby else {
+                    throw refuse("version \(to) is \(version.state.rawValue), not standby: only a standby version can serve again at once")
+                }
+                back = version
+            } else {
+                guard let older = versions.filter({ $0.state == .standby && $0.version < current.version }).max(by: { $0.version < $1.version }) else {
+                    throw refuse("no standby version older than the serving version \(current.version) to roll back to")
+                }
+                back = older
             }
             return [.transition(version: current.version, from: .serving, to: .standby, reason: "rolled back to version \(back.version)"),
                     .transition(version: back.version, from: .standby, to: .serving, reason: "rollback from version \(current.version)"),

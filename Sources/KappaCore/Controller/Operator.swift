@@ -1,3 +1,12 @@
+/// What a promote or rollback did: the version serving now, the one that served before (nil:
+/// nothing switched, `serving` served already) and the catalog actions decided.
+public struct SwitchResult: Sendable, Equatable {
+    public var serving: Int
+    public var previous: Int?
+    public var actions: [CatalogAction]
+    public var switched: Bool { !actions.isEmpty }
+}
+
 /// What an operator does through the catalog (the catalog is the API: these work whether or not
 /// JobHost runs, and while it runs in another process). `kappactl` is a thin front over this.
 public struct Operator: Sendable {
@@ -53,41 +62,63 @@ public struct Operator: Sendable {
         return versions
     }
 
-    /// Switches readers to `version` (default: the newest caught-up or standby version).
-    /// - Returns: the version now serving.
-    public func promote(job: String, version: Int?, force: Bool) async throws -> Int {
+    /// Switches readers to `version` (default: the newest caught-up or standby version newer
+    /// than the serving one). Safe to retry: when `version` (or, by default, the newest running
+    /// version) already serves, nothing changes. Never goes back to an older version (that is
+    /// `rollback`). With `dryRun`, decides and returns the actions without applying them.
+    public func promote(job: String, version: Int?, force: Bool, dryRun: Bool = false) async throws -> SwitchResult {
         let versions = try await self.versions(job: job)
+        let serving = versions.first { $0.state == .serving }
         let target: Int
         if let version {
             target = version
-        } else if let newest = versions.last(where: { $0.state == .caughtUp || $0.state == .standby }) {
-            target = newest.version
         } else {
-            let newest = versions.last!
-            throw LifecycleRefusal(code: .refused, message: "no version of job \"\(job)\" is caught up (the newest, \(newest.version), is \(newest.state.rawValue))")
+            let newer = versions.filter { $0.version > (serving?.version ?? 0) }
+            if let newest = newer.last(where: { $0.state == .caughtUp || $0.state == .standby }) {
+                target = newest.version
+            } else if let waiting = newer.last(where: { $0.state == .replaying || $0.state == .pending }) {
+                if force {
+                    target = waiting.version
+                } else {
+                    throw LifecycleRefusal(code: .refused, message: "version \(waiting.version) of job \"\(job)\" is \(waiting.state.rawValue) and has not caught up; wait for it (kappactl status shows its lag), or use --force")
+                }
+            } else if let serving {
+                return SwitchResult(serving: serving.version, previous: nil, actions: [])
+            } else {
+                let newest = versions.last!
+                throw LifecycleRefusal(code: .refused, message: "no version of job \"\(job)\" is caught up (the newest, \(newest.version), is \(newest.state.rawValue))")
+            }
         }
-        try await decide(.promote(version: target, force: force), job: job, versions: versions)
-        return target
+        if target == serving?.version { return SwitchResult(serving: target, previous: nil, actions: []) }
+        let actions = try await decide(.promote(version: target, force: force), job: job, versions: versions, dryRun: dryRun)
+        return SwitchResult(serving: target, previous: serving?.version, actions: actions)
     }
 
-    /// Switches readers back to the most recent standby version. - Returns: (from, to).
-    public func rollback(job: String) async throws -> (from: Int, to: Int) {
+    /// Switches readers back to standby version `to`, or by default to the newest standby version
+    /// older than the serving one (so a retried rollback never rolls forward again). Safe to
+    /// retry with `to`: when it already serves, nothing changes.
+    public func rollback(job: String, to: Int? = nil, dryRun: Bool = false) async throws -> SwitchResult {
         let versions = try await self.versions(job: job)
-        let actions = try await decide(.rollback, job: job, versions: versions)
-        let to = actions.compactMap { if case .pointView(let v) = $0 { return v } else { return nil } }.first!
-        return (versions.first { $0.state == .serving }!.version, to)
+        let serving = versions.first { $0.state == .serving }
+        if let to, to == serving?.version { return SwitchResult(serving: to, previous: nil, actions: []) }
+        let actions = try await decide(.rollback(to: to), job: job, versions: versions, dryRun: dryRun)
+        let back = actions.compactMap { if case .pointView(let v) = $0 { return v } else { return nil } }.first!
+        return SwitchResult(serving: back, previous: serving?.version, actions: actions)
     }
 
-    /// Stops a version and drops its tables.
-    public func retire(job: String, version: Int) async throws {
+    /// Stops a version and drops its tables. Safe to retry: a retired version stays retired.
+    /// - Returns: the actions (none when it was retired already).
+    @discardableResult
+    public func retire(job: String, version: Int, dryRun: Bool = false) async throws -> [CatalogAction] {
         let versions = try await self.versions(job: job)
-        try await decide(.retire(version: version), job: job, versions: versions)
+        if versions.first(where: { $0.version == version })?.state == .retired { return [] }
+        return try await decide(.retire(version: version), job: job, versions: versions, dryRun: dryRun)
     }
 
     @discardableResult
-    private func decide(_ event: LifecycleEvent, job: String, versions: [VersionRecord]) async throws -> [CatalogAction] {
+    private func decide(_ event: LifecycleEvent, job: String, versions: [VersionRecord], dryRun: Bool) async throws -> [CatalogAction] {
         let actions = try Lifecycle.decide(event, versions: versions.map(\.status))
-        try await store.apply(job: job, actions: actions, actor: actor)
+        if !dryRun { try await store.apply(job: job, actions: actions, actor: actor) }
         return actions
     }
 

@@ -79,20 +79,42 @@ import Testing
     }
 
     @Test(arguments: all)
-    func rollbackGoesToTheMostRecentStandby(state: VersionState) {
-        let versions = [VersionStatus(version: 1, state: .standby, since: 100), VersionStatus(version: 2, state: .standby, since: 200),
-                        VersionStatus(version: 3, state: state, since: 300)]
-        let got = outcome(.rollback, versions)
+    func rollbackGoesToTheNewestOlderStandby(state: VersionState) {
+        // Version 1 went standby last; the newest standby older than 3 is 2 all the same.
+        let versions = [VersionStatus(version: 1, state: .standby, since: 300), VersionStatus(version: 2, state: .standby, since: 200),
+                        VersionStatus(version: 3, state: state, since: 100)]
+        let got = outcome(.rollback(to: nil), versions)
         if state == .serving {
             #expect(got == .actions([
                 .transition(version: 3, from: .serving, to: .standby, reason: "rolled back to version 2"),
                 .transition(version: 2, from: .standby, to: .serving, reason: "rollback from version 3"),
                 .pointView(version: 2),
             ]))
+            #expect(outcome(.rollback(to: 1), versions) == .actions([
+                .transition(version: 3, from: .serving, to: .standby, reason: "rolled back to version 1"),
+                .transition(version: 1, from: .standby, to: .serving, reason: "rollback from version 3"),
+                .pointView(version: 1),
+            ]))
         } else {
             #expect(got == .refused("no version of the job is serving"))
         }
-        #expect(outcome(.rollback, [VersionStatus(version: 1, state: .serving)]) == .refused("no standby version to roll back to"))
+        #expect(outcome(.rollback(to: nil), [VersionStatus(version: 1, state: .serving)]) == .refused("no standby version older than the serving version 1 to roll back to"))
+    }
+
+    /// A retried rollback never rolls forward: after 2 → 1, version 2 is the newest standby, but
+    /// not older than 1.
+    @Test func aRetriedRollbackDoesNotRollForward() {
+        let afterRollback = [VersionStatus(version: 1, state: .serving, since: 300), VersionStatus(version: 2, state: .standby, since: 300)]
+        #expect(outcome(.rollback(to: nil), afterRollback) == .refused("no standby version older than the serving version 1 to roll back to"))
+        #expect(outcome(.rollback(to: 3), afterRollback) == .notFound)
+        #expect(outcome(.rollback(to: 2), afterRollback) != .notFound)  // explicit: the operator chose it
+    }
+
+    /// Promote goes forward only: a retried promote cannot put an older version back.
+    @Test func promoteNeverGoesBackToAnOlderVersion() {
+        let versions = [VersionStatus(version: 1, state: .standby), VersionStatus(version: 2, state: .serving)]
+        #expect(outcome(.promote(version: 1, force: false), versions) == .refused("version 1 is older than the serving version 2; promote never goes back: use rollback --to 1"))
+        #expect(outcome(.promote(version: 1, force: true), versions) == .refused("version 1 is older than the serving version 2; promote never goes back: use rollback --to 1"))
     }
 
     @Test(arguments: all)
@@ -139,7 +161,7 @@ import Testing
             var versions = [VersionStatus(version: 1, state: .replaying), VersionStatus(version: 2, state: .replaying), VersionStatus(version: 3, state: .pending)]
             for step in 0..<30 {
                 let v = Int.random(in: 1...3, using: &generator)
-                let events: [LifecycleEvent] = [.start(version: v), .caughtUp(version: v), .promote(version: v, force: Bool.random()), .rollback,
+                let events: [LifecycleEvent] = [.start(version: v), .caughtUp(version: v), .promote(version: v, force: Bool.random()), .rollback(to: nil), .rollback(to: v),
                                                 .retire(version: v), .failed(version: v, error: "x"), .tick(now: Int64(step))]
                 guard let actions = try? Lifecycle.decide(events.randomElement(using: &generator)!, versions: versions) else { continue }
                 for case .transition(let n, let from, let to, _, _) in actions {

@@ -113,7 +113,7 @@ import Testing
         #expect(try await f.store.query("SELECT close FROM btc_prices").rows == [[.real(1.5)]])
         let dropped = await #expect(throws: CatalogError.self) { try await f.store.apply(job: "btc", actions: [.dropTables(version: 2)], actor: "t") }
         #expect(dropped?.message == "version 2 of job \"btc\" backs the view \"btc_prices\"; switch the view first")
-        try await decide(.rollback)
+        try await decide(.rollback(to: nil))
         #expect(try await f.store.query("SELECT avg_rate FROM btc_prices").rows == [[.real(83000.5)]])
         try await decide(.promote(version: 2, force: false))
         try await decide(.retire(version: 1))

@@ -1,0 +1,69 @@
+import Foundation
+import Testing
+@testable import KappaCore
+
+/// Operator commands as scripts run them: retried. A retried promote, rollback or retire
+/// changes nothing the second time and never puts old logic back into production; `--dry-run`
+/// prints what would change and changes nothing.
+@Suite struct RetrySafetyTests {
+    @Test func retriedPromoteRollbackAndRetireChangeNothingTheSecondTime() async throws {
+        let box = try Sandbox()
+        try await box.kappactl(["topic", "create", "bpi", "--partitions", "2"])
+        #expect(try await box.kappactl(["produce", "bpi"], stdin: WorkflowTests.feedLines(seed: 4, startMinute: 28_000_000, seconds: 300)).status == 0)
+        let host = try box.start(Executables.jobHost, box.hostArguments)
+        defer { kill(host.process.processIdentifier, SIGKILL) }
+        #expect(try await box.kappactl(["deploy", "-f", WorkflowTests.root + "/Manifests/btc-v1.json", "--wait", "--timeout", "60s"]).status == 0)
+        #expect(try await box.kappactl(["deploy", "-f", WorkflowTests.root + "/Manifests/btc-v2.json"]).status == 0)
+        try await WorkflowTests.waitUntil("v2 has caught up") { try await WorkflowTests.status(box, "btc").jobs[0].versions[1].state == .caughtUp }
+        let serving = { try await WorkflowTests.status(box, "btc").jobs[0].serving }
+        let historyRows = { try await box.kappactl(["history", "btc"]).lines.count }
+
+        // A dry run prints the switch and its check, and changes nothing.
+        let dry = try await box.kappactl(["promote", "btc", "--dry-run"])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(dry.stdout.hasPrefix("dry run: btc would change in one transaction:\n"), "\(dry.stdout)")
+        #expect(dry.stdout.contains("  version 1: serving -> standby (promoted: version 2 serves now)"), "\(dry.stdout)")
+        #expect(dry.stdout.contains("  point the reader view at version 2's table"), "\(dry.stdout)")
+        #expect(try await serving() == 1)
+
+        #expect(try await box.kappactl(["promote", "btc"]).stdout == "btc: version 2 serves now (version 1 is standby)\n")
+        let rows = try await historyRows()
+        // The retry: v2 is the newest, so nothing switches (before, this promoted v1 back).
+        let again = try await box.kappactl(["promote", "btc"])
+        #expect(again.status == 0)
+        #expect(again.stdout == "btc: version 2 already serves; nothing changed\n")
+        #expect(try await serving() == 2)
+        let json = try await box.kappactl(["promote", "btc", "--output", "json"])
+        #expect(json.stdout == "{\"job\":\"btc\",\"serving\":2,\"previous\":null,\"changed\":false,\"dryRun\":false,\"actions\":[]}\n", "\(json.stdout)")
+        // Going back is rollback's, never promote's.
+        let back = try await box.kappactl(["promote", "btc", "--version", "1"])
+        #expect(back.status == 4)
+        #expect(back.stderr.contains("version 1 is older than the serving version 2; promote never goes back: use rollback --to 1"), "\(back.stderr)")
+        #expect(try await serving() == 2)
+        #expect(try await historyRows() == rows)
+
+        #expect(try await box.kappactl(["rollback", "btc"]).stdout == "btc: rolled back: version 1 serves now (version 2 is standby)\n")
+        // A retried rollback does not roll forward again.
+        let twice = try await box.kappactl(["rollback", "btc"])
+        #expect(twice.status == 4)
+        #expect(twice.stderr.contains("no standby version older than the serving version 1 to roll back to"), "\(twice.stderr)")
+        #expect(try await serving() == 1)
+        let pinned = try await box.kappactl(["rollback", "btc", "--to", "1"])
+        #expect(pinned.status == 0)
+        #expect(pinned.stdout == "btc: version 1 already serves; nothing changed\n")
+        #expect(try await box.kappactl(["rollback", "btc", "--to", "7"]).status != 0)
+
+        #expect(try await box.kappactl(["promote", "btc"]).stdout == "btc: version 2 serves now (version 1 is standby)\n")
+        let retireDry = try await box.kappactl(["retire", "btc", "--version", "1", "--dry-run"])
+        #expect(retireDry.stdout.contains("  drop version 1's tables"), "\(retireDry.stdout)")
+        #expect(try await WorkflowTests.status(box, "btc").jobs[0].versions[0].state == .standby)
+        #expect(try await box.kappactl(["retire", "btc", "--version", "1"]).status == 0)
+        let retired = try await box.kappactl(["retire", "btc", "--version", "1"])
+        #expect(retired.status == 0)
+        #expect(retired.stdout == "btc: version 1 is already retired; nothing changed\n")
+        // Every change is in the history once: promote, rollback, promote, retire.
+        let history = try await box.kappactl(["history", "btc"]).stdout
+        #expect(history.components(separatedBy: "retired by command").count - 1 == 1, "\(history)")
+        #expect(history.components(separatedBy: "rollback from version 2").count - 1 == 1, "\(history)")
+    }
+}
