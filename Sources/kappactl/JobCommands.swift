@@ -35,16 +35,32 @@ enum JobCommands {
         let timeout = try args.duration("timeout")
         if timeout != nil && !args.flag("wait") { throw args.usageError("--timeout goes with --wait") }
         let (op, state) = try makeOperator(args)
-        let record = try await op.deploy(manifestPath: args.string("file")!, allowPartial: args.flag("allow-partial"))
-        let spec = record.spec
-        if !json {
-            Console.out("registered \(spec.job) version \(spec.version) (pending): replays topic \"\(spec.source.topic)\" into \(spec.versionTable)")
+        let path = args.string("file")!
+        let record: VersionRecord
+        if let existing = try await op.registeredAlready(try ManifestParser.load(path: path).spec) {
+            // A retry (or re-attaching after Ctrl-C of --wait): the same version, the same manifest.
+            record = existing
+            if !json { Console.out("\(record.job) version \(record.version) is already registered (\(record.state.rawValue)); nothing changed") }
+        } else {
+            record = try await op.deploy(manifestPath: path, allowPartial: args.flag("allow-partial"))
+            if !json {
+                Console.out("registered \(record.job) version \(record.version) (pending): replays topic \"\(record.spec.source.topic)\" into \(record.spec.versionTable)")
+            }
         }
+        let spec = record.spec
         if try await !op.jobHostAlive() {
             Console.error("note: no JobHost is running on \(state.path); start one (JobHost --state \(state.path)) to replay")
         }
         var final = record.state
         if args.flag("wait") {
+            // Ctrl-C stops the waiting, not the version: say how to wait again.
+            let signals = TerminationSignal()
+            let again = "kappactl deploy -f \(path) --wait" + (args.string("state").map { " --state \($0)" } ?? "")
+            Task {
+                let name = await signals.wait()
+                Console.error("\n\(name): stopped waiting; \(spec.job) version \(spec.version) goes on replaying. To wait again: \(again)")
+                exit(130)
+            }
             let tty = Console.stderrIsTerminal
             let lastLine = LastPrint()
             final = try await op.wait(job: spec.job, version: spec.version, timeoutMs: timeout) { v in

@@ -66,4 +66,33 @@ import Testing
         #expect(history.components(separatedBy: "retired by command").count - 1 == 1, "\(history)")
         #expect(history.components(separatedBy: "rollback from version 2").count - 1 == 1, "\(history)")
     }
+
+    /// Ctrl-C of `deploy --wait` says how to wait again; deploying the same manifest again is
+    /// that way: it changes nothing and attaches to the version.
+    @Test func deployAgainAttachesToTheVersionAfterCtrlC() async throws {
+        let box = try Sandbox()
+        try await box.kappactl(["topic", "create", "bpi", "--partitions", "1"])
+        let manifest = WorkflowTests.root + "/Manifests/btc-v1.json"
+        // No JobHost: the version stays pending, so --wait waits.
+        let waiting = try box.start(Executables.kappactl, box.hostArguments + ["deploy", "-f", manifest, "--wait"])
+        defer { kill(waiting.process.processIdentifier, SIGKILL) }
+        try await WorkflowTests.waitUntil("the version is registered") { (try? await WorkflowTests.status(box, "btc").jobs.count) == 1 }
+        try await Task.sleep(for: .milliseconds(300))
+        kill(waiting.process.processIdentifier, SIGINT)
+        let stopped = await waiting.finish(timeout: 20)
+        #expect(stopped.status == 130)
+        #expect(stopped.stderr.contains("SIGINT: stopped waiting; btc version 1 goes on replaying. To wait again: kappactl deploy -f \(manifest) --wait --state \(box.state)"), "\(stopped.stderr)")
+
+        let again = try await box.kappactl(["deploy", "-f", manifest])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout == "btc version 1 is already registered (pending); nothing changed\n")
+        let attached = try await box.kappactl(["deploy", "-f", manifest, "--wait", "--timeout", "500ms"])
+        #expect(attached.status == 5, "\(attached.stderr)")
+        #expect(try await box.kappactl(["history", "btc"]).stdout.components(separatedBy: "deployed").count - 1 == 1)
+        // A different manifest under the same version number is still refused.
+        let changed = box.root + "/changed.json"
+        try String(contentsOfFile: manifest, encoding: .utf8).replacingOccurrences(of: "\"batch\": 10000", with: "\"batch\": 500")
+            .write(toFile: changed, atomically: true, encoding: .utf8)
+        #expect(try await box.kappactl(["deploy", "-f", changed]).status == 4)
+    }
 }

@@ -55,6 +55,14 @@ public struct Operator: Sendable {
         return try await store.registerVersion(spec, manifest: manifest, startOffsets: starts, actor: actor, reason: reason)
     }
 
+    /// The version `spec` names, when it is registered already with the same manifest and still
+    /// running or serving: a retried deploy then changes nothing (and `--wait` attaches to it).
+    public func registeredAlready(_ spec: JobSpec) async throws -> VersionRecord? {
+        guard let existing = try await store.versions(job: spec.job).first(where: { $0.version == spec.version }),
+              existing.spec == spec, existing.state == .pending || existing.state.isRunning else { return nil }
+        return existing
+    }
+
     /// Versions of a job. - Throws: `CatalogError.jobNotFound`.
     public func versions(job: String) async throws -> [VersionRecord] {
         let versions = try await store.versions(job: job)
