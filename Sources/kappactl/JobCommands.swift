@@ -234,15 +234,27 @@ enum JobCommands {
 
     static let history = Command(
         "history", abstract: "Every state transition of a job's versions: time, version, from, to, reason, who.",
-        options: [GlobalOptions.output],
+        discussion: "Oldest first. --limit keeps the newest N; --since keeps those of the last D (e.g. 1h).",
+        options: [
+            .value("limit", "N", help: "Only the newest N entries."),
+            .value("since", "DURATION", help: "Only the entries of the last DURATION."),
+            GlobalOptions.output,
+        ],
         arguments: [Argument("job", help: "The job.")],
         run: runHistory)
 
     static func runHistory(_ args: ParsedArguments) async throws {
         let (op, _) = try makeOperator(args)
         let job = args.argument("job")!
+        let limit = try args.int("limit", in: 1...Int64(Int32.max)).map(Int.init)
+        let since = try args.duration("since")
         _ = try await op.versions(job: job)
-        let entries = try await op.store.history(job: job)
+        var entries = try await op.store.history(job: job, limit: since == nil ? limit : nil)
+        if let since {
+            let from = currentTimeMillis() - since
+            entries.removeAll { $0.at < from }
+            if let limit { entries = Array(entries.suffix(limit)) }
+        }
         if try GlobalOptions.json(args) {
             Console.out(try jsonText(["history": entries]))
             return

@@ -65,6 +65,13 @@ import Testing
         let history = try await box.kappactl(["history", "btc"]).stdout
         #expect(history.components(separatedBy: "retired by command").count - 1 == 1, "\(history)")
         #expect(history.components(separatedBy: "rollback from version 2").count - 1 == 1, "\(history)")
+        // The newest entries only: the retirement is the last.
+        let last = try await box.kappactl(["history", "btc", "--limit", "2"])
+        #expect(last.lines.count == 3, "\(last.stdout)")  // the header and two rows
+        #expect(last.lines.last?.contains("retired by command") == true, "\(last.stdout)")
+        #expect(try await box.kappactl(["history", "btc", "--since", "1h"]).lines.count == history.split(separator: "\n").count)
+        #expect(try await box.kappactl(["history", "btc", "--since", "1h", "--limit", "1"]).lines.count == 2)
+        #expect(try await box.kappactl(["history", "btc", "--limit", "0"]).status == 2)
     }
 
     /// Ctrl-C of `deploy --wait` says how to wait again; deploying the same manifest again is
