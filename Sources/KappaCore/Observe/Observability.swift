@@ -120,12 +120,12 @@ public struct Observability: Sendable {
         for job in report.jobs {
             for v in job.versions {
                 for state in VersionState.allCases {
-                    out.sample("kappa_version_state", ["job": job.name, "version": "\(v.version)", "state": state.rawValue], v.state == state ? 1 : 0)
+                    out.sample("kappa_version_state", ["kappa_job": job.name, "version": "\(v.version)", "state": state.rawValue], v.state == state ? 1 : 0)
                 }
             }
         }
         out.family("kappa_version_serving", .gauge, "1 for the version the job's reader view points at.")
-        for job in report.jobs { for v in job.versions { out.sample("kappa_version_serving", ["job": job.name, "version": "\(v.version)"], job.serving == v.version ? 1 : 0) } }
+        for job in report.jobs { for v in job.versions { out.sample("kappa_version_serving", ["kappa_job": job.name, "version": "\(v.version)"], job.serving == v.version ? 1 : 0) } }
 
         out.family("kappa_version_lag_records", .gauge, "Records of the log not yet processed by the version, per partition.")
         var timeLags: [(String, Int, Int, Double)] = []
@@ -135,27 +135,27 @@ public struct Observability: Sendable {
                       let nexts = snapshot.offsets[VersionID(job: job.name, version: v.version)], let topicEnds = ends[topic] else { continue }
                 let partitions = try await op.partitionLag(topic: topic, ends: topicEnds, nexts: nexts, now: snapshot.at)
                 for p in partitions {
-                    out.sample("kappa_version_lag_records", ["job": job.name, "version": "\(v.version)", "partition": "\(p.partition)"], Double(p.lag))
+                    out.sample("kappa_version_lag_records", ["kappa_job": job.name, "version": "\(v.version)", "partition": "\(p.partition)"], Double(p.lag))
                     timeLags.append((job.name, v.version, p.partition, Double(p.timeLagMs ?? 0) / 1000))
                 }
             }
         }
         out.family("kappa_version_lag_seconds", .gauge, "Age of the oldest record the version has not processed, per partition (0 when caught up).")
         for (job, version, partition, seconds) in timeLags {
-            out.sample("kappa_version_lag_seconds", ["job": job, "version": "\(version)", "partition": "\(partition)"], seconds)
+            out.sample("kappa_version_lag_seconds", ["kappa_job": job, "version": "\(version)", "partition": "\(partition)"], seconds)
         }
         // Each family's samples directly after its HELP and TYPE (the format wants one group each).
         let running = report.jobs.flatMap { job in job.versions.filter { $0.state.isRunning }.map { (job.name, $0) } }
         out.family("kappa_version_processed_records", .gauge, "Records processed by the version (sum of its committed offsets).")
-        for (job, v) in running { if let n = v.processed { out.sample("kappa_version_processed_records", ["job": job, "version": "\(v.version)"], Double(n)) } }
-        out.family("kappa_version_replay_rate", .gauge, "Records processed per second, smoothed over the recent lag samples.")
-        for (job, v) in running { if let r = v.rate { out.sample("kappa_version_replay_rate", ["job": job, "version": "\(v.version)"], r) } }
+        for (job, v) in running { if let n = v.processed { out.sample("kappa_version_processed_records", ["kappa_job": job, "version": "\(v.version)"], Double(n)) } }
+        out.family("kappa_version_replay_records_per_second", .gauge, "Records processed per second, smoothed over the recent lag samples.")
+        for (job, v) in running { if let r = v.rate { out.sample("kappa_version_replay_records_per_second", ["kappa_job": job, "version": "\(v.version)"], r) } }
         out.family("kappa_version_eta_seconds", .gauge, "Estimated seconds until the version has caught up.")
-        for (job, v) in running { if let e = v.etaSeconds { out.sample("kappa_version_eta_seconds", ["job": job, "version": "\(v.version)"], e) } }
+        for (job, v) in running { if let e = v.etaSeconds { out.sample("kappa_version_eta_seconds", ["kappa_job": job, "version": "\(v.version)"], e) } }
         out.family("kappa_switches_total", .counter, "Times a version started serving (first versions, promotions, rollbacks).")
-        for job in report.jobs { out.sample("kappa_switches_total", ["job": job.name], Double(snapshot.entered[job.name]?[.serving] ?? 0)) }
+        for job in report.jobs { out.sample("kappa_switches_total", ["kappa_job": job.name], Double(snapshot.entered[job.name]?[.serving] ?? 0)) }
         out.family("kappa_version_failures_total", .counter, "Times a version failed, from the catalog's history.")
-        for job in report.jobs { out.sample("kappa_version_failures_total", ["job": job.name], Double(snapshot.entered[job.name]?[.failed] ?? 0)) }
+        for job in report.jobs { out.sample("kappa_version_failures_total", ["kappa_job": job.name], Double(snapshot.entered[job.name]?[.failed] ?? 0)) }
         out.family("kappa_hosts_live", .gauge, "JobHosts with a recent heartbeat on this catalog.")
         out.sample("kappa_hosts_live", [:], Double(report.hosts.count))
 
@@ -163,15 +163,24 @@ public struct Observability: Sendable {
         out.family("kappa_controller", .gauge, "1 when this JobHost holds the controller lease.")
         out.sample("kappa_controller", [:], controller.isController ? 1 : 0)
         let host = controller.metrics.snapshot
-        let counters = host.versions.sorted { $0.key < $1.key }.flatMap { job, versions in versions.sorted { $0.key < $1.key }.map { (job, $0.key, $0.value) } }
+        // Every counter exists from the start, at 0: each running version's, and each job's failures.
+        var perVersion = host.versions
+        for job in report.jobs {
+            for v in job.versions where v.state.isRunning && perVersion[job.name]?[v.version] == nil {
+                perVersion[job.name, default: [:]][v.version] = .init()
+            }
+        }
+        let counters = perVersion.sorted { $0.key < $1.key }.flatMap { job, versions in versions.sorted { $0.key < $1.key }.map { (job, $0.key, $0.value) } }
+        var failures = host.failures
+        for job in report.jobs where failures[job.name] == nil { failures[job.name] = 0 }
         out.family("kappa_batches_processed_total", .counter, "Batches committed by this JobHost's workers.")
-        for (job, version, c) in counters { out.sample("kappa_batches_processed_total", ["job": job, "version": "\(version)"], Double(c.batches)) }
+        for (job, version, c) in counters { out.sample("kappa_batches_processed_total", ["kappa_job": job, "version": "\(version)"], Double(c.batches)) }
         out.family("kappa_records_processed_total", .counter, "Records committed by this JobHost's workers.")
-        for (job, version, c) in counters { out.sample("kappa_records_processed_total", ["job": job, "version": "\(version)"], Double(c.records)) }
+        for (job, version, c) in counters { out.sample("kappa_records_processed_total", ["kappa_job": job, "version": "\(version)"], Double(c.records)) }
         out.family("kappa_dead_lettered_records_total", .counter, "Bad records this JobHost's workers put in dead-letter tables.")
-        for (job, version, c) in counters { out.sample("kappa_dead_lettered_records_total", ["job": job, "version": "\(version)"], Double(c.deadLettered)) }
+        for (job, version, c) in counters { out.sample("kappa_dead_lettered_records_total", ["kappa_job": job, "version": "\(version)"], Double(c.deadLettered)) }
         out.family("kappa_worker_failures_total", .counter, "Version failures (SQL errors, bad records under fail) seen by this JobHost's workers.")
-        for (job, n) in host.failures.sorted(by: { $0.key < $1.key }) { out.sample("kappa_worker_failures_total", ["job": job], Double(n)) }
+        for (job, n) in failures.sorted(by: { $0.key < $1.key }) { out.sample("kappa_worker_failures_total", ["kappa_job": job], Double(n)) }
         out.family("kappa_catalog_commit_seconds", .histogram, "Time to commit one batch (rows and offsets) to the catalog database.")
         for (i, bound) in HostMetrics.buckets.enumerated() {
             out.sample("kappa_catalog_commit_seconds_bucket", ["le": PrometheusText.number(bound)], Double(host.commitBuckets[i]))
