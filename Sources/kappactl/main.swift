@@ -13,7 +13,8 @@ let root = Command(
         Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 refused by state, 5 timeout.
         """,
     options: [GlobalOptions.state, GlobalOptions.catalog, SecretOptions.catalogFile, GlobalOptions.log, GlobalOptions.kafkaSetting,
-              SecretOptions.kafkaConfig, GlobalOptions.archive],
+              SecretOptions.kafkaConfig, GlobalOptions.archive,
+              .flag("version", help: "Print Kappa's version and the catalog schema it uses.")],
     subcommands: [DemoCommand.command] + JobCommands.all + [TopicCommands.group, ProduceCommand.command, ConsumeCommand.command, ArchiveCommands.group, KafkaMockCommand.command]
 )
 

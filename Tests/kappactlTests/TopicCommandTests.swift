@@ -29,6 +29,18 @@ import Testing
         #expect(result.stdout.contains("--log <URL>"))
     }
 
+    /// `--version` on both executables: the release and the catalog schema they migrate to,
+    /// without a state directory (nothing is created).
+    @Test func bothExecutablesSayTheirVersion() async throws {
+        let box = try Sandbox()
+        let expected = "\(KappaVersion.release) (catalog schema \(SQLCatalog.schemaVersion))\n"
+        let ctl = try await box.kappactl(["--version"])
+        #expect(ctl.status == 0 && ctl.stdout == "kappactl " + expected)
+        let host = try await box.run(Executables.jobHost, ["--version"])
+        #expect(host.status == 0 && host.stdout == "JobHost " + expected)
+        #expect(!FileManager.default.fileExists(atPath: box.state + "/kappa.sqlite"))
+    }
+
     @Test func aLogThisBuildCannotUseIsRefusedByName() async throws {
         let box = try Sandbox()
         let wrong = try await box.kappactl(["--log", "pulsar://u:secret@h:1", "topic", "list"])

@@ -2,12 +2,27 @@
 import Glibc
 #endif
 
+/// What `--version` prints.
+public enum KappaVersion {
+    /// Kappa's release (semantic versioning; while 0.x, commands and the catalog may change,
+    /// and a catalog is migrated forward, never back).
+    public static let release = "0.1.0"
+    /// The catalog's schema version (its migrations): a catalog newer than this is refused.
+    public static var catalogSchema: Int { SQLCatalog.schemaVersion }
+}
+
 /// Runs a command tree as a program: parse, run, map errors to exit codes and messages.
 public enum CommandLineTool {
     /// Parses `arguments` (without the program name), runs the command, and returns the exit
     /// code. Usage errors print the message and the command's help on stderr (exit 2); other
     /// errors print one line on stderr.
     public static func run(_ root: Command, arguments: [String]) async -> Int32 {
+        // `--version` among the top level's options (before any command).
+        if let at = arguments.firstIndex(of: "--version"),
+           !arguments[..<at].contains(where: { argument in root.subcommands.contains { $0.name == argument } }) {
+            Console.out("\(root.name) \(KappaVersion.release) (catalog schema \(KappaVersion.catalogSchema))")
+            return ExitCode.ok.rawValue
+        }
         do {
             switch try root.parse(arguments) {
             case .help(let text):
