@@ -101,7 +101,9 @@ enum JobCommands {
             if let error = job.logError { Console.out("  lag unknown: \(TerminalText.escaped(error))") }
             if let error = job.decisionError { Console.out("  decisions failing: \(TerminalText.escaped(error))") }
         }
-        Console.out(report.hosts.isEmpty ? "no JobHost is running on \(state.path)" : "JobHost: \(report.hostsText)")
+        Console.out(report.hosts.isEmpty
+            ? "no JobHost is running on \(state.path)" + (report.lastHeartbeat.map { " (last heartbeat \(Render.time($0)) UTC); rates and ETAs unknown" } ?? "; rates and ETAs unknown")
+            : "JobHost: \(report.hostsText)")
     }
 
     static let lag = Command(

@@ -103,3 +103,32 @@ import Testing
         #expect(try await box.kappactl(["deploy", "-f", changed]).status == 4)
     }
 }
+
+/// With no JobHost alive nothing moves: status shows rates and ETAs as unknown, with the time of
+/// the last heartbeat, never the figures of when a JobHost last measured.
+@Suite struct HonestNumbersTests {
+    @Test func withNoLiveJobHostRatesAndETAsAreUnknown() async throws {
+        let box = try Sandbox()
+        try await box.kappactl(["topic", "create", "bpi", "--partitions", "2"])
+        #expect(try await box.kappactl(["produce", "bpi"], stdin: WorkflowTests.feedLines(seed: 6, startMinute: 28_000_000, seconds: 3_000)).status == 0)
+        // Small batches: v1 replays long enough to have a rate when JobHost dies.
+        let slow = box.root + "/slow.json"
+        try String(contentsOfFile: WorkflowTests.root + "/Manifests/btc-v1.json", encoding: .utf8)
+            .replacingOccurrences(of: "\"batch\": 10000", with: "\"batch\": 20").write(toFile: slow, atomically: true, encoding: .utf8)
+        let host = try box.start(Executables.jobHost, box.hostArguments)
+        defer { kill(host.process.processIdentifier, SIGKILL) }
+        #expect(try await box.kappactl(["deploy", "-f", slow]).status == 0)
+        try await WorkflowTests.waitUntil("v1 has a rate") { (try await WorkflowTests.status(box, "btc").jobs[0].versions[0].rate ?? 0) > 0 }
+        #expect(try await WorkflowTests.status(box, "btc").jobs[0].versions[0].state == .replaying, "the replay ended first; make it longer")
+        kill(host.process.processIdentifier, SIGKILL)
+        _ = await host.finish(timeout: 10)
+        try await WorkflowTests.waitUntil("no JobHost is alive", timeout: 30) { try await WorkflowTests.status(box, nil).hosts.isEmpty }
+        let report = try await WorkflowTests.status(box, nil)
+        #expect(report.jobs[0].versions[0].rate == nil && report.jobs[0].versions[0].etaSeconds == nil)
+        #expect(report.jobs[0].versions[0].lag ?? 0 > 0)  // what the catalog and the log know still shows
+        let heartbeat = try #require(report.lastHeartbeat)
+        #expect(currentTimeMillis() - heartbeat >= 5_000)
+        let text = try await box.kappactl(["status"])
+        #expect(text.stdout.contains("no JobHost is running on \(box.state) (last heartbeat \(Render.time(heartbeat)) UTC); rates and ETAs unknown"), "\(text.stdout)")
+    }
+}

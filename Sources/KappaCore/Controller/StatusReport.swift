@@ -35,6 +35,9 @@ public struct StatusReport: Sendable, Codable, Equatable {
     public var hosts: [String]
     /// Unexpired leases: which JobHost is the controller and runs which partitions.
     public var leases: [Lease] = []
+    /// With no live JobHost: the newest heartbeat of one that stopped without saying so (ms
+    /// since the epoch; nil when none is listed). Rates and ETAs are then unknown: nothing runs.
+    public var lastHeartbeat: Int64? = nil
 
     /// `JobHost@a:1 (controller, 2 partitions)`, one per live host.
     public var hostsText: String {
@@ -95,8 +98,9 @@ extension Operator {
                     view.lag = current.totalLag
                     view.processed = current.totalNext
                     view.total = current.totalEnd
-                    view.rate = estimate.rate
-                    view.etaSeconds = estimate.etaSeconds
+                    // Without a live JobHost nothing moves: a rate or ETA would be a stale figure.
+                    view.rate = snapshot.hosts.isEmpty ? nil : estimate.rate
+                    view.etaSeconds = snapshot.hosts.isEmpty ? nil : estimate.etaSeconds
                     view.verdict = estimate.verdict
                 }
                 views.append(view)
@@ -106,7 +110,8 @@ extension Operator {
                              logError: Set(versions.map(\.spec.source.topic)).sorted().compactMap { logErrors[$0] }.first,
                              decisionError: job.decisionError))
         }
-        return (StatusReport(jobs: out, hosts: snapshot.hosts, leases: snapshot.leases.filter { $0.expiresAt > now }), ends)
+        return (StatusReport(jobs: out, hosts: snapshot.hosts, leases: snapshot.leases.filter { $0.expiresAt > now },
+                             lastHeartbeat: snapshot.hosts.isEmpty ? snapshot.lastHeartbeat : nil), ends)
     }
 
     /// Per-partition lag of a version (default: the serving one, else the newest), with the age

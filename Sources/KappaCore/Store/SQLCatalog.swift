@@ -262,6 +262,9 @@ final class SQLCatalog: @unchecked Sendable {
                 }
             }
             snapshot.hosts = try liveHosts(c, withinMs: hostsWithinMs)
+            if case .integer(let at)? = try c.query("SELECT max(heartbeat_at) FROM \(t("kappa_hosts"))", [], name: "last heartbeat").first?.first {
+                snapshot.lastHeartbeat = at
+            }
             snapshot.leases = try leases(c, where: "owner IS NOT NULL", [])
             for values in try c.query("SELECT job, to_state, count(*) FROM \(t("kappa_history")) WHERE to_state IN ('serving', 'failed') GROUP BY job, to_state",
                                       [], name: "count transitions") {
@@ -306,6 +309,9 @@ public struct CatalogSnapshot: Sendable {
     /// leases, and per job how many times a version entered `serving` and `failed`.
     public var lagSamples: [VersionID: [LagSample]] = [:]
     public var hosts: [String] = []
+    /// With `.status`: the newest heartbeat of any JobHost still listed (one that stopped
+    /// cleanly is not), live or not.
+    public var lastHeartbeat: Int64?
     public var leases: [Lease] = []
     public var entered: [String: [VersionState: Int]] = [:]
 
