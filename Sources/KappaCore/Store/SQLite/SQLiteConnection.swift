@@ -80,6 +80,11 @@ final class SQLiteConnection: @unchecked Sendable {
         kappa_sqlite_db_config_int(db, SQLITE_DBCONFIG_DEFENSIVE, 1)
         kappa_sqlite_db_config_int(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0)
         sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0)
+        // Closing never checkpoints: a connection that closes last would take the database's
+        // exclusive lock to checkpoint and delete the WAL, and a reader opening meanwhile (the
+        // sqlite3 CLI, any client without a busy timeout) would get SQLITE_BUSY. Commits
+        // checkpoint as they go (PASSIVE, never in a reader's way).
+        kappa_sqlite_db_config_int(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
         do {
             // Checks that this is a database at all before anything else reads it.
             _ = try retryingBusy(busyTimeoutMs) { try query("PRAGMA schema_version", name: "open") }
