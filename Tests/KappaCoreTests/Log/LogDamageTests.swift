@@ -210,7 +210,7 @@ import Testing
         let template = try TempDirectory("kappa-damage-template")
         let values = try await makeTopic(template, count: 400, perAppend: 7, segmentBytes: 2048)
         let end = Int64(values.count)
-        let rounds = 60
+        let rounds = 100
         for round in 0..<rounds {
             let dir = try TempDirectory("kappa-damage")
             try FileSystem.removeTree(dir.path)
