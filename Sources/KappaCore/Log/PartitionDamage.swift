@@ -54,8 +54,8 @@ public struct PartitionDamage: Sendable, Equatable, CustomStringConvertible {
             return "\(place): the head file \(file) is missing or unreadable (\(detail)); the segments hold \(holds); "
                 + "without the head a torn tail cannot be told from lost acknowledged records, so \(refused)"
         default:
-            let acknowledged = acknowledgedEnd.map { ", below the acknowledged end \($0)" } ?? ""
-            return "\(place): offsets \(range)\(acknowledged) are missing or damaged in \(file): \(detail); \(refused)"
+            let acknowledged = acknowledgedEnd.map { " (the head's acknowledged end is \($0))" } ?? ""
+            return "\(place): offsets \(range) are missing or damaged in \(file)\(acknowledged): \(detail); \(refused)"
         }
     }
 
