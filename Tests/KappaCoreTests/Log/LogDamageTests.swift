@@ -74,7 +74,7 @@ import Testing
         let described = try await log.describe(topic: "t")
         #expect(described[0].end == 200)
         #expect(described[0].damage?.contains("offsets 50…199") == true)
-        await expectRefusesAppends(log, mentioning: ["topic \"t\"", "partition 0", path, "offsets 50…199", "acknowledged end 200", "refused"])
+        await expectRefusesAppends(log, mentioning: ["topic \"t\"", "partition 0", path, "offsets 50…199", "acknowledged end is 200", "refused"])
         let (read, error) = await readFromZero(log)
         #expect(read == Array(values.prefix(50)))
         #expect(error?.code == .corrupt)
@@ -179,7 +179,7 @@ import Testing
         }
         let fresh = try SegmentLog(directory: dir.path)
         #expect(try await fresh.offsets(topic: "t")[0].end == 300)
-        await expectRefusesAppends(fresh, mentioning: ["offsets \(lostFrom)…\(segments[2] - 1)", "acknowledged end 300"])
+        await expectRefusesAppends(fresh, mentioning: ["offsets \(lostFrom)…\(segments[2] - 1)", "acknowledged end is 300"])
         #expect(try await fresh.describe(topic: "t")[0].damage != nil)
     }
 
