@@ -127,7 +127,7 @@ extension PartitionLog {
             return (hint.base, hint.position, file)
         }
         var segments = cache.withLock { $0.segments }
-        if segments.isEmpty || offset < segments[0] || segments.last! < head.segmentBase || (previous.map { p in !segments.contains { $0 > p } } ?? false) {
+        if segments.isEmpty || offset < segments[0] || (segments.last ?? -1) < head.segmentBase || (previous.map { p in !segments.contains { $0 > p } } ?? false) {
             segments = try ioErrors { try SegmentFiles.list(directory) }
             let listed = segments
             cache.withLock { c in

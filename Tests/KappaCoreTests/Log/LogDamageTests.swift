@@ -101,6 +101,22 @@ import Testing
         #expect(error?.offset == 15)
     }
 
+    /// A bad checksum in the last acknowledged frame, the head intact: found at open.
+    @Test func flippedLastAcknowledgedFrameRefusesWrites() async throws {
+        let dir = try TempDirectory()
+        let values = try await makeTopic(dir, count: 40, segmentBytes: 1 << 20)
+        let path = SegmentFiles.logPath(partitionDir(dir), 0)
+        var data = try FileSystem.readAll(path)
+        let last = try framePositions(path).last!
+        data[Int(last) + 40] ^= 0x5A
+        try FileDescriptor(path: path, flags: O_RDWR).write(data, at: 0)
+        let log = try SegmentLog(directory: dir.path)
+        await expectRefusesAppends(log, mentioning: ["offsets 35…39", "checksum mismatch", path])
+        let (read, error) = await readFromZero(log)
+        #expect(read == Array(values.prefix(35)))
+        #expect(error?.offset == 35)
+    }
+
     /// The head lost: nothing says what was acknowledged, so nothing is trusted or cut.
     @Test func lostHeadWithAFlippedLastFrameRefusesWrites() async throws {
         let dir = try TempDirectory()
