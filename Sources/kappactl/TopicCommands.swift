@@ -87,6 +87,7 @@ enum TopicCommands {
                        remote ? "-" : "\(p.bytes)", remote ? "-" : "\(p.segments)"])
         }
         Console.out(table.render(), terminator: "")
+        for p in partitions { if let damage = p.damage { Console.out("DAMAGED: \(damage)") } }
     }
 
     static let delete = Command(

@@ -44,6 +44,8 @@ extension PartitionLog {
     }
 
     /// Writes a group of appends; the caller holds the file lock.
+    /// - Throws: the damage's error when acknowledged records are missing or damaged (`reload`):
+    ///   an offset is never handed out twice.
     private func write(_ groups: [(records: [ProducerRecord], now: Int64)], _ state: inout ActiveSegment?) throws -> [AppendResult] {
         var s = try reload(&state)
         var buffer: [UInt8] = []
@@ -85,10 +87,11 @@ extension PartitionLog {
             let frames = RecordBatchCodec.encode(records[...], baseOffset: s.nextOffset, now: now, into: &buffer)
             for frame in frames {
                 let at = bufferStart + Int64(frame.position)
-                if s.lastIndexed == nil || at - s.lastIndexed! >= SegmentIndex.interval {
-                    indexBytes += SegmentIndex.encode(.init(relativeOffset: UInt32(frame.header.baseOffset - s.base), position: UInt32(at)))
-                    s.lastIndexed = at
-                }
+                if let last = s.lastIndexed, at - last < SegmentIndex.interval { continue }
+                // Segments stay far below 4 GiB; past it, seeks walk from the last entry.
+                guard let relative = UInt32(exactly: frame.header.baseOffset - s.base), let position = UInt32(exactly: at) else { continue }
+                indexBytes += SegmentIndex.encode(.init(relativeOffset: relative, position: position))
+                s.lastIndexed = at
             }
             results.append(AppendResult(partition: partition, baseOffset: s.nextOffset, count: records.count))
             s.nextOffset += Int64(records.count)

@@ -9,13 +9,30 @@ extension PartitionLog {
         let read = { @Sendable (head: PartitionHead) throws -> LogRecords in
             try self.read(from: offset, maxRecords: maxRecords, maxBytes: maxBytes, head: head)
         }
-        if let records = try await executor.run({ try self.readHead().map(read) }) { return records }
+        if let records = try await executor.run({ try self.readableHead().map(read) }) { return records }
         let head = try await rebuildHead()
         return try await executor.run { try read(head) }
     }
 
-    /// Reads from `offset` up to `head`. Blocking.
+    /// Reads from `offset` up to `head` (below known damage, up to where the damage begins).
+    /// Blocking.
+    /// - Throws: the damage's error for an offset in the damaged range; `.corrupt` for damage
+    ///   met while reading (recorded: appends are refused from then on).
     func read(from offset: Int64, maxRecords: Int, maxBytes: Int, head: PartitionHead) throws -> LogRecords {
+        var head = head
+        if let damage = currentDamage() {
+            if damage.covers(offset) { throw damage.error }
+            if offset < damage.from, let readable = damage.readable, readable.nextOffset <= head.nextOffset { head = readable }
+        }
+        do {
+            return try readUnchecked(from: offset, maxRecords: maxRecords, maxBytes: maxBytes, head: head)
+        } catch let error as LogError where error.code == .corrupt {
+            recordReadDamage(error)
+            throw error
+        }
+    }
+
+    private func readUnchecked(from offset: Int64, maxRecords: Int, maxBytes: Int, head: PartitionHead) throws -> LogRecords {
         guard offset <= head.nextOffset else {
             throw LogError(.offsetBeyondEnd,
                            "topic \"\(topic)\" partition \(partition): offset \(offset) is beyond the end offset \(head.nextOffset)",
@@ -40,45 +57,63 @@ extension PartitionLog {
 
     private func readFrames(_ file: FileDescriptor, base: Int64, at position: Int64, end: Int64, from offset: Int64,
                             maxRecords: Int, maxBytes: Int) throws -> LogRecords {
-        var want = Int(min(end - position, Int64(max(maxBytes, 64 << 10))))
+        guard end > position else { throw corrupt("no frame at byte \(position)", offset: offset, file: file.path) }
+        var want = Int(clamping: min(end - position, Int64(max(maxBytes, 64 << 10))))
         var buffer = try ioErrors { try file.read(count: want, at: position) }
         if let first = buffer.withUnsafeBytes({ BatchHeader.parse($0, at: 0) }), first.length > buffer.count,
            position + Int64(first.length) <= end {
             want = first.length  // one frame larger than asked for: read it whole
             buffer = try ioErrors { try file.read(count: want, at: position) }
         }
+        // The file is shorter than the head says (truncated under us): what is there still reads.
+        let short = buffer.count < want
+        let end = short ? position + Int64(buffer.count) : end
         var entries: [LogRecords.Entry] = []
         entries.reserveCapacity(min(maxRecords, 16_384))
         var at = 0
         var resume = position  // where the frame holding the next offset starts
-        try buffer.withUnsafeBytes { buf in
+        var damage: LogError?
+        buffer.withUnsafeBytes { buf in
             while at < buf.count, entries.count < maxRecords {
                 let expected = entries.last.map { $0.offset + 1 } ?? offset
+                let byte = position + Int64(at)
                 guard let header = BatchHeader.parse(buf, at: at) else {
                     if buf.count - at < BatchHeader.size, position + Int64(buf.count) < end { break }
-                    throw corrupt("no frame header at byte \(position + Int64(at))", offset: expected, file: file.path)
+                    damage = corrupt("no frame header at byte \(byte)", offset: expected, file: file.path)
+                    break
                 }
                 if at + header.length > buf.count {
-                    if position + Int64(at + header.length) > end {
-                        throw corrupt("frame at byte \(position + Int64(at)) runs past the end of the segment", offset: expected, file: file.path)
+                    if position + Int64(at) + Int64(header.length) > end {
+                        damage = corrupt("frame at byte \(byte) runs past the end of the segment"
+                                         + (short ? " (the file ends at byte \(end))" : ""), offset: expected, file: file.path)
                     }
                     break  // the rest of this frame is beyond the buffer: the next call reads it
                 }
                 guard header.verify(buf, at: at) else {
-                    throw corrupt("checksum mismatch in the frame at byte \(position + Int64(at)) (offsets \(header.baseOffset)…\(header.lastOffset))",
-                                  offset: max(header.baseOffset, expected), file: file.path)
+                    damage = corrupt("checksum mismatch in the frame at byte \(byte) (offsets \(header.baseOffset)…\(header.lastOffset))",
+                                     offset: max(header.baseOffset, expected), file: file.path)
+                    break
                 }
                 guard header.baseOffset <= expected, header.nextOffset > expected else {
-                    throw corrupt("frame at byte \(position + Int64(at)) holds offsets \(header.baseOffset)…\(header.lastOffset)",
-                                  offset: expected, file: file.path)
+                    damage = corrupt("frame at byte \(byte) holds offsets \(header.baseOffset)…\(header.lastOffset), expected \(expected)",
+                                     offset: expected, file: file.path)
+                    break
                 }
+                let before = entries.count
                 guard RecordBatchCodec.decode(buf, at: at, header: header, fromOffset: expected, limit: maxRecords, into: &entries) else {
-                    throw corrupt("record lengths overrun the frame at byte \(position + Int64(at))", offset: expected, file: file.path)
+                    entries.removeLast(entries.count - before)
+                    damage = corrupt("record lengths overrun the frame at byte \(byte)", offset: expected, file: file.path)
+                    break
                 }
-                resume = position + Int64(at)
+                resume = byte
                 at += header.length
                 if entries.last.map({ $0.offset + 1 }) == header.nextOffset { resume = position + Int64(at) }
             }
+        }
+        // Records before the damage are returned; the next read, starting at it, throws.
+        if let damage, entries.isEmpty { throw damage }
+        if entries.isEmpty && short {
+            throw corrupt("the segment ends at byte \(end), before the acknowledged data", offset: offset, file: file.path)
         }
         let next = entries.last.map { $0.offset + 1 } ?? offset
         cache.withLock { $0.remember(next, .init(base: base, position: resume)) }
@@ -92,7 +127,7 @@ extension PartitionLog {
             return (hint.base, hint.position, file)
         }
         var segments = cache.withLock { $0.segments }
-        if segments.isEmpty || offset < segments[0] || segments.last! < head.segmentBase || (previous.map { p in !segments.contains { $0 > p } } ?? false) {
+        if segments.isEmpty || offset < segments[0] || (segments.last ?? -1) < head.segmentBase || (previous.map { p in !segments.contains { $0 > p } } ?? false) {
             segments = try ioErrors { try SegmentFiles.list(directory) }
             let listed = segments
             cache.withLock { c in
@@ -108,7 +143,13 @@ extension PartitionLog {
         }
         let candidates = previous.map { p in segments.filter { $0 > p } } ?? segments
         guard let base = candidates.last(where: { $0 <= offset }) ?? (previous != nil ? candidates.first : nil) else {
-            throw corrupt("no segment holds the offset", offset: offset, file: directory)
+            let after = previous.map { " after the segment \(SegmentFiles.logPath(directory, $0))" } ?? ""
+            throw corrupt("no segment holds the offset\(after)", offset: offset, file: SegmentFiles.logPath(directory, offset))
+        }
+        guard base <= offset else {
+            // The previous segment ends at `offset` but the next one starts later.
+            throw corrupt("no segment holds offsets \(offset)…\(base - 1) (the next segment starts at \(base)): the segment file is missing",
+                          offset: offset, file: SegmentFiles.logPath(directory, offset))
         }
         let file = try segmentFile(base)
         let end = base == head.segmentBase ? head.position : try ioErrors { try file.size() }
@@ -116,7 +157,7 @@ extension PartitionLog {
             ? SegmentIndex.load(SegmentFiles.indexPath(directory, base))
             : try cache.withLock({ $0.closedIndexes[base] }) ?? closedIndex(base, size: end)
         var start: Int64 = 0
-        if offset - base < Int64(UInt32.max), let entry = index.floor(UInt32(offset - base), below: end) {
+        if let relative = UInt32(exactly: offset - base), let entry = index.floor(relative, below: end) {
             // Trust the entry only if a frame holding its offset really starts there.
             let bytes = try ioErrors { try file.read(count: BatchHeader.size, at: Int64(entry.position)) }
             if let h = bytes.withUnsafeBytes({ BatchHeader.parse($0, at: 0) }), h.baseOffset == base + Int64(entry.relativeOffset) {
@@ -157,6 +198,10 @@ extension PartitionLog {
         } catch let error as IOError where error.code == ENOENT {
             cache.withLock { $0.segments = [] }  // list again next time
             let earliest = (try? SegmentFiles.list(directory).first) ?? nil
+            if let earliest, earliest < base {
+                // Older segments are still there: this one was not removed by retention.
+                throw corrupt("the segment file is missing", offset: base, file: path)
+            }
             throw LogError(.offsetBelowEarliest,
                            "topic \"\(topic)\" partition \(partition): segment \(SegmentFiles.name(base)) was deleted by retention; the earliest offset available is \(earliest.map(String.init) ?? "unknown")",
                            topic: topic, partition: partition, offset: base)

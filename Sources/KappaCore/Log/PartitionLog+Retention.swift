@@ -42,8 +42,10 @@ extension PartitionLog {
     }
 
     /// Applies retention now (JobHost does this periodically; appends do it when a segment fills).
+    /// A damaged partition is left alone (its segments may be all an operator has to repair it).
     func enforceRetention(now: Int64) async throws -> Int {
-        try await onWriter { state -> Int in
+        if currentDamage() != nil { return 0 }
+        return try await onWriter { state -> Int in
             var s = try self.reload(&state)
             let deleted = try self.applyRetention(&s, now: now)
             state = s
@@ -55,7 +57,7 @@ extension PartitionLog {
     /// Copies every closed segment not yet archived to the archive (under the partition's lock,
     /// so that retention elsewhere cannot delete one mid-copy). Returns how many were copied.
     func archiveClosedSegments() async throws -> Int {
-        guard archive != nil else { return 0 }
+        guard archive != nil, currentDamage() == nil else { return 0 }
         return try await onWriter { state -> Int in
             let s = try self.reload(&state)
             state = s

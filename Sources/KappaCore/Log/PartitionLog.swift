@@ -32,6 +32,9 @@ final class PartitionLog: Sendable {
     /// The writer's view of the active segment; only the `writer` lane uses it (`withWriterState`).
     let active = Mutex<ActiveSegment?>(nil)
     let cache = Mutex(ReadCache())
+    /// Damage to acknowledged records, found at open or by a reader (the lowest offset wins);
+    /// while set, appends (and retention) are refused and reads in its range throw its error.
+    let damage = Mutex<PartitionDamage?>(nil)
 
     /// Opens the partition, recovering it under the file lock when the head and the files disagree.
     /// Blocking: call it on the executor.
@@ -50,10 +53,46 @@ final class PartitionLog: Sendable {
         }
         self.executor = executor
         writer = executor.lane("kappa.log.\(topic).\(partition)")
-        if try needsRecovery() {
-            let recovered = try withFileLock { try recover() }
-            active.withLock { $0 = recovered }
+        // Damage is recorded, not thrown: the partition opens, reads below the damage work.
+        let recovered = try withFileLock { () throws -> ActiveSegment? in
+            if try checkAcknowledged() != nil { return nil }
+            guard try needsRecovery() else { return nil }
+            do {
+                return try recover()
+            } catch let error as LogError where error.code == .corrupt {
+                recordReadDamage(error)
+                if currentDamage() == nil { throw error }
+                return nil
+            }
         }
+        active.withLock { $0 = recovered }
+    }
+
+    /// The damage known to this process, if any.
+    func currentDamage() -> PartitionDamage? {
+        damage.withLock { $0 }
+    }
+
+    /// Records `found` unless damage at a lower offset is known already; returns it.
+    @discardableResult
+    func record(_ found: PartitionDamage) -> PartitionDamage {
+        damage.withLock { known in
+            if let k = known, k.from <= found.from { return k }
+            known = found
+            return found
+        }
+    }
+
+    /// Records the damage a reader met (a `.corrupt` error naming a file of this partition).
+    func recordReadDamage(_ error: LogError) {
+        guard error.code == .corrupt, let offset = error.offset, let file = error.file, file.hasPrefix(directory + "/") else { return }
+        if let known = currentDamage(), known.covers(offset) { return }
+        // Confined to its segment: offsets from the next segment on still read.
+        let next = (try? SegmentFiles.list(directory))?.first { $0 > offset }
+        let place = "topic \"\(topic)\" partition \(partition): "
+        let detail = error.message.hasPrefix(place) ? String(error.message.dropFirst(place.count)) : error.message
+        record(PartitionDamage(topic: topic, partition: partition, kind: .badFrame, file: file, from: offset, to: next,
+                               acknowledgedEnd: nil, detail: detail, readable: nil))
     }
 
     /// Cheap check at open: does the head agree with the last segment's size?
@@ -103,9 +142,14 @@ final class PartitionLog: Sendable {
         try ioErrors { try PartitionHead.read(from: headFile) }
     }
 
+    /// The head file, or, when it is lost, the end of what the files hold (see `PartitionDamage`).
+    func readableHead() throws -> PartitionHead? {
+        try readHead() ?? currentDamage()?.readable
+    }
+
     /// The current head, as readers see it.
     func head() async throws -> PartitionHead {
-        if let head = try await executor.run({ try self.readHead() }) { return head }
+        if let head = try await executor.run({ try self.readableHead() }) { return head }
         return try await rebuildHead()
     }
 
@@ -137,7 +181,7 @@ final class PartitionLog: Sendable {
     }
 
     func offsets() async throws -> PartitionOffsets {
-        if let offsets = try await executor.run({ try self.readHead().map { try self.offsets(head: $0) } }) { return offsets }
+        if let offsets = try await executor.run({ try self.readableHead().map { try self.offsets(head: $0) } }) { return offsets }
         let head = try await rebuildHead()
         return try await executor.run { try self.offsets(head: head) }
     }

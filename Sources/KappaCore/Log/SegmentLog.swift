@@ -160,12 +160,16 @@ public final class SegmentLog: UnifiedLog {
     public func describe(topic name: String) async throws -> [PartitionDescription] {
         let topic = try await topic(name)
         let offsets = try await topic.offsets()
-        return try await executor.run {
+        // Opening each partition checks it: damage to acknowledged records is shown.
+        var damages: [String?] = []
+        for p in offsets.indices { damages.append(try await topic.partition(p).currentDamage()?.description) }
+        return try await executor.run { [damages] in
             offsets.map { offsets in
                 let dir = "\(topic.directory)/\(offsets.partition)"
                 let segments = (try? SegmentFiles.list(dir)) ?? []
                 let bytes = segments.reduce(Int64(0)) { $0 + (FileSystem.size(SegmentFiles.logPath(dir, $1)) ?? 0) }
-                return PartitionDescription(partition: offsets.partition, earliest: offsets.earliest, end: offsets.end, bytes: bytes, segments: segments.count)
+                return PartitionDescription(partition: offsets.partition, earliest: offsets.earliest, end: offsets.end, bytes: bytes,
+                                            segments: segments.count, damage: damages[offsets.partition])
             }
         }
     }
@@ -296,6 +300,8 @@ public struct PartitionDescription: Sendable, Equatable, Codable {
     public var end: Int64
     public var bytes: Int64
     public var segments: Int
+    /// Damage to acknowledged records (`PartitionDamage`), when the partition refuses writes.
+    public var damage: String? = nil
 }
 
 extension JSONEncoder {

@@ -35,20 +35,29 @@ import Testing
         #expect(text(all.last?.value) == "after")
     }
 
-    @Test func tornLastBatchIsTruncatedBackToTheLastWholeOne() async throws {
+    /// The file cut in the middle of its last frame while the head says 12 records were
+    /// acknowledged: that is loss, not a torn tail. Nothing is cut, writes are refused.
+    @Test func acknowledgedLastBatchCutShortIsDamageNotATornTail() async throws {
         let dir = try TempDirectory()
         _ = try await makeLog(dir)
-        // The file cut in the middle of its last frame (the head still says 12 records).
         let path = segmentPath(dir)
         let size = FileSystem.size(path)!
         try FileDescriptor(path: path, flags: O_RDWR).truncate(to: size - 10)
 
         let reopened = try SegmentLog(directory: dir.path)
-        #expect(try await reopened.offsets(topic: "t")[0].end == 8)
-        let all = try await readAll(reopened, "t", 0)
-        #expect(all.map { text($0.value)! } == (0..<2).flatMap { a in (0..<4).map { "value-\(a)-\($0)" } })
-        let next = try await reopened.append(topic: "t", records: [ProducerRecord(value: bytes("x"))])
-        #expect(next[0].baseOffset == 8)
+        #expect(try await reopened.offsets(topic: "t")[0].end == 12)
+        let first = try await reopened.read(topic: "t", partition: 0, from: 0, maxRecords: 100, maxBytes: 1 << 20)
+        #expect(first.map { text($0.value)! } == (0..<2).flatMap { a in (0..<4).map { "value-\(a)-\($0)" } })
+        await #expect(throws: LogError.self) { try await reopened.read(topic: "t", partition: 0, from: 8, maxRecords: 100, maxBytes: 1 << 20) }
+        do {
+            _ = try await reopened.append(topic: "t", records: [ProducerRecord(value: bytes("x"))])
+            Issue.record("an append reused acknowledged offsets")
+        } catch let error as LogError {
+            #expect(error.code == .corrupt)
+            #expect(error.message.contains("offsets 8…11"))
+            #expect(error.message.contains(path))
+        }
+        #expect(FileSystem.size(path) == size - 10)
     }
 
     @Test func flippedByteIsReportedWithFileAndOffset() async throws {
@@ -89,18 +98,24 @@ import Testing
             Issue.record("recovery accepted a damaged segment")
         } catch let error as LogError {
             #expect(error.code == .corrupt)
-            #expect(error.file == path)
-            #expect(error.message.contains("checksum mismatch at byte 0"))
+            #expect(error.file == "\(dir.path)/t/0/head")
+            #expect(error.message.contains("checksum mismatch at byte 0 of \(path)"))
         }
         #expect(FileSystem.size(path) == Int64(data.count))
     }
 
-    @Test func lostHeadIsRebuiltFromTheSegments() async throws {
+    /// A lost head: the files still read, but nothing says what was acknowledged, so the
+    /// partition refuses writes until an operator repairs it (see `LogDamageTests`).
+    @Test func lostHeadKeepsTheRecordsReadableAndRefusesWrites() async throws {
         let dir = try TempDirectory()
         _ = try await makeLog(dir)
         try FileSystem.removeFile("\(dir.path)/t/0/head")
         let reopened = try SegmentLog(directory: dir.path)
         #expect(try await reopened.offsets(topic: "t") == [PartitionOffsets(partition: 0, earliest: 0, end: 12)])
+        #expect(try await reopened.read(topic: "t", partition: 0, from: 0, maxRecords: 100, maxBytes: 1 << 20).count == 12)
+        // Past what the files hold, a reader is told: more may have been acknowledged.
+        await #expect(throws: LogError.self) { try await reopened.read(topic: "t", partition: 0, from: 12, maxRecords: 100, maxBytes: 1 << 20) }
+        await #expect(throws: LogError.self) { try await reopened.append(topic: "t", records: [ProducerRecord(value: bytes("x"))]) }
     }
 
     @Test func deletedIndexIsRebuiltAndSeeksStillWork() async throws {
