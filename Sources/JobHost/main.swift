@@ -11,7 +11,7 @@ let root = Command(
     "JobHost",
     abstract: "Run Kappa's daemon: workers for the partitions it leases (and, on one JobHost at a time, the controller), until SIGTERM/SIGINT.",
     options: [
-        .flag("version", help: "Print Kappa's version and the catalog schema it uses."),
+        .flag("version", help: "Print Kappa's version and the catalog schema it uses.", inherited: false),
         .value("state", "DIR", help: "State directory (default: $KAPPA_STATE, else ./.kappa)."),
         .value("catalog", "URL", help: "Catalog and output tables in PostgreSQL (default: $KAPPA_CATALOG, else SQLite in the state directory); prefer --catalog-file, which keeps the password out of argv."),
         SecretOptions.catalogFile,

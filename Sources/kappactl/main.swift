@@ -14,7 +14,7 @@ let root = Command(
         """,
     options: [GlobalOptions.state, GlobalOptions.catalog, SecretOptions.catalogFile, GlobalOptions.log, GlobalOptions.kafkaSetting,
               SecretOptions.kafkaConfig, GlobalOptions.archive,
-              .flag("version", help: "Print Kappa's version and the catalog schema it uses.")],
+              .flag("version", help: "Print Kappa's version and the catalog schema it uses.", inherited: false)],
     subcommands: [DemoCommand.command] + JobCommands.all + [TopicCommands.group, ProduceCommand.command, ConsumeCommand.command, ArchiveCommands.group, KafkaMockCommand.command]
 )
 

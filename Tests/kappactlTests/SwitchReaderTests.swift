@@ -60,7 +60,7 @@ import Testing
                 let result = try await box.kappactl(i % 2 == 0 ? ["rollback", "btc"] : ["promote", "btc"])
                 #expect(result.status == 0, "\(result.stderr)")
             }
-            FileManager.default.createFile(atPath: stop, contents: nil)
+            _ = FileManager.default.createFile(atPath: stop, contents: nil)
             for (name, reader) in readers {
                 let done = await reader.finish(timeout: 30)
                 let words = done.stdout.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }

@@ -192,9 +192,19 @@ import Testing
         #expect(try await box.kappactl(["promote", "nojob"]).status == 3)
         #expect(try await box.kappactl(["promote", "btc", "--version", "7"]).stderr == "error: the job has no version 7\n")
         #expect(try await box.kappactl(["rollback", "btc"]).stderr == "error: no version of the job is serving\n")
+        // The same manifest again is a retry: it attaches and changes nothing.
         let again = try await box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v1.json"])
-        #expect(again.status == 4)
-        #expect(again.stderr == "error: version 1 of job \"btc\" is not above its latest version 1; use version 2 or higher\n")
+        #expect(again.status == 0)
+        #expect(again.stdout == "btc version 1 is already registered (pending); nothing changed\n")
+        // Other logic under the same number is refused.
+        let changed = box.root + "/btc-v1-changed.json"
+        let manifest = try String(contentsOfFile: Self.root + "/Manifests/btc-v2.json", encoding: .utf8)
+            .replacingOccurrences(of: "\"version\": 2", with: "\"version\": 1")
+        #expect(manifest.contains("\"version\": 1"))
+        try manifest.write(toFile: changed, atomically: true, encoding: .utf8)
+        let other = try await box.kappactl(["deploy", "-f", changed])
+        #expect(other.status == 4)
+        #expect(other.stderr == "error: version 1 of job \"btc\" is not above its latest version 1; use version 2 or higher\n")
         let timeout = try await box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v2.json", "--wait", "--timeout", "300ms"])
         #expect(timeout.status == 5)
         #expect(timeout.stderr.contains("error: version 2 of job \"btc\" is still pending"))

@@ -33,9 +33,12 @@ public struct Option: Sendable {
     public var required: Bool
     /// May be given several times (values accumulate).
     public var repeated: Bool
+    /// Applies to the subcommands too (a global option); false for one that belongs to its own
+    /// command only, such as the top level's `--version`.
+    public var inherited: Bool = true
 
-    public static func flag(_ long: String, short: Character? = nil, help: String) -> Option {
-        Option(long: long, short: short, value: nil, help: help, required: false, repeated: false)
+    public static func flag(_ long: String, short: Character? = nil, help: String, inherited: Bool = true) -> Option {
+        Option(long: long, short: short, value: nil, help: help, required: false, repeated: false, inherited: inherited)
     }
 
     public static func value(_ long: String, short: Character? = nil, _ value: String, help: String,

@@ -19,7 +19,9 @@ extension Command {
         var i = 0
         var onlyPositional = false
         func current() -> Command { chain.last! }
-        func available() -> [Option] { chain.flatMap(\.options) }
+        // The innermost command first: its own option shadows an inherited one of the same name
+        // (`retire --version N` against the top level's `--version`).
+        func available() -> [Option] { Self.options(of: chain) }
         func usage() -> String { Self.help(chain) }
 
         while i < arguments.count {
@@ -91,7 +93,7 @@ extension Command {
         guard command.run != nil else {
             throw UsageError("'\(chain.map(\.name).joined(separator: " "))' needs a command", usage: usage())
         }
-        for option in chain.flatMap(\.options) where option.required && values[option.long] == nil {
+        for option in Self.options(of: chain) where option.required && values[option.long] == nil {
             throw UsageError("missing --\(option.long) \(option.value ?? "")", usage: usage())
         }
         var named: [String: String] = [:]
@@ -108,6 +110,19 @@ extension Command {
         return .run(command, ParsedArguments(path: chain.map(\.name), values: values, flags: flags, positional: named, usage: usage()))
     }
 
+    /// The options the last command of `chain` takes: its own first, then those its ancestors
+    /// pass down, nearest first, less any a nearer command shadows by name.
+    static func options(of chain: [Command]) -> [Option] {
+        var seen: Set<String> = []
+        var out: [Option] = []
+        for (depth, command) in chain.reversed().enumerated() {
+            for option in command.options where (depth == 0 || option.inherited) && seen.insert(option.long).inserted {
+                out.append(option)
+            }
+        }
+        return out
+    }
+
     /// Help text for the last command of `chain`, listing its own and inherited options.
     public static func help(_ chain: [Command]) -> String {
         let command = chain.last!
@@ -116,7 +131,7 @@ extension Command {
         if !command.subcommands.isEmpty { usage += " <command>" }
         for argument in command.arguments { usage += argument.optional ? " [<\(argument.name)>]" : " <\(argument.name)>" }
         for option in command.options where option.required { usage += " --\(option.long) <\(option.value!)>" }
-        if chain.flatMap(\.options).contains(where: { !$0.required }) { usage += " [options]" }
+        if options(of: chain).contains(where: { !$0.required }) { usage += " [options]" }
         var out = "\(command.abstract)\n\n\(usage)\n"
         if let discussion = command.discussion { out += "\n\(discussion)\n" }
         func section(_ title: String, _ rows: [(String, String)]) {
@@ -131,7 +146,7 @@ extension Command {
         section("COMMANDS", command.subcommands.map { ($0.name, $0.abstract) })
         section("ARGUMENTS", command.arguments.map { ("<\($0.name)>", $0.help) })
         let own = command.options.map(optionRow)
-        let inherited = chain.dropLast().flatMap(\.options).map(optionRow)
+        let inherited = options(of: chain).dropFirst(command.options.count).map(optionRow)
         section("OPTIONS", own + [("-h, --help", "Show this help.")])
         section("GLOBAL OPTIONS", inherited)
         if !command.subcommands.isEmpty {
