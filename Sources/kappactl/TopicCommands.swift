@@ -92,12 +92,21 @@ enum TopicCommands {
 
     static let delete = Command(
         "delete", abstract: "Delete a topic and all its records.",
+        discussion: """
+            Refused (exit 4) while a version of a job reads the topic (pending, replaying, caught up,
+            serving or standby), naming them. --force fails those versions first (recorded in their
+            history), then deletes. A topic created again under the name is another topic: versions
+            deployed over the old one fail rather than read it.
+            """,
+        options: [.flag("force", help: "Delete even though versions read the topic; those versions fail.")],
         arguments: [Argument("name", help: "Topic name.")],
         run: runDelete)
 
     static func runDelete(_ args: ParsedArguments) async throws {
         let name = args.argument("name")!
-        try await GlobalOptions.log(args).deleteTopic(name)
+        let (op, _) = try JobCommands.makeOperator(args)
+        let failed = try await op.deleteTopic(name, force: args.flag("force"))
+        for v in failed { Console.out("\(v.job) version \(v.version) (\(v.state.rawValue)) failed: it read topic \"\(name)\"") }
         Console.out("deleted topic \"\(name)\"")
     }
 }

@@ -35,6 +35,10 @@ public struct VersionRecord: Sendable, Equatable {
     public var updatedAt: Int64
     /// Why the version failed, when it did.
     public var error: String?
+    /// The incarnation of its source topic when it was deployed (`TopicMetadata.incarnation`):
+    /// its offsets mean nothing in a topic deleted and created again. nil when the log cannot
+    /// tell incarnations apart.
+    public var sourceIncarnation: String? = nil
 }
 
 /// One transition in a job's history.

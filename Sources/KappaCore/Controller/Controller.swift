@@ -308,7 +308,7 @@ public final class Controller: Sendable {
             return
         }
         let metrics = self.metrics
-        let runner = VersionRunner(log: log, store: store, job: job) { result, took in
+        let runner = VersionRunner(log: log, store: store, job: job, sourceIncarnation: v.sourceIncarnation) { result, took in
             metrics.recordBatch(job: key.job, version: key.version, result, took: took)
         }
         let pollMs = configuration.pollMs, retryMs = configuration.retryMs, fenced = configuration.useLeases, clock = self.clock

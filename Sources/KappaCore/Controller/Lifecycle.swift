@@ -32,8 +32,8 @@ public enum LifecycleEvent: Sendable, Equatable {
     case retire(version: Int)
     /// Time passes: standby versions past `retire.after` are retired.
     case tick(now: Int64)
-    /// The version's job failed.
-    case failed(version: Int, error: String)
+    /// The version's job failed (`reason` goes into the history).
+    case failed(version: Int, error: String, reason: String = "failed")
 }
 
 /// A change to the catalog. The actions of one decision are applied in one transaction.
@@ -162,10 +162,10 @@ public enum Lifecycle {
                 v.state == .standby && v.retireAfterMs.map { now - v.since >= $0 } == true
             }.flatMap { retirement($0, reason: "standby longer than retire.after (\(DurationText.format(milliseconds: $0.retireAfterMs!)))") }
 
-        case .failed(let v, let error):
+        case .failed(let v, let error, let reason):
             let version = try find(v, in: versions)
             guard version.state == .pending || version.state.isRunning else { return [] }
-            return [.transition(version: v, from: version.state, to: .failed, reason: "failed", error: error)]
+            return [.transition(version: v, from: version.state, to: .failed, reason: reason, error: error)]
         }
     }
 

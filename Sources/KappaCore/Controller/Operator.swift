@@ -38,6 +38,7 @@ public struct Operator: Sendable {
                 throw CatalogError(.invalidJob, "transform.exec: \(error.message)")
             }
         }
+        let incarnation = try await log.metadata(topic: spec.source.topic).incarnation
         let offsets = try await log.offsets(topic: spec.source.topic)
         let gaps = offsets.filter { $0.earliest > 0 }
         var reason = "deployed"
@@ -52,7 +53,8 @@ public struct Operator: Sendable {
             reason = "deployed with --allow-partial: \(list)"
         }
         let starts = allowPartial ? offsets.map(\.earliest) : Array(repeating: 0, count: offsets.count)
-        return try await store.registerVersion(spec, manifest: manifest, startOffsets: starts, actor: actor, reason: reason)
+        return try await store.registerVersion(spec, manifest: manifest, startOffsets: starts, sourceIncarnation: incarnation,
+                                               actor: actor, reason: reason)
     }
 
     /// The version `spec` names, when it is registered already with the same manifest and still
@@ -128,6 +130,42 @@ public struct Operator: Sendable {
         let actions = try Lifecycle.decide(event, versions: versions.map(\.status))
         if !dryRun { try await store.apply(job: job, actions: actions, actor: actor) }
         return actions
+    }
+
+    /// The versions that read `topic` and are pending or running, by job and version.
+    public func readers(ofTopic topic: String) async throws -> [VersionRecord] {
+        var readers: [VersionRecord] = []
+        for job in try await store.jobs() {
+            readers += try await store.versions(job: job.name).filter { v in
+                v.spec.source.topic == topic && (v.state == .pending || v.state.isRunning)
+            }
+        }
+        return readers
+    }
+
+    /// Deletes a topic of the log. Refused while a version reads it (pending or running), naming
+    /// them; `force` fails those versions first, recorded in their history, then deletes.
+    /// - Returns: the versions failed.
+    /// - Throws: `LogError.topicNotFound`; `LifecycleRefusal` naming the readers.
+    @discardableResult
+    public func deleteTopic(_ name: String, force: Bool) async throws -> [VersionRecord] {
+        _ = try await log.metadata(topic: name)
+        let readers = try await readers(ofTopic: name)
+        if !readers.isEmpty && !force {
+            let list = readers.map { "job \"\($0.job)\" version \($0.version) (\($0.state.rawValue))" }.joined(separator: ", ")
+            throw LifecycleRefusal(code: .refused, message: """
+                topic "\(name)" is read by \(list); retire \(readers.count == 1 ? "it" : "them") first, \
+                or delete with --force, which fails \(readers.count == 1 ? "it" : "them")
+                """)
+        }
+        for v in readers {
+            let versions = try await self.versions(job: v.job)
+            try await decide(.failed(version: v.version, error: "topic \"\(name)\" was deleted with --force by \(actor)",
+                                     reason: "topic \"\(name)\" deleted with --force"),
+                             job: v.job, versions: versions, dryRun: false)
+        }
+        try await log.deleteTopic(name)
+        return readers
     }
 
     /// Reads the job's serving view (all rows) or runs `sql` (read-only).

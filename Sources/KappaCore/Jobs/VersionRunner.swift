@@ -12,14 +12,19 @@ public struct VersionRunner: Sendable {
     public var log: any UnifiedLog
     public var store: any BatchStore
     public var job: any StreamJob
+    /// The incarnation of the source topic the version was deployed over
+    /// (`VersionRecord.sourceIncarnation`): every batch is checked to come from it. nil: unchecked.
+    public var sourceIncarnation: String?
     /// Called after each committed batch (from the worker's task), with how long the catalog
     /// commit took.
     public var onBatch: (@Sendable (BatchResult, Duration) -> Void)?
 
-    public init(log: any UnifiedLog, store: any BatchStore, job: any StreamJob, onBatch: (@Sendable (BatchResult, Duration) -> Void)? = nil) {
+    public init(log: any UnifiedLog, store: any BatchStore, job: any StreamJob, sourceIncarnation: String? = nil,
+                onBatch: (@Sendable (BatchResult, Duration) -> Void)? = nil) {
         self.log = log
         self.store = store
         self.job = job
+        self.sourceIncarnation = sourceIncarnation
         self.onBatch = onBatch
     }
 
@@ -62,9 +67,15 @@ public struct VersionRunner: Sendable {
             let records: LogRecords
             do {
                 records = try await log.read(topic: spec.source.topic, partition: p, from: offset, maxRecords: spec.batch, maxBytes: 8 << 20)
-            } catch let error as LogError where error.code == .offsetBelowEarliest || error.code == .corrupt {
+            } catch let error as LogError {
+                // A topic deleted or created again explains a missing topic or offset best.
+                try await checkIncarnation(partition: p, offset: offset)
+                guard error.code == .offsetBelowEarliest || error.code == .corrupt else { throw error }
                 throw JobFailure(job: spec.job, version: spec.version, partition: p, offset: offset, message: error.message)
             }
+            // After the read: records read from a topic created again under the name are never
+            // committed, since the topic seen now is the one read or a later one.
+            try await checkIncarnation(partition: p, offset: offset)
             if records.isEmpty {
                 // A remote log can come back empty before the end it reported: read again.
                 if let end, offset < end { continue }
@@ -87,6 +98,26 @@ public struct VersionRunner: Sendable {
             } catch is CancellationError {
                 return  // a slow batch stopped by the worker's cancellation: rolled back
             }
+        }
+    }
+
+    /// Throws `JobFailure` when the source topic is no longer the incarnation the version was
+    /// deployed over: deleted, or deleted and created again (its offsets would skip or repeat
+    /// records of the new topic without a word).
+    private func checkIncarnation(partition p: Int, offset: Int64) async throws {
+        guard let bound = sourceIncarnation else { return }
+        let spec = job.spec, topic = spec.source.topic
+        let now: String?
+        do {
+            now = try await log.metadata(topic: topic).incarnation
+        } catch let error as LogError where error.code == .topicNotFound {
+            throw JobFailure(job: spec.job, version: spec.version, partition: p, offset: offset,
+                             message: "topic \"\(topic)\" was deleted since this version was deployed over it; deploy a new version to replay the topic if it is created again")
+        }
+        guard now == bound else {
+            throw JobFailure(job: spec.job, version: spec.version, partition: p, offset: offset,
+                             message: "topic \"\(topic)\" was deleted and created again since this version was deployed over it "
+                                 + "(incarnation \(bound), now \(now ?? "unknown")): its offsets do not apply to the new topic; deploy a new version to replay it")
         }
     }
 }

@@ -10,7 +10,8 @@ import Synchronization
 public final class SegmentLog: UnifiedLog {
     /// The directory holding one sub-directory per topic.
     public let directory: String
-    private let open = Mutex<[String: OpenTopic]>([:])
+    /// Topics in use, each with the identity of the `topic.json` it was loaded from.
+    private let open = Mutex<[String: (topic: OpenTopic, identity: FileIdentity)]>([:])
     private let router = RecordRouter()
     private let executor = BlockingExecutor.shared
 
@@ -46,7 +47,7 @@ public final class SegmentLog: UnifiedLog {
         try Self.validate(config)
         let final = "\(directory)/\(name)"
         if FileSystem.exists(final) { throw LogError(.topicExists, "topic \"\(name)\" already exists", topic: name) }
-        let metadata = TopicMetadata(name: name, config: config, createdAt: currentTimeMillis())
+        let metadata = TopicMetadata(name: name, config: config, createdAt: currentTimeMillis(), id: UUID().uuidString.lowercased())
         let staging = "\(directory)/.create-\(name)-\(UUID().uuidString.prefix(8))"
         do {
             try FileSystem.makeDirectories(staging)
@@ -221,8 +222,16 @@ public final class SegmentLog: UnifiedLog {
 
     /// The topic, its metadata read (on the executor) the first time. Two callers at once may
     /// both read it; one keeps its `OpenTopic`, which opens no file until a partition is asked for.
+    ///
+    /// Another process may delete the topic and create it again under the same name: each use
+    /// compares the `topic.json` there with the one loaded (one stat of a cached inode), so that
+    /// this process never reads the new topic's files through the old one's state. A topic gone
+    /// is not found; one created again is loaded afresh, with its own id.
     private func topic(_ name: String) async throws -> OpenTopic {
-        if let known = open.withLock({ $0[name] }) { return known }
+        if let known = open.withLock({ $0[name] }) {
+            if FileSystem.identity("\(directory)/\(name)/topic.json") == known.identity { return known.topic }
+            open.withLock { if $0[name]?.topic === known.topic { $0[name] = nil } }
+        }
         return try await executor.run { try self.loadTopic(name) }
     }
 
@@ -230,7 +239,7 @@ public final class SegmentLog: UnifiedLog {
         guard (try? Self.validate(name: name)) != nil else { throw LogError.topicNotFound(name) }
         let dir = "\(directory)/\(name)"
         let metaPath = "\(dir)/topic.json"
-        guard FileSystem.exists(metaPath) else { throw LogError.topicNotFound(name) }
+        guard let identity = FileSystem.identity(metaPath) else { throw LogError.topicNotFound(name) }
         let metadata: TopicMetadata
         do {
             metadata = try JSONDecoder().decode(TopicMetadata.self, from: Data(try FileSystem.readAll(metaPath)))
@@ -240,7 +249,11 @@ public final class SegmentLog: UnifiedLog {
             throw LogError(.corrupt, "topic \"\(name)\": cannot read \(metaPath): \(error)", topic: name, file: metaPath)
         }
         let opened = OpenTopic(metadata: metadata, directory: dir, executor: executor)
-        return open.withLock { $0[name] ?? { $0[name] = opened; return opened }(&$0) }
+        return open.withLock { topics in
+            if let known = topics[name], known.identity == identity { return known.topic }
+            topics[name] = (opened, identity)
+            return opened
+        }
     }
 
     static func validate(name: String) throws {

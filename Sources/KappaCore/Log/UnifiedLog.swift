@@ -101,8 +101,19 @@ public struct TopicMetadata: Sendable, Codable, Equatable {
     public var config: TopicConfig
     /// Creation time, milliseconds since the epoch.
     public var createdAt: Int64
+    /// This incarnation of the topic: a random id given at creation, so that a topic deleted and
+    /// created again under the same name is another topic (nil for topics of a log that has no
+    /// such id, as Kafka through librdkafka 2.0).
+    public var id: String? = nil
 
     public var partitions: Int { config.partitions }
+
+    /// What a version is bound to when it is deployed: the id, or for a topic the embedded log
+    /// created before ids, its creation time; nil when the log cannot tell incarnations apart.
+    public var incarnation: String? {
+        if let id { return id }
+        return createdAt > 0 ? "created-\(createdAt)" : nil
+    }
 }
 
 /// A record to append.

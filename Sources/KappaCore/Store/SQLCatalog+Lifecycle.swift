@@ -1,7 +1,7 @@
 extension SQLCatalog {
     /// Registers a version in one transaction: the job row, the version row, its tables and
     /// objects, its start offsets, the deploy-time check of its SQL, and a history entry.
-    func register(_ spec: JobSpec, manifest: String, startOffsets: [Int64], actor: String, reason: String) throws -> VersionRecord {
+    func register(_ spec: JobSpec, manifest: String, startOffsets: [Int64], sourceIncarnation: String?, actor: String, reason: String) throws -> VersionRecord {
         try transaction("register \(spec.job) v\(spec.version)") { c in
             try backend.lockJob(c, spec.job)
             let now = currentTimeMillis()
@@ -26,8 +26,9 @@ extension SQLCatalog {
             for name in [spec.versionTable, spec.deadLetterTable] where try backend.relationExists(c, name) {
                 throw CatalogError(.conflictingOutput, "a table named \"\(name)\" already exists in \(backend.displayName)")
             }
-            try c.run("INSERT INTO \(t("kappa_versions")) (job, version, state, manifest, created_at, updated_at) VALUES (\(p(1)), \(p(2)), 'pending', \(p(3)), \(p(4)), \(p(4)))",
-                      [.text(spec.job), .integer(Int64(spec.version)), .text(manifest), .integer(now)], name: "insert version")
+            try c.run("INSERT INTO \(t("kappa_versions")) (job, version, state, manifest, created_at, updated_at, source_incarnation) VALUES (\(p(1)), \(p(2)), 'pending', \(p(3)), \(p(4)), \(p(4)), \(p(5)))",
+                      [.text(spec.job), .integer(Int64(spec.version)), .text(manifest), .integer(now), sourceIncarnation.map { .text($0) } ?? .null],
+                      name: "insert version")
             let columns = spec.output.columns.map { "\(SQLText.quote($0.name)) \(d.columnType($0.type))" }
             let key = spec.output.primaryKey.map(SQLText.quote).joined(separator: ", ")
             try c.execute("CREATE TABLE \(t(spec.versionTable)) (\(columns.joined(separator: ", ")), PRIMARY KEY (\(key)))\(d.keyedTableSuffix)",
@@ -47,7 +48,7 @@ extension SQLCatalog {
             try checkPromotionChecks(c, spec, latest: latest.first.flatMap { try CatalogRow($0, table: "kappa_versions", columns: ["max(version)"]).optionalInt(0) })
             try appendHistory(c, job: spec.job, version: spec.version, from: nil, to: .pending, reason: reason, actor: actor, at: now)
             return VersionRecord(job: spec.job, version: spec.version, state: .pending, manifest: manifest, spec: spec,
-                                 createdAt: now, updatedAt: now, error: nil)
+                                 createdAt: now, updatedAt: now, error: nil, sourceIncarnation: sourceIncarnation)
         }
     }
 

@@ -80,6 +80,11 @@ final class SQLCatalog: @unchecked Sendable {
         """
         ALTER TABLE {t:kappa_offsets} ADD COLUMN start_offset {bigint} NOT NULL DEFAULT 0;
         """,
+        // 5: the incarnation of the topic a version was deployed over, so that a topic deleted
+        // and created again under its name fails the version instead of feeding it.
+        """
+        ALTER TABLE {t:kappa_versions} ADD COLUMN source_incarnation TEXT;
+        """,
     ]
 
     static var schemaVersion: Int { migrations.count }
@@ -119,7 +124,7 @@ final class SQLCatalog: @unchecked Sendable {
 
     // MARK: Reading rows
 
-    static let versionColumns = ["job", "version", "state", "manifest", "created_at", "updated_at", "error"]
+    static let versionColumns = ["job", "version", "state", "manifest", "created_at", "updated_at", "error", "source_incarnation"]
     static let historyColumns = ["id", "job", "version", "at", "from_state", "to_state", "reason", "actor"]
     static let leaseColumns = ["job", "version", "partition", "owner", "epoch", "expires_at"]
 
@@ -141,7 +146,8 @@ final class SQLCatalog: @unchecked Sendable {
             specs[id] = (manifest, spec)
         }
         return VersionRecord(job: job, version: number, state: try row.state(2), manifest: manifest, spec: spec,
-                             createdAt: try row.int(4), updatedAt: try row.int(5), error: try row.optionalText(6))
+                             createdAt: try row.int(4), updatedAt: try row.int(5), error: try row.optionalText(6),
+                             sourceIncarnation: try row.optionalText(7))
     }
 
     func history(_ values: [SQLValue]) throws -> HistoryEntry {

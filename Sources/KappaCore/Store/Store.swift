@@ -11,7 +11,8 @@ public protocol CatalogStore: Sendable {
     /// checks the job's SQL under its permissions — all in one transaction, so a refused
     /// version leaves nothing behind.
     /// - Throws: `CatalogError` (`.versionNotAbove`, `.conflictingOutput`, `.invalidJob`).
-    func registerVersion(_ spec: JobSpec, manifest: String, startOffsets: [Int64], actor: String, reason: String) async throws -> VersionRecord
+    /// `sourceIncarnation` binds it to this incarnation of its topic (`TopicMetadata.incarnation`).
+    func registerVersion(_ spec: JobSpec, manifest: String, startOffsets: [Int64], sourceIncarnation: String?, actor: String, reason: String) async throws -> VersionRecord
 
     func jobs() async throws -> [JobRecord]
     func versions(job: String) async throws -> [VersionRecord]
@@ -61,6 +62,10 @@ public protocol CatalogStore: Sendable {
 extension CatalogStore {
     public func history(job: String) async throws -> [HistoryEntry] { try await history(job: job, limit: nil) }
     public func snapshot() async throws -> CatalogSnapshot { try await snapshot(.decisions) }
+    /// A version bound to no incarnation of its topic.
+    public func registerVersion(_ spec: JobSpec, manifest: String, startOffsets: [Int64], actor: String, reason: String) async throws -> VersionRecord {
+        try await registerVersion(spec, manifest: manifest, startOffsets: startOffsets, sourceIncarnation: nil, actor: actor, reason: reason)
+    }
 }
 
 /// The batch commit, as workers use it.
@@ -121,8 +126,8 @@ public final class Store: CatalogStore, BatchStore, QueryStore {
         _ = try? await write { $0.faultHook = hook }
     }
 
-    public func registerVersion(_ spec: JobSpec, manifest: String, startOffsets: [Int64], actor: String, reason: String) async throws -> VersionRecord {
-        try await write { try $0.register(spec, manifest: manifest, startOffsets: startOffsets, actor: actor, reason: reason) }
+    public func registerVersion(_ spec: JobSpec, manifest: String, startOffsets: [Int64], sourceIncarnation: String?, actor: String, reason: String) async throws -> VersionRecord {
+        try await write { try $0.register(spec, manifest: manifest, startOffsets: startOffsets, sourceIncarnation: sourceIncarnation, actor: actor, reason: reason) }
     }
 
     public func jobs() async throws -> [JobRecord] { try await write { try $0.jobs($0.connection()) } }

@@ -138,6 +138,12 @@ public final class FileDescriptor: @unchecked Sendable {
 }
 
 /// File-system operations on paths, each failing with an `IOError` that names the path.
+/// A file's device and inode.
+public struct FileIdentity: Sendable, Hashable {
+    public var device: UInt64
+    public var inode: UInt64
+}
+
 public enum FileSystem {
     /// True when something exists at `path`.
     public static func exists(_ path: String) -> Bool {
@@ -148,6 +154,13 @@ public enum FileSystem {
     public static func isDirectory(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// The file's identity (device and inode), or nil when it does not exist: a file replaced
+    /// under the same name has another.
+    public static func identity(_ path: String) -> FileIdentity? {
+        var st = stat()
+        return stat(path, &st) == 0 ? FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) : nil
     }
 
     /// Size of the file at `path`, or nil when it does not exist.
