@@ -35,6 +35,11 @@ enum ProduceCommand {
             if showProgress { Console.error("\r", terminator: "") }
             report(error.summary, json: json)
             throw error
+        } catch let error as ProduceStopped {
+            // What was acknowledged before the failure, so that a script knows where to resume.
+            if showProgress { Console.error("\r", terminator: "") }
+            if error.summary.records > 0 { report(error.summary, json: json) }
+            throw error
         }
     }
 
@@ -49,7 +54,7 @@ enum ProduceCommand {
         }
         Console.out("appended \(summary.records) record\(summary.records == 1 ? "" : "s") to \"\(summary.topic)\"")
         for p in summary.partitions {
-            Console.out("  partition \(p.partition): \(p.count) (offsets \(p.baseOffset)…\(p.baseOffset + Int64(p.count) - 1))")
+            Console.out("  partition \(p.partition): \(p.count) (offset\(p.count == 1 ? "" : "s") \(p.ranges.map(\.description).joined(separator: ", ")))")
         }
     }
 }

@@ -2,7 +2,8 @@
 import Glibc
 #endif
 
-/// What `kappactl produce` appended: per partition, the first offset and the count.
+/// What `kappactl produce` appended: per partition, the count and the offsets, in ranges (the
+/// records of another producer writing at once may lie between them).
 public struct ProduceSummary: Sendable, Codable, Equatable {
     public var topic: String
     public var records: Int
@@ -12,7 +13,7 @@ public struct ProduceSummary: Sendable, Codable, Equatable {
         for r in results {
             records += r.count
             if let i = partitions.firstIndex(where: { $0.partition == r.partition }) {
-                partitions[i].count += r.count
+                partitions[i].add(r)
             } else {
                 partitions.append(r)
             }
@@ -27,6 +28,16 @@ public struct ProduceError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var summary: ProduceSummary
     public var description: String { "line \(line): \(message)" }
+}
+
+/// An append failed part-way through the input: `summary` is what was acknowledged before it
+/// (that batch in part or not at all, the input after it not at all).
+public struct ProduceStopped: Error, Sendable, CustomStringConvertible {
+    public var summary: ProduceSummary
+    public var error: any Error
+    public var description: String {
+        summary.records == 0 ? "\(error)" : "\(error) (the \(summary.records) records before it were acknowledged)"
+    }
 }
 
 /// Appends JSON lines (or raw lines) read from a file descriptor, in batches of whatever input is
@@ -52,8 +63,8 @@ public struct LineProducer: Sendable {
     /// not at all, the input after it not at all.
     /// - Parameter progress: called after each batch with the total so far.
     /// - Throws: `ProduceError` for a malformed line (after appending the lines before it),
-    ///   `LogError` from the log (the topic unknown or unreachable before any input is read,
-    ///   or an append that failed).
+    ///   `LogError` from the log (the topic unknown or unreachable before any input is read),
+    ///   `ProduceStopped` for an append that failed (with what was acknowledged before it).
     public func run(input: Int32 = 0, progress: (@Sendable (Int) -> Void)? = nil) async throws -> ProduceSummary {
         _ = try await log.metadata(topic: topic)  // fail before reading any input
         var summary = ProduceSummary(topic: topic, records: 0, partitions: [])
@@ -82,7 +93,11 @@ public struct LineProducer: Sendable {
             }
             pending.removeFirst(start)
             if !records.isEmpty {
-                summary.add(try await log.append(topic: topic, records: records))
+                do {
+                    summary.add(try await log.append(topic: topic, records: records))
+                } catch {
+                    throw ProduceStopped(summary: summary, error: error)
+                }
                 progress?(summary.records)
             }
             if let (line, message) = failure { throw ProduceError(line: line, message: message, summary: summary) }

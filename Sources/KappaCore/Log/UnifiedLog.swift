@@ -133,11 +133,62 @@ public struct ProducerRecord: Sendable, Equatable {
     }
 }
 
-/// Where an append put records: `count` records at `baseOffset…` in `partition`.
+/// Where an append put records in `partition`: `count` records, the first at `baseOffset`, in
+/// `ranges` (one range unless another producer's records came in between, as on Kafka).
 public struct AppendResult: Sendable, Equatable, Codable {
     public var partition: Int
     public var baseOffset: Int64
     public var count: Int
+    public var ranges: [OffsetRange]
+
+    /// `count` contiguous records from `baseOffset`.
+    public init(partition: Int, baseOffset: Int64, count: Int) {
+        self.partition = partition
+        self.baseOffset = baseOffset
+        self.count = count
+        ranges = count > 0 ? [OffsetRange(first: baseOffset, last: baseOffset + Int64(count) - 1)] : []
+    }
+
+    /// Records at `offsets` (any order, no repeats).
+    public init(partition: Int, offsets: [Int64]) {
+        self.partition = partition
+        count = offsets.count
+        ranges = OffsetRange.covering(offsets)
+        baseOffset = ranges.first?.first ?? 0
+    }
+
+    /// Adds what another append put in the same partition.
+    mutating func add(_ other: AppendResult) {
+        count += other.count
+        ranges = OffsetRange.merged(ranges + other.ranges)
+        baseOffset = ranges.first?.first ?? baseOffset
+    }
+}
+
+/// Offsets `first…last` of one partition.
+public struct OffsetRange: Sendable, Equatable, Codable, CustomStringConvertible {
+    public var first: Int64
+    public var last: Int64
+
+    public var description: String { first == last ? "\(first)" : "\(first)…\(last)" }
+
+    /// The fewest ranges holding exactly `offsets`.
+    static func covering(_ offsets: [Int64]) -> [OffsetRange] {
+        merged(offsets.map { OffsetRange(first: $0, last: $0) })
+    }
+
+    /// Ranges sorted, with adjacent ones joined.
+    static func merged(_ ranges: [OffsetRange]) -> [OffsetRange] {
+        var out: [OffsetRange] = []
+        for r in ranges.sorted(by: { $0.first < $1.first }) {
+            if let last = out.last, r.first <= last.last + 1 {
+                out[out.count - 1].last = max(last.last, r.last)
+            } else {
+                out.append(r)
+            }
+        }
+        return out
+    }
 }
 
 /// The earliest retained and the end offset of a partition; `end - earliest` records are held.

@@ -204,8 +204,8 @@ final class KafkaHandle: @unchecked Sendable {
 final class DeliveryTracker: Sendable {
     struct State {
         var pending = 0
-        /// partition → (first offset, count)
-        var delivered: [Int: (first: Int64, count: Int)] = [:]
+        /// partition → the offsets acknowledged
+        var delivered: [Int: [Int64]] = [:]
         var failure: (partition: Int, error: rd_kafka_resp_err_t)?
     }
 
@@ -221,8 +221,7 @@ final class DeliveryTracker: Sendable {
                 if s.failure == nil { s.failure = (partition, error) }
                 return
             }
-            let known = s.delivered[partition]
-            s.delivered[partition] = (min(known?.first ?? offset, offset), (known?.count ?? 0) + 1)
+            s.delivered[partition, default: []].append(offset)
         }
     }
 

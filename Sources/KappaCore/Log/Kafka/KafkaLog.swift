@@ -196,7 +196,7 @@ public final class KafkaLog: UnifiedLog, Sendable {
                 throw LogError(.io, "topic \"\(topic)\" partition \(failure.partition): Kafka did not acknowledge the append: \(KafkaHandle.describe(failure.error)); records before this error may have been written (retrying can duplicate them)",
                                topic: topic, partition: failure.partition)
             }
-            return s.delivered.keys.sorted().map { AppendResult(partition: $0, baseOffset: s.delivered[$0]!.first, count: s.delivered[$0]!.count) }
+            return s.delivered.sorted { $0.key < $1.key }.map { AppendResult(partition: $0.key, offsets: $0.value) }
         }
     }
 
