@@ -11,12 +11,22 @@ enum GlobalOptions {
 
     /// Opens the state directory the arguments name.
     static func stateDirectory(_ args: ParsedArguments) throws -> StateDirectory {
-        try StateDirectory(path: StateDirectory.resolve(flag: args.string("state")))
+        try StateDirectory(path: StateDirectory.resolve(flag: args.string("state")),
+                           create: !isReadOnly(args))
     }
+
+    static func isReadOnly(_ args: ParsedArguments) -> Bool {
+        readOnlyCommands.contains(args.path.dropFirst().joined(separator: " "))
+    }
+
+    /// Commands that only read: they never create a state directory (nor, in one, anything).
+    static let readOnlyCommands: Set<String> = ["status", "lag", "history", "query", "diff", "consume",
+                                                "topic list", "topic describe", "archive status"]
 
     /// The store: SQLite in the state directory, or the --catalog / KAPPA_CATALOG database.
     static func store(_ args: ParsedArguments, state: StateDirectory) throws -> Store {
-        try Backends.store(state: state, catalog: SecretOptions.catalog(args, environment: ProcessInfo.processInfo.environment))
+        try Backends.store(state: state, catalog: SecretOptions.catalog(args, environment: ProcessInfo.processInfo.environment),
+                           readOnly: isReadOnly(args))
     }
 
     /// The log: Kafka for --log kafka:// (or KAPPA_LOG), else the segment log in the state directory.

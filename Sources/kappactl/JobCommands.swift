@@ -5,8 +5,9 @@ import KappaCore
 enum JobCommands {
     static func makeOperator(_ args: ParsedArguments) throws -> (Operator, StateDirectory) {
         let state = try GlobalOptions.stateDirectory(args)
-        let op = Operator(log: try GlobalOptions.log(args, state: state), store: try GlobalOptions.store(args, state: state),
-                          actor: "kappactl@\(JobHostService.hostname())")
+        // The catalog first: its errors (a server down, a URL wrong) say more than the log's.
+        let store = try GlobalOptions.store(args, state: state)
+        let op = Operator(log: try GlobalOptions.log(args, state: state), store: store, actor: "kappactl@\(JobHostService.hostname())")
         return (op, state)
     }
 

@@ -102,13 +102,15 @@ import Testing
         for batch in 0..<5 {
             try await box.kappactl(["produce", "t", "--raw"], stdin: (0..<20).map { "record-\(batch)-\($0)" }.joined(separator: "\n"))
         }
-        let log = try SegmentLog(state: StateDirectory(path: box.state))
-        #expect(try await log.offsets(topic: "t")[0].earliest == 0)
+        // (On a loaded machine produce itself may already have deleted the oldest segments: it
+        // applies retention when a segment fills.)
+        let produced = try await SegmentLog(state: StateDirectory(path: box.state)).offsets(topic: "t")[0]
+        #expect(produced.end == 100 && produced.earliest < 80)
         try await Task.sleep(for: .milliseconds(4100))
         let host = try box.start(Executables.jobHost, ["--state", box.state, "--retention-interval", "100ms"])
         let deadline = Date().addingTimeInterval(20)
         var earliest: Int64 = 0
-        while earliest == 0 && Date() < deadline {
+        while earliest < 80 && Date() < deadline {
             try await Task.sleep(for: .milliseconds(50))
             earliest = try await SegmentLog(state: StateDirectory(path: box.state)).offsets(topic: "t")[0].earliest
         }
@@ -116,7 +118,7 @@ import Testing
         kill(host.process.processIdentifier, SIGTERM)
         let result = await host.finish(timeout: 20)
         #expect(result.status == 0)
-        #expect(result.stderr.contains("info retention segmentsDeleted=4"))
+        #expect(result.stderr.contains("info retention segmentsDeleted="))
         #expect(result.stderr.contains("info shutting down signal=SIGTERM"))
     }
 }

@@ -28,6 +28,7 @@ public final class SegmentLog: UnifiedLog {
 
     /// The log of a state directory (`<state>/log`).
     public convenience init(state: StateDirectory) throws {
+        try state.requireExisting()
         try self.init(directory: state.logDirectory)
     }
 

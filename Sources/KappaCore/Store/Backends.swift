@@ -35,8 +35,9 @@ public enum Backends {
     }
 
     /// - Throws: `CatalogError` for a URL this build cannot use (saying which trait is missing).
-    public static func store(state: StateDirectory, catalog: String?) throws -> Store {
-        guard let catalog, !catalog.isEmpty else { return try Store.sqlite(state: state) }
+    /// `readOnly`: for commands that only read (`Store.sqlite(state:readOnly:)`).
+    public static func store(state: StateDirectory, catalog: String?, readOnly: Bool = false) throws -> Store {
+        guard let catalog, !catalog.isEmpty else { return try Store.sqlite(state: state, readOnly: readOnly) }
         guard catalog.hasPrefix("postgres://") || catalog.hasPrefix("postgresql://") else {
             throw CatalogError(.notACatalog, "unsupported catalog \(Redaction.url(catalog)): use postgres://user@host:port/database")
         }

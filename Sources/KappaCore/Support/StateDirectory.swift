@@ -9,6 +9,9 @@ public struct StateDirectory: Sendable, Equatable {
     static let markerName = "kappa.state"
 
     public let path: String
+    /// False for a directory that was not there and not created (`create: false`): the log and
+    /// the catalog in it cannot be opened (`requireExisting`), a catalog elsewhere can.
+    public private(set) var exists = true
 
     public var logDirectory: String { "\(path)/log" }
     public var catalogPath: String { "\(path)/kappa.sqlite" }
@@ -18,7 +21,8 @@ public struct StateDirectory: Sendable, Equatable {
         flag ?? environment["KAPPA_STATE"].flatMap { $0.isEmpty ? nil : $0 } ?? ".kappa"
     }
 
-    /// Opens a state directory, creating it when absent.
+    /// Opens a state directory, creating it when absent (unless `create` is false: then the
+    /// value only names it, and `exists` is false).
     /// - Throws: `StateError` when the path is a file, a directory that holds something else, or a
     ///   layout written by a newer Kappa.
     public init(path: String, create: Bool = true) throws {
@@ -41,12 +45,26 @@ public struct StateDirectory: Sendable, Equatable {
         if FileSystem.isDirectory(path), let entries = try? FileSystem.list(path), !entries.isEmpty {
             throw StateError("\(path) is not a Kappa state directory (no \(Self.markerName) and not empty); pass another with --state")
         }
-        guard create else { throw StateError("no Kappa state directory at \(path)") }
+        guard create else {
+            if !FileSystem.exists(path) { exists = false; return }
+            throw StateError("no Kappa state directory at \(path)")
+        }
         do {
             try FileSystem.makeDirectories(path)
             try FileSystem.writeAtomically(Array("{\"layout\": \(Self.layoutVersion)}\n".utf8), to: marker)
         } catch {
             throw StateError("cannot create the state directory \(path): \(error)")
+        }
+    }
+
+    /// Whether this process may create files in the directory.
+    public var writable: Bool { exists && access(path, W_OK) == 0 }
+
+    /// - Throws: `StateError` when the directory does not exist (a command that only reads
+    ///   never creates it).
+    public func requireExisting() throws {
+        guard exists else {
+            throw StateError("no Kappa state directory at \(path) (pass --state or KAPPA_STATE; a command that changes something creates it, e.g. kappactl topic create)")
         }
     }
 }

@@ -36,9 +36,19 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
     let dialect: any SQLDialect = SQLiteDialect()
     let readers: any ReadPool
 
-    init(path: String) throws {
+    /// `readOnly`: for a catalog whose directory this process may not write (an operator's
+    /// read-only commands): nothing is created or migrated.
+    init(path: String, readOnly: Bool = false) throws {
         self.path = path
-        db = try SQLiteConnection(path: path)
+        db = try SQLiteConnection(path: path, readOnly: readOnly)
+        if readOnly {
+            let applied = Int(try CatalogRow(try db.query("PRAGMA user_version", [], name: "catalog: schema version").first ?? [],
+                                             table: "PRAGMA", columns: ["user_version"]).int(0))
+            guard applied == SQLCatalog.schemaVersion else {
+                throw CatalogError(.newerSchema, "\(path) holds a catalog of schema \(applied) and this release reads schema \(SQLCatalog.schemaVersion); "
+                                   + "it can only be read as it is once a command that changes something (or JobHost), with write access, has migrated it")
+            }
+        }
         try db.execute("CREATE TEMP TABLE IF NOT EXISTS batch (partition INTEGER, \"offset\" INTEGER, timestamp INTEGER, key, value, key_bytes)",
                        name: "create batch table")
         readers = SQLiteReaders(path: path)
@@ -215,9 +225,15 @@ extension Store {
         try Store(backend: SQLiteBackend(path: path))
     }
 
-    /// The store of a state directory (`<state>/kappa.sqlite`).
-    public static func sqlite(state: StateDirectory) throws -> Store {
-        try sqlite(path: state.catalogPath)
+    /// The store of a state directory (`<state>/kappa.sqlite`). `readOnly` (commands that only
+    /// read): a directory this process may not write is read as it is, never created in.
+    public static func sqlite(state: StateDirectory, readOnly: Bool = false) throws -> Store {
+        try state.requireExisting()
+        guard readOnly, !state.writable else { return try sqlite(path: state.catalogPath) }
+        guard FileSystem.exists(state.catalogPath) else {
+            throw StateError("\(state.path) holds no catalog yet (nothing was deployed), and this user may not create one there")
+        }
+        return try Store(backend: SQLiteBackend(path: state.catalogPath, readOnly: true))
     }
 }
 
