@@ -37,6 +37,31 @@ import Testing
         #expect(!consumed.stderr.contains("Fatal error"))
     }
 
+    /// `topic check` finds a flipped byte in the middle of a segment, which opening the
+    /// partition (and so `describe`) does not look at; it exits 1 and names file and offsets.
+    @Test func topicCheckFindsWhatDescribeCannot() async throws {
+        let box = try Sandbox()
+        try await box.kappactl(["topic", "create", "t", "-p", "2"])
+        try await produce(box, 100)
+        let sound = try await box.kappactl(["topic", "check", "t"])
+        #expect(sound.status == 0, "\(sound.stderr)")
+        #expect(sound.lines.filter { $0.contains(" sound ") }.count == 2, "\(sound.stdout)")
+        let segment = SegmentFiles.logPath(partitionDir(box), 0)
+        let file = try FileDescriptor(path: segment, flags: O_RDWR)
+        try file.write([0x5A], at: 300)
+        #expect(try await box.kappactl(["topic", "describe", "t"]).stdout.contains("DAMAGED") == false)
+        let damaged = try await box.kappactl(["topic", "check", "t"])
+        #expect(damaged.status == 1)
+        #expect(damaged.stdout.contains("DAMAGED: topic \"t\" partition 0: \(segment) byte "), "\(damaged.stdout)")
+        #expect(damaged.stdout.contains("checksum mismatch"))
+        #expect(damaged.stderr == "error: topic \"t\": damage to acknowledged records in partition 0\n")
+        let one = try await box.kappactl(["topic", "check", "t", "--partition", "1", "--output", "json"])
+        #expect(one.status == 0)
+        let json = try JSONSerialization.jsonObject(with: Data(one.stdout.utf8)) as? [String: Any]
+        #expect(json?["sound"] as? Bool == true)
+        #expect(try await box.kappactl(["topic", "check", "t", "--partition", "2"]).status == 3)
+    }
+
     @Test(arguments: ["delete", "empty"])
     func damagedMiddleSegmentIsAnErrorNotACrash(_ attack: String) async throws {
         let box = try Sandbox()

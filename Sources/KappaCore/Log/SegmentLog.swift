@@ -176,6 +176,23 @@ public final class SegmentLog: UnifiedLog {
         }
     }
 
+    /// Verifies every frame, index, head and archived file of a topic's partitions (or of one),
+    /// changing nothing (`LogCheck`).
+    /// - Throws: `LogError.topicNotFound`, `.partitionNotFound`.
+    public func check(topic name: String, partition: Int? = nil) async throws -> [PartitionCheck] {
+        let topic = try await topic(name)
+        let count = topic.metadata.partitions
+        if let partition, !(0..<count).contains(partition) { throw LogError.partitionNotFound(name, partition, count: count) }
+        let partitions = partition.map { [$0] } ?? Array(0..<count)
+        // A fresh archive: every archived file is read again, none taken as verified before.
+        let archive = topic.metadata.config.archive.map(SegmentArchive.init(root:))
+        var checks: [PartitionCheck] = []
+        for p in partitions {
+            checks.append(try await executor.run { LogCheck.check(topic: name, partition: p, directory: "\(topic.directory)/\(p)", archive: archive) })
+        }
+        return checks
+    }
+
     /// Copies the closed segments of a topic with an archive there now (JobHost does it with
     /// retention; retention also does it before deleting). Returns how many were copied.
     public func archiveClosedSegments(topic name: String) async throws -> Int {
