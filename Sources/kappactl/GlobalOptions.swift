@@ -20,7 +20,7 @@ enum GlobalOptions {
     }
 
     /// Commands that only read: they never create a state directory (nor, in one, anything).
-    static let readOnlyCommands: Set<String> = ["status", "lag", "history", "query", "diff", "consume",
+    static let readOnlyCommands: Set<String> = ["status", "wait", "lag", "history", "query", "diff", "consume",
                                                 "topic list", "topic describe", "topic check", "archive status"]
 
     /// The store: SQLite in the state directory, or the --catalog / KAPPA_CATALOG database.

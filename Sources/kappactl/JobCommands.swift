@@ -1,5 +1,6 @@
 import Foundation
 import KappaCore
+import Synchronization
 
 /// deploy, status, lag, promote, rollback, retire, history, query: thin fronts over `Operator`.
 enum JobCommands {
@@ -11,7 +12,7 @@ enum JobCommands {
         return (op, state)
     }
 
-    static let all = [deploy, status, lag, promote, rollback, retire, history, query, diff]
+    static let all = [deploy, status, wait, lag, promote, rollback, retire, history, query, diff]
 
     static let deploy = Command(
         "deploy", abstract: "Register a new version of a job from its manifest; JobHost replays it from offset 0.",
@@ -78,33 +79,103 @@ enum JobCommands {
 
     static let status = Command(
         "status", abstract: "Show jobs: the serving version, and per version its state, lag, rate, ETA and error.",
-        options: [GlobalOptions.output],
+        discussion: """
+            With --watch, shows the status again every --interval (default 2s) until Ctrl-C: redrawn
+            in place on a terminal, one report after another otherwise (with --output json, one JSON
+            object a line).
+            """,
+        options: [GlobalOptions.output, .flag("watch", short: "w", help: "Show it again every --interval until Ctrl-C."),
+                  .value("interval", "D", help: "With --watch: how often (default 2s).")],
         arguments: [Argument("job", help: "Only this job.", optional: true)],
         run: runStatus)
 
     static func runStatus(_ args: ParsedArguments) async throws {
+        let json = try GlobalOptions.json(args)
+        let interval = try args.duration("interval")
+        if interval != nil && !args.flag("watch") { throw args.usageError("--interval goes with --watch") }
+        if let interval, interval < 100 { throw args.usageError("--interval: at least 100ms") }
         let (op, state) = try makeOperator(args)
-        let report = try await op.status(job: args.argument("job"))
-        if try GlobalOptions.json(args) {
-            Console.out(try jsonText(report))
-            return
+        let tty = Console.stdoutIsTerminal
+        while true {
+            let report = try await op.status(job: args.argument("job"))
+            let text = json ? try jsonText(report) + "\n" : statusText(report, state: state)
+            if args.flag("watch") && tty && !json {
+                Console.out("\u{1b}[H\u{1b}[2J" + "every \(DurationText.format(milliseconds: interval ?? 2_000)), \(Render.time(currentTimeMillis())) UTC\n\n" + text, terminator: "")
+            } else {
+                Console.out(text, terminator: "")
+            }
+            guard args.flag("watch") else { return }
+            if !tty && !json { Console.out("") }
+            try await Task.sleep(for: .milliseconds(interval ?? 2_000))
         }
-        if report.jobs.isEmpty { Console.out("no jobs; deploy one with: kappactl deploy -f MANIFEST") }
+    }
+
+    static func statusText(_ report: StatusReport, state: StateDirectory) -> String {
+        var out = ""
+        if report.jobs.isEmpty { out += "no jobs; deploy one with: kappactl deploy -f MANIFEST\n" }
         for job in report.jobs {
-            Console.out("job \(TerminalText.escaped(job.name)): view \(job.view) on topic \(job.topic), serving \(job.serving.map { "version \($0)" } ?? "nothing yet")")
+            out += "job \(TerminalText.escaped(job.name)): view \(job.view) on topic \(job.topic), serving \(job.serving.map { "version \($0)" } ?? "nothing yet")\n"
             var table = TextTable(["VERSION", "STATE", "LAG", "RATE/S", "ETA", "SINCE", "ERROR"])
             for v in job.versions {
                 table.add(["\(v.version)", v.state.rawValue, v.lag.map { Render.grouped($0) } ?? "-",
                            v.rate.map { Render.grouped(Int64($0.rounded())) } ?? "-", v.etaSeconds.map { Render.seconds($0) } ?? "-",
                            Render.time(v.since), v.error ?? ""])
             }
-            Console.out(table.render().split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
-            if let error = job.logError { Console.out("  lag unknown: \(TerminalText.escaped(error))") }
-            if let error = job.decisionError { Console.out("  decisions failing: \(TerminalText.escaped(error))") }
+            out += table.render().split(separator: "\n").map { "  " + $0 }.joined(separator: "\n") + "\n"
+            if let error = job.logError { out += "  lag unknown: \(TerminalText.escaped(error))\n" }
+            if let error = job.decisionError { out += "  decisions failing: \(TerminalText.escaped(error))\n" }
         }
-        Console.out(report.hosts.isEmpty
+        out += report.hosts.isEmpty
             ? "no JobHost is running on \(state.path)" + (report.lastHeartbeat.map { " (last heartbeat \(Render.time($0)) UTC); rates and ETAs unknown" } ?? "; rates and ETAs unknown")
-            : "JobHost: \(report.hostsText)")
+            : "JobHost: \(report.hostsText)"
+        return out + "\n"
+    }
+
+    static let wait = Command(
+        "wait", abstract: "Wait until a version is caught up, serving, retired or failed (like kubectl rollout status).",
+        discussion: """
+            Shows a progress bar on a terminal, a line every few seconds otherwise. Only reads the
+            catalog: run it any number of times, from anywhere; Ctrl-C stops the waiting, never the
+            version. Exit 0 when reached, 6 when the version fails (waiting for caughtUp or serving),
+            4 when it is retired (waiting for anything else), 5 on --timeout.
+            """,
+        options: [.value("version", "N", help: "The version (default: the job's newest)."),
+                  .value("for", "STATE", help: "caughtUp (or further: serving, standby), serving, retired or failed.", required: true),
+                  .value("timeout", "D", help: "Give up after D (exit 5)."), GlobalOptions.output],
+        arguments: [Argument("job", help: "The job.")],
+        run: runWait)
+
+    static func runWait(_ args: ParsedArguments) async throws {
+        let json = try GlobalOptions.json(args)
+        let targetName = args.string("for")!
+        guard let target = WaitTarget.allCases.first(where: { $0.rawValue.lowercased() == targetName.lowercased() }) else {
+            throw args.usageError("--for: \"\(targetName)\" is not one of \(WaitTarget.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let version = try args.int("version", in: 1...Int64(Int32.max)).map(Int.init)
+        let timeout = try args.duration("timeout")
+        let (op, _) = try makeOperator(args)
+        let job = args.argument("job")!
+        let signals = TerminationSignal()
+        let again = (["kappactl"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
+        Task {
+            let name = await signals.wait()
+            Console.error("\n\(name): stopped waiting; the version goes on. To wait again: \(again)")
+            exit(130)
+        }
+        let tty = Console.stderrIsTerminal
+        let lastLine = LastPrint()
+        let number = LastVersion()
+        let final = try await op.wait(job: job, version: version, for: target, timeoutMs: timeout) { v in
+            number.set(v.version)
+            let line = "version \(v.version): " + Render.progress(v)
+            if tty { Console.error("\r" + line, terminator: "") } else if lastLine.due() { Console.error(line) }
+        }
+        if tty { Console.error("") }
+        if json {
+            Console.out("{\"job\":\(JSONScanner.quote(job)),\"version\":\(number.get()),\"state\":\"\(final.rawValue)\"}")
+        } else {
+            Console.out("\(job) version \(number.get()) is \(final.rawValue)")
+        }
     }
 
     static let lag = Command(
@@ -290,6 +361,13 @@ enum JobCommands {
 }
 
 /// Rate-limits progress lines when stderr is not a terminal.
+/// The version a wait reports on (set from its progress callback).
+final class LastVersion: Sendable {
+    private let value = Mutex(0)
+    func set(_ v: Int) { value.withLock { $0 = v } }
+    func get() -> Int { value.withLock { $0 } }
+}
+
 final class LastPrint: @unchecked Sendable {  // used from one task at a time
     private var last: Int64 = 0
     func due() -> Bool {

@@ -11,6 +11,8 @@ public enum ExitCode: Int32, Sendable {
     case refused = 4
     /// A wait ran out of time.
     case timeout = 5
+    /// The version waited for failed (`wait`, `deploy --wait`).
+    case versionFailed = 6
 
     /// The exit code for an error that ended a command.
     public static func of(_ error: any Error) -> ExitCode {
@@ -25,6 +27,7 @@ public enum ExitCode: Int32, Sendable {
             }
         case let e as LifecycleRefusal: return e.code == .notFound ? .notFound : .refused
         case is WaitTimeout: return .timeout
+        case is VersionFailedError: return .versionFailed
         case let e as ProduceStopped: return of(e.error)
         default: return .failure
         }

@@ -6,31 +6,70 @@ public struct VersionFailedError: Error, Sendable, CustomStringConvertible {
     public var description: String { "job \(job) version \(version) failed: \(error)" }
 }
 
+/// What `kappactl wait --for` waits for.
+public enum WaitTarget: String, Sendable, CaseIterable {
+    /// Caught up: `caughtUp`, or further (`serving`, `standby`).
+    case caughtUp
+    case serving
+    case retired
+    case failed
+
+    /// Whether a version in `state` has reached the target.
+    public func reached(by state: VersionState) -> Bool {
+        switch self {
+        case .caughtUp: return state == .caughtUp || state == .serving || state == .standby
+        case .serving: return state == .serving
+        case .retired: return state == .retired
+        case .failed: return state == .failed
+        }
+    }
+}
+
 extension Operator {
     /// Waits until `version` has caught up, and until it serves when it is expected to (the
     /// job's first version, or `promote: auto`), reporting progress every `pollMs`.
     /// - Throws: `WaitTimeout` after `timeoutMs`, `VersionFailedError` if the version fails.
     public func wait(job: String, version: Int, timeoutMs: Int64?, pollMs: Int = 200,
                      progress: @Sendable (StatusReport.Version) -> Void) async throws -> VersionState {
-        let deadline = timeoutMs.map { currentTimeMillis() + $0 }
         let all = try await versions(job: job)
         let expectServing = all.contains { $0.version == version && $0.spec.promote.mode == .auto }
             || !all.contains { $0.version != version && ($0.state == .serving || $0.state == .standby) }
+        return try await wait(job: job, version: version, for: expectServing ? .serving : .caughtUp, timeoutMs: timeoutMs,
+                              pollMs: pollMs, progress: progress)
+    }
+
+    /// Waits until `version` (default: the job's newest) reaches `target`, reporting progress
+    /// every `pollMs`. Safe to run any number of times, from any process: it only reads.
+    /// - Throws: `WaitTimeout` after `timeoutMs`; `VersionFailedError` when the version fails
+    ///   while waiting for `caughtUp` or `serving` (a failed version may still be retired, so
+    ///   waiting for `retired` goes on); `LifecycleRefusal` when it is retired and the target is
+    ///   another; `CatalogError` for no such job or version.
+    public func wait(job: String, version: Int?, for target: WaitTarget, timeoutMs: Int64?, pollMs: Int = 200,
+                     progress: @Sendable (StatusReport.Version) -> Void) async throws -> VersionState {
+        let deadline = timeoutMs.map { currentTimeMillis() + $0 }
+        let number: Int
+        if let version {
+            number = version
+        } else {
+            guard let newest = try await versions(job: job).map(\.version).max() else { throw CatalogError(.jobNotFound, "job \"\(job)\" does not exist") }
+            number = newest
+        }
         while true {
             let report = try await status(job: job)
-            guard let v = report.jobs.first?.versions.first(where: { $0.version == version }) else {
-                throw CatalogError(.versionNotFound, "job \"\(job)\" has no version \(version)")
+            guard let v = report.jobs.first?.versions.first(where: { $0.version == number }) else {
+                throw CatalogError(.versionNotFound, "job \"\(job)\" has no version \(number)")
             }
             progress(v)
+            if target.reached(by: v.state) { return v.state }
             switch v.state {
-            case .failed: throw VersionFailedError(job: job, version: version, error: v.error ?? "unknown error")
-            case .retired: throw LifecycleRefusal(code: .refused, message: "version \(version) was retired while waiting")
-            case .serving, .standby: return v.state
-            case .caughtUp where !expectServing: return v.state
+            case .failed where target != .retired:
+                throw VersionFailedError(job: job, version: number, error: v.error ?? "unknown error")
+            case .retired:
+                throw LifecycleRefusal(code: .refused, message: "version \(number) of job \"\(job)\" is retired: it can no longer be \(target.rawValue)")
             default: break
             }
             if let deadline, currentTimeMillis() >= deadline {
-                throw WaitTimeout("version \(version) of job \"\(job)\" is still \(v.state.rawValue) (lag \(v.lag ?? 0)) after the timeout")
+                throw WaitTimeout("version \(number) of job \"\(job)\" is still \(v.state.rawValue) (lag \(v.lag ?? 0)), not \(target.rawValue), after the timeout")
             }
             try await Task.sleep(for: .milliseconds(pollMs))
         }
