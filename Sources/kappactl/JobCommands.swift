@@ -12,7 +12,7 @@ enum JobCommands {
         return (op, state)
     }
 
-    static let all = [deploy, status, wait, lag, promote, rollback, retire, history, query, diff]
+    static let all = [deploy, status, wait, lag, promote, rollback, pause, resume, retire, history, query, diff]
 
     static let deploy = Command(
         "deploy", abstract: "Register a new version of a job from its manifest; JobHost replays it from offset 0.",
@@ -303,6 +303,41 @@ enum JobCommands {
             Console.out("dry run: \(job) would change in one transaction:\n" + lines.map { "  " + $0 }.joined(separator: "\n"))
         } else {
             Console.out("\(job): version \(version) retired; its tables were dropped")
+        }
+    }
+
+    static let pause = Command(
+        "pause", abstract: "Stop a pending, replaying or caught-up version's workers, keeping its offsets and table.",
+        discussion: "A paused version is never promoted. Safe to retry: pausing a paused version exits 0 and changes nothing.",
+        options: [.value("version", "N", help: "The version to pause.", required: true), dryRun, GlobalOptions.output],
+        arguments: [Argument("job", help: "The job.")],
+        run: { try await runPauseOrResume($0, pause: true) })
+
+    static let resume = Command(
+        "resume", abstract: "Start a paused version's workers again; it replays on from its offsets.",
+        discussion: "Safe to retry: resuming a version that is not paused (and still running) exits 0 and changes nothing.",
+        options: [.value("version", "N", help: "The version to resume.", required: true), dryRun, GlobalOptions.output],
+        arguments: [Argument("job", help: "The job.")],
+        run: { try await runPauseOrResume($0, pause: false) })
+
+    static func runPauseOrResume(_ args: ParsedArguments, pause: Bool) async throws {
+        let json = try GlobalOptions.json(args)
+        let (op, _) = try makeOperator(args)
+        let job = args.argument("job")!
+        let version = Int(try args.int("version", in: 1...Int64(Int32.max))!)
+        let dry = args.flag("dry-run")
+        let actions = pause ? try await op.pause(job: job, version: version, dryRun: dry) : try await op.resume(job: job, version: version, dryRun: dry)
+        let lines = actions.map { $0.summary() }
+        if json {
+            Console.out("{\"job\":\(JSONScanner.quote(job)),\"version\":\(version),\"changed\":\(!actions.isEmpty && !dry),\"dryRun\":\(dry),"
+                        + "\"actions\":[\(lines.map(JSONScanner.quote).joined(separator: ","))]}")
+        } else if actions.isEmpty {
+            Console.out("\(job): version \(version) is already \(pause ? "paused" : "running"); nothing changed")
+        } else if dry {
+            Console.out("dry run: \(job) would change in one transaction:\n" + lines.map { "  " + $0 }.joined(separator: "\n"))
+        } else {
+            Console.out(pause ? "\(job): version \(version) paused; its offsets and table are kept (resume with: kappactl resume \(job) --version \(version))"
+                              : "\(job): version \(version) resumed; it replays on from its offsets")
         }
     }
 

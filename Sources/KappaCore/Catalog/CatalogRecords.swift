@@ -8,6 +8,8 @@ public enum VersionState: String, Sendable, Codable, CaseIterable {
     case standby
     case retired
     case failed
+    /// Stopped by `kappactl pause`: no workers; offsets and table kept; never promoted.
+    case paused
 
     /// States whose workers run (their tables are kept current).
     public var isRunning: Bool { [.replaying, .caughtUp, .serving, .standby].contains(self) }

@@ -32,6 +32,10 @@ public enum LifecycleEvent: Sendable, Equatable {
     case retire(version: Int)
     /// Time passes: standby versions past `retire.after` are retired.
     case tick(now: Int64)
+    /// Stop a pending, replaying or caught-up version's workers, keeping offsets and table.
+    case pause(version: Int)
+    /// Start a paused version's workers again (it replays on from its offsets).
+    case resume(version: Int)
     /// The version's job failed (`reason` goes into the history).
     case failed(version: Int, error: String, reason: String = "failed")
 }
@@ -76,6 +80,7 @@ public struct LifecycleRefusal: Error, Sendable, Equatable, CustomStringConverti
 /// The version lifecycle as a pure function: events in, catalog actions out, no I/O.
 ///
 ///     pending → replaying → caughtUp → serving ⇄ standby → retired,  failed from any running state
+///     pending, replaying, caughtUp → paused → replaying (pause, resume)
 ///
 /// One version of a job serves at a time: every switch moves the serving one to standby in the
 /// same set of actions.
@@ -115,6 +120,8 @@ public enum Lifecycle {
                 throw refuse("version \(v) is replaying and has not caught up; wait for it, or use --force")
             case .pending, .retired, .failed:
                 throw refuse("version \(v) is \(version.state.rawValue) and cannot serve")
+            case .paused:
+                throw refuse("version \(v) is paused; resume it and let it catch up first")
             }
             var actions: [CatalogAction] = []
             if let old = serving, !force, !version.promote.checks.isEmpty {
@@ -153,8 +160,30 @@ public enum Lifecycle {
                 throw refuse("version \(v) is serving; promote another version or roll back first")
             case .retired:
                 throw refuse("version \(v) is already retired")
-            case .pending, .replaying, .caughtUp, .standby, .failed:
+            case .pending, .replaying, .caughtUp, .standby, .failed, .paused:
                 return retirement(version, reason: "retired by command")
+            }
+
+        case .pause(let v):
+            let version = try find(v, in: versions)
+            switch version.state {
+            case .paused:
+                return []  // a retried pause changes nothing
+            case .pending, .replaying, .caughtUp:
+                return [.transition(version: v, from: version.state, to: .paused, reason: "paused by command")]
+            case .serving, .standby, .retired, .failed:
+                throw refuse("version \(v) is \(version.state.rawValue); only a pending, replaying or caught-up version can be paused")
+            }
+
+        case .resume(let v):
+            let version = try find(v, in: versions)
+            switch version.state {
+            case .paused:
+                return [.transition(version: v, from: .paused, to: .replaying, reason: "resumed by command")]
+            case .pending, .replaying, .caughtUp:
+                return []  // not paused (a retried resume): nothing to do
+            case .serving, .standby, .retired, .failed:
+                throw refuse("version \(v) is \(version.state.rawValue), not paused")
             }
 
         case .tick(let now):
@@ -164,7 +193,7 @@ public enum Lifecycle {
 
         case .failed(let v, let error, let reason):
             let version = try find(v, in: versions)
-            guard version.state == .pending || version.state.isRunning else { return [] }
+            guard version.state == .pending || version.state == .paused || version.state.isRunning else { return [] }
             return [.transition(version: v, from: version.state, to: .failed, reason: reason, error: error)]
         }
     }

@@ -132,12 +132,26 @@ public struct Operator: Sendable {
         return actions
     }
 
+    /// Stops a pending, replaying or caught-up version's workers, keeping its offsets and table
+    /// (recorded in the history). Safe to retry: a paused version stays paused.
+    /// - Returns: the actions (none when it was paused already).
+    @discardableResult
+    public func pause(job: String, version: Int, dryRun: Bool = false) async throws -> [CatalogAction] {
+        try await decide(.pause(version: version), job: job, versions: try await versions(job: job), dryRun: dryRun)
+    }
+
+    /// Starts a paused version's workers again: it replays on from its offsets. Safe to retry.
+    @discardableResult
+    public func resume(job: String, version: Int, dryRun: Bool = false) async throws -> [CatalogAction] {
+        try await decide(.resume(version: version), job: job, versions: try await versions(job: job), dryRun: dryRun)
+    }
+
     /// The versions that read `topic` and are pending or running, by job and version.
     public func readers(ofTopic topic: String) async throws -> [VersionRecord] {
         var readers: [VersionRecord] = []
         for job in try await store.jobs() {
             readers += try await store.versions(job: job.name).filter { v in
-                v.spec.source.topic == topic && (v.state == .pending || v.state.isRunning)
+                v.spec.source.topic == topic && (v.state == .pending || v.state == .paused || v.state.isRunning)
             }
         }
         return readers

@@ -69,6 +69,30 @@ import Testing
         case .replaying: #expect(got == (force ? .actions(switched) : .refused("version 2 is replaying and has not caught up; wait for it, or use --force")))
         case .serving: #expect(got == .refused("version 2 is already serving"))
         case .pending, .retired, .failed: #expect(got == .refused("version 2 is \(state.rawValue) and cannot serve"))
+        case .paused: #expect(got == .refused("version 2 is paused; resume it and let it catch up first"))
+        }
+    }
+
+    @Test(arguments: all)
+    func pauseAndResumeFromEachState(state: VersionState) {
+        let versions = [VersionStatus(version: 1, state: .serving), VersionStatus(version: 2, state: state)]
+        let paused = outcome(.pause(version: 2), state == .serving ? [VersionStatus(version: 2, state: .serving)] : versions)
+        let resumed = outcome(.resume(version: 2), state == .serving ? [VersionStatus(version: 2, state: .serving)] : versions)
+        switch state {
+        case .pending, .replaying, .caughtUp:
+            #expect(paused == .actions([.transition(version: 2, from: state, to: .paused, reason: "paused by command")]))
+            #expect(resumed == .actions([]))
+        case .paused:
+            #expect(paused == .actions([]))
+            #expect(resumed == .actions([.transition(version: 2, from: .paused, to: .replaying, reason: "resumed by command")]))
+        case .serving, .standby, .retired, .failed:
+            #expect(paused == .refused("version 2 is \(state.rawValue); only a pending, replaying or caught-up version can be paused"))
+            #expect(resumed == .refused("version 2 is \(state.rawValue), not paused"))
+        }
+        // A paused version is never promoted by the lag gate or a tick.
+        if state == .paused {
+            #expect(outcome(.caughtUp(version: 2), versions) == .refused("version 2 is paused, not replaying"))
+            #expect(outcome(.tick(now: 1 << 40), versions) == .actions([]))
         }
     }
 
@@ -147,7 +171,7 @@ import Testing
     @Test(arguments: all)
     func failureFromAnyRunningState(state: VersionState) {
         let got = outcome(.failed(version: 1, error: "boom"), [VersionStatus(version: 1, state: state)])
-        if state == .pending || state.isRunning {
+        if state == .pending || state == .paused || state.isRunning {
             #expect(got == .actions([.transition(version: 1, from: state, to: .failed, reason: "failed", error: "boom")]))
         } else {
             #expect(got == .actions([]))
@@ -162,7 +186,8 @@ import Testing
             for step in 0..<30 {
                 let v = Int.random(in: 1...3, using: &generator)
                 let events: [LifecycleEvent] = [.start(version: v), .caughtUp(version: v), .promote(version: v, force: Bool.random()), .rollback(to: nil), .rollback(to: v),
-                                                .retire(version: v), .failed(version: v, error: "x"), .tick(now: Int64(step))]
+                                                .retire(version: v), .failed(version: v, error: "x"), .tick(now: Int64(step)),
+                                                .pause(version: v), .resume(version: v)]
                 guard let actions = try? Lifecycle.decide(events.randomElement(using: &generator)!, versions: versions) else { continue }
                 for case .transition(let n, let from, let to, _, _) in actions {
                     let i = versions.firstIndex { $0.version == n }!
