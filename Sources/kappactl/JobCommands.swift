@@ -122,6 +122,11 @@ enum JobCommands {
                            Render.time(v.since), v.error ?? ""])
             }
             out += table.render().split(separator: "\n").map { "  " + $0 }.joined(separator: "\n") + "\n"
+            for v in job.versions {
+                if let unmet = v.unmet, !unmet.isEmpty, report.hosts.count > 0 || v.state == .replaying {
+                    out += "  version \(v.version) waits for: \(unmet.joined(separator: "; "))\n"
+                }
+            }
             if let error = job.logError { out += "  lag unknown: \(TerminalText.escaped(error))\n" }
             if let error = job.decisionError { out += "  decisions failing: \(TerminalText.escaped(error))\n" }
         }
@@ -205,6 +210,7 @@ enum JobCommands {
                 let text = "job \(report.job) version \(report.version) (\(report.state.rawValue))\n" + table.render()
                     + "total lag \(Render.grouped(e.totalLag)), rate \(e.rate.map { Render.grouped(Int64($0.rounded())) + "/s" } ?? "-"), "
                     + "ETA \(e.etaSeconds.map { Render.seconds($0) } ?? "-"), \(e.verdict.rawValue)"
+                    + (report.unmet.map { $0.isEmpty ? "" : "\nwaiting for: " + $0.joined(separator: "; ") } ?? "")
                 Console.out(args.flag("watch") && Console.stdoutIsTerminal ? "\u{1B}[H\u{1B}[2J" + text : text)
             }
             if args.flag("watch") { try await Task.sleep(for: .seconds(1)) }

@@ -372,7 +372,8 @@ public final class Controller: Sendable {
             // Each decision from the snapshot as earlier decisions of this pass left it (two
             // versions catching up in one pass must not both serve as "the first").
             if v.state == .replaying,
-               LagMath.verdict(window, maxLag: v.spec.catchUp.maxLag, holdForMs: v.spec.catchUp.holdForMs) == .caughtUp {
+               LagMath.verdict(window, maxLag: v.spec.catchUp.maxLag, holdForMs: v.spec.catchUp.holdForMs) == .caughtUp,
+               await timeLagWithin(v.spec, ends: ends[topic]!, nexts: nexts, now: now) {
                 if try await decide(.caughtUp(version: v.version), job: job, snapshot: &snapshot) {
                     logger.log(.info, "caught up", ["job": job, "version": "\(v.version)", "lag": "\(sample.totalLag)"])
                     if snapshot.versions(of: job).first(where: { $0.version == v.version })?.state == .serving {
@@ -394,6 +395,16 @@ public final class Controller: Sendable {
                 }
             }
         }
+    }
+}
+
+extension Controller {
+    /// `catchUp.maxTimeLag`: whether the oldest unprocessed record is at most that old (true
+    /// without the setting; false when the record cannot be read).
+    func timeLagWithin(_ spec: JobSpec, ends: [Int64], nexts: [Int64], now: Int64) async -> Bool {
+        guard let max = spec.catchUp.maxTimeLagMs else { return true }
+        guard let age = await log.timeLag(topic: spec.source.topic, ends: ends, nexts: nexts, now: now) else { return false }
+        return age <= max
     }
 }
 

@@ -25,6 +25,9 @@ public struct StatusReport: Sendable, Codable, Equatable {
         public var rate: Double?
         public var etaSeconds: Double?
         public var verdict: LagVerdict?
+        /// For a pending or replaying version: the catch-up conditions still unmet
+        /// (`CatchUpGate`), e.g. `time lag 45s > catchUp.maxTimeLag 5s`.
+        public var unmet: [String]? = nil
         public var error: String?
         /// When the version entered its state (ms since the epoch).
         public var since: Int64
@@ -102,6 +105,11 @@ extension Operator {
                     view.rate = snapshot.hosts.isEmpty ? nil : estimate.rate
                     view.etaSeconds = snapshot.hosts.isEmpty ? nil : estimate.etaSeconds
                     view.verdict = estimate.verdict
+                    if v.state == .pending || v.state == .replaying {
+                        // The time lag is read (a record per lagging partition) only when it gates.
+                        let age = v.spec.catchUp.maxTimeLagMs == nil ? 0 : await log.timeLag(topic: topic, ends: topicEnds, nexts: nexts, now: now)
+                        view.unmet = CatchUpGate.unmet(verdict: estimate.verdict, totalLag: current.totalLag, timeLagMs: age, catchUp: v.spec.catchUp)
+                    }
                 }
                 views.append(view)
             }
@@ -134,8 +142,12 @@ extension Operator {
         let partitions = try await partitionLag(topic: topic, ends: ends, nexts: nexts, now: now)
         let current = LagSample(at: now, ends: ends, nexts: nexts)
         let samples = try await store.lagSamples(job: job, version: chosen.version, limit: 30) + [current]
-        return LagReport(job: job, version: chosen.version, state: chosen.state, partitions: partitions,
-                         estimate: LagMath.estimate(samples, maxLag: chosen.spec.catchUp.maxLag, holdForMs: chosen.spec.catchUp.holdForMs))
+        let estimate = LagMath.estimate(samples, maxLag: chosen.spec.catchUp.maxLag, holdForMs: chosen.spec.catchUp.holdForMs)
+        let ages = partitions.map { $0.lag == 0 ? 0 : $0.timeLagMs }
+        let age: Int64? = ages.contains { $0 == nil } ? nil : ages.compactMap { $0 }.max() ?? 0
+        return LagReport(job: job, version: chosen.version, state: chosen.state, partitions: partitions, estimate: estimate,
+                         unmet: chosen.state == .pending || chosen.state == .replaying
+                            ? CatchUpGate.unmet(verdict: estimate.verdict, totalLag: current.totalLag, timeLagMs: age, catchUp: chosen.spec.catchUp) : nil)
     }
 }
 
@@ -143,9 +155,8 @@ extension Operator {
     /// Lag per partition, with the age of the oldest unprocessed record of each lagging one.
     func partitionLag(topic: String, ends: [Int64], nexts: [Int64], now: Int64) async throws -> [PartitionLag] {
         var partitions = LagMath.partitions(ends: ends, nexts: nexts)
-        for i in partitions.indices where partitions[i].lag > 0 {
-            let first = try? await log.read(topic: topic, partition: i, from: partitions[i].next, maxRecords: 1, maxBytes: 64 << 10)
-            partitions[i].timeLagMs = first?.first.map { max(0, now - $0.timestamp) }
+        for (i, age) in await log.timeLags(topic: topic, ends: ends, nexts: nexts, now: now).enumerated() where partitions[i].lag > 0 {
+            partitions[i].timeLagMs = age
         }
         return partitions
     }
@@ -158,4 +169,6 @@ public struct LagReport: Sendable, Codable, Equatable {
     public var state: VersionState
     public var partitions: [PartitionLag]
     public var estimate: LagEstimate
+    /// For a pending or replaying version: the catch-up conditions still unmet.
+    public var unmet: [String]? = nil
 }

@@ -8,6 +8,8 @@ public struct JobSpec: Sendable, Equatable {
     /// Most records per transaction.
     public var batch: Int
     public var catchUp: CatchUp
+    /// How a replay may use the host and the store (`replay`).
+    public var replay = Replay()
     public var promote: Promote
     public var retire: Retire
     public var onBadRecord: BadRecordPolicy
@@ -61,8 +63,24 @@ public struct JobSpec: Sendable, Equatable {
     public struct CatchUp: Sendable, Equatable {
         /// Caught up when the total lag is at most this many records…
         public var maxLag: Int64
-        /// …and not growing, for this long (milliseconds).
+        /// …and not growing, for this long (milliseconds)…
         public var holdForMs: Int64
+        /// …and the oldest unprocessed record is at most this old (milliseconds; nil: no bound).
+        public var maxTimeLagMs: Int64? = nil
+
+        public init(maxLag: Int64, holdForMs: Int64, maxTimeLagMs: Int64? = nil) {
+            self.maxLag = maxLag
+            self.holdForMs = holdForMs
+            self.maxTimeLagMs = maxTimeLagMs
+        }
+    }
+
+    public struct Replay: Sendable, Equatable {
+        /// At most this many records a second over all partitions while the version replays
+        /// (each partition an equal share); nil: as fast as it goes.
+        public var maxRate: Double? = nil
+
+        public init(maxRate: Double? = nil) { self.maxRate = maxRate }
     }
 
     public struct Promote: Sendable, Equatable {

@@ -21,7 +21,7 @@ public enum ManifestParser {
 
     /// Longest output table name, so that `<table>__v<N>__dead` fits PostgreSQL's 63 bytes.
     static let maxTableName = 40
-    static let topLevelKeys = ["job", "version", "source", "output", "transform", "batch", "catchUp", "promote", "retire", "onBadRecord", "deadLetter"]
+    static let topLevelKeys = ["job", "version", "source", "output", "transform", "batch", "catchUp", "replay", "promote", "retire", "onBadRecord", "deadLetter"]
     public static let defaultBatch = 10_000
     public static let defaultCatchUp = JobSpec.CatchUp(maxLag: 100, holdForMs: 2_000)
 
@@ -124,9 +124,21 @@ public enum ManifestParser {
         var catchUp = defaultCatchUp
         if let value = r.member(top, "catchUp") {
             let object = try r.object(value, "catchUp")
-            try r.known(object, ["maxLag", "holdFor"], "catchUp")
+            try r.known(object, ["maxLag", "holdFor", "maxTimeLag"], "catchUp")
             if let lag = r.member(object, "maxLag") { catchUp.maxLag = Int64(try r.integer(lag, "catchUp.maxLag", in: 0...1_000_000_000_000)) }
             if let hold = r.member(object, "holdFor") { catchUp.holdForMs = try r.duration(hold, "catchUp.holdFor") }
+            if let age = r.member(object, "maxTimeLag") { catchUp.maxTimeLagMs = try r.duration(age, "catchUp.maxTimeLag") }
+        }
+        var replay = JobSpec.Replay()
+        if let value = r.member(top, "replay") {
+            let object = try r.object(value, "replay")
+            try r.known(object, ["maxRate"], "replay")
+            if let rate = r.member(object, "maxRate") {
+                guard case .number(let text) = rate, let n = Double(text), n.isFinite, n >= 1, n <= 1e12 else {
+                    throw r.fail("replay.maxRate", "must be a number of records a second, at least 1, got \(rate.kind == "a number" ? rate.text : rate.kind)")
+                }
+                replay.maxRate = n
+            }
         }
 
         var promote = JobSpec.Promote(mode: .manual, checks: [])
@@ -182,6 +194,7 @@ public enum ManifestParser {
                            batch: batch, catchUp: catchUp, promote: promote, retire: retire, onBadRecord: onBadRecord,
                            timeoutMs: timeoutMs, execEnvironment: execEnvironment)
         spec.deadLetterMaxFraction = deadLetterMaxFraction
+        spec.replay = replay
         return spec
     }
 

@@ -55,6 +55,8 @@ import Testing
         #expect(spec.promote.mode == .auto && spec.promote.checks == ["(SELECT count(*) FROM new) > 0"])
         #expect(try ManifestParser.parse(text).batch == 500)
         #expect(try ManifestParser.parse(Self.with("catchUp", #"{"maxLag": 0, "holdFor": "500ms"}"#)).catchUp == .init(maxLag: 0, holdForMs: 500))
+        #expect(try ManifestParser.parse(Self.with("catchUp", #"{"maxTimeLag": "5s"}"#)).catchUp.maxTimeLagMs == 5_000)
+        #expect(try ManifestParser.parse(Self.with("replay", #"{"maxRate": 2500}"#)).replay.maxRate == 2_500)
         #expect(try ManifestParser.parse(Self.with("retire", #"{"after": "2h"}"#)).retire.afterMs == 7_200_000)
         #expect(try ManifestParser.parse(Self.with("onBadRecord", #""deadLetter""#)).onBadRecord == .deadLetter)
         #expect(try ManifestParser.parse(Self.with("transform", #"{"exec": ["python3", "job.py"]}"#)).transform == .exec(["python3", "job.py"]))
@@ -103,13 +105,17 @@ import Testing
         ("transform", #"{"sql": "SELECT 1", "env": {"A": "1"}}"#, "transform.env: is for exec programs; an SQL job has no environment"),
         ("batch", "0", "batch: must be between 1 and 1000000, got 0"),
         ("catchUp", #"{"maxLag": -1}"#, "catchUp.maxLag: must be between 0 and 1000000000000, got -1"),
+        ("catchUp", #"{"maxTimeLag": 5}"#, "catchUp.maxTimeLag: must be a string, got a number"),
+        ("replay", #"{"maxRate": 0}"#, "replay.maxRate: must be a number of records a second, at least 1, got 0"),
+        ("replay", #"{"maxRate": "fast"}"#, "replay.maxRate: must be a number of records a second, at least 1, got a string"),
+        ("replay", #"{"rate": 5}"#, "replay.rate: unknown key (expected one of: maxRate)"),
         ("catchUp", #"{"holdFor": "soon"}"#, #"catchUp.holdFor: invalid duration "soon": use a number and a unit, e.g. 500ms, 30s, 5m, 2h, 7d"#),
         ("promote", #""sometimes""#, #"promote: must be "manual" or "auto", got "sometimes""#),
         ("promote", "true", #"promote: must be "manual", "auto" or {"mode": …, "checks": […]}, got a boolean"#),
         ("promote", #"{"checks": "x"}"#, "promote.checks: must be an array of SQL expressions"),
         ("retire", #"{"after": 5}"#, "retire.after: must be a string, got a number"),
         ("onBadRecord", #""skip""#, #"onBadRecord: must be "fail" or "deadLetter", got "skip""#),
-        ("retries", "3", "retries: unknown key (expected one of: job, version, source, output, transform, batch, catchUp, promote, retire, onBadRecord, deadLetter)"),
+        ("retries", "3", "retries: unknown key (expected one of: job, version, source, output, transform, batch, catchUp, replay, promote, retire, onBadRecord, deadLetter)"),
     ] as [(String, String?, String)])
     func errorsNameTheKeyPath(path: String, json: String?, message: String) {
         do {
