@@ -126,6 +126,10 @@ enum JobCommands {
                 if let unmet = v.unmet, !unmet.isEmpty, report.hosts.count > 0 || v.state == .replaying {
                     out += "  version \(v.version) waits for: \(unmet.joined(separator: "; "))\n"
                 }
+                if let bake = v.bake, bake.outcome == nil || v.state == .serving || bake.outcome == "rolledBack" {
+                    out += "  version \(v.version): \(bake.text)" + (bake.outcome == nil ? ", ends \(Render.time(bake.endsAt)) UTC" : "")
+                        + (bake.lastFailure.map { "; last failure: \(TerminalText.escaped($0))" } ?? "") + "\n"
+                }
             }
             if let error = job.logError { out += "  lag unknown: \(TerminalText.escaped(error))\n" }
             if let error = job.decisionError { out += "  decisions failing: \(TerminalText.escaped(error))\n" }
@@ -230,6 +234,7 @@ enum JobCommands {
         options: [
             .value("version", "N", help: "The version (default: the newest caught-up or standby version newer than the serving one)."),
             .flag("force", help: "Promote even if not caught up, and skip the manifest's checks."),
+            .flag("skip-analysis", help: "Do not watch the version after the switch (promote.analysis); recorded in the history."),
             dryRun, GlobalOptions.output,
         ],
         arguments: [Argument("job", help: "The job.")],
@@ -240,7 +245,7 @@ enum JobCommands {
         let (op, _) = try makeOperator(args)
         let job = args.argument("job")!
         let result = try await op.promote(job: job, version: try args.int("version", in: 1...Int64(Int32.max)).map(Int.init),
-                                          force: args.flag("force"), dryRun: args.flag("dry-run"))
+                                          force: args.flag("force"), skipAnalysis: args.flag("skip-analysis"), dryRun: args.flag("dry-run"))
         let text = result.switched
             ? "\(job): version \(result.serving) serves now" + (result.previous.map { " (version \($0) is standby)" } ?? "")
             : "\(job): version \(result.serving) already serves; nothing changed"

@@ -191,6 +191,7 @@ public final class Controller: Sendable {
             }
         }
         try await observeLag(job: job, snapshot: &snapshot, now: now)
+        try await bake(job: job, snapshot: &snapshot, now: now)
         if try await decide(.tick(now: now), job: job, snapshot: &snapshot) {
             logger.log(.info, "retired standby", ["job": job])
         }
@@ -204,7 +205,7 @@ public final class Controller: Sendable {
     func decide(_ event: LifecycleEvent, job: String, snapshot: inout CatalogSnapshot) async throws -> Bool {
         let actions: [CatalogAction]
         do {
-            actions = try Lifecycle.decide(event, versions: snapshot.versions(of: job).map(\.status))
+            actions = try Lifecycle.decide(event, versions: snapshot.statuses(of: job))
         } catch {
             return false  // a state that moved on meanwhile: nothing to do
         }
@@ -399,12 +400,77 @@ public final class Controller: Sendable {
 }
 
 extension Controller {
+    /// Analysis after promotion: while the serving version bakes, every `interval` its checks
+    /// are evaluated (and its time lag against `catchUp.maxTimeLag`), each evaluation counted
+    /// in the catalog; at `failureLimit` failures it is rolled back, at the end of the bake it
+    /// has passed. A controller taking over, or restarted, carries the bake on from the catalog.
+    func bake(job: String, snapshot: inout CatalogSnapshot, now: Int64) async throws {
+        guard let bake = snapshot.activeBake(of: job),
+              let v = snapshot.versions(of: job).first(where: { $0.version == bake.version }),
+              let analysis = v.spec.promote.analysis else { return }
+        if now - bake.startedAt >= analysis.bakeMs {
+            let reason = "\(bake.evaluations) evaluation\(bake.evaluations == 1 ? "" : "s") over \(DurationText.format(milliseconds: analysis.bakeMs)), "
+                + "\(bake.failures) failure\(bake.failures == 1 ? "" : "s") (promote.analysis.failureLimit \(analysis.failureLimit))"
+            if try await decide(.analysisPassed(version: v.version, reason: reason), job: job, snapshot: &snapshot) {
+                logger.log(.info, "analysis passed", ["job": job, "version": "\(v.version)", "evaluations": "\(bake.evaluations)", "failures": "\(bake.failures)"])
+            }
+            return
+        }
+        guard now - (bake.lastAt ?? bake.startedAt) >= analysis.intervalMs else { return }
+        let id = VersionID(job: job, version: v.version)
+        guard let nexts = snapshot.offsets[id] else { return }
+        let topic = v.spec.source.topic
+        let ends = try await log.offsets(topic: topic).map(\.end)
+        var lag = LagMath.partitions(ends: ends, nexts: nexts)
+        for (i, age) in await log.timeLags(topic: topic, ends: ends, nexts: nexts, now: now).enumerated() { lag[i].timeLagMs = age }
+        var failing = try await store.evaluateAnalysis(job: job, version: v.version, previous: bake.previous, lag: lag)
+        let ages = lag.map(\.timeLagMs)
+        let age = ages.contains { $0 == nil } ? nil : ages.compactMap { $0 }.max() ?? 0
+        if let max = v.spec.catchUp.maxTimeLagMs, (age ?? Int64.max) > max {
+            failing.append("falling behind: time lag \(age.map { DurationText.format(milliseconds: $0) } ?? "unknown") > catchUp.maxTimeLag \(DurationText.format(milliseconds: max))")
+        }
+        let dead = try await store.deadLetterCount(job: job, version: v.version)
+        let seen = "lag \(lag.reduce(0) { $0 + $1.lag }) records, time lag \(age.map { DurationText.format(milliseconds: $0) } ?? "unknown"), \(dead) dead letter\(dead == 1 ? "" : "s")"
+        let failure = failing.isEmpty ? nil : failing.joined(separator: "; ") + " (seen: \(seen))"
+        try await store.recordEvaluation(job: job, version: v.version, failure: failure, at: now)
+        snapshot.bakes[id]?.evaluations += 1
+        snapshot.bakes[id]?.lastAt = now
+        guard let failure else { return }
+        let failures = bake.failures + 1
+        snapshot.bakes[id]?.failures = failures
+        snapshot.bakes[id]?.lastFailure = failure
+        logger.log(.warning, "analysis failed", ["job": job, "version": "\(v.version)", "failures": "\(failures)", "error": failure])
+        guard failures >= analysis.failureLimit else { return }
+        let reason = "\(failures) of promote.analysis.failureLimit \(analysis.failureLimit): \(failure)"
+        if try await decide(.analysisFailed(version: v.version, previous: bake.previous, reason: reason), job: job, snapshot: &snapshot) {
+            logger.log(.error, "analysis failed: rolled back", ["job": job, "version": "\(v.version)", "to": "\(bake.previous.map(String.init) ?? "-")"])
+        }
+    }
+
     /// `catchUp.maxTimeLag`: whether the oldest unprocessed record is at most that old (true
     /// without the setting; false when the record cannot be read).
     func timeLagWithin(_ spec: JobSpec, ends: [Int64], nexts: [Int64], now: Int64) async -> Bool {
         guard let max = spec.catchUp.maxTimeLagMs else { return true }
         guard let age = await log.timeLag(topic: spec.source.topic, ends: ends, nexts: nexts, now: now) else { return false }
         return age <= max
+    }
+}
+
+extension CatalogSnapshot {
+    /// The job's versions as the lifecycle sees them: a standby version's `retire.after` counts
+    /// from the end of the serving version's bake at the earliest.
+    func statuses(of job: String) -> [VersionStatus] {
+        let versions = versions(of: job)
+        var hold: Int64 = 0
+        if let serving = versions.first(where: { $0.state == .serving }), let analysis = serving.spec.promote.analysis,
+           let bake = bakes[VersionID(job: job, version: serving.version)] {
+            hold = bake.endedAt ?? (bake.startedAt + analysis.bakeMs)
+        }
+        return versions.map { v in
+            var status = v.status
+            if v.state == .standby { status.holdUntil = hold }
+            return status
+        }
     }
 }
 

@@ -6,6 +6,9 @@ public struct VersionStatus: Sendable, Equatable {
     public var retireAfterMs: Int64?
     /// When the version entered its current state (milliseconds since the epoch).
     public var since: Int64
+    /// `retire.after` counts from no earlier than this: the end of the serving version's bake
+    /// (analysis after promotion), so the version a failed analysis rolls back to stays.
+    public var holdUntil: Int64 = 0
 
     public init(version: Int, state: VersionState, promote: JobSpec.Promote = .init(mode: .manual, checks: []),
                 retireAfterMs: Int64? = nil, since: Int64 = 0) {
@@ -23,8 +26,9 @@ public enum LifecycleEvent: Sendable, Equatable {
     case start(version: Int)
     /// The lag verdict says the version has caught up.
     case caughtUp(version: Int)
-    /// Switch readers to `version` (`force`: even if not caught up, and without checks).
-    case promote(version: Int, force: Bool)
+    /// Switch readers to `version` (`force`: even if not caught up, and without checks;
+    /// `skipAnalysis`: without `promote.analysis` after the switch, recorded).
+    case promote(version: Int, force: Bool, skipAnalysis: Bool = false)
     /// Switch readers back to standby version `to`, or (nil) to the newest standby version older
     /// than the serving one.
     case rollback(to: Int?)
@@ -36,6 +40,11 @@ public enum LifecycleEvent: Sendable, Equatable {
     case pause(version: Int)
     /// Start a paused version's workers again (it replays on from its offsets).
     case resume(version: Int)
+    /// The serving version's analysis reached its failure limit: back to `previous` (`reason`:
+    /// the failing check and the values it saw).
+    case analysisFailed(version: Int, previous: Int?, reason: String)
+    /// The serving version's bake ended without reaching its failure limit.
+    case analysisPassed(version: Int, reason: String)
     /// The version's job failed (`reason` goes into the history).
     case failed(version: Int, error: String, reason: String = "failed")
 }
@@ -50,6 +59,10 @@ public enum CatalogAction: Sendable, Equatable {
     case dropTables(version: Int)
     /// Evaluate the new version's `promote.checks` over `old` and `new`; refuse all if one fails.
     case checkPromotion(old: Int, new: Int)
+    /// Start watching the version just switched to (`promote.analysis`); `previous` served before.
+    case startBake(version: Int, previous: Int?)
+    /// End the version's bake with `outcome`, recorded in its history with `reason`.
+    case endBake(version: Int, outcome: String, reason: String)
 }
 
 extension CatalogAction {
@@ -65,6 +78,10 @@ extension CatalogAction {
         case .checkPromotion(let old, let new):
             let list = checks(new)
             return "check version \(new) against version \(old): " + (list.isEmpty ? "(no checks)" : list.joined(separator: "; "))
+        case .startBake(let v, _):
+            return "start analysis of version \(v) (promote.analysis)"
+        case .endBake(let v, let outcome, _):
+            return "end analysis of version \(v): \(outcome)"
         }
     }
 }
@@ -104,7 +121,7 @@ public enum Lifecycle {
             }
             return actions
 
-        case .promote(let v, let force):
+        case .promote(let v, let force, let skipAnalysis):
             let version = try find(v, in: versions)
             switch version.state {
             case .serving:
@@ -127,12 +144,30 @@ public enum Lifecycle {
             if let old = serving, !force, !version.promote.checks.isEmpty {
                 actions.append(.checkPromotion(old: old.version, new: v))
             }
-            let why = force ? "promoted with --force" : "promoted"
+            var why = force ? "promoted with --force" : "promoted"
+            if skipAnalysis && version.promote.analysis != nil { why += " (promote.analysis skipped with --skip-analysis)" }
             if let old = serving {
                 actions.append(.transition(version: old.version, from: .serving, to: .standby, reason: "\(why): version \(v) serves now"))
             }
             actions += [.transition(version: v, from: version.state, to: .serving, reason: why), .pointView(version: v)]
+            if version.promote.analysis != nil && !skipAnalysis { actions.append(.startBake(version: v, previous: serving?.version)) }
             return actions
+
+        case .analysisFailed(let v, let previous, let reason):
+            let version = try find(v, in: versions)
+            guard version.state == .serving else { throw refuse("version \(v) is \(version.state.rawValue), not serving") }
+            guard let previous, let back = versions.first(where: { $0.version == previous }), back.state == .standby else {
+                return [.endBake(version: v, outcome: "failed", reason: "analysis failed: \(reason); no standby version to roll back to, so it serves on")]
+            }
+            return [.transition(version: v, from: .serving, to: .standby, reason: "analysis failed, rolled back to version \(back.version): \(reason)"),
+                    .transition(version: back.version, from: .standby, to: .serving, reason: "rollback from version \(v): its analysis failed"),
+                    .pointView(version: back.version),
+                    .endBake(version: v, outcome: "rolledBack", reason: "analysis failed: \(reason)")]
+
+        case .analysisPassed(let v, let reason):
+            let version = try find(v, in: versions)
+            guard version.state == .serving else { throw refuse("version \(v) is \(version.state.rawValue), not serving") }
+            return [.endBake(version: v, outcome: "passed", reason: "analysis passed: \(reason)")]
 
         case .rollback(let to):
             guard let current = serving else { throw refuse("no version of the job is serving") }
@@ -188,7 +223,7 @@ public enum Lifecycle {
 
         case .tick(let now):
             return versions.filter { v in
-                v.state == .standby && v.retireAfterMs.map { now - v.since >= $0 } == true
+                v.state == .standby && v.retireAfterMs.map { now - max(v.since, v.holdUntil) >= $0 } == true
             }.flatMap { retirement($0, reason: "standby longer than retire.after (\(DurationText.format(milliseconds: $0.retireAfterMs!)))") }
 
         case .failed(let v, let error, let reason):

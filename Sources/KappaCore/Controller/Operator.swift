@@ -76,7 +76,7 @@ public struct Operator: Sendable {
     /// than the serving one). Safe to retry: when `version` (or, by default, the newest running
     /// version) already serves, nothing changes. Never goes back to an older version (that is
     /// `rollback`). With `dryRun`, decides and returns the actions without applying them.
-    public func promote(job: String, version: Int?, force: Bool, dryRun: Bool = false) async throws -> SwitchResult {
+    public func promote(job: String, version: Int?, force: Bool, skipAnalysis: Bool = false, dryRun: Bool = false) async throws -> SwitchResult {
         let versions = try await self.versions(job: job)
         let serving = versions.first { $0.state == .serving }
         let target: Int
@@ -100,7 +100,7 @@ public struct Operator: Sendable {
             }
         }
         if target == serving?.version { return SwitchResult(serving: target, previous: nil, actions: []) }
-        let actions = try await decide(.promote(version: target, force: force), job: job, versions: versions, dryRun: dryRun)
+        let actions = try await decide(.promote(version: target, force: force, skipAnalysis: skipAnalysis), job: job, versions: versions, dryRun: dryRun)
         return SwitchResult(serving: target, previous: serving?.version, actions: actions)
     }
 

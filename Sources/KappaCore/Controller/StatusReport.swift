@@ -28,9 +28,35 @@ public struct StatusReport: Sendable, Codable, Equatable {
         /// For a pending or replaying version: the catch-up conditions still unmet
         /// (`CatchUpGate`), e.g. `time lag 45s > catchUp.maxTimeLag 5s`.
         public var unmet: [String]? = nil
+        /// Analysis after promotion of this version: its latest bake.
+        public var bake: Bake? = nil
         public var error: String?
         /// When the version entered its state (ms since the epoch).
         public var since: Int64
+    }
+
+    /// A version's bake (`promote.analysis`): `baking 4/10, 1 failure`.
+    public struct Bake: Sendable, Codable, Equatable {
+        public var evaluations: Int
+        /// Evaluations in the whole bake.
+        public var planned: Int
+        public var failures: Int
+        public var failureLimit: Int
+        /// nil while baking; `passed`, `rolledBack`, `failed`.
+        public var outcome: String?
+        /// When the bake ends (or ended), ms since the epoch.
+        public var endsAt: Int64
+        public var lastFailure: String?
+
+        public var text: String {
+            let failed = "\(failures) failure\(failures == 1 ? "" : "s")"
+            switch outcome {
+            case nil: return "baking \(evaluations)/\(planned), \(failed)"
+            case "passed": return "analysis passed, \(failed)"
+            case "rolledBack": return "analysis failed (\(failed)): rolled back"
+            default: return "analysis failed (\(failed))"
+            }
+        }
     }
 
     public var jobs: [Job]
@@ -79,6 +105,11 @@ extension Operator {
             for v in versions {
                 var view = StatusReport.Version(version: v.version, state: v.state, error: v.error, since: v.updatedAt)
                 let id = VersionID(job: job.name, version: v.version)
+                if let bake = snapshot.bakes[id], let analysis = v.spec.promote.analysis {
+                    view.bake = .init(evaluations: bake.evaluations, planned: analysis.evaluations, failures: bake.failures,
+                                      failureLimit: analysis.failureLimit, outcome: bake.outcome,
+                                      endsAt: bake.endedAt ?? bake.startedAt + analysis.bakeMs, lastFailure: bake.lastFailure)
+                }
                 if v.state.isRunning || v.state == .pending, let nexts = snapshot.offsets[id] {
                     let topic = v.spec.source.topic
                     if ends[topic] == nil && logErrors[topic] == nil {

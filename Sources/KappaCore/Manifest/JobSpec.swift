@@ -88,11 +88,35 @@ public struct JobSpec: Sendable, Equatable {
         public var mode: Mode
         /// SQL boolean expressions over `old` and `new` that must hold before a switch.
         public var checks: [String]
+        /// Watched after the switch (`promote.analysis`); nil: not watched.
+        public var analysis: Analysis? = nil
 
-        public init(mode: Mode, checks: [String]) {
+        public init(mode: Mode, checks: [String], analysis: Analysis? = nil) {
             self.mode = mode
             self.checks = checks
+            self.analysis = analysis
         }
+    }
+
+    /// Analysis after promotion: every `intervalMs` during `bakeMs` after the switch the
+    /// controller evaluates `checks` (SQL boolean expressions over `new`, `old`, `lag` and
+    /// `errors`); the serving lag past `catchUp.maxTimeLag` counts as a failure too. At
+    /// `failureLimit` failures it rolls back to the version that served before.
+    public struct Analysis: Sendable, Equatable {
+        public var checks: [String]
+        public var intervalMs: Int64
+        public var bakeMs: Int64
+        public var failureLimit: Int
+
+        public init(checks: [String], intervalMs: Int64 = 10_000, bakeMs: Int64 = 60_000, failureLimit: Int = 1) {
+            self.checks = checks
+            self.intervalMs = intervalMs
+            self.bakeMs = bakeMs
+            self.failureLimit = failureLimit
+        }
+
+        /// Evaluations in a whole bake.
+        public var evaluations: Int { max(1, Int(bakeMs / max(1, intervalMs))) }
     }
 
     public struct Retire: Sendable, Equatable {

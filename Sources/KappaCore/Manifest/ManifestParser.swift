@@ -146,15 +146,20 @@ public enum ManifestParser {
             if case .string = value {
                 promote.mode = try r.promoteMode(value, "promote")
             } else if case .object(let object) = value {
-                try r.known(object, ["mode", "checks"], "promote")
+                try r.known(object, ["mode", "checks", "analysis"], "promote")
                 if let mode = r.member(object, "mode") { promote.mode = try r.promoteMode(mode, "promote.mode") }
-                if let checks = r.member(object, "checks") {
-                    guard case .array(let list) = checks else { throw r.fail("promote.checks", "must be an array of SQL expressions") }
-                    promote.checks = try list.enumerated().map { i, v in
-                        let check = try r.string(v, "promote.checks[\(i)]")
-                        guard !check.allSatisfy(\.isWhitespace) else { throw r.fail("promote.checks[\(i)]", "is empty") }
-                        return check
-                    }
+                if let checks = r.member(object, "checks") { promote.checks = try r.checks(checks, "promote.checks") }
+                if let value = r.member(object, "analysis") {
+                    let analysis = try r.object(value, "promote.analysis")
+                    try r.known(analysis, ["checks", "interval", "bake", "failureLimit"], "promote.analysis")
+                    var a = JobSpec.Analysis(checks: [])
+                    if let checks = r.member(analysis, "checks") { a.checks = try r.checks(checks, "promote.analysis.checks") }
+                    if let interval = r.member(analysis, "interval") { a.intervalMs = try r.duration(interval, "promote.analysis.interval") }
+                    if let bake = r.member(analysis, "bake") { a.bakeMs = try r.duration(bake, "promote.analysis.bake") }
+                    if let limit = r.member(analysis, "failureLimit") { a.failureLimit = try r.integer(limit, "promote.analysis.failureLimit", in: 1...1_000_000) }
+                    guard a.intervalMs >= 100 else { throw r.fail("promote.analysis.interval", "must be at least 100ms") }
+                    guard a.bakeMs >= a.intervalMs else { throw r.fail("promote.analysis.bake", "must be at least promote.analysis.interval") }
+                    promote.analysis = a
                 }
             } else {
                 throw r.fail("promote", "must be \"manual\", \"auto\" or {\"mode\": …, \"checks\": […]}, got \(value.kind)")
@@ -254,6 +259,16 @@ public enum ManifestParser {
             }
             guard range.contains(n) else { throw fail(path, "must be between \(range.lowerBound) and \(range.upperBound), got \(n)") }
             return n
+        }
+
+        /// A non-empty array of non-blank SQL expressions.
+        func checks(_ value: JSONValue, _ path: String) throws -> [String] {
+            guard case .array(let list) = value else { throw fail(path, "must be an array of SQL expressions") }
+            return try list.enumerated().map { i, v in
+                let check = try string(v, "\(path)[\(i)]")
+                guard !check.allSatisfy(\.isWhitespace) else { throw fail("\(path)[\(i)]", "is empty") }
+                return check
+            }
         }
 
         func duration(_ value: JSONValue, _ path: String) throws -> Int64 {

@@ -79,6 +79,8 @@ protocol CatalogActionTarget {
     func pointView(job: String, to version: Int) throws
     func dropVersion(job: String, version: Int) throws
     func checkPromotion(job: String, old: Int, new: Int) throws
+    func startBake(job: String, version: Int, previous: Int?) throws
+    func endBake(job: String, version: Int, outcome: String, reason: String, actor: String) throws
     /// The job's versions in state `serving`, as the caller's transaction sees them.
     func servingVersions(job: String) throws -> [Int]
 }
@@ -106,6 +108,10 @@ extension CatalogActionTarget {
             try dropVersion(job: job, version: version)
         case .checkPromotion(let old, let new):
             try checkPromotion(job: job, old: old, new: new)
+        case .startBake(let version, let previous):
+            try startBake(job: job, version: version, previous: previous)
+        case .endBake(let version, let outcome, let reason):
+            try endBake(job: job, version: version, outcome: outcome, reason: reason, actor: actor)
         }
     }
 }

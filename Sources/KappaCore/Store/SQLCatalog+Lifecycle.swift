@@ -118,7 +118,7 @@ extension SQLCatalog {
     /// (SQLite): `new` is the version's table, `old` the latest earlier version's while it
     /// exists (the one a promotion usually replaces), else the new table again.
     private func checkPromotionChecks(_ c: any SQLConnection, _ spec: JobSpec, latest: Int64?) throws {
-        guard !spec.promote.checks.isEmpty else { return }
+        guard !spec.promote.checks.isEmpty || spec.promote.analysis != nil else { return }
         var old = spec.versionTable
         if let latest, case let table = JobSpec.versionTable(view: spec.output.table, version: Int(latest)), try backend.relationExists(c, table) {
             old = table
@@ -130,6 +130,7 @@ extension SQLCatalog {
                 throw CatalogError(.invalidJob, "promote.checks[\(i)]: \(error.message)")
             }
         }
+        try checkAnalysisChecks(c, spec, old: old)
     }
 
     func servingVersions(_ c: any SQLConnection, job: String) throws -> [Int] {
@@ -149,5 +150,9 @@ struct CatalogActions: CatalogActionTarget {
     func pointView(job: String, to version: Int) throws { try catalog.pointView(c, job: job, to: version) }
     func dropVersion(job: String, version: Int) throws { try catalog.dropVersion(c, job: job, version: version) }
     func checkPromotion(job: String, old: Int, new: Int) throws { try catalog.checkPromotion(c, job: job, old: old, new: new) }
+    func startBake(job: String, version: Int, previous: Int?) throws { try catalog.startBake(c, job: job, version: version, previous: previous) }
+    func endBake(job: String, version: Int, outcome: String, reason: String, actor: String) throws {
+        try catalog.endBake(c, job: job, version: version, outcome: outcome, reason: reason, actor: actor)
+    }
     func servingVersions(job: String) throws -> [Int] { try catalog.servingVersions(c, job: job) }
 }

@@ -85,6 +85,13 @@ final class SQLCatalog: @unchecked Sendable {
         """
         ALTER TABLE {t:kappa_versions} ADD COLUMN source_incarnation TEXT;
         """,
+        // 6: analysis after promotion: each version's latest bake, carried on by any controller.
+        """
+        CREATE TABLE {t:kappa_bakes} (
+            job TEXT NOT NULL, version INTEGER NOT NULL, previous INTEGER, started_at {bigint} NOT NULL,
+            evaluations INTEGER NOT NULL, failures INTEGER NOT NULL, last_at {bigint}, last_failure TEXT,
+            outcome TEXT, ended_at {bigint}, PRIMARY KEY (job, version));
+        """,
     ]
 
     static var schemaVersion: Int { migrations.count }
@@ -260,6 +267,7 @@ final class SQLCatalog: @unchecked Sendable {
             let now = currentTimeMillis()
             var snapshot = CatalogSnapshot(jobs: try jobs(c), versions: Dictionary(grouping: try versions(c, job: nil), by: \.job),
                                            offsets: try allOffsets(c), at: now)
+            for bake in try bakes(c) { snapshot.bakes[VersionID(job: bake.job, version: bake.version)] = bake }
             guard case .status(let samples, let hostsWithinMs) = detail else { return snapshot }
             // Per version, by its primary key: the newest few rows only (each holds a number per partition).
             for (job, versions) in snapshot.versions {
@@ -320,8 +328,17 @@ public struct CatalogSnapshot: Sendable {
     public var lastHeartbeat: Int64?
     public var leases: [Lease] = []
     public var entered: [String: [VersionState: Int]] = [:]
+    /// Each version's latest bake (analysis after promotion).
+    public var bakes: [VersionID: BakeRecord] = [:]
 
     public func versions(of job: String) -> [VersionRecord] { versions[job] ?? [] }
+
+    /// The bake of the job's serving version, while it lasts.
+    public func activeBake(of job: String) -> BakeRecord? {
+        guard let serving = versions(of: job).first(where: { $0.state == .serving }),
+              let bake = bakes[VersionID(job: job, version: serving.version)], bake.outcome == nil else { return nil }
+        return bake
+    }
 
     /// The snapshot after a decision's actions were applied (so that later decisions in the same
     /// tick see them without reading the catalog again).
@@ -336,6 +353,12 @@ public struct CatalogSnapshot: Sendable {
                 }
             case .dropTables(let version):
                 offsets[VersionID(job: job, version: version)] = nil
+            case .startBake(let version, let previous):
+                bakes[VersionID(job: job, version: version)] = BakeRecord(job: job, version: version, previous: previous, startedAt: now,
+                                                                         evaluations: 0, failures: 0)
+            case .endBake(let version, let outcome, _):
+                bakes[VersionID(job: job, version: version)]?.outcome = outcome
+                bakes[VersionID(job: job, version: version)]?.endedAt = now
             case .pointView, .checkPromotion:
                 break
             }

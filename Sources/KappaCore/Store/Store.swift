@@ -57,6 +57,14 @@ public protocol CatalogStore: Sendable {
     func leases() async throws -> [Lease]
     /// Records why the controller's decisions for `job` fail (nil: they succeed again).
     func noteDecisionError(job: String, error: String?) async throws
+
+    /// Analysis after promotion: the checks of `version`'s `promote.analysis` that do not hold
+    /// (or cannot run), over its table, `previous`'s, `lag` and its dead letters.
+    func evaluateAnalysis(job: String, version: Int, previous: Int?, lag: [PartitionLag]) async throws -> [String]
+    /// Counts one evaluation of the version's bake; `failure` says what failed and what was seen.
+    func recordEvaluation(job: String, version: Int, failure: String?, at: Int64) async throws
+    /// Records in the version's dead-letter table.
+    func deadLetterCount(job: String, version: Int) async throws -> Int64
 }
 
 extension CatalogStore {
@@ -162,6 +170,18 @@ public final class Store: CatalogStore, BatchStore, QueryStore {
 
     public func recordLag(job: String, version: Int, sample: LagSample, keep: Int) async throws {
         try await write { try $0.recordLag(job: job, version: version, sample: sample, keep: keep) }
+    }
+
+    public func evaluateAnalysis(job: String, version: Int, previous: Int?, lag: [PartitionLag]) async throws -> [String] {
+        try await write { try $0.evaluateAnalysis(job: job, version: version, previous: previous, lag: lag) }
+    }
+
+    public func recordEvaluation(job: String, version: Int, failure: String?, at: Int64) async throws {
+        try await write { try $0.recordEvaluation(job: job, version: version, failure: failure, at: at) }
+    }
+
+    public func deadLetterCount(job: String, version: Int) async throws -> Int64 {
+        try await write { try $0.deadLetterCount(job: job, version: version) }
     }
 
     public func lagSamples(job: String, version: Int, limit: Int) async throws -> [LagSample] {
