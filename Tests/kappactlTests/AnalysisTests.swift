@@ -62,7 +62,7 @@ import Testing
         let box = try Sandbox()
         var host = try await Self.ready(box, analysis: ["checks": ["(SELECT count(*) FROM new) >= (SELECT count(*) FROM old)",
                                                                    "(SELECT count(*) FROM errors) = 0", "(SELECT max(records) FROM lag) < 100000"],
-                                                        "interval": "400ms", "bake": "8s"])
+                                                        "interval": "400ms", "bake": "20s"])
         defer { kill(host.process.processIdentifier, SIGKILL) }
         #expect(try await box.kappactl(["promote", "btc"]).status == 0)
         try await WorkflowTests.waitUntil("two evaluations") { (try await Self.bake(box, 2)?.evaluations ?? 0) >= 2 }
@@ -71,15 +71,15 @@ import Testing
         let before = try #require(try await Self.bake(box, 2))
         #expect(before.outcome == nil && before.failures == 0)
         let status = try await box.kappactl(["status", "btc"]).stdout
-        #expect(status.contains("version 2: baking \(before.evaluations)/20, 0 failures, ends "), "\(status)")
+        #expect(status.contains("version 2: baking \(before.evaluations)/50, 0 failures, ends "), "\(status)")
         host = try box.start(Executables.jobHost, box.hostArguments)
-        try await WorkflowTests.waitUntil("the bake passes", timeout: 60) { try await Self.bake(box, 2)?.outcome == "passed" }
+        try await WorkflowTests.waitUntil("the bake passes", timeout: 90) { try await Self.bake(box, 2)?.outcome == "passed" }
         let after = try #require(try await Self.bake(box, 2))
         #expect(after.evaluations > before.evaluations)  // carried on, not started again
         #expect(after.endsAt >= before.endsAt)
         #expect(try await WorkflowTests.status(box, "btc").jobs[0].serving == 2)
         let history = try await box.kappactl(["history", "btc"]).stdout
-        #expect(history.contains("analysis passed: \(after.evaluations) evaluations over 8s, 0 failures"), "\(history)")
+        #expect(history.contains("analysis passed: \(after.evaluations) evaluations over 20s, 0 failures"), "\(history)")
     }
 
     @Test func skippingTheAnalysisIsRecordedAndNothingIsWatched() async throws {

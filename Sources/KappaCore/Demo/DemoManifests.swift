@@ -37,7 +37,14 @@ public enum DemoManifests {
   },
   "batch": 10000,
   "catchUp": {"maxLag": 30, "holdFor": "1s"},
-  "promote": {"mode": "manual", "checks": ["(SELECT count(*) FROM new) >= (SELECT count(*) FROM old)"]},
+  "promote": {
+    "mode": "manual",
+    "checks": ["(SELECT count(*) FROM new) >= (SELECT count(*) FROM old)"],
+    "analysis": {
+      "checks": ["(SELECT count(*) FROM new WHERE high < low OR open > high OR close < low) = 0", "(SELECT count(*) FROM errors) <= 10", "(SELECT max(records) FROM lag) <= 1000"],
+      "interval": "1s", "bake": "5s", "failureLimit": 2
+    }
+  },
   "retire": {"after": "1h"},
   "onBadRecord": "deadLetter"
 }

@@ -89,7 +89,20 @@ public struct KappaDemo: Sendable {
         let latest = try await store.query("SELECT max(minute), sum(samples) FROM btc_prices").rows[0]
         narrate("8. Rolled back: v1 serves again at once; it kept running as standby, so it is current: \(latest[1].display) ticks up to minute \(latest[0].display)")
         _ = try await op.promote(job: "btc", version: 2, force: false)
-        narrate("9. Promoted v2 again (rolling forward)")
+        narrate("9. Promoted v2 again (rolling forward). Its promote.analysis now watches it: every second for 5s, its checks")
+        narrate("   (sane candles, few dead letters, lag under 1,000); two failures would roll it back on its own")
+        let bakeDeadline = currentTimeMillis() + 60_000
+        var bake: StatusReport.Bake?
+        while currentTimeMillis() < bakeDeadline {
+            bake = try await op.status(job: "btc").jobs[0].versions.first(where: { $0.version == 2 })?.bake
+            if bake?.outcome != nil { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        if let bake, bake.outcome == "passed" {
+            narrate("   analysis passed: \(bake.evaluations) evaluations, \(bake.failures) failures; v2 keeps serving")
+        } else {
+            narrate("   analysis: \(bake?.text ?? "not seen") (see kappactl history btc)")
+        }
 
         feeder.cancel()
         try await feeder.value

@@ -35,8 +35,11 @@ import Testing
             "v1 ->pending", "v1 pending>replaying", "v1 replaying>caughtUp", "v1 caughtUp>serving",
             "v2 ->pending", "v2 pending>replaying", "v2 replaying>caughtUp",
             "v1 serving>standby", "v2 caughtUp>serving", "v2 serving>standby", "v1 standby>serving",
-            "v1 serving>standby", "v2 standby>serving", "v1 standby>retired",
+            "v1 serving>standby", "v2 standby>serving", "v2 serving>serving", "v1 standby>retired",
         ])
+        // v2's analysis after promotion ran and passed (the serving>serving row is its note).
+        #expect(result.history.contains { $0.version == 2 && $0.reason.hasPrefix("analysis passed: ") && $0.reason.contains(", 0 failures") })
+        #expect(lines.withLock { $0 }.contains { $0.hasPrefix("   analysis passed: ") })
 
         // v2's candles equal those computed here from every record in the log, in offset order.
         let log = try SegmentLog(state: state)
