@@ -28,6 +28,7 @@ enum JobCommands {
             .flag("wait", help: "Wait until caught up (and serving if it promotes automatically)."),
             .value("timeout", "DURATION", help: "With --wait: give up after this long (exit 5)."),
             .flag("allow-partial", help: "Replay from the earliest retained offsets if retention deleted offset 0."),
+            .value("max-rate", "N", help: "Replay at most N records a second (sets the manifest's replay.maxRate)."),
             GlobalOptions.output,
         ],
         run: runDeploy)
@@ -38,13 +39,14 @@ enum JobCommands {
         if timeout != nil && !args.flag("wait") { throw args.usageError("--timeout goes with --wait") }
         let (op, state) = try makeOperator(args)
         let path = args.string("file")!
+        let maxRate = try args.int("max-rate", in: 1...1_000_000_000_000).map(Double.init)
         let record: VersionRecord
-        if let existing = try await op.registeredAlready(try ManifestParser.load(path: path).spec) {
+        if let existing = try await op.registeredAlready(try ManifestParser.load(path: path, maxRate: maxRate).spec) {
             // A retry (or re-attaching after Ctrl-C of --wait): the same version, the same manifest.
             record = existing
             if !json { Console.out("\(record.job) version \(record.version) is already registered (\(record.state.rawValue)); nothing changed") }
         } else {
-            record = try await op.deploy(manifestPath: path, allowPartial: args.flag("allow-partial"))
+            record = try await op.deploy(manifestPath: path, allowPartial: args.flag("allow-partial"), maxRate: maxRate)
             if !json {
                 Console.out("registered \(record.job) version \(record.version) (pending): replays topic \"\(record.spec.source.topic)\" into \(record.spec.versionTable)")
             }

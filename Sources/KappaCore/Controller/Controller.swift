@@ -54,6 +54,8 @@ public final class Controller: Sendable {
         var failures: [VersionKey: String] = [:]
         var retryAfter: [LeaseKey: Int64] = [:]
         var refusedAuto: Set<VersionKey> = []
+        /// Per replaying version with `replay.maxRate`: each partition's share (records/s).
+        var replayRates: [VersionKey: Double] = [:]
         /// The last failed decision per job, logged once until it changes or decisions succeed
         /// again (the log's brokers down fail every tick's lag reading for as long as they are).
         var decisionFailures: [String: String] = [:]
@@ -140,6 +142,15 @@ public final class Controller: Sendable {
                 }
             }
         }
+        // The replay caps, from this reading: a version caught up (or further) runs uncapped.
+        var rates: [VersionKey: Double] = [:]
+        for (job, versions) in snapshot.versions {
+            for v in versions where v.state == .replaying || v.state == .pending {
+                guard let rate = v.spec.replay.maxRate, let partitions = snapshot.offsets[VersionID(job: job, version: v.version)]?.count, partitions > 0 else { continue }
+                rates[VersionKey(job: job, version: v.version)] = rate / Double(partitions)
+            }
+        }
+        state.withLock { $0.replayRates = rates }
         var running = Self.partitions(snapshot)
         try await maintainLeases(running: running, now: now)
         if isController {
@@ -309,7 +320,8 @@ public final class Controller: Sendable {
             return
         }
         let metrics = self.metrics
-        let runner = VersionRunner(log: log, store: store, job: job, sourceIncarnation: v.sourceIncarnation) { result, took in
+        let replayRate: @Sendable () -> Double? = { [weak self] in self?.state.withLock { $0.replayRates[versionKey] } }
+        let runner = VersionRunner(log: log, store: store, job: job, sourceIncarnation: v.sourceIncarnation, replayRate: replayRate) { result, took in
             metrics.recordBatch(job: key.job, version: key.version, result, took: took)
         }
         let pollMs = configuration.pollMs, retryMs = configuration.retryMs, fenced = configuration.useLeases, clock = self.clock

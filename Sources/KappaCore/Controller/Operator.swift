@@ -25,8 +25,8 @@ public struct Operator: Sendable {
     /// offset 0 of every partition (else refuses, unless `allowPartial`, which is recorded).
     /// - Throws: `ManifestError`, `LogError.topicNotFound`, `LifecycleRefusal` (retention),
     ///   `CatalogError`.
-    public func deploy(manifestPath: String, allowPartial: Bool) async throws -> VersionRecord {
-        let (spec, text) = try ManifestParser.load(path: manifestPath)
+    public func deploy(manifestPath: String, allowPartial: Bool, maxRate: Double? = nil) async throws -> VersionRecord {
+        let (spec, text) = try ManifestParser.load(path: manifestPath, maxRate: maxRate)
         return try await deploy(spec: spec, manifest: text, allowPartial: allowPartial)
     }
 

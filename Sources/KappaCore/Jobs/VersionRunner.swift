@@ -15,16 +15,21 @@ public struct VersionRunner: Sendable {
     /// The incarnation of the source topic the version was deployed over
     /// (`VersionRecord.sourceIncarnation`): every batch is checked to come from it. nil: unchecked.
     public var sourceIncarnation: String?
+    /// The records a second this worker may replay now (`replay.maxRate`, its partition's
+    /// share), asked before each batch; nil: no cap (JobHost's controller answers nil once the
+    /// version has caught up).
+    public var replayRate: (@Sendable () -> Double?)?
     /// Called after each committed batch (from the worker's task), with how long the catalog
     /// commit took.
     public var onBatch: (@Sendable (BatchResult, Duration) -> Void)?
 
     public init(log: any UnifiedLog, store: any BatchStore, job: any StreamJob, sourceIncarnation: String? = nil,
-                onBatch: (@Sendable (BatchResult, Duration) -> Void)? = nil) {
+                replayRate: (@Sendable () -> Double?)? = nil, onBatch: (@Sendable (BatchResult, Duration) -> Void)? = nil) {
         self.log = log
         self.store = store
         self.job = job
         self.sourceIncarnation = sourceIncarnation
+        self.replayRate = replayRate
         self.onBatch = onBatch
     }
 
@@ -62,11 +67,14 @@ public struct VersionRunner: Sendable {
     private func worker(partition p: Int, from start: Int64, until end: Int64?, mode: Mode, fence: Lease? = nil) async throws {
         let spec = job.spec
         var offset = start
+        var pace = ReplayPace()
         while !Task.isCancelled {
             if let end, offset >= end { return }
+            let rate = replayRate?()
+            do { try await pace.wait(rate: rate) } catch { return }
             let records: LogRecords
             do {
-                records = try await log.read(topic: spec.source.topic, partition: p, from: offset, maxRecords: spec.batch, maxBytes: 8 << 20)
+                records = try await log.read(topic: spec.source.topic, partition: p, from: offset, maxRecords: pace.batch(spec.batch, rate: rate), maxBytes: 8 << 20)
             } catch let error as LogError {
                 // A topic deleted or created again explains a missing topic or offset best.
                 try await checkIncarnation(partition: p, offset: offset)
@@ -91,6 +99,7 @@ public struct VersionRunner: Sendable {
                 offset = result.nextOffset
                 log.commitProgress(group: "kappa.\(spec.job).v\(spec.version)", topic: spec.source.topic, partition: p, nextOffset: offset)
                 onBatch?(result, took)
+                pace.spent(records.count, rate: rate)
             } catch is StaleOffsetError {
                 offset = try await store.nextOffsets(job: spec.job, version: spec.version)[p]
             } catch is VersionStoppedError {
@@ -119,5 +128,29 @@ public struct VersionRunner: Sendable {
                              message: "topic \"\(topic)\" was deleted and created again since this version was deployed over it "
                                  + "(incarnation \(bound), now \(now ?? "unknown")): its offsets do not apply to the new topic; deploy a new version to replay it")
         }
+    }
+}
+
+/// `replay.maxRate` for one worker: after a batch of n records at r records a second the next
+/// read waits until n/r seconds after the last one was allowed, and a batch holds at most a
+/// second's worth, so the rate holds over any window longer than a batch.
+struct ReplayPace {
+    private var allowedAt = ContinuousClock.now
+
+    /// At most a second of records under a cap (at least one).
+    func batch(_ size: Int, rate: Double?) -> Int {
+        guard let rate else { return size }
+        return max(1, min(size, Int(rate.rounded(.down))))
+    }
+
+    mutating func spent(_ records: Int, rate: Double?) {
+        guard let rate, rate > 0 else { allowedAt = .now; return }
+        allowedAt = max(allowedAt, .now - .seconds(1)) + .seconds(Double(records) / rate)
+    }
+
+    /// Sleeps until the next batch may be read. - Throws: `CancellationError`.
+    func wait(rate: Double?) async throws {
+        guard rate != nil, allowedAt > .now else { return }
+        try await Task.sleep(until: allowedAt, clock: .continuous)
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Reads and validates manifests (JSON). Every error names the file and the key path.
 public enum ManifestParser {
     /// Why `table` cannot be a job's view, or nil: a name the job's SQL or Kappa already means
@@ -34,6 +36,22 @@ public enum ManifestParser {
             throw ManifestError(file: path, path: "", message: "cannot read the manifest: \(error)")
         }
         let text = String(decoding: bytes, as: UTF8.self)
+        return (try parse(text, file: path), text)
+    }
+
+    /// A manifest file with `replay.maxRate` set to `maxRate` (`kappactl deploy --max-rate`):
+    /// the text stored is the one that runs. - Throws: `ManifestError`.
+    public static func load(path: String, maxRate: Double?) throws -> (spec: JobSpec, text: String) {
+        let loaded = try load(path: path)
+        guard let maxRate else { return loaded }
+        guard var object = try? JSONSerialization.jsonObject(with: Data(loaded.text.utf8)) as? [String: Any] else {
+            throw ManifestError(file: path, path: "", message: "not a JSON object")
+        }
+        var replay = object["replay"] as? [String: Any] ?? [:]
+        replay["maxRate"] = maxRate == maxRate.rounded() && maxRate < 1e15 ? Int64(maxRate) as Any : maxRate as Any
+        object["replay"] = replay
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+        let text = String(decoding: data, as: UTF8.self)
         return (try parse(text, file: path), text)
     }
 

@@ -45,7 +45,7 @@ extension StoreContractTests {
         let job = try await f.register(StoreFixture.exactManifest(batch: 50))
         for _ in 0..<3 {
             let batches = Mutex(0)
-            let runner = VersionRunner(log: f.log, store: f.store, job: job) { _, _ in batches.withLock { $0 += 1 } }
+            let runner = VersionRunner(log: f.log, store: f.store, job: job, onBatch: { _, _ in batches.withLock { $0 += 1 } })
             let task = Task { try await runner.run(.follow(pollMs: 10)) }
             while batches.withLock({ $0 }) < Int.random(in: 3...20) { try await Task.sleep(for: .milliseconds(1)) }
             task.cancel()
