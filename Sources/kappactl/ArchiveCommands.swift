@@ -25,6 +25,7 @@ enum ArchiveCommands {
         options: [
             .flag("follow", short: "f", help: "Keep mirroring (Kafka), every --interval."),
             .value("interval", "DURATION", help: "With --follow: how often (default 5s)."),
+            GlobalOptions.output,
         ],
         arguments: [Argument("topic", help: "Topic to archive.")],
         run: runArchive)
@@ -75,24 +76,27 @@ enum ArchiveCommands {
 
     static func runArchive(_ args: ParsedArguments) async throws {
         let topic = args.argument("topic")!
+        let json = try GlobalOptions.json(args)
         let log = try GlobalOptions.log(args, withArchive: false)
         if let log = log as? SegmentLog {
             if args.flag("follow") { throw args.usageError("--follow is for Kafka topics; JobHost archives the embedded log's segments") }
             let copied = try await log.archiveClosedSegments(topic: topic)
-            Console.out("archived \(copied) closed segment\(copied == 1 ? "" : "s") of \"\(topic)\"")
+            Console.out(json ? "{\"topic\":\(JSONScanner.quote(topic)),\"segments\":\(copied)}"
+                             : "archived \(copied) closed segment\(copied == 1 ? "" : "s") of \"\(topic)\"")
             return
         }
         let mirror = LogMirror(log: log, archive: try kafkaArchive(args), topic: topic)
         let interval = try args.duration("interval") ?? 5_000
         guard args.flag("follow") else {
-            Console.out("archived \(try await mirror.runOnce()) records of \"\(topic)\"")
+            let records = try await mirror.runOnce()
+            Console.out(json ? "{\"topic\":\(JSONScanner.quote(topic)),\"records\":\(records)}" : "archived \(records) records of \"\(topic)\"")
             return
         }
         let signals = TerminationSignal()
         let loop = Task {
             while !Task.isCancelled {
                 let n = try await mirror.runOnce()
-                if n > 0 { Console.out("archived \(n) records of \"\(topic)\"") }
+                if n > 0 { Console.out(json ? "{\"topic\":\(JSONScanner.quote(topic)),\"records\":\(n)}" : "archived \(n) records of \"\(topic)\"") }
                 try? await Task.sleep(for: .milliseconds(interval))
             }
         }

@@ -28,11 +28,13 @@ enum DemoCommand {
             .value("minutes", "N", help: "Minutes of history (one tick per second per currency)."),
             .value("rate", "N", help: "Live ticks per second per currency, until Ctrl-C."),
             .value("seed", "N", help: "Seed of the random walk (default 42)."),
+            GlobalOptions.output,
         ],
         run: runProduce)
 
     static func runProduce(_ args: ParsedArguments) async throws {
         let signals = TerminationSignal()
+        let json = try GlobalOptions.json(args)
         let seed = UInt64(try args.int("seed", in: 0...Int64.max) ?? 42)
         let rate = try args.int("rate", in: 1...1000).map(Int.init)
         let minutes = Int(try args.int("minutes", in: 0...100_000) ?? (rate == nil ? 180 : 0))
@@ -40,10 +42,10 @@ enum DemoCommand {
         try await producer.ensureTopic()
         if minutes > 0 {
             let n = try await producer.history(minutes: minutes)
-            Console.out("appended \(n) ticks of history (\(minutes) minutes) to \"bpi\"")
+            Console.out(json ? "{\"topic\":\"bpi\",\"history\":\(n),\"minutes\":\(minutes)}" : "appended \(n) ticks of history (\(minutes) minutes) to \"bpi\"")
         }
         guard let rate else { return }
-        Console.out("producing \(rate) live ticks a second per currency into \"bpi\"; Ctrl-C stops")
+        if !json { Console.out("producing \(rate) live ticks a second per currency into \"bpi\"; Ctrl-C stops") }
         let tty = Console.stderrIsTerminal
         let live = Task {
             try await producer.live(rate: rate, afterSeconds: minutes * 60) { n in

@@ -138,14 +138,20 @@ enum TopicCommands {
             history), then deletes. A topic created again under the name is another topic: versions
             deployed over the old one fail rather than read it.
             """,
-        options: [.flag("force", help: "Delete even though versions read the topic; those versions fail.")],
+        options: [.flag("force", help: "Delete even though versions read the topic; those versions fail."), GlobalOptions.output],
         arguments: [Argument("name", help: "Topic name.")],
         run: runDelete)
 
     static func runDelete(_ args: ParsedArguments) async throws {
         let name = args.argument("name")!
         let (op, _) = try JobCommands.makeOperator(args)
+        let json = try GlobalOptions.json(args)
         let failed = try await op.deleteTopic(name, force: args.flag("force"))
+        if json {
+            let versions = failed.map { "{\"job\":\(JSONScanner.quote($0.job)),\"version\":\($0.version),\"was\":\"\($0.state.rawValue)\"}" }
+            Console.out("{\"topic\":\(JSONScanner.quote(name)),\"deleted\":true,\"failedVersions\":[\(versions.joined(separator: ","))]}")
+            return
+        }
         for v in failed { Console.out("\(v.job) version \(v.version) (\(v.state.rawValue)) failed: it read topic \"\(name)\"") }
         Console.out("deleted topic \"\(name)\"")
     }
