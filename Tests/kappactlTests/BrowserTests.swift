@@ -37,6 +37,18 @@ struct BrowserTests {
         #expect(charts.count == 2)
         #expect(charts.allSatisfy { $0 > 1 })
         #expect(dom.stdout.contains("EUR price from the serving view btc_prices"))
+        // A time axis on each chart, times in UTC as the CLI writes them, the hosts, the history.
+        let ticks = try Regex(##"<text class="tick" x="[0-9.]+" y="[0-9]+" font-size="10" fill="#6a7180">[0-9: -]+</text>"##)
+        #expect(dom.stdout.matches(of: ticks).count == 10, "\(dom.stdout.suffix(3000))")
+        #expect(dom.stdout.range(of: #"updated \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"#, options: .regularExpression) != nil)
+        #expect(dom.stdout.contains("JobHost: JobHost@") && dom.stdout.contains("(controller, "), "\(dom.stdout.prefix(2000))")
+        #expect(dom.stdout.contains(#"<table class="history">"#))
+        #expect(dom.stdout.contains("first version of the job: serves once caught up"))
+        // v2 promoted: the bake's progress shows.
+        #expect(try await box.kappactl(["promote", "btc"]).status == 0)
+        let baking = try await Self.browse(box, ["--dump-dom", url])
+        #expect(baking.stdout.range(of: #"<span class="bake muted">(baking \d+/5, 0 failures, ends|analysis passed)"#, options: .regularExpression) != nil,
+                "\(baking.stdout.prefix(3000))")
 
         let screenshot = WorkflowTests.root + "/.build/kappa-page.png"
         let shot = try await Self.browse(box, ["--screenshot=\(screenshot)", url])

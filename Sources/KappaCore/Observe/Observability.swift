@@ -72,7 +72,8 @@ public struct Observability: Sendable {
         let versions = try await op.versions(job: name)  // 404 for an unknown job
         switch what {
         case "history":
-            return .json(try Render.json(["history": try await op.store.history(job: name)]))
+            let limit = try request.query["limit"].map { _ in try Self.limit(request.query["limit"]) }
+            return .json(try Render.json(["history": try await op.store.history(job: name, limit: limit)]))
         case "lag":
             // The newest lag samples of each running version, for the page's chart.
             var series: [LagSeries] = []
