@@ -177,6 +177,28 @@ import Testing
         #expect(beyond.stderr.contains("error: topic \"t\" partition 0: offset 99 is beyond the end offset"))
     }
 
+    /// The README's tour on `kafka-mock`: `demo produce` into a topic that exists already, and
+    /// `topic create` of an existing topic, answer from the metadata (no CreateTopics wait).
+    @Test func demoProduceAndTopicCreateOnAnExistingKafkaTopic() async throws {
+        let box = try Sandbox()
+        let mock = try box.start(Executables.kappactl, ["kafka-mock", "--brokers", "1", "--topic", "bpi:3"])
+        defer { kill(mock.process.processIdentifier, SIGKILL) }
+        var url = ""
+        try await WorkflowTests.waitUntil("the mock cluster is up", timeout: 20) {
+            url = mock.output().stdout.split(separator: "\n").first.map(String.init) ?? ""
+            return url.hasPrefix("kafka://127.0.0.1:")
+        }
+        // Before, each of these waited 30 s on CreateTopics and failed.
+        for _ in 0..<2 {
+            let produced = try await box.kappactl(["--log", url, "demo", "produce", "--minutes", "1"])
+            #expect(produced.status == 0, "\(produced.stderr)")
+            #expect(produced.stdout == "appended 180 ticks of history (1 minutes) to \"bpi\"\n")
+        }
+        let again = try await box.kappactl(["--log", url, "topic", "create", "bpi", "-p", "3"])
+        #expect(again.status == 1)
+        #expect(again.stderr == "error: topic \"bpi\" already exists\n")
+    }
+
     /// A Kafka topic mirrored by `kappactl archive run --follow`, which is killed with SIGKILL
     /// mid-way and restarted, while the brokers drop old records (the mock keeps about 5 MB a
     /// partition); a version deployed afterwards replays from offset 0 across archive and

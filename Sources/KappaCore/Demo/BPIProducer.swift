@@ -11,6 +11,7 @@ public struct BPIProducer: Sendable {
 
     /// Creates topic `bpi` (3 partitions) unless it exists.
     public func ensureTopic() async throws {
+        if try await log.listTopics().contains(where: { $0.name == Self.topic }) { return }
         do {
             _ = try await log.createTopic(Self.topic, config: TopicConfig(partitions: 3))
         } catch let error as LogError where error.code == .topicExists {}

@@ -84,6 +84,11 @@ public final class KafkaLog: UnifiedLog, Sendable {
         guard (1...100_000).contains(config.partitions) else {
             throw LogError(.invalidArgument, "partitions must be between 1 and 100000 (got \(config.partitions))")
         }
+        // A topic that exists is said so at once, from the cluster's metadata: CreateTopics for
+        // it would wait on brokers (the mock cluster never answers it) before failing.
+        if try await listTopics().contains(where: { $0.name == name }) {
+            throw LogError(.topicExists, "topic \"\(name)\" already exists", topic: name)
+        }
         let client = self.client
         try await Self.blocking.run {
             try KafkaAdmin(client).createTopic(name, config: config)
