@@ -5,17 +5,20 @@ import Foundation
 /// The same seed gives the same rates, tick for tick.
 public struct BPIFeed: Sendable {
     public static let currencies = ["EUR", "USD", "GBP"]
-    static let startLevels: [Double] = [83_000, 95_000, 71_000]
+    public static let startLevels: [Double] = [83_000, 95_000, 71_000]
     /// Volatility per one-second step (about 1% over a day's worth of steps, scaled).
     static let sigma = 0.0003
 
     public var seed: UInt64
     /// Milliseconds since the epoch of the first tick.
     public var start: Int64
+    /// Where the walk starts, per currency (EUR, USD, GBP).
+    public var levels: [Double]
 
-    public init(seed: UInt64, start: Int64) {
+    public init(seed: UInt64, start: Int64, levels: [Double] = BPIFeed.startLevels) {
         self.seed = seed
         self.start = start
+        self.levels = levels.count == 3 ? levels : Self.startLevels
     }
 
     /// One tick: the record's key (the currency) and its JSON value.
@@ -34,7 +37,7 @@ public struct BPIFeed: Sendable {
     /// Generates ticks for seconds `0..<seconds`, in time order (all currencies per second).
     public func ticks(seconds: Int) -> [Tick] {
         var state = Generator(seed: seed)
-        var levels = Self.startLevels
+        var levels = self.levels
         var out: [Tick] = []
         out.reserveCapacity(seconds * 3)
         for second in 0..<seconds {

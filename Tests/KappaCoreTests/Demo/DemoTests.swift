@@ -71,3 +71,32 @@ import Testing
         #expect(try await Store.sqlite(state: state).query("SELECT count(*) FROM sqlite_master WHERE name LIKE 'btc_prices__v1%'").rows == [[.integer(0)]])
     }
 }
+
+/// `demo produce --rate` in a later run walks on from the prices in the topic.
+@Suite struct BPIProducerTests {
+    @Test func liveTicksContinueTheWalkOfTheHistoryInTheTopic() async throws {
+        let dir = try TempDirectory()
+        let log = try SegmentLog(directory: dir.path)
+        let producer = BPIProducer(log: log, seed: 42)
+        try await producer.ensureTopic()
+        try await producer.ensureTopic()  // a topic that exists is used as it is
+        try await producer.history(minutes: 180)
+        let (levels, _) = try #require(try await producer.lastLevels())
+        // Three hours of walk left the prices well away from where the walk began.
+        #expect(zip(levels, BPIFeed.startLevels).contains { abs($0 / $1 - 1) > 0.004 }, "\(levels)")
+        let ends = try await log.offsets(topic: "bpi").map(\.end)
+        let sent = Mutex(0)
+        let live = Task { try await producer.live(rate: 100, afterSeconds: 0) { n in sent.withLock { $0 = n } } }
+        while sent.withLock({ $0 }) < 3 { try await Task.sleep(for: .milliseconds(5)) }
+        live.cancel()
+        try await live.value
+        for (p, end) in ends.enumerated() {
+            for record in try await log.read(topic: "bpi", partition: p, from: end, maxRecords: 1, maxBytes: 1 << 16) {
+                let object = try JSONSerialization.jsonObject(with: Data(record.value)) as! [String: Any]
+                let currency = object["currency"] as! String, rate = (object["rate"] as! NSNumber).doubleValue
+                let last = levels[BPIFeed.currencies.firstIndex(of: currency)!]
+                #expect(abs(rate / last - 1) < 0.002, "\(currency): the first live tick \(rate) after \(last)")
+            }
+        }
+    }
+}
