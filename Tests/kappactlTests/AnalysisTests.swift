@@ -35,7 +35,19 @@ import Testing
     }
 
     @Test func aFailingAnalysisRollsBackWithTheFailingCheckInTheHistory() async throws {
-        let box = try Sandbox()
+        try await Self.failingAnalysis(try Sandbox())
+    }
+
+    #if Postgres
+    /// The same on PostgreSQL: the checks run in the catalog's sandbox there (a role that may
+    /// read only `new`, `old` and `errors`; `lag` is literal rows).
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["KAPPA_TEST_POSTGRES"] != nil, "needs the PostgreSQL server scripts/test starts"))
+    func aFailingAnalysisRollsBackOnPostgres() async throws {
+        try await Self.failingAnalysis(try Sandbox(catalog: WorkflowTests.postgresDatabase()))
+    }
+    #endif
+
+    static func failingAnalysis(_ box: Sandbox) async throws {
         let host = try await Self.ready(box, analysis: ["checks": ["(SELECT count(*) FROM new) > 1000000", "(SELECT count(*) FROM errors) = 0"],
                                                         "interval": "300ms", "bake": "1m", "failureLimit": 2])
         defer { kill(host.process.processIdentifier, SIGKILL) }
