@@ -75,7 +75,11 @@ import Testing
         let indexPath = SegmentFiles.indexPath(partition, segments[0])
         let entries = SegmentIndex.decode(try FileSystem.readAll(indexPath)).entries
         #expect(entries.count >= 3)
-        try FileSystem.writeAtomically(entries.reversed().flatMap(SegmentIndex.encode), to: indexPath)
+        // A later frame's entry first, then one past the end of the file: the search skipped the
+        // second (past the end) back to the first, whose offsets lie beyond the one asked for.
+        let size = try #require(FileSystem.size(SegmentFiles.logPath(partition, segments[0])))
+        let shuffled = [entries[2], SegmentIndex.Entry(relativeOffset: 0, position: UInt32(size + 4096))]
+        try FileSystem.writeAtomically(shuffled.flatMap(SegmentIndex.encode), to: indexPath)
 
         let reopened = try SegmentLog(directory: dir.path)
         for from in stride(from: Int64(0), to: segments[1], by: 7) {
