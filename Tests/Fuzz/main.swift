@@ -24,6 +24,7 @@ public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMut
     var template = Array("\(base)/kappa-fuzz-XXXXXX".utf8CString)
     guard let dir = mkdtemp(&template) else { fputs("mkdtemp failed\n", stderr); exit(2) }
     scratch = String(cString: dir)
+    atexit { try? FileSystem.removeTree(scratch) }  // libFuzzer ends with exit(), also after a crash it reports
     return 0
 }
 
