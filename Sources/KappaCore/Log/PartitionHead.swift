@@ -46,8 +46,10 @@ struct PartitionHead: Equatable, Sendable {
             else { return nil }
             let head = PartitionHead(nextOffset: buf.loadLE(Int64.self, at: 4), segmentBase: buf.loadLE(Int64.self, at: 12),
                                      position: buf.loadLE(Int64.self, at: 20), earliest: buf.loadLE(Int64.self, at: 28))
-            guard head.position >= 0, head.segmentBase >= 0, head.earliest <= head.segmentBase,
-                  head.segmentBase <= head.nextOffset else { return nil }
+            // Offsets and the position below 2^62 (see `BatchHeader.offsetLimit`), in order.
+            guard head.earliest >= 0, head.earliest <= head.segmentBase, head.segmentBase <= head.nextOffset,
+                  head.nextOffset < BatchHeader.offsetLimit, head.position >= 0, head.position < BatchHeader.offsetLimit
+            else { return nil }
             return head
         }
     }
@@ -75,12 +77,18 @@ enum SegmentFiles {
     static func logPath(_ directory: String, _ base: Int64) -> String { "\(directory)/\(name(base)).log" }
     static func indexPath(_ directory: String, _ base: Int64) -> String { "\(directory)/\(name(base)).index" }
 
-    /// Base offsets of the segments present, ascending.
+    /// Base offsets of the segments present, ascending. Only names of 20 decimal digits (below
+    /// `BatchHeader.offsetLimit`) and `.log` are segments: `Int64` would also take a sign.
     static func list(_ directory: String) throws -> [Int64] {
-        try FileSystem.list(directory).compactMap { name -> Int64? in
-            guard name.hasSuffix(".log"), name.count == 24 else { return nil }
-            return Int64(name.prefix(20))
-        }.sorted()
+        try FileSystem.list(directory).compactMap(base(ofName:)).sorted()
+    }
+
+    /// The base offset a segment's file name spells; nil when the name is not a segment's.
+    static func base(ofName name: String) -> Int64? {
+        let utf8 = Array(name.utf8)
+        guard utf8.count == 24, name.hasSuffix(".log"), utf8[0..<20].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+              let base = Int64(name.prefix(20)), base < BatchHeader.offsetLimit else { return nil }
+        return base
     }
 }
 
@@ -124,6 +132,8 @@ struct SegmentIndex: Sendable {
     }
 
     /// The last entry at or below `relativeOffset` whose position lies below `limit`; nil when none.
+    /// The search assumes ascending entries (as written); entries out of order (a damaged index:
+    /// it is not fsynced) are skipped over, so the entry returned is still at or below the target.
     func floor(_ relativeOffset: UInt32, below limit: Int64) -> Entry? {
         var lo = 0, hi = entries.count  // first entry with relativeOffset > target
         while lo < hi {
@@ -131,7 +141,7 @@ struct SegmentIndex: Sendable {
             if entries[mid].relativeOffset <= relativeOffset { lo = mid + 1 } else { hi = mid }
         }
         var i = lo - 1
-        while i >= 0, Int64(entries[i].position) >= limit { i -= 1 }
+        while i >= 0, Int64(entries[i].position) >= limit || entries[i].relativeOffset > relativeOffset { i -= 1 }
         return i >= 0 ? entries[i] : nil
     }
 }

@@ -18,8 +18,10 @@ extension PartitionLog {
             for (i, base) in closed.enumerated() {
                 var delete = false
                 if let limit = config.retentionBytes, total - sizes[i] >= limit { delete = true }
-                if !delete, let age = config.retentionMs, let newest = try maxTimestamp(base, size: sizes[i]), now - newest > age {
-                    delete = true
+                if !delete, let age = config.retentionMs, let newest = try maxTimestamp(base, size: sizes[i]) {
+                    // A timestamp read from the file may be anything: a difference past Int64 is old.
+                    let (elapsed, overflow) = now.subtractingReportingOverflow(newest)
+                    delete = overflow ? newest < 0 : elapsed > age
                 }
                 guard delete else { break }
                 total -= sizes[i]

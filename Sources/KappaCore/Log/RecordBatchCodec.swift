@@ -15,6 +15,12 @@ struct BatchHeader: Equatable {
     static let targetFrameBytes = 4 << 20
     /// The largest record accepted (key + value).
     static let maxRecordBytes = 64 << 20
+    /// The longest frame written: a frame is cut at `targetFrameBytes` unless it holds one record.
+    static let maxFrameBytes = max(targetFrameBytes, size + recordOverhead + maxRecordBytes)
+    /// Offsets (and byte positions) in files are below 2^62: bytes claiming more are not a frame
+    /// or head, and every sum of an offset and a count (or a position and a length) stays far
+    /// from overflowing.
+    static let offsetLimit: Int64 = 1 << 62
 
     var length: Int
     var crc: UInt32
@@ -25,20 +31,24 @@ struct BatchHeader: Equatable {
     var lastOffset: Int64 { baseOffset + Int64(count) - 1 }
     var nextOffset: Int64 { baseOffset + Int64(count) }
 
-    /// Reads a header at `at`; nil when the bytes there are not a plausible header.
+    /// Reads a header at `at`; nil when the bytes there are not a plausible header: no magic,
+    /// no records, a length that cannot hold them or longer than any frame written, offsets
+    /// outside `0..<offsetLimit`.
     static func parse(_ buf: UnsafeRawBufferPointer, at: Int) -> BatchHeader? {
-        guard at + size <= buf.count, buf.loadLE(UInt32.self, at: at) == magic else { return nil }
+        guard at >= 0, at <= buf.count - size, buf.loadLE(UInt32.self, at: at) == magic else { return nil }
         let length = Int(buf.loadLE(UInt32.self, at: at + 4))
         let count = Int(buf.loadLE(UInt32.self, at: at + 20))
-        guard length >= size + count * recordOverhead, count > 0 else { return nil }
+        let baseOffset = buf.loadLE(Int64.self, at: at + 12)
+        guard count > 0, length >= size + count * recordOverhead, length <= maxFrameBytes,
+              baseOffset >= 0, baseOffset < offsetLimit - Int64(count) else { return nil }
         return BatchHeader(length: length, crc: buf.loadLE(UInt32.self, at: at + 8),
-                           baseOffset: buf.loadLE(Int64.self, at: at + 12), count: count,
+                           baseOffset: baseOffset, count: count,
                            maxTimestamp: buf.loadLE(Int64.self, at: at + 24))
     }
 
     /// True when the frame at `at` (whole, inside `buf`) matches its checksum.
     func verify(_ buf: UnsafeRawBufferPointer, at: Int) -> Bool {
-        guard at + length <= buf.count else { return false }
+        guard at >= 0, length >= BatchHeader.size, at <= buf.count - length else { return false }
         return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buf[(at + 12)..<(at + length)])) == crc
     }
 }
@@ -99,12 +109,15 @@ enum RecordBatchCodec {
         return frames
     }
 
-    /// Decodes the records of a verified frame at `at` into `entries`, skipping those below
-    /// `fromOffset` and stopping after `limit` entries in total. Returns false when a record's
-    /// lengths overrun the frame (corruption that happens to pass the checksum is impossible in
-    /// practice, but lengths are checked anyway so that no read goes out of bounds).
+    /// Decodes the records of a frame at `at` into `entries`, skipping those below `fromOffset`
+    /// and stopping after `limit` entries in total. Returns false when the frame does not lie
+    /// inside `buf` or a record's lengths overrun it (corruption that passes the checksum is
+    /// impossible in practice, but nothing read from the bytes is trusted, so that no read goes
+    /// out of bounds whatever the frame holds).
     static func decode(_ buf: UnsafeRawBufferPointer, at: Int, header: BatchHeader, fromOffset: Int64,
                        limit: Int, into entries: inout [LogRecords.Entry]) -> Bool {
+        guard at >= 0, header.length >= BatchHeader.size, header.count >= 0, at <= buf.count - header.length,
+              header.baseOffset >= 0, header.baseOffset < BatchHeader.offsetLimit - Int64(header.count) else { return false }
         var p = at + BatchHeader.size
         let end = at + header.length
         var offset = header.baseOffset
@@ -119,9 +132,11 @@ enum RecordBatchCodec {
             guard keyLength >= -1, next <= end else { return false }
             if offset >= fromOffset {
                 if entries.count >= limit { return true }
-                entries.append(LogRecords.Entry(offset: offset, timestamp: ts, keyStart: Int32(keyStart),
-                                                keyLength: keyLength, valueStart: Int32(valueStart),
-                                                valueLength: Int32(valueLength)))
+                // Positions are kept as Int32: a buffer past 2 GiB is refused rather than trapped on.
+                guard let keyAt = Int32(exactly: keyStart), let valueAt = Int32(exactly: valueStart),
+                      let valueCount = Int32(exactly: valueLength) else { return false }
+                entries.append(LogRecords.Entry(offset: offset, timestamp: ts, keyStart: keyAt,
+                                                keyLength: keyLength, valueStart: valueAt, valueLength: valueCount))
             }
             offset += 1
             p = next

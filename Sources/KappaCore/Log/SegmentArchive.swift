@@ -51,16 +51,43 @@ public final class SegmentArchive: Sendable {
         guard stat(path, &info) == 0 else { return [] }
         let stamp = [Int64(info.st_mtim.tv_sec), Int64(info.st_mtim.tv_nsec), Int64(info.st_size), Int64(info.st_ino)]
         if let known = manifests.withLock({ $0[path] }), known.stamp == stamp { return known.entries }
+        let bytes: [UInt8]
         do {
-            let entries = try JSONDecoder().decode(Manifest.self, from: Data(try FileSystem.readAll(path))).files.sorted { $0.base < $1.base }
-            manifests.withLock { $0[path] = (stamp, entries) }
-            return entries
+            bytes = try FileSystem.readAll(path)
         } catch let error as IOError {
             throw LogError.io(error, topic: topic, partition: partition)
-        } catch {
-            throw LogError(.corrupt, "topic \"\(topic)\" partition \(partition): the archive's manifest cannot be read: \(error)",
-                           topic: topic, partition: partition, file: path)
         }
+        let entries = try Self.decodeManifest(bytes, topic: topic, partition: partition, path: path)
+        manifests.withLock { $0[path] = (stamp, entries) }
+        return entries
+    }
+
+    /// Decodes and checks a manifest (bytes from disk: anything): version 1, each file's offsets
+    /// `0 ≤ base < end < 2^62` and size not negative, files not overlapping. Returns them in
+    /// offset order.
+    /// - Throws: `LogError.corrupt` naming the manifest and what is wrong with it.
+    static func decodeManifest(_ bytes: [UInt8], topic: String, partition: Int, path: String) throws -> [Entry] {
+        func corrupt(_ problem: String) -> LogError {
+            LogError(.corrupt, "topic \"\(topic)\" partition \(partition): the archive's manifest \(path) is damaged: \(problem)",
+                     topic: topic, partition: partition, file: path)
+        }
+        let manifest: Manifest
+        do {
+            manifest = try JSONDecoder().decode(Manifest.self, from: Data(bytes))
+        } catch {
+            throw corrupt(DecodingProblem.describe(error, bytes: bytes))
+        }
+        guard manifest.version == 1 else { throw corrupt("version \(manifest.version) is not one this Kappa reads (1)") }
+        let entries = manifest.files.sorted { $0.base < $1.base }
+        for (i, entry) in entries.enumerated() {
+            guard entry.base >= 0, entry.base < entry.end, entry.end < BatchHeader.offsetLimit, entry.bytes >= 0 else {
+                throw corrupt("the file for offsets \(entry.base) to \(entry.end) (\(entry.bytes) bytes) is not a range of offsets")
+            }
+            if i > 0, entries[i - 1].end > entry.base {
+                throw corrupt("the files for offsets from \(entries[i - 1].base) and from \(entry.base) overlap")
+            }
+        }
+        return entries
     }
 
     /// The first offset from which the archive and the live log together hold every record up to
@@ -181,16 +208,21 @@ public final class SegmentArchive: Sendable {
             try buffer.withUnsafeBytes { buf in
                 var at = 0
                 while at < buf.count, entries.count < maxRecords, let header = BatchHeader.parse(buf, at: at), at + header.length <= buf.count {
-                    guard header.verify(buf, at: at) else { throw corrupt("checksum mismatch in the frame at byte \(position + Int64(at))") }
                     let expected = entries.last.map { $0.offset + 1 } ?? offset
+                    if header.baseOffset >= entry.end && !entries.isEmpty { break }  // past the file's offsets
+                    guard header.verify(buf, at: at) else { throw corrupt("checksum mismatch in the frame at byte \(position + Int64(at))") }
+                    // Offsets in order, as on the live log: a reader never gets an offset twice or out of order.
+                    guard header.baseOffset <= expected, header.nextOffset > expected, header.nextOffset <= entry.end else {
+                        throw corrupt("the frame at byte \(position + Int64(at)) holds offsets \(header.baseOffset)…\(header.lastOffset), expected \(expected) (the file holds \(entry.base)…\(entry.end - 1))")
+                    }
                     guard RecordBatchCodec.decode(buf, at: at, header: header, fromOffset: expected, limit: maxRecords, into: &entries) else {
                         throw corrupt("record lengths overrun the frame at byte \(position + Int64(at))")
                     }
                     at += header.length
                 }
             }
-            guard !entries.isEmpty else { throw corrupt("no whole frame") }
-            return LogRecords(partition: partition, storage: buffer, entries: entries, nextOffset: entries.last!.offset + 1)
+            guard let last = entries.last else { throw corrupt("no whole frame") }
+            return LogRecords(partition: partition, storage: buffer, entries: entries, nextOffset: last.offset + 1)
         } catch let error as IOError {
             throw LogError.io(error, topic: topic, partition: partition)
         }

@@ -258,20 +258,45 @@ public final class SegmentLog: UnifiedLog {
         let dir = "\(directory)/\(name)"
         let metaPath = "\(dir)/topic.json"
         guard let identity = FileSystem.identity(metaPath) else { throw LogError.topicNotFound(name) }
-        let metadata: TopicMetadata
+        let bytes: [UInt8]
         do {
-            metadata = try JSONDecoder().decode(TopicMetadata.self, from: Data(try FileSystem.readAll(metaPath)))
+            bytes = try FileSystem.readAll(metaPath)
         } catch let error as IOError {
             throw LogError.io(error, topic: name)
-        } catch {
-            throw LogError(.corrupt, "topic \"\(name)\": cannot read \(metaPath): \(error)", topic: name, file: metaPath)
         }
+        let metadata = try Self.decodeMetadata(bytes, topic: name, path: metaPath)
         let opened = OpenTopic(metadata: metadata, directory: dir, executor: executor)
         return open.withLock { topics in
             if let known = topics[name], known.identity == identity { return known.topic }
             topics[name] = (opened, identity)
             return opened
         }
+    }
+
+    /// Decodes and checks a topic's `topic.json` (bytes from disk: anything).
+    /// - Throws: `LogError.corrupt` naming the file and what is wrong with it.
+    static func decodeMetadata(_ bytes: [UInt8], topic name: String, path: String) throws -> TopicMetadata {
+        func corrupt(_ problem: String) -> LogError {
+            LogError(.corrupt, "topic \"\(name)\": \(path) is damaged: \(problem)", topic: name, file: path)
+        }
+        let metadata: TopicMetadata
+        do {
+            metadata = try JSONDecoder().decode(TopicMetadata.self, from: Data(bytes))
+        } catch {
+            throw corrupt(DecodingProblem.describe(error, bytes: bytes))
+        }
+        guard metadata.name == name else {
+            throw corrupt("it names the topic \"\(metadata.name.prefix(100))\", not the directory's \"\(name)\"")
+        }
+        do {
+            try validate(metadata.config)
+        } catch let error as LogError {
+            throw corrupt(error.message)
+        }
+        if let archive = metadata.config.archive, archive.isEmpty || archive.utf8.contains(0) {
+            throw corrupt("config.archive is not a directory path")
+        }
+        return metadata
     }
 
     static func validate(name: String) throws {
