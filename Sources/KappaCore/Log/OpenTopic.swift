@@ -15,6 +15,9 @@ final class OpenTopic: Sendable {
     /// The topic's archive, shared by its partitions (and its manifest cache with them).
     let archive: SegmentArchive?
     let executor: BlockingExecutor
+    /// The process's tables of open files and closed segments' indexes (`PartitionLog`).
+    let files: LogFiles
+    let indexes: ClosedIndexCache
     private let partitions = Mutex<[Int: Slot]>([:])
 
     private enum Slot {
@@ -22,10 +25,13 @@ final class OpenTopic: Sendable {
         case open(PartitionLog)
     }
 
-    init(metadata: TopicMetadata, directory: String, executor: BlockingExecutor) {
+    init(metadata: TopicMetadata, directory: String, executor: BlockingExecutor, files: LogFiles = .shared,
+         indexes: ClosedIndexCache = .shared) {
         self.metadata = metadata
         self.directory = directory
         self.executor = executor
+        self.files = files
+        self.indexes = indexes
         archive = metadata.config.archive.map(SegmentArchive.init(root:))
     }
 
@@ -35,9 +41,11 @@ final class OpenTopic: Sendable {
         let slot = partitions.withLock { slots -> Slot in
             if let known = slots[p] { return known }
             let (name, dir, config, archive, executor) = (metadata.name, "\(directory)/\(p)", metadata.config, archive, executor)
+            let (files, indexes) = (files, indexes)
             let task = Task {
                 try await executor.run {
-                    try PartitionLog(topic: name, partition: p, directory: dir, config: config, archive: archive, executor: executor)
+                    try PartitionLog(topic: name, partition: p, directory: dir, config: config, archive: archive, executor: executor,
+                                     files: files, indexes: indexes)
                 }
             }
             slots[p] = .opening(task)

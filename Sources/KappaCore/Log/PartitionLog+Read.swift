@@ -130,10 +130,8 @@ extension PartitionLog {
         if segments.isEmpty || offset < segments[0] || (segments.last ?? -1) < head.segmentBase || (previous.map { p in !segments.contains { $0 > p } } ?? false) {
             segments = try ioErrors { try SegmentFiles.list(directory) }
             let listed = segments
-            cache.withLock { c in
-                c.segments = listed
-                if let first = listed.first { c.dropSegments(below: first) }
-            }
+            cache.withLock { $0.segments = listed }
+            if let first = listed.first { dropSegments(below: first) }
         }
         guard let first = segments.first, offset >= first else {
             let earliest = segments.first ?? head.earliest
@@ -155,7 +153,7 @@ extension PartitionLog {
         let end = base == head.segmentBase ? head.position : try ioErrors { try file.size() }
         let index = base == head.segmentBase
             ? SegmentIndex.load(SegmentFiles.indexPath(directory, base))
-            : try cache.withLock({ $0.closedIndexes[base] }) ?? closedIndex(base, size: end)
+            : try indexes.index(owner: owner, base: base) ?? closedIndex(base, size: end)
         var start: Int64 = 0
         if let relative = UInt32(exactly: offset - base), let entry = index.floor(relative, below: end) {
             // Trust the entry only if a frame holding its offset really starts there.
@@ -184,17 +182,16 @@ extension PartitionLog {
         let path = SegmentFiles.indexPath(directory, base)
         if !FileSystem.exists(path) { _ = try ioErrors { try rebuildIndex(base, limit: size) } }
         let loaded = SegmentIndex.load(path)
-        cache.withLock { $0.closedIndexes[base] = loaded }
+        indexes.keep(loaded, owner: owner, base: base)
         return loaded
     }
 
-    /// An open descriptor for a segment, kept for later reads.
+    /// An open descriptor for a segment, kept for later reads (in the process's `LogFiles`).
     private func segmentFile(_ base: Int64) throws -> FileDescriptor {
-        if let file = cache.withLock({ $0.files[base] }) { return file }
         let path = SegmentFiles.logPath(directory, base)
         let file: FileDescriptor
         do {
-            file = try FileDescriptor(path: path, flags: O_RDONLY)
+            file = try files.file(path, flags: O_RDONLY, owner: owner)
         } catch let error as IOError where error.code == ENOENT {
             cache.withLock { $0.segments = [] }  // list again next time
             let earliest = (try? SegmentFiles.list(directory).first) ?? nil
@@ -208,7 +205,6 @@ extension PartitionLog {
         } catch let error as IOError {
             throw LogError.io(error, topic: topic, partition: partition)
         }
-        cache.withLock { $0.keep(base, file) }
         return file
     }
 }

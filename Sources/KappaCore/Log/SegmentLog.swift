@@ -13,11 +13,19 @@ public final class SegmentLog: UnifiedLog {
     private let open = Mutex<[String: OpenTopic]>([:])
     private let router = RecordRouter()
     private let executor = BlockingExecutor.shared
+    /// Where partitions keep their open files (a budget for the whole process, `LogFiles`).
+    let files: LogFiles
 
     /// Opens (creating if needed) the log in `directory`.
     /// - Throws: `LogError.io` naming the directory.
-    public init(directory: String) throws {
+    public convenience init(directory: String) throws {
+        try self.init(directory: directory, files: .shared)
+    }
+
+    /// Opens the log with its own table of open files (tests: a small budget).
+    init(directory: String, files: LogFiles) throws {
         self.directory = directory
+        self.files = files
         do {
             try FileSystem.makeDirectories(directory)
         } catch let error as IOError {
@@ -239,7 +247,7 @@ public final class SegmentLog: UnifiedLog {
         } catch {
             throw LogError(.corrupt, "topic \"\(name)\": cannot read \(metaPath): \(error)", topic: name, file: metaPath)
         }
-        let opened = OpenTopic(metadata: metadata, directory: dir, executor: executor)
+        let opened = OpenTopic(metadata: metadata, directory: dir, executor: executor, files: files)
         return open.withLock { $0[name] ?? { $0[name] = opened; return opened }(&$0) }
     }
 
