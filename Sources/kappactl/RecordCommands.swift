@@ -9,7 +9,8 @@ enum ProduceCommand {
             partition as Kafka's default partitioner would; the value, any JSON, is stored as its
             JSON text. With --raw each line is stored as a value as it is.
             A malformed line stops the command with its line number: the lines before it are
-            appended, none after. Records are acknowledged once fsynced; with --progress each
+            appended, none after. When the log fails, the command prints what was appended
+            until then (partitions the failing batch reached included) and the error. Records are acknowledged once fsynced; with --progress each
             acknowledged batch prints `acknowledged N` (the total so far) on stderr, so that a
             script knows how far a stream got if the command is interrupted.
             """,
@@ -32,6 +33,10 @@ enum ProduceCommand {
             if showProgress && summary.records > 0 { Console.error("\r", terminator: "") }
             report(summary, json: json)
         } catch let error as ProduceError {
+            if showProgress { Console.error("\r", terminator: "") }
+            report(error.summary, json: json)
+            throw error
+        } catch let error as ProduceInterrupted {
             if showProgress { Console.error("\r", terminator: "") }
             report(error.summary, json: json)
             throw error

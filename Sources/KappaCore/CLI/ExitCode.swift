@@ -25,6 +25,7 @@ public enum ExitCode: Int32, Sendable {
             }
         case let e as LifecycleRefusal: return e.code == .notFound ? .notFound : .refused
         case is WaitTimeout: return .timeout
+        case let e as ProduceInterrupted: return of(e.error)
         default: return .failure
         }
     }

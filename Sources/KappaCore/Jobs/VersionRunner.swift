@@ -9,6 +9,9 @@ public struct VersionRunner: Sendable {
         case follow(pollMs: Int)
     }
 
+    /// The longest wait between two polls of an idle partition in `follow` mode.
+    public static let maxIdlePollMs = 1_000
+
     public var log: any UnifiedLog
     public var store: any BatchStore
     public var job: any StreamJob
@@ -48,15 +51,17 @@ public struct VersionRunner: Sendable {
     /// host holds). Ends by throwing `LeaseLostError` when a commit finds the lease taken over.
     public func runPartition(_ p: Int, fence: Lease?, mode: Mode) async throws {
         let spec = job.spec
-        let offsets = try await store.nextOffsets(job: spec.job, version: spec.version)
-        guard p < offsets.count else { throw CatalogError.noVersion(spec.job, spec.version) }
+        guard let start = try await store.nextOffset(job: spec.job, version: spec.version, partition: p) else {
+            throw CatalogError.noVersion(spec.job, spec.version)
+        }
         let end: Int64? = mode == .untilEnd ? try await log.offsets(topic: spec.source.topic)[p].end : nil
-        try await worker(partition: p, from: offsets[p], until: end, mode: mode, fence: fence)
+        try await worker(partition: p, from: start, until: end, mode: mode, fence: fence)
     }
 
     private func worker(partition p: Int, from start: Int64, until end: Int64?, mode: Mode, fence: Lease? = nil) async throws {
         let spec = job.spec
         var offset = start
+        var idleMs = 0  // how long the next poll of an idle partition waits
         while !Task.isCancelled {
             if let end, offset >= end { return }
             let records: LogRecords
@@ -69,9 +74,14 @@ public struct VersionRunner: Sendable {
                 // A remote log can come back empty before the end it reported: read again.
                 if let end, offset < end { continue }
                 guard case .follow(let pollMs) = mode else { return }
-                do { try await Task.sleep(for: .milliseconds(pollMs)) } catch { return }
+                // An idle partition polls less and less often, up to once a second: 10,000 idle
+                // partitions polled every 50 ms would keep the executor (and the store's lane
+                // behind it) busy with empty reads.
+                idleMs = idleMs == 0 ? pollMs : min(max(pollMs, Self.maxIdlePollMs), idleMs * 2)
+                do { try await Task.sleep(for: .milliseconds(idleMs)) } catch { return }
                 continue
             }
+            idleMs = 0
             do {
                 let plan = try await job.plan(records)
                 let started = ContinuousClock.now
@@ -81,7 +91,10 @@ public struct VersionRunner: Sendable {
                 log.commitProgress(group: "kappa.\(spec.job).v\(spec.version)", topic: spec.source.topic, partition: p, nextOffset: offset)
                 onBatch?(result, took)
             } catch is StaleOffsetError {
-                offset = try await store.nextOffsets(job: spec.job, version: spec.version)[p]
+                guard let stored = try await store.nextOffset(job: spec.job, version: spec.version, partition: p) else {
+                    throw CatalogError.noVersion(spec.job, spec.version)
+                }
+                offset = stored
             } catch is VersionStoppedError {
                 return  // retired or failed meanwhile: nothing more to do
             } catch is CancellationError {

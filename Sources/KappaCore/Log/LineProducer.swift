@@ -29,6 +29,14 @@ public struct ProduceError: Error, Sendable, CustomStringConvertible {
     public var description: String { "line \(line): \(message)" }
 }
 
+/// The log failed during a run: `summary` holds what was appended (acknowledged) before and
+/// by the failing append, which may have reached some partitions and not others.
+public struct ProduceInterrupted: Error, Sendable, CustomStringConvertible {
+    public var summary: ProduceSummary
+    public var error: any Error
+    public var description: String { "\(error)" }
+}
+
 /// Appends JSON lines (or raw lines) read from a file descriptor, in batches of whatever input is
 /// available, so that a piped file goes in large batches and a typed line goes in at once.
 public struct LineProducer: Sendable {
@@ -52,8 +60,9 @@ public struct LineProducer: Sendable {
     /// not at all, the input after it not at all.
     /// - Parameter progress: called after each batch with the total so far.
     /// - Throws: `ProduceError` for a malformed line (after appending the lines before it),
-    ///   `LogError` from the log (the topic unknown or unreachable before any input is read,
-    ///   or an append that failed).
+    ///   `LogError` from the log when the topic is unknown or unreachable before any input is
+    ///   read, `ProduceInterrupted` when an append failed (with what was appended until then,
+    ///   the failing append's partitions that succeeded included).
     public func run(input: Int32 = 0, progress: (@Sendable (Int) -> Void)? = nil) async throws -> ProduceSummary {
         _ = try await log.metadata(topic: topic)  // fail before reading any input
         var summary = ProduceSummary(topic: topic, records: 0, partitions: [])
@@ -82,7 +91,12 @@ public struct LineProducer: Sendable {
             }
             pending.removeFirst(start)
             if !records.isEmpty {
-                summary.add(try await log.append(topic: topic, records: records))
+                do {
+                    summary.add(try await log.append(topic: topic, records: records))
+                } catch {
+                    summary.add((error as? LogError)?.appended ?? [])
+                    throw ProduceInterrupted(summary: summary, error: error)
+                }
                 progress?(summary.records)
             }
             if let (line, message) = failure { throw ProduceError(line: line, message: message, summary: summary) }

@@ -69,7 +69,8 @@ extension PartitionLog {
         let short = buffer.count < want
         let end = short ? position + Int64(buffer.count) : end
         var entries: [LogRecords.Entry] = []
-        entries.reserveCapacity(min(maxRecords, 16_384))
+        // No more than the bytes read can hold: a worker waiting to commit keeps these.
+        entries.reserveCapacity(min(maxRecords, 16_384, buffer.count / BatchHeader.recordOverhead + 1))
         var at = 0
         var resume = position  // where the frame holding the next offset starts
         var damage: LogError?
