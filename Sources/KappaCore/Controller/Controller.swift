@@ -68,6 +68,8 @@ public final class Controller: Sendable {
     /// What this host's workers did (batches, records, commit latency), for `/metrics`.
     public let metrics = HostMetrics()
     private let state = Mutex(State())
+    /// Batches in flight at once across this host's workers (`VersionRunner.permits`).
+    let permits = AsyncPermits(VersionRunner.defaultPermits)
 
     public init(log: any UnifiedLog, store: any CatalogStore & BatchStore, logger: EventLogger, actor: String, configuration: Configuration = .init(),
                 clock: any KappaClock = WallClock()) {
@@ -86,6 +88,24 @@ public final class Controller: Sendable {
     /// gives its leases back so that other hosts take over at once.
     public func run() async {
         let keeper = configuration.useLeases ? Task { [weak self] in await self?.keepLeases() } : nil
+        await withTaskCancellationHandler {
+            await loop()
+        } onCancel: {
+            // At once, not after the tick in progress: that tick may wait for the store's writer
+            // behind the workers' commits, which the cancelled workers now give up.
+            for worker in state.withLock({ Array($0.workers.values) }) { worker.cancel() }
+        }
+        keeper?.cancel()
+        await keeper?.value
+        await stopWorkers { _ in true }
+        let held = state.withLock { s -> [LeaseKey] in
+            defer { s.held = [:]; s.isController = false }
+            return Array(s.held.keys)
+        }
+        if configuration.useLeases && !held.isEmpty { try? await store.releaseLeases(held, owner: actor) }
+    }
+
+    private func loop() async {
         while !Task.isCancelled {
             do {
                 try await tick()
@@ -104,14 +124,6 @@ public final class Controller: Sendable {
             }
             try? await Task.sleep(for: .milliseconds(configuration.tickMs))
         }
-        keeper?.cancel()
-        await keeper?.value
-        await stopWorkers { _ in true }
-        let held = state.withLock { s -> [LeaseKey] in
-            defer { s.held = [:]; s.isController = false }
-            return Array(s.held.keys)
-        }
-        if configuration.useLeases && !held.isEmpty { try? await store.releaseLeases(held, owner: actor) }
     }
 
     /// Whether the catalog's server could not be reached (as opposed to a decision refused).
@@ -308,7 +320,7 @@ public final class Controller: Sendable {
             return
         }
         let metrics = self.metrics
-        let runner = VersionRunner(log: log, store: store, job: job) { result, took in
+        let runner = VersionRunner(log: log, store: store, job: job, permits: permits) { result, took in
             metrics.recordBatch(job: key.job, version: key.version, result, took: took)
         }
         let pollMs = configuration.pollMs, retryMs = configuration.retryMs, fenced = configuration.useLeases, clock = self.clock

@@ -18,11 +18,22 @@ public struct VersionRunner: Sendable {
     /// Called after each committed batch (from the worker's task), with how long the catalog
     /// commit took.
     public var onBatch: (@Sendable (BatchResult, Duration) -> Void)?
+    /// Taken by a worker for each batch (read, plan, commit), shared by every worker of the
+    /// process (JobHost's controller passes one): so that however many partitions there are,
+    /// only so many batches are held in memory and queued for the store at once. `run` makes
+    /// one of its own when nil.
+    public var permits: AsyncPermits?
 
-    public init(log: any UnifiedLog, store: any BatchStore, job: any StreamJob, onBatch: (@Sendable (BatchResult, Duration) -> Void)? = nil) {
+    /// Batches in flight at once when nobody said otherwise: enough to keep the blocking
+    /// executor's threads and the store's writer busy.
+    public static var defaultPermits: Int { max(4, BlockingExecutor.shared.threads) }
+
+    public init(log: any UnifiedLog, store: any BatchStore, job: any StreamJob, permits: AsyncPermits? = nil,
+                onBatch: (@Sendable (BatchResult, Duration) -> Void)? = nil) {
         self.log = log
         self.store = store
         self.job = job
+        self.permits = permits
         self.onBatch = onBatch
     }
 
@@ -32,10 +43,12 @@ public struct VersionRunner: Sendable {
         let spec = job.spec
         let offsets = try await store.nextOffsets(job: spec.job, version: spec.version)
         let ends = mode == .untilEnd ? try await log.offsets(topic: spec.source.topic).map(\.end) : []
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        var runner = self
+        if runner.permits == nil { runner.permits = AsyncPermits(Self.defaultPermits) }
+        try await withThrowingTaskGroup(of: Void.self) { [runner] group in
             for p in offsets.indices {
                 let end: Int64? = mode == .untilEnd ? ends[p] : nil
-                group.addTask { try await worker(partition: p, from: offsets[p], until: end, mode: mode) }
+                group.addTask { try await runner.worker(partition: p, from: offsets[p], until: end, mode: mode) }
             }
             // The first failure stops every worker (waitForAll would let the others run on).
             do {
@@ -64,6 +77,9 @@ public struct VersionRunner: Sendable {
         var idleMs = 0  // how long the next poll of an idle partition waits
         while !Task.isCancelled {
             if let end, offset >= end { return }
+            if let permits { do { try await permits.acquire() } catch { return } }
+            var holding = permits != nil
+            defer { if holding { permits?.release() } }
             let records: LogRecords
             do {
                 records = try await log.read(topic: spec.source.topic, partition: p, from: offset, maxRecords: spec.batch, maxBytes: 8 << 20)
@@ -78,6 +94,7 @@ public struct VersionRunner: Sendable {
                 // partitions polled every 50 ms would keep the executor (and the store's lane
                 // behind it) busy with empty reads.
                 idleMs = idleMs == 0 ? pollMs : min(max(pollMs, Self.maxIdlePollMs), idleMs * 2)
+                if holding { permits?.release(); holding = false }  // not held while idle
                 do { try await Task.sleep(for: .milliseconds(idleMs)) } catch { return }
                 continue
             }
