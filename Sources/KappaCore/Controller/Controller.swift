@@ -303,6 +303,7 @@ public final class Controller: Sendable {
             }
         }
         for key in running.sorted() where !workers.contains(key) {
+            if Task.isCancelled { return }  // shutting down: a worker started now would only be stopped
             guard let lease = held[key] else { continue }
             if let after = state.withLock({ $0.retryAfter[key] }), now < after { continue }
             guard let v = snapshot.versions(of: key.job).first(where: { $0.version == key.version }) else { continue }

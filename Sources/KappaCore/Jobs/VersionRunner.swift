@@ -64,6 +64,7 @@ public struct VersionRunner: Sendable {
     /// host holds). Ends by throwing `LeaseLostError` when a commit finds the lease taken over.
     public func runPartition(_ p: Int, fence: Lease?, mode: Mode) async throws {
         let spec = job.spec
+        if Task.isCancelled { return }  // stopped before it began: not even the offset read
         guard let start = try await store.nextOffset(job: spec.job, version: spec.version, partition: p) else {
             throw CatalogError.noVersion(spec.job, spec.version)
         }
