@@ -129,10 +129,12 @@ extension PartitionLog {
         }
         var segments = cache.withLock { $0.segments }
         if segments.isEmpty || offset < segments[0] || (segments.last ?? -1) < head.segmentBase || (previous.map { p in !segments.contains { $0 > p } } ?? false) {
+            let known = segments.first
             segments = try ioErrors { try SegmentFiles.list(directory) }
             let listed = segments
             cache.withLock { $0.segments = listed }
-            if let first = listed.first { dropSegments(below: first) }
+            // Only when segments went away (the tables are shared by every partition).
+            if let first = listed.first, let known, known < first { dropSegments(below: first) }
         }
         guard let first = segments.first, offset >= first else {
             let earliest = segments.first ?? head.earliest
