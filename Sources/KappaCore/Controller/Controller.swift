@@ -340,7 +340,8 @@ public final class Controller: Sendable {
                 logger.log(.warning, "worker stopped on an error; retrying", ["job": key.job, "version": "\(key.version)", "partition": "\(key.partition)", "error": "\(error)"])
                 self?.state.withLock { $0.retryAfter[key] = clock.now() + retryMs }
             }
-            _ = self?.state.withLock { $0.workers.removeValue(forKey: key) }
+            // A cancelled worker is taken out (and its stop logged) by `stopWorkers`.
+            if !Task.isCancelled { _ = self?.state.withLock { $0.workers.removeValue(forKey: key) } }
         }
         state.withLock { $0.workers[key] = task }
         logger.log(.info, "worker started", ["job": key.job, "version": "\(key.version)", "partition": "\(key.partition)",
