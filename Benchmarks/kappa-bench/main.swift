@@ -41,10 +41,20 @@ let root = Command(
                 try await SwitchBenchmark(switches: Int(try args.int("switches", in: 10...1_000_000) ?? 1000)).run()
             }),
         Command(
-            "status", abstract: "`kappactl status` (the process, as an operator runs it) with 1,000 partitions.",
+            "status", abstract: "`kappactl status` (the process, as an operator runs it) with 1,000 partitions (or --partitions N).",
             options: [.value("partitions", "N", help: "Partitions (default 1000).")],
             run: { args in
                 try await StatusBenchmark(partitions: Int(try args.int("partitions", in: 1...10_000) ?? 1000)).run()
+            }),
+        Command(
+            "partitions", abstract: "JobHost over 10,000 partitions under ulimit -n 1024: resident memory during a replay, SIGTERM to exit.",
+            options: [
+                .value("partitions", "N", help: "Partitions (default 10000)."),
+                .value("records", "N", help: "Records, round-robin over the partitions (default 100000)."),
+            ],
+            run: { args in
+                try await PartitionsBenchmark(partitions: Int(try args.int("partitions", in: 1...10_000) ?? 10_000),
+                                              records: Int(try args.int("records", in: 1...100_000_000) ?? 100_000)).run()
             }),
         Command(
             "kafka", abstract: "KafkaLog's append and scan vs librdkafka's own producer and consumer, on its mock cluster (Kafka trait).",

@@ -9,7 +9,9 @@ enum ProduceCommand {
             partition as Kafka's default partitioner would; the value, any JSON, is stored as its
             JSON text. With --raw each line is stored as a value as it is.
             A malformed line stops the command with its line number: the lines before it are
-            appended, none after. Records are acknowledged once fsynced; with --progress each
+            appended, none after. When the log fails, the command prints what was appended
+            until then, if anything (partitions the failing batch reached included), and the
+            error. Records are acknowledged once fsynced; with --progress each
             acknowledged batch prints `acknowledged N` (the total so far) on stderr, so that a
             script knows how far a stream got if the command is interrupted.
             """,
@@ -35,10 +37,9 @@ enum ProduceCommand {
             if showProgress { Console.error("\r", terminator: "") }
             report(error.summary, json: json)
             throw error
-        } catch let error as ProduceStopped {
-            // What was acknowledged before the failure, so that a script knows where to resume.
+        } catch let error as ProduceInterrupted {
             if showProgress { Console.error("\r", terminator: "") }
-            if error.summary.records > 0 { report(error.summary, json: json) }
+            if error.summary.records > 0 { report(error.summary, json: json) }  // else the error alone
             throw error
         }
     }

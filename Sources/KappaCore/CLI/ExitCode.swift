@@ -28,7 +28,7 @@ public enum ExitCode: Int32, Sendable {
         case let e as LifecycleRefusal: return e.code == .notFound ? .notFound : .refused
         case is WaitTimeout: return .timeout
         case is VersionFailedError: return .versionFailed
-        case let e as ProduceStopped: return of(e.error)
+        case let e as ProduceInterrupted: return of(e.error)
         default: return .failure
         }
     }

@@ -70,6 +70,8 @@ public final class Controller: Sendable {
     /// What this host's workers did (batches, records, commit latency), for `/metrics`.
     public let metrics = HostMetrics()
     private let state = Mutex(State())
+    /// Batches in flight at once across this host's workers (`VersionRunner.permits`).
+    let permits = AsyncPermits(VersionRunner.defaultPermits)
 
     public init(log: any UnifiedLog, store: any CatalogStore & BatchStore, logger: EventLogger, actor: String, configuration: Configuration = .init(),
                 clock: any KappaClock = WallClock()) {
@@ -88,6 +90,24 @@ public final class Controller: Sendable {
     /// gives its leases back so that other hosts take over at once.
     public func run() async {
         let keeper = configuration.useLeases ? Task { [weak self] in await self?.keepLeases() } : nil
+        await withTaskCancellationHandler {
+            await loop()
+        } onCancel: {
+            // At once, not after the tick in progress: that tick may wait for the store's writer
+            // behind the workers' commits, which the cancelled workers now give up.
+            for worker in state.withLock({ Array($0.workers.values) }) { worker.cancel() }
+        }
+        keeper?.cancel()
+        await keeper?.value
+        await stopWorkers { _ in true }
+        let held = state.withLock { s -> [LeaseKey] in
+            defer { s.held = [:]; s.isController = false }
+            return Array(s.held.keys)
+        }
+        if configuration.useLeases && !held.isEmpty { try? await store.releaseLeases(held, owner: actor) }
+    }
+
+    private func loop() async {
         while !Task.isCancelled {
             do {
                 try await tick()
@@ -106,14 +126,6 @@ public final class Controller: Sendable {
             }
             try? await Task.sleep(for: .milliseconds(configuration.tickMs))
         }
-        keeper?.cancel()
-        await keeper?.value
-        await stopWorkers { _ in true }
-        let held = state.withLock { s -> [LeaseKey] in
-            defer { s.held = [:]; s.isController = false }
-            return Array(s.held.keys)
-        }
-        if configuration.useLeases && !held.isEmpty { try? await store.releaseLeases(held, owner: actor) }
     }
 
     /// Whether the catalog's server could not be reached (as opposed to a decision refused).
@@ -303,6 +315,7 @@ public final class Controller: Sendable {
             }
         }
         for key in running.sorted() where !workers.contains(key) {
+            if Task.isCancelled { return }  // shutting down: a worker started now would only be stopped
             guard let lease = held[key] else { continue }
             if let after = state.withLock({ $0.retryAfter[key] }), now < after { continue }
             guard let v = snapshot.versions(of: key.job).first(where: { $0.version == key.version }) else { continue }
@@ -321,7 +334,8 @@ public final class Controller: Sendable {
         }
         let metrics = self.metrics
         let replayRate: @Sendable () -> Double? = { [weak self] in self?.state.withLock { $0.replayRates[versionKey] } }
-        let runner = VersionRunner(log: log, store: store, job: job, sourceIncarnation: v.sourceIncarnation, replayRate: replayRate) { result, took in
+        let runner = VersionRunner(log: log, store: store, job: job, permits: permits, sourceIncarnation: v.sourceIncarnation,
+                                   replayRate: replayRate) { result, took in
             metrics.recordBatch(job: key.job, version: key.version, result, took: took)
         }
         let pollMs = configuration.pollMs, retryMs = configuration.retryMs, fenced = configuration.useLeases, clock = self.clock
@@ -340,7 +354,8 @@ public final class Controller: Sendable {
                 logger.log(.warning, "worker stopped on an error; retrying", ["job": key.job, "version": "\(key.version)", "partition": "\(key.partition)", "error": "\(error)"])
                 self?.state.withLock { $0.retryAfter[key] = clock.now() + retryMs }
             }
-            _ = self?.state.withLock { $0.workers.removeValue(forKey: key) }
+            // A cancelled worker is taken out (and its stop logged) by `stopWorkers`.
+            if !Task.isCancelled { _ = self?.state.withLock { $0.workers.removeValue(forKey: key) } }
         }
         state.withLock { $0.workers[key] = task }
         logger.log(.info, "worker started", ["job": key.job, "version": "\(key.version)", "partition": "\(key.partition)",

@@ -9,6 +9,9 @@ public struct VersionRunner: Sendable {
         case follow(pollMs: Int)
     }
 
+    /// The longest wait between two polls of an idle partition in `follow` mode.
+    public static let maxIdlePollMs = 1_000
+
     public var log: any UnifiedLog
     public var store: any BatchStore
     public var job: any StreamJob
@@ -22,12 +25,22 @@ public struct VersionRunner: Sendable {
     /// Called after each committed batch (from the worker's task), with how long the catalog
     /// commit took.
     public var onBatch: (@Sendable (BatchResult, Duration) -> Void)?
+    /// Taken by a worker for each batch (read, plan, commit), shared by every worker of the
+    /// process (JobHost's controller passes one): so that however many partitions there are,
+    /// only so many batches are held in memory and queued for the store at once. `run` makes
+    /// one of its own when nil.
+    public var permits: AsyncPermits?
 
-    public init(log: any UnifiedLog, store: any BatchStore, job: any StreamJob, sourceIncarnation: String? = nil,
+    /// Batches in flight at once when nobody said otherwise: enough to keep the blocking
+    /// executor's threads and the store's writer busy.
+    public static var defaultPermits: Int { max(4, BlockingExecutor.shared.threads) }
+
+    public init(log: any UnifiedLog, store: any BatchStore, job: any StreamJob, permits: AsyncPermits? = nil, sourceIncarnation: String? = nil,
                 replayRate: (@Sendable () -> Double?)? = nil, onBatch: (@Sendable (BatchResult, Duration) -> Void)? = nil) {
         self.log = log
         self.store = store
         self.job = job
+        self.permits = permits
         self.sourceIncarnation = sourceIncarnation
         self.replayRate = replayRate
         self.onBatch = onBatch
@@ -39,10 +52,12 @@ public struct VersionRunner: Sendable {
         let spec = job.spec
         let offsets = try await store.nextOffsets(job: spec.job, version: spec.version)
         let ends = mode == .untilEnd ? try await log.offsets(topic: spec.source.topic).map(\.end) : []
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        var runner = self
+        if runner.permits == nil { runner.permits = AsyncPermits(Self.defaultPermits) }
+        try await withThrowingTaskGroup(of: Void.self) { [runner] group in
             for p in offsets.indices {
                 let end: Int64? = mode == .untilEnd ? ends[p] : nil
-                group.addTask { try await worker(partition: p, from: offsets[p], until: end, mode: mode) }
+                group.addTask { try await runner.worker(partition: p, from: offsets[p], until: end, mode: mode) }
             }
             // The first failure stops every worker (waitForAll would let the others run on).
             do {
@@ -58,20 +73,27 @@ public struct VersionRunner: Sendable {
     /// host holds). Ends by throwing `LeaseLostError` when a commit finds the lease taken over.
     public func runPartition(_ p: Int, fence: Lease?, mode: Mode) async throws {
         let spec = job.spec
-        let offsets = try await store.nextOffsets(job: spec.job, version: spec.version)
-        guard p < offsets.count else { throw CatalogError.noVersion(spec.job, spec.version) }
+        if Task.isCancelled { return }  // stopped before it began: not even the offset read
+        guard let start = try await store.nextOffset(job: spec.job, version: spec.version, partition: p) else {
+            throw CatalogError.noVersion(spec.job, spec.version)
+        }
         let end: Int64? = mode == .untilEnd ? try await log.offsets(topic: spec.source.topic)[p].end : nil
-        try await worker(partition: p, from: offsets[p], until: end, mode: mode, fence: fence)
+        try await worker(partition: p, from: start, until: end, mode: mode, fence: fence)
     }
 
     private func worker(partition p: Int, from start: Int64, until end: Int64?, mode: Mode, fence: Lease? = nil) async throws {
         let spec = job.spec
         var offset = start
+        var idleMs = 0  // how long the next poll of an idle partition waits
         var pace = ReplayPace()
         while !Task.isCancelled {
             if let end, offset >= end { return }
+            // The replay cap waits before the batch's permit is taken: a paced worker holds none.
             let rate = replayRate?()
             do { try await pace.wait(rate: rate) } catch { return }
+            if let permits { do { try await permits.acquire() } catch { return } }
+            var holding = permits != nil
+            defer { if holding { permits?.release() } }
             let records: LogRecords
             do {
                 records = try await log.read(topic: spec.source.topic, partition: p, from: offset, maxRecords: pace.batch(spec.batch, rate: rate), maxBytes: 8 << 20)
@@ -88,9 +110,15 @@ public struct VersionRunner: Sendable {
                 // A remote log can come back empty before the end it reported: read again.
                 if let end, offset < end { continue }
                 guard case .follow(let pollMs) = mode else { return }
-                do { try await Task.sleep(for: .milliseconds(pollMs)) } catch { return }
+                // An idle partition polls less and less often, up to once a second: 10,000 idle
+                // partitions polled every 50 ms would keep the executor (and the store's lane
+                // behind it) busy with empty reads.
+                idleMs = idleMs == 0 ? pollMs : min(max(pollMs, Self.maxIdlePollMs), idleMs * 2)
+                if holding { permits?.release(); holding = false }  // not held while idle
+                do { try await Task.sleep(for: .milliseconds(idleMs)) } catch { return }
                 continue
             }
+            idleMs = 0
             do {
                 let plan = try await job.plan(records)
                 let started = ContinuousClock.now
@@ -101,7 +129,10 @@ public struct VersionRunner: Sendable {
                 onBatch?(result, took)
                 pace.spent(records.count, rate: rate)
             } catch is StaleOffsetError {
-                offset = try await store.nextOffsets(job: spec.job, version: spec.version)[p]
+                guard let stored = try await store.nextOffset(job: spec.job, version: spec.version, partition: p) else {
+                    throw CatalogError.noVersion(spec.job, spec.version)
+                }
+                offset = stored
             } catch is VersionStoppedError {
                 return  // retired or failed meanwhile: nothing more to do
             } catch is CancellationError {

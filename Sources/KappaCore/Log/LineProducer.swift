@@ -30,13 +30,13 @@ public struct ProduceError: Error, Sendable, CustomStringConvertible {
     public var description: String { "line \(line): \(message)" }
 }
 
-/// An append failed part-way through the input: `summary` is what was acknowledged before it
-/// (that batch in part or not at all, the input after it not at all).
-public struct ProduceStopped: Error, Sendable, CustomStringConvertible {
+/// The log failed during a run: `summary` holds what was appended (acknowledged) before and
+/// by the failing append, which may have reached some partitions and not others.
+public struct ProduceInterrupted: Error, Sendable, CustomStringConvertible {
     public var summary: ProduceSummary
     public var error: any Error
     public var description: String {
-        summary.records == 0 ? "\(error)" : "\(error) (the \(summary.records) records before it were acknowledged)"
+        summary.records == 0 ? "\(error)" : "\(error) (the \(summary.records) records listed were acknowledged)"
     }
 }
 
@@ -63,8 +63,9 @@ public struct LineProducer: Sendable {
     /// not at all, the input after it not at all.
     /// - Parameter progress: called after each batch with the total so far.
     /// - Throws: `ProduceError` for a malformed line (after appending the lines before it),
-    ///   `LogError` from the log (the topic unknown or unreachable before any input is read),
-    ///   `ProduceStopped` for an append that failed (with what was acknowledged before it).
+    ///   `LogError` from the log when the topic is unknown or unreachable before any input is
+    ///   read, `ProduceInterrupted` when an append failed (with what was appended until then,
+    ///   the failing append's partitions that succeeded included).
     public func run(input: Int32 = 0, progress: (@Sendable (Int) -> Void)? = nil) async throws -> ProduceSummary {
         _ = try await log.metadata(topic: topic)  // fail before reading any input
         var summary = ProduceSummary(topic: topic, records: 0, partitions: [])
@@ -96,7 +97,8 @@ public struct LineProducer: Sendable {
                 do {
                     summary.add(try await log.append(topic: topic, records: records))
                 } catch {
-                    throw ProduceStopped(summary: summary, error: error)
+                    summary.add((error as? LogError)?.appended ?? [])
+                    throw ProduceInterrupted(summary: summary, error: error)
                 }
                 progress?(summary.records)
             }

@@ -18,6 +18,9 @@ public struct LogError: Error, Sendable, CustomStringConvertible {
     public var partition: Int?
     public var offset: Int64?
     public var file: String?
+    /// What the failing append wrote before it failed (the partitions it reached), so that a
+    /// producer can report it: an append across partitions is not one atomic write.
+    public var appended: [AppendResult] = []
 
     public init(_ code: Code, _ message: String, topic: String? = nil, partition: Int? = nil,
                 offset: Int64? = nil, file: String? = nil) {

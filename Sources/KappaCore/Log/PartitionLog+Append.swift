@@ -57,10 +57,11 @@ extension PartitionLog {
         func flush() throws {
             guard !buffer.isEmpty else { return }
             try ioErrors {
-                try s.file.write(buffer, at: bufferStart)
-                try s.file.sync()
+                let file = try segmentFile(writing: s)
+                try file.write(buffer, at: bufferStart)
+                try file.sync()
                 if !indexBytes.isEmpty {
-                    try s.index.write(indexBytes, at: s.indexBytes)
+                    try indexFile(writing: s).write(indexBytes, at: s.indexBytes)
                     s.indexBytes += Int64(indexBytes.count)
                 }
             }
@@ -78,8 +79,6 @@ extension PartitionLog {
                 try ioErrors { try createSegment(s.nextOffset) }
                 s = ActiveSegment(
                     base: s.nextOffset,
-                    file: try ioErrors { try FileDescriptor(path: SegmentFiles.logPath(directory, s.nextOffset), flags: O_RDWR) },
-                    index: try ioErrors { try FileDescriptor(path: SegmentFiles.indexPath(directory, s.nextOffset), flags: O_RDWR) },
                     indexBytes: 0, lastIndexed: nil, position: 0, nextOffset: s.nextOffset, earliest: s.earliest)
                 bufferStart = 0
                 rolled = true

@@ -69,7 +69,8 @@ extension PartitionLog {
         let short = buffer.count < want
         let end = short ? position + Int64(buffer.count) : end
         var entries: [LogRecords.Entry] = []
-        entries.reserveCapacity(min(maxRecords, 16_384))
+        // No more than the bytes read can hold: a worker waiting to commit keeps these.
+        entries.reserveCapacity(min(maxRecords, 16_384, buffer.count / BatchHeader.recordOverhead + 1))
         var at = 0
         var resume = position  // where the frame holding the next offset starts
         var damage: LogError?
@@ -128,12 +129,12 @@ extension PartitionLog {
         }
         var segments = cache.withLock { $0.segments }
         if segments.isEmpty || offset < segments[0] || (segments.last ?? -1) < head.segmentBase || (previous.map { p in !segments.contains { $0 > p } } ?? false) {
+            let known = segments.first
             segments = try ioErrors { try SegmentFiles.list(directory) }
             let listed = segments
-            cache.withLock { c in
-                c.segments = listed
-                if let first = listed.first { c.dropSegments(below: first) }
-            }
+            cache.withLock { $0.segments = listed }
+            // Only when segments went away (the tables are shared by every partition).
+            if let first = listed.first, let known, known < first { dropSegments(below: first) }
         }
         guard let first = segments.first, offset >= first else {
             let earliest = segments.first ?? head.earliest
@@ -155,7 +156,7 @@ extension PartitionLog {
         let end = base == head.segmentBase ? head.position : try ioErrors { try file.size() }
         let index = base == head.segmentBase
             ? SegmentIndex.load(SegmentFiles.indexPath(directory, base))
-            : try cache.withLock({ $0.closedIndexes[base] }) ?? closedIndex(base, size: end)
+            : try indexes.index(owner: owner, base: base) ?? closedIndex(base, size: end)
         var start: Int64 = 0
         if let relative = UInt32(exactly: offset - base), let entry = index.floor(relative, below: end) {
             // Trust the entry only if a frame holding its offset really starts there.
@@ -184,17 +185,16 @@ extension PartitionLog {
         let path = SegmentFiles.indexPath(directory, base)
         if !FileSystem.exists(path) { _ = try ioErrors { try rebuildIndex(base, limit: size) } }
         let loaded = SegmentIndex.load(path)
-        cache.withLock { $0.closedIndexes[base] = loaded }
+        indexes.keep(loaded, owner: owner, base: base)
         return loaded
     }
 
-    /// An open descriptor for a segment, kept for later reads.
+    /// An open descriptor for a segment, kept for later reads (in the process's `LogFiles`).
     private func segmentFile(_ base: Int64) throws -> FileDescriptor {
-        if let file = cache.withLock({ $0.files[base] }) { return file }
         let path = SegmentFiles.logPath(directory, base)
         let file: FileDescriptor
         do {
-            file = try FileDescriptor(path: path, flags: O_RDONLY)
+            file = try files.file(path, flags: O_RDONLY, owner: owner)
         } catch let error as IOError where error.code == ENOENT {
             cache.withLock { $0.segments = [] }  // list again next time
             let earliest = (try? SegmentFiles.list(directory).first) ?? nil
@@ -208,7 +208,6 @@ extension PartitionLog {
         } catch let error as IOError {
             throw LogError.io(error, topic: topic, partition: partition)
         }
-        cache.withLock { $0.keep(base, file) }
         return file
     }
 }

@@ -9,7 +9,7 @@ extension PartitionLog {
     func reload(_ state: inout ActiveSegment?) throws -> ActiveSegment {
         if let damage = currentDamage() { throw damage.error }
         if let s = state, let head = try ioErrors({ try PartitionHead.read(from: headFile) }), head == s.head,
-           try ioErrors({ try s.file.size() }) == s.position {
+           try ioErrors({ try segmentFile(writing: s).size() }) == s.position {
             return s
         }
         let fresh = try recover()
@@ -268,10 +268,10 @@ extension PartitionLog {
     /// Opens the active segment at `base` (its index checked) and writes the head for it.
     private func activeState(base: Int64, position: Int64, nextOffset: Int64, earliest: Int64, segments: [Int64]) throws -> ActiveSegment {
         let (indexBytes, lastIndexed) = try checkIndex(base, limit: position)
+        // Opened afresh: another process may have rebuilt the index (a new file under its name).
+        forgetFiles([SegmentFiles.logPath(directory, base), SegmentFiles.indexPath(directory, base)])
         let state = ActiveSegment(
             base: base,
-            file: try FileDescriptor(path: SegmentFiles.logPath(directory, base), flags: O_RDWR),
-            index: try FileDescriptor(path: SegmentFiles.indexPath(directory, base), flags: O_RDWR | O_CREAT),
             indexBytes: indexBytes, lastIndexed: lastIndexed, position: position,
             nextOffset: nextOffset, earliest: earliest)
         try headFile.write(state.head.encoded(), at: 0)
@@ -329,6 +329,7 @@ extension PartitionLog {
             throw corrupt("\(reason) at byte \(at)", offset: nil, file: file.path)
         }
         try FileSystem.writeAtomically(bytes, to: SegmentFiles.indexPath(directory, base))
+        forgetFiles([SegmentFiles.indexPath(directory, base)])  // a new file under the name
         return (Int64(bytes.count), last)
     }
 

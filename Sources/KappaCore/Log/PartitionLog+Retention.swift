@@ -37,8 +37,7 @@ extension PartitionLog {
             }
             try FileSystem.syncDirectory(directory)
             s.earliest = expired < closed.count ? closed[expired] : s.base
-            let earliest = s.earliest
-            cache.withLock { $0.dropSegments(below: earliest) }
+            dropSegments(below: s.earliest)
             return expired
         }
     }

@@ -6,6 +6,14 @@ import Synchronization
 /// One partition of a `SegmentLog` topic: a directory of segment files, their sparse indexes,
 /// the head (`PartitionHead`) and a lock file.
 ///
+/// Descriptors: none is held between calls. Head, lock, segment and index files are opened
+/// through the process's `LogFiles` table, which closes the least recently used beyond its
+/// budget; a partition whose files were closed opens them again on its next call. The lock file
+/// is locked only for the time of one group commit (or recovery, retention, archiving), by a
+/// caller that holds its descriptor, so closing an idle partition's lock file releases nothing.
+/// Closed segments' indexes are kept in the process's `ClosedIndexCache`, so an idle partition
+/// costs a few small values.
+///
 /// Ownership: appends are queued (`pending`) and written by the partition's `writer`, a serial
 /// lane of the blocking executor, which alone uses `active` (taken out of its Mutex for the time
 /// of a write, so the Mutex is never held during I/O); across processes, the `lock` file's flock
@@ -22,8 +30,10 @@ final class PartitionLog: Sendable {
     /// Where closed segments go before retention deletes them, if the topic has an archive.
     let archive: SegmentArchive?
 
-    let headFile: FileDescriptor
-    let lockFile: FileDescriptor
+    /// The process's table of open log files, and this partition's key in it.
+    let files: LogFiles
+    let owner: UInt64
+    let indexes: ClosedIndexCache
     /// Runs the blocking reads (and this partition's writer lane).
     let executor: BlockingExecutor
     /// The partition's writer: group commits, retention, archiving and head rebuilds, one at a time.
@@ -39,18 +49,15 @@ final class PartitionLog: Sendable {
     /// Opens the partition, recovering it under the file lock when the head and the files disagree.
     /// Blocking: call it on the executor.
     init(topic: String, partition: Int, directory: String, config: TopicConfig, archive: SegmentArchive? = nil,
-         executor: BlockingExecutor = .shared) throws {
+         executor: BlockingExecutor = .shared, files: LogFiles = .shared, indexes: ClosedIndexCache = .shared) throws {
         self.topic = topic
         self.partition = partition
         self.directory = directory
         self.config = config
         self.archive = archive
-        do {
-            headFile = try FileDescriptor(path: "\(directory)/\(PartitionHead.fileName)", flags: O_RDWR | O_CREAT)
-            lockFile = try FileDescriptor(path: "\(directory)/lock", flags: O_RDWR | O_CREAT)
-        } catch let error as IOError {
-            throw LogError.io(error, topic: topic, partition: partition)
-        }
+        self.files = files
+        self.indexes = indexes
+        owner = files.newOwner()
         self.executor = executor
         writer = executor.lane("kappa.log.\(topic).\(partition)")
         // Damage is recorded, not thrown: the partition opens, reads below the damage work.
@@ -66,6 +73,48 @@ final class PartitionLog: Sendable {
             }
         }
         active.withLock { $0 = recovered }
+    }
+
+    deinit {
+        files.forget(owner: owner)
+        indexes.forget(owner: owner)
+    }
+
+    /// The head file (opened again if the table closed it). Blocking.
+    var headFile: FileDescriptor {
+        get throws { try files.file("\(directory)/\(PartitionHead.fileName)", flags: O_RDWR | O_CREAT, owner: owner) }
+    }
+
+    /// The lock file; hold the returned descriptor for as long as the lock (`withFileLock`).
+    var lockFile: FileDescriptor {
+        get throws { try files.file("\(directory)/lock", flags: O_RDWR | O_CREAT, owner: owner) }
+    }
+
+    /// The writer's descriptor of the active segment `s` and of its index. Blocking.
+    func segmentFile(writing s: ActiveSegment) throws -> FileDescriptor {
+        try files.file(SegmentFiles.logPath(directory, s.base), flags: O_RDWR, owner: owner)
+    }
+
+    func indexFile(writing s: ActiveSegment) throws -> FileDescriptor {
+        try files.file(SegmentFiles.indexPath(directory, s.base), flags: O_RDWR | O_CREAT, owner: owner)
+    }
+
+    /// Forgets open descriptors of files that were deleted or replaced under their name.
+    func forgetFiles(_ paths: Set<String>) {
+        files.forget(owner: owner) { paths.contains($0) }
+    }
+
+    /// Forgets everything kept about segments below `base` (retention removed them).
+    func dropSegments(below base: Int64) {
+        cache.withLock { $0.dropSegments(below: base) }
+        indexes.forget(owner: owner, below: base)
+        let prefix = directory + "/"
+        files.forget(owner: owner) { path in
+            guard path.hasPrefix(prefix) else { return false }
+            let name = path.utf8.dropFirst(prefix.utf8.count)
+            guard name.count >= 20, let segment = Int64(String(decoding: name.prefix(20), as: UTF8.self)) else { return false }
+            return segment < base
+        }
     }
 
     /// The damage known to this process, if any.
@@ -106,8 +155,10 @@ final class PartitionLog: Sendable {
 
     /// Runs `body` holding the partition's cross-process lock.
     func withFileLock<T>(_ body: () throws -> T) throws -> T {
-        try ioErrors { try lockFile.lockExclusive() }
-        defer { lockFile.unlock() }
+        // This descriptor, held until unlocked: the table may close its own reference meanwhile.
+        let lock = try ioErrors { try lockFile }
+        try ioErrors { try lock.lockExclusive() }
+        defer { lock.unlock() }
         return try body()
     }
 
@@ -203,8 +254,6 @@ struct PendingAppends {
 /// The writer's open active segment and where it ends.
 struct ActiveSegment {
     var base: Int64
-    var file: FileDescriptor
-    var index: FileDescriptor
     var indexBytes: Int64
     var lastIndexed: Int64?
     var position: Int64
@@ -216,8 +265,9 @@ struct ActiveSegment {
     }
 }
 
-/// What readers keep between calls: open segment files, closed segments' indexes and timestamps,
-/// and where recent reads stopped, so a sequential reader never searches.
+/// What readers keep between calls: the segment list, closed segments' timestamps, and where
+/// recent reads stopped, so a sequential reader never searches. (Open files are in `LogFiles`,
+/// closed segments' indexes in `ClosedIndexCache`, both bounded for the whole process.)
 struct ReadCache {
     struct Position {
         var base: Int64
@@ -225,15 +275,12 @@ struct ReadCache {
     }
 
     var segments: [Int64] = []
-    var files: [Int64: FileDescriptor] = [:]
-    var fileUse: [Int64] = []
-    var closedIndexes: [Int64: SegmentIndex] = [:]
     var maxTimestamps: [Int64: Int64] = [:]
     var hints: [Int64: Position] = [:]
     var hintOrder: [Int64] = []
 
-    static let maxFiles = 8
-    static let maxHints = 32
+    /// A few readers (versions replaying, a consumer) per partition each find their place.
+    static let maxHints = 8
 
     mutating func remember(_ offset: Int64, _ position: Position) {
         if hints.updateValue(position, forKey: offset) == nil {
@@ -242,20 +289,9 @@ struct ReadCache {
         }
     }
 
-    /// Keeps a segment file open for reuse, closing the least recently used beyond `maxFiles`.
-    mutating func keep(_ base: Int64, _ file: FileDescriptor) {
-        files[base] = file
-        fileUse.removeAll { $0 == base }
-        fileUse.append(base)
-        if fileUse.count > Self.maxFiles { files[fileUse.removeFirst()] = nil }
-    }
-
-    /// Forgets everything about segments that retention removed.
+    /// Forgets what it knows about segments that retention removed.
     mutating func dropSegments(below base: Int64) {
         segments.removeAll { $0 < base }
-        for b in files.keys where b < base { files[b] = nil }
-        fileUse.removeAll { $0 < base }
-        for b in closedIndexes.keys where b < base { closedIndexes[b] = nil }
         for b in maxTimestamps.keys where b < base { maxTimestamps[b] = nil }
     }
 }

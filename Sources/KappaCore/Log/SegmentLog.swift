@@ -14,11 +14,19 @@ public final class SegmentLog: UnifiedLog {
     private let open = Mutex<[String: (topic: OpenTopic, identity: FileIdentity)]>([:])
     private let router = RecordRouter()
     private let executor = BlockingExecutor.shared
+    /// Where partitions keep their open files (a budget for the whole process, `LogFiles`).
+    let files: LogFiles
 
     /// Opens (creating if needed) the log in `directory`.
     /// - Throws: `LogError.io` naming the directory.
-    public init(directory: String) throws {
+    public convenience init(directory: String) throws {
+        try self.init(directory: directory, files: .shared)
+    }
+
+    /// Opens the log with its own table of open files (tests: a small budget).
+    init(directory: String, files: LogFiles) throws {
         self.directory = directory
+        self.files = files
         do {
             try FileSystem.makeDirectories(directory)
         } catch let error as IOError {
@@ -143,12 +151,30 @@ public final class SegmentLog: UnifiedLog {
         for batch in batches.sorted(by: { $0.partition < $1.partition }) {
             partitions.append((try await topic.partition(batch.partition), batch.records))
         }
-        return try await withThrowingTaskGroup(of: AppendResult.self) { group in
-            for (log, batch) in partitions { group.addTask { try await log.append(batch, now: now) } }
-            var results: [AppendResult] = []
-            for try await result in group { results.append(result) }
-            return results.sorted { $0.partition < $1.partition }
+        // Every partition's append runs to its end, so that a failure in one still reports
+        // what the others wrote (in the error's `appended`).
+        let outcomes = await withTaskGroup(of: (Int, Result<AppendResult, any Error>).self) { group in
+            for (log, batch) in partitions {
+                group.addTask {
+                    do { return (log.partition, .success(try await log.append(batch, now: now))) } catch { return (log.partition, .failure(error)) }
+                }
+            }
+            var outcomes: [(Int, Result<AppendResult, any Error>)] = []
+            for await outcome in group { outcomes.append(outcome) }
+            return outcomes.sorted { $0.0 < $1.0 }
         }
+        var results: [AppendResult] = []
+        var failure: (any Error)?
+        for (_, outcome) in outcomes {
+            switch outcome {
+            case .success(let result): results.append(result)
+            case .failure(let error): if failure == nil { failure = error }
+            }
+        }
+        guard let failure else { return results }
+        var error = failure as? LogError ?? LogError(.io, "topic \"\(name)\": \(failure)", topic: name)
+        error.appended = results
+        throw error
     }
 
     public func read(topic name: String, partition: Int, from offset: Int64, maxRecords: Int, maxBytes: Int) async throws -> LogRecords {
@@ -265,7 +291,7 @@ public final class SegmentLog: UnifiedLog {
             throw LogError.io(error, topic: name)
         }
         let metadata = try Self.decodeMetadata(bytes, topic: name, path: metaPath)
-        let opened = OpenTopic(metadata: metadata, directory: dir, executor: executor)
+        let opened = OpenTopic(metadata: metadata, directory: dir, executor: executor, files: files)
         return open.withLock { topics in
             if let known = topics[name], known.identity == identity { return known.topic }
             topics[name] = (opened, identity)

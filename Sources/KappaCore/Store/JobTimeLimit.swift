@@ -79,6 +79,9 @@ final class JobTimeLimit: Sendable {
     /// `cancelAfterMs` (a quick batch commits first).
     func cancel() { state.withLock { $0.cancelled = true } }
 
+    /// Whether the worker was cancelled (a commit still queued then does not start).
+    var isCancelled: Bool { state.withLock { $0.cancelled } }
+
     /// Called while the statement runs (SQLite's progress handler): whether to stop it now.
     func shouldStop() -> Bool {
         let now = currentTimeMillis()

@@ -244,6 +244,14 @@ final class SQLCatalog: @unchecked Sendable {
         }
     }
 
+    /// The next offset of one partition of a version; nil when it has none.
+    func nextOffset(_ c: any SQLConnection, job: String, version: Int, partition: Int) throws -> Int64? {
+        try c.query("SELECT next_offset FROM \(t("kappa_offsets")) WHERE job = \(p(1)) AND version = \(p(2)) AND partition = \(p(3))",
+                    [.text(job), .integer(Int64(version)), .integer(Int64(partition))], name: "read offset").first.map {
+            try CatalogRow($0, table: "kappa_offsets", columns: ["next_offset"], context: "job \(job) v\(version) partition \(partition)").int(0)
+        }
+    }
+
     /// Every version's next offsets, by version, each in partition order.
     func allOffsets(_ c: any SQLConnection) throws -> [VersionID: [Int64]] {
         var out: [VersionID: [Int64]] = [:]

@@ -81,6 +81,10 @@ public protocol BatchStore: Sendable {
     /// The next offset to read, per partition, for a version.
     func nextOffsets(job: String, version: Int) async throws -> [Int64]
 
+    /// The next offset to read of one partition of a version (a worker's start: with 10,000
+    /// partitions, reading them all per worker is 10^8 rows); nil when it has no such partition.
+    func nextOffset(job: String, version: Int, partition: Int) async throws -> Int64?
+
     /// Executes one batch's plan and stores the next offset, in one transaction. `records`
     /// must start at the stored next offset (else `StaleOffsetError`, nothing written). Bad
     /// records follow the job's `onBadRecord`. With a `fence`, the batch commits only if the
@@ -146,6 +150,9 @@ public final class Store: CatalogStore, BatchStore, QueryStore {
     public func snapshot(_ detail: SnapshotDetail) async throws -> CatalogSnapshot { try await write { try $0.snapshot(detail) } }
     public func nextOffsets(job: String, version: Int) async throws -> [Int64] {
         try await write { try $0.nextOffsets($0.connection(), job: job, version: version) }
+    }
+    public func nextOffset(job: String, version: Int, partition: Int) async throws -> Int64? {
+        try await write { try $0.nextOffset($0.connection(), job: job, version: version, partition: partition) }
     }
 
     public func transition(job: String, version: Int, from: VersionState, to: VersionState, reason: String, actor: String, error: String?) async throws {
@@ -219,7 +226,15 @@ public final class Store: CatalogStore, BatchStore, QueryStore {
     /// catalog reads go on while a slow or runaway job runs; its budget counts every attempt.
     public func commit(_ plan: BatchPlan, spec: JobSpec, partition: Int, records: LogRecords, fence: Lease?) async throws -> BatchResult {
         guard case .sql = plan else {
-            return try await write { try $0.commit(plan, spec: spec, partition: partition, records: records, fence: fence) }
+            let cancelled = CancelFlag()
+            return try await withTaskCancellationHandler {
+                try await write { catalog in
+                    if cancelled.isSet { throw CancellationError() }  // cancelled while queued: not started
+                    return try catalog.commit(plan, spec: spec, partition: partition, records: records, fence: fence)
+                }
+            } onCancel: {
+                cancelled.set()
+            }
         }
         let writer = self.writer, writerLocksDatabase = self.writerLocksDatabase
         var batch = records, spentMs: Int64 = 0, singleRecordTries = 0
@@ -238,6 +253,9 @@ public final class Store: CatalogStore, BatchStore, QueryStore {
                 let attempt = batch
                 return try await withTaskCancellationHandler {
                     try await write { [self] catalog in
+                        // Cancelled while queued (JobHost stopping with thousands of workers
+                        // waiting for the writer): not started, nothing written.
+                        if limit.isCancelled { throw CancellationError() }
                         // Queued before a pause began: it waits for the pause's end, outside.
                         if jobSQLPausedUntil.withLock({ $0 }) > currentTimeMillis() { throw JobSQLYield.paused }
                         return try catalog.commit(plan, spec: spec, partition: partition, records: attempt, fence: fence, limit: limit)
@@ -298,4 +316,11 @@ public struct VersionStoppedError: Error, Sendable, CustomStringConvertible {
     public var version: Int
     public var state: String
     public var description: String { "job \(job) version \(version) is \(state)" }
+}
+
+/// Set when a task is cancelled, read by its work queued on a lane.
+private final class CancelFlag: Sendable {
+    private let flag = Mutex(false)
+    var isSet: Bool { flag.withLock { $0 } }
+    func set() { flag.withLock { $0 = true } }
 }
