@@ -35,7 +35,7 @@ enum GlobalOptions {
         return try Backends.log(state: state ?? stateDirectory(args),
                                 url: Backends.logURL(flag: args.string("log"), environment: environment),
                                 settings: SecretOptions.kafkaSettings(args, environment: environment), logger: EventLogger(format: .text),
-                                archive: withArchive ? archiveRoot(args) : nil)
+                                archive: withArchive ? archiveRoot(args) : nil, readOnly: isReadOnly(args))
     }
 
     static func archiveRoot(_ args: ParsedArguments) -> String? {

@@ -38,6 +38,11 @@ import Testing
         try await box.kappactl(["topic", "create", "bpi", "-p", "2"])
         #expect(try await box.kappactl(["produce", "bpi"], stdin: WorkflowTests.feedLines(seed: 1, startMinute: 28_000_000, seconds: 120)).status == 0)
         #expect(try await box.kappactl(["deploy", "-f", WorkflowTests.root + "/Manifests/btc-v1.json"]).status == 0)
+        let records = try await box.kappactl(["consume", "bpi"]).lines.count
+        // A crash's leftover beyond a head (which a writer would cut): never read, not touched.
+        let segment = box.state + "/log/bpi/0/00000000000000000000.log"
+        let tail = try FileDescriptor(path: segment, flags: O_RDWR)
+        try tail.write(Array(repeating: 0xEE, count: 57), at: try tail.size())
         // As root, read as nobody; otherwise take write permission away.
         let asRoot = getuid() == 0 && FileSystem.exists("/usr/bin/setpriv")
         if asRoot {
@@ -61,6 +66,14 @@ import Testing
         let lag = try await read(["lag", "btc"])
         #expect(lag.status == 0, "\(lag.stderr)")
         #expect(try await read(["topic", "list"]).status == 0)
+        let consumed = try await read(["consume", "bpi"])
+        #expect(consumed.status == 0, "\(consumed.stderr)")
+        #expect(consumed.lines.count == records)
+        let described = try await read(["topic", "describe", "bpi"])
+        #expect(described.status == 0 && !described.stdout.contains("DAMAGED"), "\(described.stderr)")
+        let checked = try await read(["topic", "check", "bpi"])
+        #expect(checked.status == 0, "\(checked.stderr)")
+        #expect(checked.stdout.contains("57 bytes beyond the head"), "\(checked.stdout)")
         #expect(try Self.snapshot(box.state) == before)
     }
 }

@@ -25,8 +25,12 @@ final class OpenTopic: Sendable {
         case open(PartitionLog)
     }
 
+    /// Partitions opened read-only (`SegmentLog.readOnly`).
+    let readOnly: Bool
+
     init(metadata: TopicMetadata, directory: String, executor: BlockingExecutor, files: LogFiles = .shared,
-         indexes: ClosedIndexCache = .shared) {
+         indexes: ClosedIndexCache = .shared, readOnly: Bool = false) {
+        self.readOnly = readOnly
         self.metadata = metadata
         self.directory = directory
         self.executor = executor
@@ -41,11 +45,11 @@ final class OpenTopic: Sendable {
         let slot = partitions.withLock { slots -> Slot in
             if let known = slots[p] { return known }
             let (name, dir, config, archive, executor) = (metadata.name, "\(directory)/\(p)", metadata.config, archive, executor)
-            let (files, indexes) = (files, indexes)
+            let (files, indexes, readOnly) = (files, indexes, readOnly)
             let task = Task {
                 try await executor.run {
                     try PartitionLog(topic: name, partition: p, directory: dir, config: config, archive: archive, executor: executor,
-                                     files: files, indexes: indexes)
+                                     files: files, indexes: indexes, readOnly: readOnly)
                 }
             }
             slots[p] = .opening(task)

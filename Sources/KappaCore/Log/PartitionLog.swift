@@ -45,11 +45,14 @@ final class PartitionLog: Sendable {
     /// Damage to acknowledged records, found at open or by a reader (the lowest offset wins);
     /// while set, appends (and retention) are refused and reads in its range throw its error.
     let damage = Mutex<PartitionDamage?>(nil)
+    /// Opened read-only (`SegmentLog.readOnly`): no lock, no recovery, no writes.
+    let readOnly: Bool
 
     /// Opens the partition, recovering it under the file lock when the head and the files disagree.
     /// Blocking: call it on the executor.
     init(topic: String, partition: Int, directory: String, config: TopicConfig, archive: SegmentArchive? = nil,
-         executor: BlockingExecutor = .shared, files: LogFiles = .shared, indexes: ClosedIndexCache = .shared) throws {
+         executor: BlockingExecutor = .shared, files: LogFiles = .shared, indexes: ClosedIndexCache = .shared, readOnly: Bool = false) throws {
+        self.readOnly = readOnly
         self.topic = topic
         self.partition = partition
         self.directory = directory
@@ -60,6 +63,11 @@ final class PartitionLog: Sendable {
         owner = files.newOwner()
         self.executor = executor
         writer = executor.lane("kappa.log.\(topic).\(partition)")
+        // Read-only: checked, never recovered (nothing beyond the head is read anyway).
+        if readOnly {
+            _ = try checkAcknowledged()
+            return
+        }
         // Damage is recorded, not thrown: the partition opens, reads below the damage work.
         let recovered = try withFileLock { () throws -> ActiveSegment? in
             if try checkAcknowledged() != nil { return nil }
@@ -82,7 +90,7 @@ final class PartitionLog: Sendable {
 
     /// The head file (opened again if the table closed it). Blocking.
     var headFile: FileDescriptor {
-        get throws { try files.file("\(directory)/\(PartitionHead.fileName)", flags: O_RDWR | O_CREAT, owner: owner) }
+        get throws { try files.file("\(directory)/\(PartitionHead.fileName)", flags: readOnly ? O_RDONLY : O_RDWR | O_CREAT, owner: owner) }
     }
 
     /// The lock file; hold the returned descriptor for as long as the lock (`withFileLock`).
@@ -214,7 +222,11 @@ final class PartitionLog: Sendable {
     /// Runs `body` on the writer lane, holding the file lock, with the writer's state; after an
     /// error the state is dropped (the disk decides again next time).
     func onWriter<T: Sendable>(_ body: @escaping @Sendable (inout ActiveSegment?) throws -> T) async throws -> T {
-        try await writer.run {
+        if readOnly {
+            throw LogError(.io, "topic \"\(topic)\" partition \(partition): opened read-only (this user may not write \(directory)); its head cannot be repaired from here",
+                           topic: topic, partition: partition, file: directory)
+        }
+        return try await writer.run {
             do {
                 return try self.withFileLock { try self.withWriterState(body) }
             } catch {

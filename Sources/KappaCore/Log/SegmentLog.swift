@@ -16,17 +16,23 @@ public final class SegmentLog: UnifiedLog {
     private let executor = BlockingExecutor.shared
     /// Where partitions keep their open files (a budget for the whole process, `LogFiles`).
     let files: LogFiles
+    /// Opened by a command that only reads, from a directory this process may not write: files
+    /// are opened read-only, nothing is created, recovered or locked (readers take no lock;
+    /// what a crash left beyond a head is never read anyway), appends are refused.
+    public let readOnly: Bool
 
-    /// Opens (creating if needed) the log in `directory`.
+    /// Opens (creating if needed, unless `readOnly`) the log in `directory`.
     /// - Throws: `LogError.io` naming the directory.
-    public convenience init(directory: String) throws {
-        try self.init(directory: directory, files: .shared)
+    public convenience init(directory: String, readOnly: Bool = false) throws {
+        try self.init(directory: directory, files: .shared, readOnly: readOnly)
     }
 
     /// Opens the log with its own table of open files (tests: a small budget).
-    init(directory: String, files: LogFiles) throws {
+    init(directory: String, files: LogFiles, readOnly: Bool = false) throws {
         self.directory = directory
         self.files = files
+        self.readOnly = readOnly
+        guard !readOnly else { return }
         do {
             try FileSystem.makeDirectories(directory)
         } catch let error as IOError {
@@ -34,10 +40,11 @@ public final class SegmentLog: UnifiedLog {
         }
     }
 
-    /// The log of a state directory (`<state>/log`).
-    public convenience init(state: StateDirectory) throws {
+    /// The log of a state directory (`<state>/log`). `readOnly` (commands that only read): a
+    /// directory this process may not write is opened read-only.
+    public convenience init(state: StateDirectory, readOnly: Bool = false) throws {
         try state.requireExisting()
-        try self.init(directory: state.logDirectory)
+        try self.init(directory: state.logDirectory, readOnly: readOnly && !state.writable)
     }
 
     // MARK: Topics
@@ -291,7 +298,7 @@ public final class SegmentLog: UnifiedLog {
             throw LogError.io(error, topic: name)
         }
         let metadata = try Self.decodeMetadata(bytes, topic: name, path: metaPath)
-        let opened = OpenTopic(metadata: metadata, directory: dir, executor: executor, files: files)
+        let opened = OpenTopic(metadata: metadata, directory: dir, executor: executor, files: files, readOnly: readOnly)
         return open.withLock { topics in
             if let known = topics[name], known.identity == identity { return known.topic }
             topics[name] = (opened, identity)

@@ -7,12 +7,14 @@ public enum Backends {
     ///   is missing) or settings without a Kafka log.
     /// - Parameter archive: for Kafka, the directory of its topics' archive (`LogMirror`); the
     ///   embedded log's topics name their archive themselves.
-    public static func log(state: StateDirectory, url: String?, settings: [String], logger: EventLogger, archive: String? = nil) throws -> any UnifiedLog {
+    /// - Parameter readOnly: for commands that only read (`SegmentLog(state:readOnly:)`).
+    public static func log(state: StateDirectory, url: String?, settings: [String], logger: EventLogger, archive: String? = nil,
+                           readOnly: Bool = false) throws -> any UnifiedLog {
         guard let url, !url.isEmpty else {
             if let first = settings.first {
                 throw LogError(.invalidArgument, "-X \(first.prefix(while: { $0 != "=" })) is a librdkafka setting: it needs --log kafka://…")
             }
-            return try SegmentLog(state: state)
+            return try SegmentLog(state: state, readOnly: readOnly)
         }
         guard url.hasPrefix("kafka://") else {
             throw LogError(.invalidArgument, "unsupported log \(Redaction.url(url)): use kafka://host:port[,host:port…] (or no --log for the embedded log)")
