@@ -59,7 +59,8 @@ enum JobCommands {
         if args.flag("wait") {
             // Ctrl-C stops the waiting, not the version: say how to wait again.
             let signals = TerminationSignal()
-            let again = "kappactl deploy -f \(path) --wait" + (args.string("state").map { " --state \($0)" } ?? "")
+            // The same command again (with --max-rate and the rest): it attaches to the version.
+            let again = (["kappactl"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
             Task {
                 let name = await signals.wait()
                 Console.error("\n\(name): stopped waiting; \(spec.job) version \(spec.version) goes on replaying. To wait again: \(again)")

@@ -91,7 +91,45 @@ import Testing
         #expect(after.endsAt >= before.endsAt)
         #expect(try await WorkflowTests.status(box, "btc").jobs[0].serving == 2)
         let history = try await box.kappactl(["history", "btc"]).stdout
-        #expect(history.contains("analysis passed: \(after.evaluations) evaluations over 20s, 0 failures"), "\(history)")
+        #expect(history.contains("analysis passed: 50 evaluations every 400ms, 0 failures"), "\(history)")
+        #expect(after.evaluations == 50)
+    }
+
+    /// Promoted while no JobHost runs: the bake does not count down unwatched; the first
+    /// evaluations come when one starts, and they roll the version back.
+    @Test func aBakeNobodyWatchedDoesNotPass() async throws {
+        let box = try Sandbox()
+        var host = try await Self.ready(box, analysis: ["checks": ["(SELECT count(*) FROM new) = 0"], "interval": "300ms", "bake": "1200ms"])
+        defer { kill(host.process.processIdentifier, SIGKILL) }
+        kill(host.process.processIdentifier, SIGKILL)
+        _ = await host.finish(timeout: 20)
+        #expect(try await box.kappactl(["promote", "btc"]).status == 0)
+        try await Task.sleep(for: .seconds(2))
+        host = try box.start(Executables.jobHost, box.hostArguments)
+        try await WorkflowTests.waitUntil("v1 serves again") { try await WorkflowTests.status(box, "btc").jobs[0].serving == 1 }
+        #expect(try await Self.bake(box, 2)?.outcome == "rolledBack")
+        #expect(!(try await box.kappactl(["history", "btc"]).stdout.contains("analysis passed")))
+    }
+
+    /// A check that would run for minutes is stopped at its limit (a failure), and the catalog
+    /// stays free meanwhile: the rollback it causes goes through; switching away from a bake
+    /// ends it, and it is never counted as passed later.
+    @Test func aSlowCheckIsStoppedAndASwitchAwayEndsTheBake() async throws {
+        let box = try Sandbox()
+        let host = try await Self.ready(box, analysis: ["checks": ["(SELECT count(*) FROM new a, new b, new c, new d, new e) > 0"],
+                                                        "interval": "300ms", "bake": "1m", "failureLimit": 1])
+        defer { kill(host.process.processIdentifier, SIGKILL) }
+        #expect(try await box.kappactl(["promote", "btc"]).status == 0)
+        try await WorkflowTests.waitUntil("the slow check fails and v1 serves again") { try await WorkflowTests.status(box, "btc").jobs[0].serving == 1 }
+        let history = try await box.kappactl(["history", "btc"]).stdout
+        #expect(history.contains("did not finish within 2s and was stopped"), "\(history)")
+        // Promoted again and rolled back by hand before its first evaluation: abandoned.
+        #expect(try await box.kappactl(["promote", "btc", "--version", "2"]).status == 0)
+        #expect(try await box.kappactl(["rollback", "btc"]).status == 0)
+        #expect(try await Self.bake(box, 2)?.outcome == "abandoned")
+        try await Task.sleep(for: .seconds(1))
+        #expect(try await Self.bake(box, 2)?.outcome == "abandoned")  // never revived, never passed
+        #expect(!(try await box.kappactl(["status", "btc"]).stdout.contains("baking")))
     }
 
     @Test func skippingTheAnalysisIsRecordedAndNothingIsWatched() async throws {

@@ -44,6 +44,8 @@ import Testing
         #expect(try await box.kappactl(["wait", "btc", "--version", "2", "--for", "retired"]).stdout == "btc version 2 is retired\n")
         // Mistakes are usage errors or not found.
         #expect(try await box.kappactl(["wait", "btc", "--for", "done"]).status == 2)
+        let long = try await box.kappactl(["wait", "btc", "--for", "failed", "--timeout", "106751991167d"])
+        #expect(long.status == 2 && long.stderr.hasPrefix("error: --timeout: duration \"106751991167d\" is too long"), "\(long.stderr)")
         #expect(try await box.kappactl(["wait", "btc"]).status == 2)
         #expect(try await box.kappactl(["wait", "nojob", "--for", "serving"]).status == 3)
         #expect(try await box.kappactl(["wait", "btc", "--version", "9", "--for", "serving"]).status == 3)

@@ -204,7 +204,7 @@ import Testing
         try manifest.write(toFile: changed, atomically: true, encoding: .utf8)
         let other = try await box.kappactl(["deploy", "-f", changed])
         #expect(other.status == 4)
-        #expect(other.stderr == "error: version 1 of job \"btc\" is not above its latest version 1; use version 2 or higher\n")
+        #expect(other.stderr == "error: version 1 of job \"btc\" is registered already (pending) with another manifest (or other deploy options, such as --max-rate); deploy the same to attach to it, or this one as a new version\n", "\(other.stderr)")
         let timeout = try await box.kappactl(["deploy", "-f", Self.root + "/Manifests/btc-v2.json", "--wait", "--timeout", "300ms"])
         #expect(timeout.status == 5)
         #expect(timeout.stderr.contains("error: version 2 of job \"btc\" is still pending"))

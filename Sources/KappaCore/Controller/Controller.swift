@@ -435,8 +435,10 @@ extension Controller {
         guard let bake = snapshot.activeBake(of: job),
               let v = snapshot.versions(of: job).first(where: { $0.version == bake.version }),
               let analysis = v.spec.promote.analysis else { return }
-        if now - bake.startedAt >= analysis.bakeMs {
-            let reason = "\(bake.evaluations) evaluation\(bake.evaluations == 1 ? "" : "s") over \(DurationText.format(milliseconds: analysis.bakeMs)), "
+        // The bake is its evaluations, not its wall time: while no controller evaluates (every
+        // JobHost down), it does not count down, and a restarted one carries it on.
+        if bake.evaluations >= analysis.evaluations {
+            let reason = "\(bake.evaluations) evaluation\(bake.evaluations == 1 ? "" : "s") every \(DurationText.format(milliseconds: analysis.intervalMs)), "
                 + "\(bake.failures) failure\(bake.failures == 1 ? "" : "s") (promote.analysis.failureLimit \(analysis.failureLimit))"
             if try await decide(.analysisPassed(version: v.version, reason: reason), job: job, snapshot: &snapshot) {
                 logger.log(.info, "analysis passed", ["job": job, "version": "\(v.version)", "evaluations": "\(bake.evaluations)", "failures": "\(bake.failures)"])
@@ -470,7 +472,9 @@ extension Controller {
         guard failures >= analysis.failureLimit else { return }
         let reason = "\(failures) of promote.analysis.failureLimit \(analysis.failureLimit): \(failure)"
         if try await decide(.analysisFailed(version: v.version, previous: bake.previous, reason: reason), job: job, snapshot: &snapshot) {
-            logger.log(.error, "analysis failed: rolled back", ["job": job, "version": "\(v.version)", "to": "\(bake.previous.map(String.init) ?? "-")"])
+            let serving = snapshot.versions(of: job).first { $0.state == .serving }?.version
+            logger.log(.error, serving == v.version ? "analysis failed: no version to roll back to" : "analysis failed: rolled back",
+                       ["job": job, "version": "\(v.version)", "serving": serving.map(String.init) ?? "-"])
         }
     }
 
@@ -491,7 +495,9 @@ extension CatalogSnapshot {
         var hold: Int64 = 0
         if let serving = versions.first(where: { $0.state == .serving }), let analysis = serving.spec.promote.analysis,
            let bake = bakes[VersionID(job: job, version: serving.version)] {
-            hold = bake.endedAt ?? (bake.startedAt + analysis.bakeMs)
+            // While it bakes, nothing standby is retired: it may be rolled back to.
+            _ = analysis
+            hold = bake.endedAt ?? Int64.max / 4
         }
         return versions.map { v in
             var status = v.status

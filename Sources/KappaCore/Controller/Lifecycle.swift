@@ -156,13 +156,16 @@ public enum Lifecycle {
         case .analysisFailed(let v, let previous, let reason):
             let version = try find(v, in: versions)
             guard version.state == .serving else { throw refuse("version \(v) is \(version.state.rawValue), not serving") }
-            guard let previous, let back = versions.first(where: { $0.version == previous }), back.state == .standby else {
+            // The version that served before; if it is no longer standby (retired meanwhile), the
+            // newest standby version older than this one, as `rollback` would choose.
+            let before = versions.first { $0.version == previous && $0.state == .standby }
+            guard let back = before ?? versions.filter({ $0.state == .standby && $0.version < v }).max(by: { $0.version < $1.version }) else {
                 return [.endBake(version: v, outcome: "failed", reason: "analysis failed: \(reason); no standby version to roll back to, so it serves on")]
             }
-            return [.transition(version: v, from: .serving, to: .standby, reason: "analysis failed, rolled back to version \(back.version): \(reason)"),
+            return [.endBake(version: v, outcome: "rolledBack", reason: "analysis failed: \(reason)"),
+                    .transition(version: v, from: .serving, to: .standby, reason: "analysis failed, rolled back to version \(back.version): \(reason)"),
                     .transition(version: back.version, from: .standby, to: .serving, reason: "rollback from version \(v): its analysis failed"),
-                    .pointView(version: back.version),
-                    .endBake(version: v, outcome: "rolledBack", reason: "analysis failed: \(reason)")]
+                    .pointView(version: back.version)]
 
         case .analysisPassed(let v, let reason):
             let version = try find(v, in: versions)

@@ -31,6 +31,12 @@ public struct Operator: Sendable {
     }
 
     public func deploy(spec: JobSpec, manifest: String, allowPartial: Bool) async throws -> VersionRecord {
+        if let registered = try? await store.versions(job: spec.job).first(where: { $0.version == spec.version }), registered.spec != spec {
+            throw LifecycleRefusal(code: .refused, message: """
+                version \(spec.version) of job "\(spec.job)" is registered already (\(registered.state.rawValue)) with another manifest \
+                (or other deploy options, such as --max-rate); deploy the same to attach to it, or this one as a new version
+                """)
+        }
         if case .exec(let argv) = spec.transform {
             do {
                 _ = try ExecProcess.locate(argv[0], environment: ExecProcess.environment(spec.execEnvironment))

@@ -44,7 +44,8 @@ public struct StatusReport: Sendable, Codable, Equatable {
         public var failureLimit: Int
         /// nil while baking; `passed`, `rolledBack`, `failed`.
         public var outcome: String?
-        /// When the bake ends (or ended), ms since the epoch.
+        /// When the bake ended, or, while it bakes, when it should (its remaining evaluations,
+        /// one an interval), ms since the epoch.
         public var endsAt: Int64
         public var lastFailure: String?
 
@@ -54,6 +55,7 @@ public struct StatusReport: Sendable, Codable, Equatable {
             case nil: return "baking \(evaluations)/\(planned), \(failed)"
             case "passed": return "analysis passed, \(failed)"
             case "rolledBack": return "analysis failed (\(failed)): rolled back"
+            case "abandoned": return "analysis stopped (switched away), \(failed)"
             default: return "analysis failed (\(failed))"
             }
         }
@@ -105,12 +107,16 @@ extension Operator {
             for v in versions {
                 var view = StatusReport.Version(version: v.version, state: v.state, error: v.error, since: v.updatedAt)
                 let id = VersionID(job: job.name, version: v.version)
-                if let bake = snapshot.bakes[id], let analysis = v.spec.promote.analysis {
+                // The bake of this state only: one that began (or ended) when the version entered
+                // it, not one of an earlier promotion (a promote --skip-analysis starts none).
+                if let bake = snapshot.bakes[id], let analysis = v.spec.promote.analysis,
+                   bake.startedAt >= v.updatedAt - 1_000 || (bake.endedAt ?? 0) >= v.updatedAt - 1_000 {
+                    let remaining = Int64(max(0, analysis.evaluations - bake.evaluations)) * analysis.intervalMs
                     view.bake = .init(evaluations: bake.evaluations, planned: analysis.evaluations, failures: bake.failures,
                                       failureLimit: analysis.failureLimit, outcome: bake.outcome,
-                                      endsAt: bake.endedAt ?? bake.startedAt + analysis.bakeMs, lastFailure: bake.lastFailure)
+                                      endsAt: bake.endedAt ?? max(now, bake.lastAt ?? bake.startedAt) + remaining, lastFailure: bake.lastFailure)
                 }
-                if v.state.isRunning || v.state == .pending, let nexts = snapshot.offsets[id] {
+                if v.state.isRunning || v.state == .pending || v.state == .paused, let nexts = snapshot.offsets[id] {
                     let topic = v.spec.source.topic
                     if ends[topic] == nil && logErrors[topic] == nil {
                         // The log's failure is the topic's, asked once: the report still says
@@ -133,8 +139,9 @@ extension Operator {
                     view.processed = current.totalNext
                     view.total = current.totalEnd
                     // Without a live JobHost nothing moves: a rate or ETA would be a stale figure.
-                    view.rate = snapshot.hosts.isEmpty ? nil : estimate.rate
-                    view.etaSeconds = snapshot.hosts.isEmpty ? nil : estimate.etaSeconds
+                    // Paused, nothing moves either.
+                    view.rate = snapshot.hosts.isEmpty || v.state == .paused ? nil : estimate.rate
+                    view.etaSeconds = snapshot.hosts.isEmpty || v.state == .paused ? nil : estimate.etaSeconds
                     view.verdict = estimate.verdict
                     if v.state == .pending || v.state == .replaying {
                         // The time lag is read (a record per lagging partition) only when it gates.
@@ -173,7 +180,8 @@ extension Operator {
         let partitions = try await partitionLag(topic: topic, ends: ends, nexts: nexts, now: now)
         let current = LagSample(at: now, ends: ends, nexts: nexts)
         let samples = try await store.lagSamples(job: job, version: chosen.version, limit: 30) + [current]
-        let estimate = LagMath.estimate(samples, maxLag: chosen.spec.catchUp.maxLag, holdForMs: chosen.spec.catchUp.holdForMs)
+        var estimate = LagMath.estimate(samples, maxLag: chosen.spec.catchUp.maxLag, holdForMs: chosen.spec.catchUp.holdForMs)
+        if chosen.state == .paused { (estimate.rate, estimate.etaSeconds) = (nil, nil) }  // nothing moves
         let ages = partitions.map { $0.lag == 0 ? 0 : $0.timeLagMs }
         let age: Int64? = ages.contains { $0 == nil } ? nil : ages.compactMap { $0 }.max() ?? 0
         return LagReport(job: job, version: chosen.version, state: chosen.state, partitions: partitions, estimate: estimate,

@@ -68,7 +68,7 @@ enum LogCheck {
             result.bytes += size
             let active = head.map { base == $0.segmentBase } ?? (i == bases.count - 1)
             if let head, base > head.segmentBase {
-                result.warnings.append("\(place): \(path) lies beyond the active segment (not acknowledged; removed when the partition is opened)")
+                result.warnings.append("\(place): \(path) lies beyond the active segment as read (a segment rolled during the check, or a crash's leftover, removed when the partition is next opened)")
                 continue
             }
             if let expected, base != expected {
@@ -81,7 +81,7 @@ enum LogCheck {
                 if size < head.position {
                     result.damage.append("\(place): \(path) holds \(size) bytes but the head acknowledged \(head.position) (offsets up to \(head.nextOffset - 1))")
                 } else if size > head.position {
-                    result.warnings.append("\(place): \(path) has \(size - head.position) bytes beyond the head (not acknowledged; cut when the partition is opened)")
+                    result.warnings.append("\(place): \(path) has \(size - head.position) bytes beyond the head as read (an append in flight, or a crash's leftover, cut when the partition is next opened)")
                 }
                 limit = min(size, head.position)
             }

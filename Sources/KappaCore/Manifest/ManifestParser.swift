@@ -177,6 +177,9 @@ public enum ManifestParser {
                     if let limit = r.member(analysis, "failureLimit") { a.failureLimit = try r.integer(limit, "promote.analysis.failureLimit", in: 1...1_000_000) }
                     guard a.intervalMs >= 100 else { throw r.fail("promote.analysis.interval", "must be at least 100ms") }
                     guard a.bakeMs >= a.intervalMs else { throw r.fail("promote.analysis.bake", "must be at least promote.analysis.interval") }
+                    guard a.failureLimit <= a.evaluations else {
+                        throw r.fail("promote.analysis.failureLimit", "is \(a.failureLimit) but a bake of \(DurationText.format(milliseconds: a.bakeMs)) every \(DurationText.format(milliseconds: a.intervalMs)) evaluates only \(a.evaluations) times: it could never fail")
+                    }
                     promote.analysis = a
                 }
             } else {

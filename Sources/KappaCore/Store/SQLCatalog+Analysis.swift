@@ -18,7 +18,19 @@ public struct BakeRecord: Sendable, Equatable, Codable {
     public var endedAt: Int64?
 }
 
+/// A check stopped at its time limit.
+public struct CheckTimeLimit: Error, Sendable, CustomStringConvertible {
+    public var limitMs: Int64
+    public var description: String { "did not finish within \(DurationText.format(milliseconds: limitMs)) and was stopped" }
+}
+
 extension SQLCatalog {
+    /// How long one analysis check may run: it holds the catalog's connection meanwhile (batch
+    /// commits, the view switch and the operator's commands wait), so it must be cheap.
+    static let analysisCheckLimitMs: Int64 = 2_000
+    /// How long one promote check may run, inside the switch's transaction.
+    static let promoteCheckLimitMs: Int64 = 10_000
+
     static let bakeColumns = ["job", "version", "previous", "started_at", "evaluations", "failures", "last_at", "last_failure", "outcome", "ended_at"]
 
     func bakes(_ c: any SQLConnection) throws -> [BakeRecord] {
@@ -75,9 +87,12 @@ extension SQLCatalog {
             var failing: [String] = []
             for check in analysis.checks {
                 do {
-                    if try !backend.evaluateCheck(c, analysisSQL(check, spec: v.spec, old: oldTable, lag: lag), readable: [oldTable, newTable, v.spec.deadLetterTable]) {
+                    if try !backend.evaluateCheck(c, analysisSQL(check, spec: v.spec, old: oldTable, lag: lag), readable: [oldTable, newTable, v.spec.deadLetterTable],
+                                                  limitMs: Self.analysisCheckLimitMs) {
                         failing.append("the check \(check) does not hold")
                     }
+                } catch let limit as CheckTimeLimit {
+                    failing.append("the check \(check) \(limit)")
                 } catch let error as any ClassifiedStoreError where error.storeClass != .unreachable {
                     failing.append("the check \(check) cannot run: \(error.message)")
                 }

@@ -95,9 +95,12 @@ extension SQLCatalog {
         for check in version.spec.promote.checks {
             let holds: Bool
             do {
-                holds = try backend.evaluateCheck(c, checkSQL(check, old: oldTable, new: newTable), readable: [oldTable, newTable])
+                holds = try backend.evaluateCheck(c, checkSQL(check, old: oldTable, new: newTable), readable: [oldTable, newTable],
+                                                  limitMs: Self.promoteCheckLimitMs)
             } catch let error as CatalogError {
                 throw error
+            } catch let limit as CheckTimeLimit {
+                throw CatalogError(.checkFailed, "promotion refused: the check \(check) \(limit)")
             } catch let error as any ClassifiedStoreError where error.storeClass != .unreachable {
                 throw CatalogError(.checkFailed, "promotion refused: the check \(check) cannot run: \(error.message)")
             }

@@ -232,6 +232,11 @@ final class SQLCatalog: @unchecked Sendable {
             throw CatalogError.stateMoved(job, version, is: try CatalogRow(row, table: "kappa_versions", columns: ["state"]).text(0), not: from)
         }
         try appendHistory(c, job: job, version: version, from: from, to: to, reason: reason, actor: actor, at: now)
+        if from == .serving {
+            // Switched away from while baking: that bake is over (a later promotion starts anew).
+            try c.run("UPDATE \(t("kappa_bakes")) SET outcome = 'abandoned', ended_at = \(p(1)) WHERE job = \(p(2)) AND version = \(p(3)) AND outcome IS NULL",
+                      [.integer(now), .text(job), .integer(Int64(version))], name: "abandon bake")
+        }
     }
 
     // MARK: Offsets
@@ -355,6 +360,11 @@ public struct CatalogSnapshot: Sendable {
             switch action {
             case .transition(let version, _, let to, _, let error):
                 if let i = versions[job]?.firstIndex(where: { $0.version == version }) {
+                    let id = VersionID(job: job, version: version)
+                    if versions[job]![i].state == .serving, bakes[id]?.outcome == nil, bakes[id] != nil {
+                        bakes[id]?.outcome = "abandoned"
+                        bakes[id]?.endedAt = now
+                    }
                     versions[job]![i].state = to
                     versions[job]![i].updatedAt = now
                     if let error { versions[job]![i].error = error }

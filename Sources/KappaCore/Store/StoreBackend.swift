@@ -66,8 +66,10 @@ protocol StoreBackend: AnyObject {
     /// - Throws: the database's error (classified), or `JobFailure` for a refused action.
     func runJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements: String) throws
     /// Evaluates a promotion check (`SELECT CASE WHEN … THEN 1 ELSE 0 END`) allowed to read only
-    /// `tables`; true when it holds.
-    func evaluateCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String]) throws -> Bool
+    /// `tables`, stopped after `limitMs` (it runs on the catalog's connection: a check that
+    /// never ends must not hold the catalog); true when it holds.
+    /// - Throws: `CheckTimeLimit` when stopped.
+    func evaluateCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String], limitMs: Int64) throws -> Bool
     /// Checks a promotion check at deploy, as `evaluateCheck` would run it, without running it.
     /// - Throws: the database's error (a refusal names what the check may not do).
     func checkPromotionCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String]) throws

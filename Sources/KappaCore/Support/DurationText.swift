@@ -11,6 +11,9 @@ public enum DurationText {
         ("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000),
     ]
 
+    /// The longest duration accepted (100 years): a time plus any duration stays far from overflow.
+    public static let maxMilliseconds: Int64 = 36_500 * 86_400_000
+
     /// Parses `text` into milliseconds.
     /// - Throws: `ValueParseError` saying what is accepted.
     public static func milliseconds(_ text: String) throws -> Int64 {
@@ -27,7 +30,9 @@ public enum DurationText {
             rest = rest.dropFirst(unitText.count)
             let (product, overflow1) = n.multipliedReportingOverflow(by: unit.ms)
             let (sum, overflow2) = total.addingReportingOverflow(product)
-            guard !overflow1, !overflow2 else { throw ValueParseError("duration \"\(text)\" is too long") }
+            guard !overflow1, !overflow2, sum <= maxMilliseconds else {
+                throw ValueParseError("duration \"\(text)\" is too long (at most 36500d)")
+            }
             total = sum
         }
         return total

@@ -107,6 +107,8 @@ import Testing
         ("catchUp", #"{"maxLag": -1}"#, "catchUp.maxLag: must be between 0 and 1000000000000, got -1"),
         ("catchUp", #"{"maxTimeLag": 5}"#, "catchUp.maxTimeLag: must be a string, got a number"),
         ("replay", #"{"maxRate": 0}"#, "replay.maxRate: must be a number of records a second, at least 1, got 0"),
+        ("promote", #"{"analysis": {"bake": "106751991167d"}}"#, #"promote.analysis.bake: duration "106751991167d" is too long (at most 36500d)"#),
+        ("promote", #"{"analysis": {"interval": "1s", "bake": "2s", "failureLimit": 3}}"#, "promote.analysis.failureLimit: is 3 but a bake of 2s every 1s evaluates only 2 times: it could never fail"),
         ("replay", #"{"maxRate": "fast"}"#, "replay.maxRate: must be a number of records a second, at least 1, got a string"),
         ("replay", #"{"rate": 5}"#, "replay.rate: unknown key (expected one of: maxRate)"),
         ("catchUp", #"{"holdFor": "soon"}"#, #"catchUp.holdFor: invalid duration "soon": use a number and a unit, e.g. 500ms, 30s, 5m, 2h, 7d"#),

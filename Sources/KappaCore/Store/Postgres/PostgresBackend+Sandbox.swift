@@ -160,7 +160,7 @@ extension PostgresBackend {
         try c.execute(Self.afterStatement, name: "job sandbox")
     }
 
-    func evaluateCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String]) throws -> Bool {
+    func evaluateCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String], limitMs: Int64) throws -> Bool {
         // In a subtransaction that is always undone, with its role and function.
         let role = checkRole, quoted = SQLText.quote(checkRole)
         try lockSchemaGrants(c)
@@ -169,7 +169,12 @@ extension PostgresBackend {
         try c.execute("CREATE ROLE \(quoted) NOLOGIN; GRANT \(quoted) TO CURRENT_USER; GRANT USAGE ON SCHEMA \(schema) TO \(quoted)"
                       + tables.map { "; GRANT SELECT ON \(dialect.table($0)) TO \(quoted)" }.joined(), name: "promote check")
         try createSandbox(c, role: role, sql: sql, returns: "integer", shape: Self.checkShape)
-        return try callSandbox(c, role: role, name: "promote check") == .integer(1)
+        try c.execute("SET LOCAL statement_timeout = \(max(1, limitMs))", name: "promote check")
+        do {
+            return try callSandbox(c, role: role, name: "promote check") == .integer(1)
+        } catch let error as PostgresError where error.sqlState == "57014" {
+            throw CheckTimeLimit(limitMs: limitMs)
+        }
     }
 }
 #endif

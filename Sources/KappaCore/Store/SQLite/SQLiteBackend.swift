@@ -152,13 +152,18 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
         }
     }
 
-    func evaluateCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String]) throws -> Bool {
+    func evaluateCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String], limitMs: Int64) throws -> Bool {
         let policy = SQLiteSandbox.checkPolicy(readable: tables)
         let statement = try SQLiteSandbox.compile(db, sql, name: "promote check", policy: policy, who: "a promotion check", single: true)[0]
         db.setAuthorizer(policy)
         defer { db.setAuthorizer(nil) }
+        let deadline = ContinuousClock.now + .milliseconds(limitMs)
+        db.setProgressHandler { ContinuousClock.now >= deadline }
+        defer { db.setProgressHandler(nil) }
         do {
             return try statement.step() && statement.column(0) == .integer(1)
+        } catch let error as SQLiteError where error.resultCode & 0xFF == SQLITE_INTERRUPT {
+            throw CheckTimeLimit(limitMs: limitMs)
         } catch var error as SQLiteError {
             error.message = db.takeDenial() ?? error.message
             throw error

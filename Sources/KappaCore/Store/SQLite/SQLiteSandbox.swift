@@ -58,7 +58,7 @@ enum SQLiteSandbox {
             case SQLITE_FUNCTION: return functionRefusal(request, who: "a promotion check")
             case SQLITE_READ where allowed.contains(request.first?.lowercased() ?? ""): return nil
             case SQLITE_READ where request.database != "temp" && tableFunctions.contains(request.first?.lowercased() ?? ""): return nil
-            default: return "a promotion check may only read old and new"
+            default: return "a promotion check may only read old and new (an analysis check also lag and errors)"
             }
         }
     }
