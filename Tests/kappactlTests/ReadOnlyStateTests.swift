@@ -75,5 +75,15 @@ import Testing
         #expect(checked.status == 0, "\(checked.stderr)")
         #expect(checked.stdout.contains("57 bytes beyond the head"), "\(checked.stdout)")
         #expect(try Self.snapshot(box.state) == before)
+        // A reader of its own (Python's sqlite3) closes the database last: SQLite checkpoints and
+        // removes its -wal and -shm files, which a read-only WAL reader needs, so it reads the
+        // file as an immutable snapshot.
+        let closed = try await box.run("/usr/bin/env", ["python3", "-c", "import sqlite3; c = sqlite3.connect('\(box.state)/kappa.sqlite'); c.execute('SELECT count(*) FROM sqlite_master').fetchall(); c.close()"])
+        #expect(closed.status == 0, "\(closed.stderr)")
+        #expect(!FileSystem.exists(box.state + "/kappa.sqlite-wal"))
+        let again = try await read(["status"])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout.contains("job btc: view btc_prices on topic bpi"))
+        #expect(try await read(["history", "btc"]).status == 0)
     }
 }

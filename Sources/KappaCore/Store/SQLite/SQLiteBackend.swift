@@ -40,7 +40,10 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
     /// read-only commands): nothing is created or migrated.
     init(path: String, readOnly: Bool = false) throws {
         self.path = path
-        db = try SQLiteConnection(path: path, readOnly: readOnly)
+        // Read-only without the WAL's files there (no writer has the database open, or one
+        // checkpointed and closed): SQLite could neither create nor map them, so immutable.
+        let immutable = readOnly && !(FileSystem.exists(path + "-wal") && FileSystem.exists(path + "-shm"))
+        db = try SQLiteConnection(path: path, readOnly: readOnly, immutable: immutable)
         if readOnly {
             let applied = Int(try CatalogRow(try db.query("PRAGMA user_version", [], name: "catalog: schema version").first ?? [],
                                              table: "PRAGMA", columns: ["user_version"]).int(0))
@@ -51,7 +54,7 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
         }
         try db.execute("CREATE TEMP TABLE IF NOT EXISTS batch (partition INTEGER, \"offset\" INTEGER, timestamp INTEGER, key, value, key_bytes)",
                        name: "create batch table")
-        readers = SQLiteReaders(path: path)
+        readers = SQLiteReaders(path: path, immutable: immutable)
     }
 
     var displayName: String { path }
@@ -184,11 +187,12 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
 /// and it never holds a read snapshot between queries).
 struct SQLiteReaders: ReadPool {
     let path: String
+    var immutable = false
 
     func query(_ sql: String) throws -> QueryResult {
         // Read-only twice over: the connection cannot write the file, and the statement must
         // compile as a read (VACUUM INTO writes another file even from a read-only connection).
-        let db = try SQLiteConnection(path: path, readOnly: true)
+        let db = try SQLiteConnection(path: path, readOnly: true, immutable: immutable)
         let statement = try SQLiteSandbox.compile(db, sql, name: "query", policy: SQLiteSandbox.queryPolicy, who: "a query", single: true)[0]
         db.setAuthorizer(SQLiteSandbox.queryPolicy)
         defer { db.setAuthorizer(nil) }

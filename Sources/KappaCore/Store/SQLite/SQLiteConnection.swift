@@ -60,10 +60,14 @@ final class SQLiteConnection: @unchecked Sendable {
 
     /// Opens (creating unless `readOnly`) the database at `path`: WAL journal, full sync,
     /// a busy timeout so that concurrent writers wait instead of failing.
-    init(path: String, readOnly: Bool = false, busyTimeoutMs: Int32 = 10_000) throws {
+    /// `immutable` (read-only only): the file is read as a snapshot nobody writes, without the
+    /// WAL's shared memory, for a directory this process may not write where no writer left
+    /// its `-wal` and `-shm` files (SQLite cannot open such a WAL database read-only otherwise).
+    init(path: String, readOnly: Bool = false, immutable: Bool = false, busyTimeoutMs: Int32 = 10_000) throws {
         self.path = path
         let flags = readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
-        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        let name = readOnly && immutable ? Self.immutableURI(path) : path
+        let rc = sqlite3_open_v2(name, &db, flags | SQLITE_OPEN_NOMUTEX | (name == path ? 0 : SQLITE_OPEN_URI), nil)
         guard rc == SQLITE_OK else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             sqlite3_close_v2(db)
@@ -110,6 +114,16 @@ final class SQLiteConnection: @unchecked Sendable {
         sqlite3_close_v2(db)
         authorizer?.release()
         progress?.release()
+    }
+
+    /// `file:<path>?immutable=1`, the path percent-encoded where a URI needs it.
+    static func immutableURI(_ path: String) -> String {
+        var out = "file:"
+        for byte in path.utf8 {
+            let c = Character(Unicode.Scalar(byte))
+            if byte < 0x80 && (c.isLetter || c.isNumber || "/-._~".contains(c)) { out.append(c) } else { out += String(format: "%%%02X", byte) }
+        }
+        return out + "?immutable=1"
     }
 
     /// Installs (or with nil removes) a check SQLite calls every few thousand steps of a running
