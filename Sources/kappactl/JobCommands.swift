@@ -384,7 +384,7 @@ enum JobCommands {
         }
         var table = TextTable(["TIME (UTC)", "VERSION", "FROM", "TO", "REASON", "BY"])
         for e in entries {
-            table.add([Render.time(e.at), "\(e.version)", e.from?.rawValue ?? "-", e.to.rawValue, e.reason, e.actor])
+            table.add([Render.time(e.at), "\(e.version)", e.from?.rawValue ?? "-", e.to.rawValue, TerminalText.escaped(e.reason), TerminalText.escaped(e.actor)])
         }
         Console.out(table.render(), terminator: "")
     }

@@ -232,7 +232,9 @@ public enum Lifecycle {
         case .failed(let v, let error, let reason):
             let version = try find(v, in: versions)
             guard version.state == .pending || version.state == .paused || version.state.isRunning else { return [] }
-            return [.transition(version: v, from: version.state, to: .failed, reason: reason, error: error)]
+            // The history says why (the start of the error; the whole of it stays on the version).
+            let why = reason == "failed" ? "failed: " + (error.count > 300 ? error.prefix(300) + "…" : error) : reason
+            return [.transition(version: v, from: version.state, to: .failed, reason: why, error: error)]
         }
     }
 

@@ -172,7 +172,7 @@ import Testing
     func failureFromAnyRunningState(state: VersionState) {
         let got = outcome(.failed(version: 1, error: "boom"), [VersionStatus(version: 1, state: state)])
         if state == .pending || state == .paused || state.isRunning {
-            #expect(got == .actions([.transition(version: 1, from: state, to: .failed, reason: "failed", error: "boom")]))
+            #expect(got == .actions([.transition(version: 1, from: state, to: .failed, reason: "failed: boom", error: "boom")]))
         } else {
             #expect(got == .actions([]))
         }
