@@ -57,22 +57,10 @@ enum JobCommands {
         }
         var final = record.state
         if args.flag("wait") {
-            // Ctrl-C stops the waiting, not the version: say how to wait again.
-            let signals = TerminationSignal()
-            // The same command again (with --max-rate and the rest): it attaches to the version.
-            let again = (["kappactl"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
-            Task {
-                let name = await signals.wait()
-                Console.error("\n\(name): stopped waiting; \(spec.job) version \(spec.version) goes on replaying. To wait again: \(again)")
-                exit(130)
-            }
-            let tty = Console.stderrIsTerminal
-            let lastLine = LastPrint()
-            final = try await op.wait(job: spec.job, version: spec.version, timeoutMs: timeout) { v in
-                let line = Render.progress(v)
-                if tty { Console.error("\r" + line, terminator: "") } else if lastLine.due() { Console.error(line) }
-            }
-            if tty { Console.error("") }
+            sayHowToWaitAgainOnInterrupt("\(spec.job) version \(spec.version) goes on replaying")
+            let draw = progressDrawer()
+            final = try await op.wait(job: spec.job, version: spec.version, timeoutMs: timeout) { v in draw(Render.progress(v)) }
+            if Console.stderrIsTerminal { Console.error("") }
             if !json { Console.out("\(spec.job) version \(spec.version) is \(final.rawValue)") }
         }
         if json {
@@ -167,22 +155,14 @@ enum JobCommands {
         let timeout = try args.duration("timeout")
         let (op, _) = try makeOperator(args)
         let job = args.argument("job")!
-        let signals = TerminationSignal()
-        let again = (["kappactl"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
-        Task {
-            let name = await signals.wait()
-            Console.error("\n\(name): stopped waiting; the version goes on. To wait again: \(again)")
-            exit(130)
-        }
-        let tty = Console.stderrIsTerminal
-        let lastLine = LastPrint()
+        sayHowToWaitAgainOnInterrupt("the version goes on")
+        let draw = progressDrawer()
         let number = LastVersion()
         let final = try await op.wait(job: job, version: version, for: target, timeoutMs: timeout) { v in
             number.set(v.version)
-            let line = "version \(v.version): " + Render.progress(v)
-            if tty { Console.error("\r" + line, terminator: "") } else if lastLine.due() { Console.error(line) }
+            draw("version \(v.version): " + Render.progress(v))
         }
-        if tty { Console.error("") }
+        if Console.stderrIsTerminal { Console.error("") }
         if json {
             Console.out("{\"job\":\(JSONScanner.quote(job)),\"version\":\(number.get()),\"state\":\"\(final.rawValue)\"}")
         } else {
@@ -410,6 +390,29 @@ enum JobCommands {
 }
 
 /// Rate-limits progress lines when stderr is not a terminal.
+extension JobCommands {
+    /// Ctrl-C (or SIGTERM) stops a wait, never the version: print how to wait again (the same
+    /// command, which attaches) and exit 130.
+    static func sayHowToWaitAgainOnInterrupt(_ goesOn: String) {
+        let signals = TerminationSignal()
+        let again = (["kappactl"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
+        Task {
+            let name = await signals.wait()
+            Console.error("\n\(name): stopped waiting; \(goesOn). To wait again: \(again)")
+            exit(130)
+        }
+    }
+
+    /// Draws a wait's progress on stderr: in place on a terminal, a line now and then otherwise.
+    static func progressDrawer() -> @Sendable (String) -> Void {
+        let tty = Console.stderrIsTerminal
+        let lastLine = LastPrint()
+        return { line in
+            if tty { Console.error("\r" + line, terminator: "") } else if lastLine.due() { Console.error(line) }
+        }
+    }
+}
+
 /// The version a wait reports on (set from its progress callback).
 final class LastVersion: Sendable {
     private let value = Mutex(0)
