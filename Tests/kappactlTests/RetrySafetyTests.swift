@@ -89,7 +89,7 @@ import Testing
         kill(waiting.process.processIdentifier, SIGINT)
         let stopped = await waiting.finish(timeout: 20)
         #expect(stopped.status == 130)
-        #expect(stopped.stderr.contains("SIGINT: stopped waiting; btc version 1 goes on replaying. To wait again: kappactl deploy -f \(manifest) --wait --state \(box.state)"), "\(stopped.stderr)")
+        #expect(stopped.stderr.contains("SIGINT: stopped waiting; btc version 1 goes on replaying. To wait again: kappactl --state \(box.state) deploy -f \(manifest) --wait\n"), "\(stopped.stderr)")
 
         let again = try await box.kappactl(["deploy", "-f", manifest])
         #expect(again.status == 0, "\(again.stderr)")
