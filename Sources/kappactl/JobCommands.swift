@@ -105,7 +105,9 @@ enum JobCommands {
         var out = ""
         if report.jobs.isEmpty { out += "no jobs; deploy one with: kappactl deploy -f MANIFEST\n" }
         for job in report.jobs {
-            out += "job \(TerminalText.escaped(job.name)): view \(job.view) on topic \(job.topic), serving \(job.serving.map { "version \($0)" } ?? "nothing yet")\n"
+            let serving = job.serving.map { "version \($0)" }
+                ?? job.viewReadsFailed.map { "nothing: version \($0) failed while serving, and the view still reads its table as it was" } ?? "nothing yet"
+            out += "job \(TerminalText.escaped(job.name)): view \(job.view) on topic \(job.topic), serving \(serving)\n"
             var table = TextTable(["VERSION", "STATE", "LAG", "RATE/S", "ETA", "SINCE", "ERROR"])
             for v in job.versions {
                 table.add(["\(v.version)", v.state.rawValue, v.lag.map { Render.grouped($0) } ?? "-",

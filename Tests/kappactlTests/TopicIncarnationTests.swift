@@ -50,6 +50,10 @@ import Testing
         #expect(v1.error?.contains("topic \"td\" was deleted with --force by kappactl@") == true, "\(v1.error ?? "")")
         let history = try await box.kappactl(["history", "td"])
         #expect(history.stdout.contains("topic \"td\" deleted with --force"), "\(history.stdout)")
+        // Nothing serves, and status says what readers of the view see.
+        let status = try await box.kappactl(["status", "td"])
+        #expect(status.stdout.hasPrefix("job td: view td_out on topic td, serving nothing: version 1 failed while serving, and the view still reads its table as it was\n"), "\(status.stdout)")
+        #expect(try await WorkflowTests.status(box, "td").jobs[0].viewReadsFailed == 1)
         // A retry: the topic is gone.
         #expect(try await box.kappactl(["topic", "delete", "td", "--force"]).status == 3)
 

@@ -11,6 +11,9 @@ public struct StatusReport: Sendable, Codable, Equatable {
         public var logError: String?
         /// Why the controller's decisions for the job fail now (the other jobs are decided).
         public var decisionError: String?
+        /// Nothing serves, but the reader view still reads this version's table: it failed
+        /// while serving (readers see its rows as they were).
+        public var viewReadsFailed: Int? = nil
     }
 
     public struct Version: Sendable, Codable, Equatable {
@@ -154,7 +157,7 @@ extension Operator {
             out.append(.init(name: job.name, view: job.view, topic: job.topic,
                              serving: versions.first { $0.state == .serving }?.version, versions: views,
                              logError: Set(versions.map(\.spec.source.topic)).sorted().compactMap { logErrors[$0] }.first,
-                             decisionError: job.decisionError))
+                             decisionError: job.decisionError, viewReadsFailed: snapshot.viewReadsFailed[job.name]))
         }
         return (StatusReport(jobs: out, hosts: snapshot.hosts, leases: snapshot.leases.filter { $0.expiresAt > now },
                              lastHeartbeat: snapshot.hosts.isEmpty ? snapshot.lastHeartbeat : nil), ends)

@@ -293,6 +293,12 @@ final class SQLCatalog: @unchecked Sendable {
                 snapshot.lastHeartbeat = at
             }
             snapshot.leases = try leases(c, where: "owner IS NOT NULL", [])
+            // A job whose serving version failed: its view still reads that version's table.
+            for job in snapshot.jobs where !snapshot.versions(of: job.name).contains(where: { $0.state == .serving }) {
+                for v in snapshot.versions(of: job.name).reversed() where v.state == .failed {
+                    if try backend.viewReads(c, view: job.view, table: v.spec.versionTable) { snapshot.viewReadsFailed[job.name] = v.version; break }
+                }
+            }
             for values in try c.query("SELECT job, to_state, count(*) FROM \(t("kappa_history")) WHERE to_state IN ('serving', 'failed') GROUP BY job, to_state",
                                       [], name: "count transitions") {
                 let row = CatalogRow(values, table: "kappa_history", columns: ["job", "to_state", "count(*)"])
@@ -343,6 +349,9 @@ public struct CatalogSnapshot: Sendable {
     public var entered: [String: [VersionState: Int]] = [:]
     /// Each version's latest bake (analysis after promotion).
     public var bakes: [VersionID: BakeRecord] = [:]
+    /// With `.status`: for a job none of whose versions serves, the failed version whose table
+    /// its reader view still reads (it served when it failed).
+    public var viewReadsFailed: [String: Int] = [:]
 
     public func versions(of job: String) -> [VersionRecord] { versions[job] ?? [] }
 
