@@ -47,6 +47,12 @@ let root = Command(
                 try await StatusBenchmark(partitions: Int(try args.int("partitions", in: 1...10_000) ?? 1000)).run()
             }),
         Command(
+            "freshness", abstract: "The serving version's time lag while a new version replays beside it, uncapped and with --max-rate, against it alone.",
+            options: [.value("minutes", "N", help: "Minutes of BPI history to replay (default 15000: 2,700,000 records).")],
+            run: { args in
+                try await FreshnessBenchmark(minutes: Int(try args.int("minutes", in: 1...100_000) ?? 15_000)).run()
+            }),
+        Command(
             "partitions", abstract: "JobHost over 10,000 partitions under ulimit -n 1024: resident memory during a replay, SIGTERM to exit.",
             options: [
                 .value("partitions", "N", help: "Partitions (default 10000)."),

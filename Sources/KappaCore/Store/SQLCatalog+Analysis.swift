@@ -66,7 +66,7 @@ extension SQLCatalog {
 
     /// Counts one evaluation of a bake (`failure`: what failed, with the values seen).
     func recordEvaluation(job: String, version: Int, failure: String?, at: Int64) throws {
-        try transaction("\(job): analysis") { c in
+        _ = try transaction("\(job): analysis") { c in
             try c.run("""
                 UPDATE \(t("kappa_bakes")) SET evaluations = evaluations + 1, failures = failures + \(p(1)), last_at = \(p(2)),
                     last_failure = coalesce(\(p(3)), last_failure) WHERE job = \(p(4)) AND version = \(p(5)) AND outcome IS NULL
