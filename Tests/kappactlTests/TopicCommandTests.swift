@@ -217,7 +217,8 @@ import Testing
                 let n = chunk * 6000 + i
                 return "{\"value\": {\"currency\": \"EUR\", \"ts\": \(28_000_000 * 60_000 + n * 1000), \"rate\": \(1000 + n % 97).25, \"pad\": \"\(pad)\"}}"
             }.joined(separator: "\n")
-            #expect(try await box.kappactl(["produce", "bpi"], stdin: lines).status == 0)
+            let produced = try await box.kappactl(["produce", "bpi"], stdin: lines)
+            #expect(produced.status == 0, "chunk \(chunk): \(produced.stderr.suffix(2000))")
             try await Task.sleep(for: .milliseconds(300))
             if chunk == 3 {  // the mirror killed at some instant, and started again
                 kill(mirror.process.processIdentifier, SIGKILL)
