@@ -15,11 +15,7 @@ struct FreshnessBenchmark {
     var minutes: Int
 
     func run() async throws {
-        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
-        let kappactl = dir + "/kappactl", jobHost = dir + "/JobHost"
-        guard FileManager.default.isExecutableFile(atPath: kappactl), FileManager.default.isExecutableFile(atPath: jobHost) else {
-            throw UsageError("no kappactl and JobHost beside kappa-bench: swift build -c release")
-        }
+        let (kappactl, jobHost) = try siblingExecutables()
         let root = try FileSystem.makeTemporaryDirectory(prefix: "kappa-bench-freshness")
         defer { try? FileSystem.removeTree(root) }
         let state = root + "/state"
@@ -35,7 +31,7 @@ struct FreshnessBenchmark {
         defer { live.signal(SIGKILL); _ = live.waitUntilExit() }
         try await Task.sleep(for: .seconds(2))
 
-        let alone = try await sample(seconds: 6) { try ctl(["lag", "btc", "--version", "1", "--output", "json"]) }
+        let alone = try await sample(for: 6) { try ctl(["lag", "btc", "--version", "1", "--output", "json"]) }
         try Array(DemoManifests.v2.utf8).write(to: root + "/v2.json")
         _ = try ctl(["deploy", "-f", root + "/v2.json"])
         let started = ContinuousClock.now
@@ -47,7 +43,7 @@ struct FreshnessBenchmark {
         _ = try ctl(["retire", "btc", "--version", "2"])
         try Array(DemoManifests.v2.replacingOccurrences(of: "\"version\": 2", with: "\"version\": 3").utf8).write(to: root + "/v3.json")
         _ = try ctl(["deploy", "-f", root + "/v3.json", "--max-rate", "\(cap)"])
-        let capped = try await sample(seconds: 8) { try ctl(["lag", "btc", "--version", "1", "--output", "json"]) }
+        let capped = try await sample(for: 8) { try ctl(["lag", "btc", "--version", "1", "--output", "json"]) }
 
         print("")
         print("v1's time lag (ms)                        p50     p99     max  samples")
@@ -61,24 +57,19 @@ struct FreshnessBenchmark {
     }
 
     /// v1's time lag (the largest over its partitions) from `kappactl lag --output json`, every 250 ms.
-    private func sample(seconds: Double? = nil, until done: (() throws -> Bool)? = nil, _ read: () throws -> String) async throws -> [Int64] {
+    private func sample(for duration: Double? = nil, until done: (() throws -> Bool)? = nil, _ read: () throws -> String) async throws -> [Int64] {
         var values: [Int64] = []
         let start = ContinuousClock.now
         while true {
-            if let seconds, FreshnessBenchmark.elapsed(start) >= seconds { break }
+            if let duration, seconds(since: start) >= duration { break }
             if let done, try done() { break }
-            if FreshnessBenchmark.elapsed(start) > 900 { break }
+            if seconds(since: start) > 900 { break }
             let json = try JSONSerialization.jsonObject(with: Data(try read().utf8)) as? [String: Any]
             let ages = (json?["partitions"] as? [[String: Any]] ?? []).map { ($0["timeLagMs"] as? NSNumber)?.int64Value ?? 0 }
             values.append(ages.max() ?? 0)
             try await Task.sleep(for: .milliseconds(250))
         }
         return values
-    }
-
-    static func elapsed(_ start: ContinuousClock.Instant) -> Double {
-        let d = ContinuousClock.now - start
-        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 
     private func run(_ executable: String, _ args: [String], root: String) throws -> String {

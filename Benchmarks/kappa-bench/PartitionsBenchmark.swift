@@ -16,11 +16,7 @@ struct PartitionsBenchmark {
     var records: Int
 
     func run() async throws {
-        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
-        let kappactl = dir + "/kappactl", jobHost = dir + "/JobHost"
-        guard FileManager.default.isExecutableFile(atPath: kappactl), FileManager.default.isExecutableFile(atPath: jobHost) else {
-            throw UsageError("no kappactl and JobHost beside kappa-bench: swift build -c release")
-        }
+        let (kappactl, jobHost) = try siblingExecutables()
         let root = try FileSystem.makeTemporaryDirectory(prefix: "kappa-bench-partitions")
         defer { try? FileSystem.removeTree(root) }
         print("kappa-bench partitions: JobHost replaying \(Render.grouped(Int64(records))) records over \(Render.grouped(Int64(partitions))) partitions, ulimit -n 1024")
@@ -107,4 +103,14 @@ extension Array where Element == UInt8 {
         let file = try FileDescriptor(path: path, flags: O_WRONLY | O_CREAT | O_TRUNC)
         try file.write(self, at: 0)
     }
+}
+
+/// kappactl and JobHost of the same build, beside this executable.
+func siblingExecutables() throws -> (kappactl: String, jobHost: String) {
+    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+    let kappactl = dir + "/kappactl", jobHost = dir + "/JobHost"
+    guard FileManager.default.isExecutableFile(atPath: kappactl), FileManager.default.isExecutableFile(atPath: jobHost) else {
+        throw UsageError("no kappactl and JobHost beside kappa-bench: swift build -c release")
+    }
+    return (kappactl, jobHost)
 }

@@ -145,15 +145,26 @@ import Testing
 /// The record and topic commands on Kafka: `kappactl kafka-mock` in a process of its own, the
 /// other commands pointed at it with `--log`.
 @Suite struct KafkaCommandTests {
+    /// `kappactl kafka-mock ARGS` in a process of its own, and the `kafka://` URL it prints.
+    static func kafkaMock(_ box: Sandbox, _ args: [String]) async throws -> (Child, String) {
+        let mock = try box.start(Executables.kappactl, ["kafka-mock"] + args)
+        var url = ""
+        do {
+            try await WorkflowTests.waitUntil("the mock cluster is up", timeout: 20) {
+                url = mock.output().stdout.split(separator: "\n").first.map(String.init) ?? ""
+                return url.hasPrefix("kafka://127.0.0.1:")
+            }
+        } catch {
+            kill(mock.process.processIdentifier, SIGKILL)
+            throw error
+        }
+        return (mock, url)
+    }
+
     @Test func produceDescribeAndConsumeThroughKafka() async throws {
         let box = try Sandbox()
-        let mock = try box.start(Executables.kappactl, ["kafka-mock", "--brokers", "2", "--topic", "t:2"])
+        let (mock, url) = try await Self.kafkaMock(box, ["--brokers", "2", "--topic", "t:2"])
         defer { kill(mock.process.processIdentifier, SIGKILL) }
-        var url = ""
-        try await WorkflowTests.waitUntil("the mock cluster is up", timeout: 20) {
-            url = mock.output().stdout.split(separator: "\n").first.map(String.init) ?? ""
-            return url.hasPrefix("kafka://127.0.0.1:")
-        }
         let lines = (0..<10).map { "{\"key\": \"k\($0 % 3)\", \"value\": {\"n\": \($0)}, \"timestamp\": \(1_000 + $0)}" }.joined(separator: "\n")
         let produced = try await box.kappactl(["--log", url, "produce", "t", "--output", "json"], stdin: lines)
         #expect(produced.status == 0, "\(produced.stderr)")
@@ -181,13 +192,8 @@ import Testing
     /// `topic create` of an existing topic, answer from the metadata (no CreateTopics wait).
     @Test func demoProduceAndTopicCreateOnAnExistingKafkaTopic() async throws {
         let box = try Sandbox()
-        let mock = try box.start(Executables.kappactl, ["kafka-mock", "--brokers", "1", "--topic", "bpi:3"])
+        let (mock, url) = try await Self.kafkaMock(box, ["--brokers", "1", "--topic", "bpi:3"])
         defer { kill(mock.process.processIdentifier, SIGKILL) }
-        var url = ""
-        try await WorkflowTests.waitUntil("the mock cluster is up", timeout: 20) {
-            url = mock.output().stdout.split(separator: "\n").first.map(String.init) ?? ""
-            return url.hasPrefix("kafka://127.0.0.1:")
-        }
         // Before, each of these waited 30 s on CreateTopics and failed.
         for _ in 0..<2 {
             let produced = try await box.kappactl(["--log", url, "demo", "produce", "--minutes", "1"])

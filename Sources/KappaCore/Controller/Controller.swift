@@ -450,11 +450,9 @@ extension Controller {
         guard let nexts = snapshot.offsets[id] else { return }
         let topic = v.spec.source.topic
         let ends = try await log.offsets(topic: topic).map(\.end)
-        var lag = LagMath.partitions(ends: ends, nexts: nexts)
-        for (i, age) in await log.timeLags(topic: topic, ends: ends, nexts: nexts, now: now).enumerated() { lag[i].timeLagMs = age }
+        let lag = await log.partitionLags(topic: topic, ends: ends, nexts: nexts, now: now)
         var failing = try await store.evaluateAnalysis(job: job, version: v.version, previous: bake.previous, lag: lag)
-        let ages = lag.map(\.timeLagMs)
-        let age = ages.contains { $0 == nil } ? nil : ages.compactMap { $0 }.max() ?? 0
+        let age = lag.oldestTimeLagMs
         if let max = v.spec.catchUp.maxTimeLagMs, (age ?? Int64.max) > max {
             failing.append("falling behind: time lag \(age.map { DurationText.format(milliseconds: $0) } ?? "unknown") > catchUp.maxTimeLag \(DurationText.format(milliseconds: max))")
         }

@@ -159,7 +159,7 @@ public enum Lifecycle {
             // The version that served before; if it is no longer standby (retired meanwhile), the
             // newest standby version older than this one, as `rollback` would choose.
             let before = versions.first { $0.version == previous && $0.state == .standby }
-            guard let back = before ?? versions.filter({ $0.state == .standby && $0.version < v }).max(by: { $0.version < $1.version }) else {
+            guard let back = before ?? newestStandby(olderThan: v, in: versions) else {
                 return [.endBake(version: v, outcome: "failed", reason: "analysis failed: \(reason); no standby version to roll back to, so it serves on")]
             }
             return [.endBake(version: v, outcome: "rolledBack", reason: "analysis failed: \(reason)"),
@@ -182,7 +182,7 @@ public enum Lifecycle {
                 }
                 back = version
             } else {
-                guard let older = versions.filter({ $0.state == .standby && $0.version < current.version }).max(by: { $0.version < $1.version }) else {
+                guard let older = newestStandby(olderThan: current.version, in: versions) else {
                     throw refuse("no standby version older than the serving version \(current.version) to roll back to")
                 }
                 back = older
@@ -236,6 +236,11 @@ public enum Lifecycle {
             let why = reason == "failed" ? "failed: " + (error.count > 300 ? error.prefix(300) + "…" : error) : reason
             return [.transition(version: v, from: version.state, to: .failed, reason: why, error: error)]
         }
+    }
+
+    /// What `rollback` without `--to` goes back to.
+    private static func newestStandby(olderThan v: Int, in versions: [VersionStatus]) -> VersionStatus? {
+        versions.filter { $0.state == .standby && $0.version < v }.max { $0.version < $1.version }
     }
 
     private static func retirement(_ version: VersionStatus, reason: String) -> [CatalogAction] {

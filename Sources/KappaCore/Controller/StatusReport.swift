@@ -180,29 +180,18 @@ extension Operator {
         let ends = try await log.offsets(topic: topic).map(\.end)
         let nexts = try await store.nextOffsets(job: job, version: chosen.version)
         let now = currentTimeMillis()
-        let partitions = try await partitionLag(topic: topic, ends: ends, nexts: nexts, now: now)
+        let partitions = await log.partitionLags(topic: topic, ends: ends, nexts: nexts, now: now)
         let current = LagSample(at: now, ends: ends, nexts: nexts)
         let samples = try await store.lagSamples(job: job, version: chosen.version, limit: 30) + [current]
         var estimate = LagMath.estimate(samples, maxLag: chosen.spec.catchUp.maxLag, holdForMs: chosen.spec.catchUp.holdForMs)
         if chosen.state == .paused { (estimate.rate, estimate.etaSeconds) = (nil, nil) }  // nothing moves
-        let ages = partitions.map { $0.lag == 0 ? 0 : $0.timeLagMs }
-        let age: Int64? = ages.contains { $0 == nil } ? nil : ages.compactMap { $0 }.max() ?? 0
+        let age = partitions.oldestTimeLagMs
         return LagReport(job: job, version: chosen.version, state: chosen.state, partitions: partitions, estimate: estimate,
                          unmet: chosen.state == .pending || chosen.state == .replaying
                             ? CatchUpGate.unmet(verdict: estimate.verdict, totalLag: current.totalLag, timeLagMs: age, catchUp: chosen.spec.catchUp) : nil)
     }
 }
 
-extension Operator {
-    /// Lag per partition, with the age of the oldest unprocessed record of each lagging one.
-    func partitionLag(topic: String, ends: [Int64], nexts: [Int64], now: Int64) async throws -> [PartitionLag] {
-        var partitions = LagMath.partitions(ends: ends, nexts: nexts)
-        for (i, age) in await log.timeLags(topic: topic, ends: ends, nexts: nexts, now: now).enumerated() where partitions[i].lag > 0 {
-            partitions[i].timeLagMs = age
-        }
-        return partitions
-    }
-}
 
 /// `kappactl lag`: a version's lag per partition, and in total.
 public struct LagReport: Sendable, Codable, Equatable {

@@ -46,8 +46,28 @@ extension UnifiedLog {
 
     /// The oldest unprocessed record's age over all partitions; nil when one could not be read.
     public func timeLag(topic: String, ends: [Int64], nexts: [Int64], now: Int64) async -> Int64? {
-        let ages = await timeLags(topic: topic, ends: ends, nexts: nexts, now: now)
-        if ages.contains(where: { $0 == nil }) { return nil }
-        return ages.compactMap { $0 }.max() ?? 0
+        LagMath.oldest(await timeLags(topic: topic, ends: ends, nexts: nexts, now: now))
     }
+
+    /// Lag per partition, with the age of the oldest unprocessed record of each lagging one.
+    public func partitionLags(topic: String, ends: [Int64], nexts: [Int64], now: Int64) async -> [PartitionLag] {
+        var partitions = LagMath.partitions(ends: ends, nexts: nexts)
+        for (i, age) in await timeLags(topic: topic, ends: ends, nexts: nexts, now: now).enumerated() where partitions[i].lag > 0 {
+            partitions[i].timeLagMs = age
+        }
+        return partitions
+    }
+}
+
+extension LagMath {
+    /// The largest of the partitions' ages (0 for none); nil when one of them is unknown.
+    public static func oldest(_ ages: [Int64?]) -> Int64? {
+        ages.contains { $0 == nil } ? nil : ages.compactMap { $0 }.max() ?? 0
+    }
+}
+
+extension [PartitionLag] {
+    /// The age of the oldest unprocessed record over the partitions (0 when none lags); nil when
+    /// a lagging partition's could not be read.
+    public var oldestTimeLagMs: Int64? { LagMath.oldest(map { $0.lag == 0 ? 0 : $0.timeLagMs }) }
 }

@@ -134,7 +134,7 @@ public struct Observability: Sendable {
             for v in job.versions where v.state.isRunning {
                 guard let topic = snapshot.versions(of: job.name).first(where: { $0.version == v.version })?.spec.source.topic,
                       let nexts = snapshot.offsets[VersionID(job: job.name, version: v.version)], let topicEnds = ends[topic] else { continue }
-                let partitions = try await op.partitionLag(topic: topic, ends: topicEnds, nexts: nexts, now: snapshot.at)
+                let partitions = await op.log.partitionLags(topic: topic, ends: topicEnds, nexts: nexts, now: snapshot.at)
                 for p in partitions {
                     out.sample("kappa_version_lag_records", ["kappa_job": job.name, "version": "\(v.version)", "partition": "\(p.partition)"], Double(p.lag))
                     timeLags.append((job.name, v.version, p.partition, Double(p.timeLagMs ?? 0) / 1000))

@@ -44,17 +44,13 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
         // checkpointed and closed): SQLite could neither create nor map them, so immutable.
         let immutable = readOnly && !(FileSystem.exists(path + "-wal") && FileSystem.exists(path + "-shm"))
         db = try SQLiteConnection(path: path, readOnly: readOnly, immutable: immutable)
-        if readOnly {
-            let applied = Int(try CatalogRow(try db.query("PRAGMA user_version", [], name: "catalog: schema version").first ?? [],
-                                             table: "PRAGMA", columns: ["user_version"]).int(0))
-            guard applied == SQLCatalog.schemaVersion else {
-                throw CatalogError(.newerSchema, "\(path) holds a catalog of schema \(applied) and this release reads schema \(SQLCatalog.schemaVersion); "
-                                   + "it can only be read as it is once a command that changes something (or JobHost), with write access, has migrated it")
-            }
-        }
         try db.execute("CREATE TEMP TABLE IF NOT EXISTS batch (partition INTEGER, \"offset\" INTEGER, timestamp INTEGER, key, value, key_bytes)",
                        name: "create batch table")
         readers = SQLiteReaders(path: path, immutable: immutable)
+        if readOnly, case let applied = try schemaVersion(db), applied != SQLCatalog.schemaVersion {
+            throw CatalogError(.newerSchema, "\(path) holds a catalog of schema \(applied) and this release reads schema \(SQLCatalog.schemaVersion); "
+                               + "it can only be read as it is once a command that changes something (or JobHost), with write access, has migrated it")
+        }
     }
 
     var displayName: String { path }
