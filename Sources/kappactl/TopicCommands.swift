@@ -4,7 +4,7 @@ import KappaCore
 enum TopicCommands {
     static let group = Command(
         "topic", abstract: "Create, list, describe and delete topics of the unified log.",
-        subcommands: [create, list, describe, check, delete])
+        subcommands: [create, list, describe, check, repair, delete])
 
     static let create = Command(
         "create", abstract: "Create a topic.",
@@ -123,11 +123,57 @@ enum TopicCommands {
             Console.out(table.render(), terminator: "")
             for c in checks { for d in c.damage { Console.out("DAMAGED: \(TerminalText.escaped(d))") } }
             for c in checks { for w in c.warnings { Console.out("warning: \(TerminalText.escaped(w))") } }
+            for c in checks {
+                for g in c.gaps {
+                    Console.out("gap: partition \(c.partition) offsets \(g.range) (\(g.count) records) given up as lost by topic repair at \(Render.time(g.repairedAt)) UTC (\(TerminalText.escaped(g.actor)))")
+                }
+            }
         }
         let damaged = checks.filter { !$0.sound }.map(\.partition)
         guard damaged.isEmpty else {
             throw LogError(.corrupt, "topic \"\(name)\": damage to acknowledged records in partition\(damaged.count == 1 ? "" : "s") \(damaged.map(String.init).joined(separator: ", "))", topic: name)
         }
+    }
+
+    static let repair = Command(
+        "repair", abstract: "Repair a damaged partition of the embedded log by giving up what is lost (--accept-loss).",
+        discussion: """
+            For damage that `topic check` reports: acknowledged records missing or unreadable (a
+            truncated or deleted segment, a bad frame, a lost head). Each damaged segment is cut
+            after its last sound record; the bytes cut are kept beside it (<segment>.log.cut-<ms>).
+            The offsets lost become a recorded gap (the partition's gaps.json), never handed out
+            again: the end offset is kept, at least the head's acknowledged end and what every
+            version has read up to. Records after a gap still read. A version that reaches a gap
+            fails naming it, unless its manifest says "source": {"allowGaps": true}: it then skips
+            the gap, recorded in its history. JobHost notices the repair at its next read of the
+            partition. Without --accept-loss it shows the damage and changes nothing (exit 4).
+            Safe to run again: a sound partition is left as it is; an interrupted repair is finished.
+            """,
+        options: [
+            .value("partition", short: "p", "P", help: "The partition to repair.", required: true),
+            .flag("accept-loss", help: "Cut the damaged records: their offsets become a recorded gap."),
+            GlobalOptions.output,
+        ],
+        arguments: [Argument("name", help: "Topic name.")],
+        run: runRepair)
+
+    static func runRepair(_ args: ParsedArguments) async throws {
+        let json = try GlobalOptions.json(args)
+        let name = args.argument("name")!
+        let partition = Int(try args.int("partition", in: 0...Int64(Int32.max))!)
+        let (op, _) = try JobCommands.makeOperator(args)
+        let result = try await op.repairTopic(name, partition: partition, acceptLoss: args.flag("accept-loss"))
+        if json {
+            Console.out(try jsonText(result))
+            return
+        }
+        guard result.repaired else {
+            Console.out("topic \"\(name)\" partition \(partition) is sound: nothing to repair (end offset \(result.end))")
+            return
+        }
+        for change in result.changes { Console.out(TerminalText.escaped(change)) }
+        let lost = result.gaps.reduce(Int64(0)) { $0 + $1.count }
+        Console.out("repaired topic \"\(name)\" partition \(partition): \(lost) records given up as lost; the end offset is \(result.end)")
     }
 
     static let delete = Command(

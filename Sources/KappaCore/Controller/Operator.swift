@@ -188,6 +188,39 @@ public struct Operator: Sendable {
         return readers
     }
 
+    /// Repairs a damaged partition of the embedded log by giving up what is lost
+    /// (`SegmentLog.repair`). The end offset kept is at least what any version of any job over
+    /// this incarnation of the topic has read up to, so that no offset a version consumed is
+    /// handed out again, even when the head that said so is lost.
+    /// Without `acceptLoss` nothing changes: a sound partition gives a result with no change, a
+    /// damaged one a refusal naming the damage.
+    /// - Throws: `LogError.invalidArgument` on a log other than the embedded one;
+    ///   `LifecycleRefusal` without `acceptLoss` on a damaged partition.
+    public func repairTopic(_ name: String, partition: Int, acceptLoss: Bool) async throws -> PartitionRepair {
+        guard let segments = log as? SegmentLog else {
+            throw LogError(.invalidArgument, "topic repair is for the embedded log; Kafka's brokers keep their own replicas", topic: name)
+        }
+        if !acceptLoss {
+            let checks = try await segments.check(topic: name, partition: partition)
+            let damage = checks.flatMap(\.damage)
+            guard damage.isEmpty else {
+                throw LifecycleRefusal(code: .refused, message: damage.joined(separator: "\n") + "\n"
+                    + "topic repair cuts these damaged acknowledged records and records their offsets as a gap, never used again; pass --accept-loss to do it")
+            }
+            return PartitionRepair(topic: name, partition: partition, gaps: [], changes: [], end: checks.first?.end ?? 0)
+        }
+        let incarnation = try await log.metadata(topic: name).incarnation
+        var read: Int64 = 0
+        for job in try await store.jobs() {
+            for v in try await store.versions(job: job.name) where v.spec.source.topic == name {
+                guard v.sourceIncarnation == nil || v.sourceIncarnation == incarnation else { continue }
+                let offsets = try await store.nextOffsets(job: v.job, version: v.version)
+                if partition < offsets.count { read = max(read, offsets[partition]) }
+            }
+        }
+        return try await segments.repair(topic: name, partition: partition, atLeast: read, actor: actor)
+    }
+
     /// Reads the job's serving view (all rows) or runs `sql` (read-only).
     public func query(job: String, sql: String?) async throws -> QueryResult {
         let jobs = try await store.jobs()

@@ -100,7 +100,27 @@ public struct VersionRunner: Sendable {
             } catch let error as LogError {
                 // A topic deleted or created again explains a missing topic or offset best.
                 try await checkIncarnation(partition: p, offset: offset)
-                guard error.code == .offsetBelowEarliest || error.code == .corrupt else { throw error }
+                if error.code == .gap, let to = error.gapEnd, to > offset {
+                    guard spec.source.allowGaps else {
+                        throw JobFailure(job: spec.job, version: spec.version, partition: p, offset: offset, message: error.message
+                            + "; a version whose manifest says \"source\": {\"allowGaps\": true} skips it")
+                    }
+                    do {
+                        try await store.skipGap(spec: spec, partition: p, from: offset, to: to,
+                                                reason: "partition \(p): skipped offsets \(offset)…\(to - 1) of topic \"\(spec.source.topic)\", a recorded gap (source.allowGaps)",
+                                                fence: fence)
+                        offset = to
+                    } catch is StaleOffsetError {
+                        guard let stored = try await store.nextOffset(job: spec.job, version: spec.version, partition: p) else {
+                            throw CatalogError.noVersion(spec.job, spec.version)
+                        }
+                        offset = stored
+                    } catch is VersionStoppedError {
+                        return
+                    }
+                    continue
+                }
+                guard error.code == .offsetBelowEarliest || error.code == .corrupt || error.code == .gap else { throw error }
                 throw JobFailure(job: spec.job, version: spec.version, partition: p, offset: offset, message: error.message)
             }
             // After the read: records read from a topic created again under the name are never

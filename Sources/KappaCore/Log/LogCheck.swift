@@ -21,6 +21,8 @@ public struct PartitionCheck: Sendable, Codable, Equatable {
     public var damage: [String]
     /// Harmless findings: a stale index (rebuilt on open), an unacknowledged tail (cut on open).
     public var warnings: [String]
+    /// Offsets a repair gave up as lost (`gaps.json`): not damage, never handed out again.
+    public var gaps: [PartitionGap] = []
 
     public var sound: Bool { damage.isEmpty }
 }
@@ -41,6 +43,14 @@ enum LogCheck {
             return result
         }
         result.segments = bases.count
+        let gaps: PartitionGaps
+        do {
+            gaps = try PartitionGaps.load(dir, topic: topic, partition: p)
+        } catch {
+            gaps = PartitionGaps()
+            result.damage.append("\(error)")
+        }
+        result.gaps = gaps.gaps
         let headPath = "\(dir)/\(PartitionHead.fileName)"
         let head: PartitionHead?
         do {
@@ -71,7 +81,9 @@ enum LogCheck {
                 result.warnings.append("\(place): \(path) lies beyond the active segment as read (a segment rolled during the check, or a crash's leftover, removed when the partition is next opened)")
                 continue
             }
-            if let expected, base != expected {
+            if let expected, base > expected, gaps.cover(from: expected, to: base) {
+                // A recorded gap: listed in `gaps`.
+            } else if let expected, base != expected {
                 result.damage.append(base > expected
                     ? "\(place): offsets \(expected)…\(base - 1) are missing between segments (\(path) starts at \(base))"
                     : "\(place): \(path) starts at \(base), inside the previous segment (which ends before \(expected))")
@@ -115,7 +127,8 @@ enum LogCheck {
             } catch {
                 result.damage.append("\(place): \(path) cannot be read: \(error)")
             }
-            if !active, next == base, !result.damage.contains(where: { $0.contains(path) }) {
+            let nextBase = i + 1 < bases.count ? bases[i + 1] : base
+            if !active, next == base, !gaps.cover(from: base, to: nextBase), !result.damage.contains(where: { $0.contains(path) }) {
                 result.damage.append("\(place): \(path) is a closed segment of \(size) bytes holding no record (its offsets from \(base) are lost)")
             }
             badIndex += wanted.keys.filter { $0 < walked }.count  // entries pointing at no frame

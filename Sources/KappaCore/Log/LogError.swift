@@ -8,6 +8,9 @@ public struct LogError: Error, Sendable, CustomStringConvertible {
         case offsetBelowEarliest
         case offsetBeyondEnd
         case corrupt
+        /// The offset lies in a recorded gap (`PartitionGap`): lost, given up by a repair;
+        /// `gapEnd` is where the log reads on.
+        case gap
         case io
         case outOfSpace
     }
@@ -21,6 +24,8 @@ public struct LogError: Error, Sendable, CustomStringConvertible {
     /// What the failing append wrote before it failed (the partitions it reached), so that a
     /// producer can report it: an append across partitions is not one atomic write.
     public var appended: [AppendResult] = []
+    /// For `.gap`: the first offset after the gap.
+    public var gapEnd: Int64?
 
     public init(_ code: Code, _ message: String, topic: String? = nil, partition: Int? = nil,
                 offset: Int64? = nil, file: String? = nil) {

@@ -18,7 +18,22 @@ extension PartitionLog {
     /// Blocking.
     /// - Throws: the damage's error for an offset in the damaged range; `.corrupt` for damage
     ///   met while reading (recorded: appends are refused from then on).
+    ///   `.gap` for an offset in a recorded gap.
     func read(from offset: Int64, maxRecords: Int, maxBytes: Int, head: PartitionHead) throws -> LogRecords {
+        if currentDamage() != nil { try noticeRepair() }
+        do {
+            return try readChecked(from: offset, maxRecords: maxRecords, maxBytes: maxBytes, head: head)
+        } catch let error as LogError where error.code == .corrupt {
+            // Another process may have repaired the partition since this one looked (its files
+            // changed under what this one kept): then read again, once, as it is now.
+            guard try noticeRepair() else { throw error }
+            let head = try readableHead() ?? head
+            return try readChecked(from: offset, maxRecords: maxRecords, maxBytes: maxBytes, head: head)
+        }
+    }
+
+    private func readChecked(from offset: Int64, maxRecords: Int, maxBytes: Int, head: PartitionHead) throws -> LogRecords {
+        if let gap = currentGaps().gap(covering: offset), offset < head.nextOffset { throw gapError(gap, offset: offset) }
         var head = head
         if let damage = currentDamage() {
             if damage.covers(offset) { throw damage.error }

@@ -7,6 +7,7 @@ extension PartitionLog {
     /// have appended, rolled or crashed since. Recovers when the disk and the head disagree.
     /// - Throws: the damage's error when the partition is damaged (appends are refused).
     func reload(_ state: inout ActiveSegment?) throws -> ActiveSegment {
+        if currentDamage() != nil, try noticeRepair() { state = nil }
         if let damage = currentDamage() { throw damage.error }
         if let s = state, let head = try ioErrors({ try PartitionHead.read(from: headFile) }), head == s.head,
            try ioErrors({ try segmentFile(writing: s).size() }) == s.position {
@@ -99,8 +100,9 @@ extension PartitionLog {
         }
         let size = try file.size()
         let limit = min(limit ?? size, size)
+        let gaps = currentGaps()
         if limit == 0 {
-            guard end > base else { return nil }
+            guard end > base, !gaps.cover(from: base, to: end) else { return nil }
             return damage(.segmentShort, path, from: base, "the segment is empty (\(size) bytes)", position: 0)
         }
         // The first frame must hold the segment's base: a renamed segment does not.
@@ -151,6 +153,7 @@ extension PartitionLog {
             let kind: PartitionDamage.Kind = at + Int64(BatchHeader.size) > size || reason.contains("past the end") ? .segmentShort : .badFrame
             return damage(kind, path, from: expected, "\(reason) at byte \(at)", position: at)
         case .end(let position):
+            if expected < end, gaps.cover(from: expected, to: end) { return nil }  // a gap a repair recorded
             if expected < end {
                 if limit < size || acknowledged == nil || end != acknowledged {
                     return damage(.segmentShort, path, from: expected,
@@ -209,10 +212,12 @@ extension PartitionLog {
                 throw damaged(.segmentMissing, SegmentFiles.logPath(directory, h.segmentBase), from: h.segmentBase,
                               to: next.map { min($0, h.nextOffset) } ?? h.nextOffset, "the active segment file is missing", readable: nil)
             }
+            let gaps = currentGaps()
             let toScan = segments.filter { $0 >= base }
             for (i, segment) in toScan.enumerated() {
                 let path = SegmentFiles.logPath(directory, segment)
                 if i > 0 {
+                    if segment > expected, gaps.cover(from: expected, to: segment) { expected = segment }  // a recorded gap
                     guard segment == expected else {
                         let previous = PartitionHead(nextOffset: expected, segmentBase: base, position: position, earliest: segments[0])
                         throw damaged(.segmentMissing, SegmentFiles.logPath(directory, expected), from: expected, to: segment,
@@ -250,6 +255,13 @@ extension PartitionLog {
                     try file.sync()
                     position = at
                 }
+            }
+            if let gap = gaps.gap(covering: expected) {
+                // A repair cut up to the gap but stopped before the segment after it was made:
+                // appends go on after the gap, never inside it.
+                try createSegment(gap.to)
+                segments = try SegmentFiles.list(directory)
+                (base, position, expected) = (gap.to, 0, gap.to)
             }
             if expected < h.nextOffset {
                 let path = SegmentFiles.logPath(directory, base)

@@ -45,6 +45,9 @@ final class PartitionLog: Sendable {
     /// Damage to acknowledged records, found at open or by a reader (the lowest offset wins);
     /// while set, appends (and retention) are refused and reads in its range throw its error.
     let damage = Mutex<PartitionDamage?>(nil)
+    /// The recorded gaps (`gaps.json`: offsets a repair gave up as lost), and the error when
+    /// the file is damaged (then no gap is known, and the segments' boundaries show as damage).
+    let gapState = Mutex(GapState())
     /// Opened read-only (`SegmentLog.readOnly`): no lock, no recovery, no writes.
     let readOnly: Bool
 
@@ -63,6 +66,7 @@ final class PartitionLog: Sendable {
         owner = files.newOwner()
         self.executor = executor
         writer = executor.lane("kappa.log.\(topic).\(partition)")
+        loadGaps()
         // Read-only: checked, never recovered (nothing beyond the head is read anyway).
         if readOnly {
             _ = try checkAcknowledged()
@@ -128,6 +132,55 @@ final class PartitionLog: Sendable {
     /// The damage known to this process, if any.
     func currentDamage() -> PartitionDamage? {
         damage.withLock { $0 }
+    }
+
+    /// The recorded gaps this process knows.
+    func currentGaps() -> PartitionGaps {
+        gapState.withLock { $0.gaps }
+    }
+
+    /// Reads `gaps.json` again. Blocking.
+    func loadGaps() {
+        let loaded: GapState
+        do {
+            loaded = GapState(gaps: try PartitionGaps.load(directory, topic: topic, partition: partition))
+        } catch let error as LogError {
+            loaded = GapState(gaps: PartitionGaps(identity: FileSystem.identity(PartitionGaps.path(directory))), problem: error)
+        } catch {
+            loaded = GapState(problem: LogError(.io, "\(error)", topic: topic, partition: partition, file: PartitionGaps.path(directory)))
+        }
+        gapState.withLock { $0 = loaded }
+    }
+
+    /// Notices a repair by another process (`gaps.json` replaced since it was read: a stat):
+    /// then forgets the damage, the files and what readers kept, reads the gaps again and checks
+    /// the partition anew. Returns true when it did. Called where damage shows (a read meeting
+    /// it, an append refused for it), so that a sound partition never pays for it. Blocking.
+    @discardableResult
+    func noticeRepair() throws -> Bool {
+        let now = FileSystem.identity(PartitionGaps.path(directory))
+        guard now != gapState.withLock({ $0.gaps.identity }) else { return false }
+        forgetEverything()
+        loadGaps()
+        _ = try checkAcknowledged()
+        return true
+    }
+
+    /// Forgets the damage recorded and everything kept about the files (a repair changed them).
+    func forgetEverything() {
+        damage.withLock { $0 = nil }
+        cache.withLock { $0 = ReadCache() }
+        indexes.forget(owner: owner)
+        files.forget(owner: owner)
+    }
+
+    /// The error a reader at `offset`, inside `gap`, gets.
+    func gapError(_ gap: PartitionGap, offset: Int64) -> LogError {
+        var error = LogError(.gap, "topic \"\(topic)\" partition \(partition): offsets \(gap.range) (\(gap.count) records) were lost and given up "
+                             + "by `kappactl topic repair` at \(Render.time(gap.repairedAt)) UTC (\(gap.actor)); the log reads on at offset \(gap.to)",
+                             topic: topic, partition: partition, offset: offset, file: PartitionGaps.path(directory))
+        error.gapEnd = gap.to
+        return error
     }
 
     /// Records `found` unless damage at a lower offset is known already; returns it.
@@ -248,6 +301,13 @@ final class PartitionLog: Sendable {
         let head = try await rebuildHead()
         return try await executor.run { try self.offsets(head: head) }
     }
+}
+
+/// A partition's recorded gaps as this process read them.
+struct GapState: Sendable {
+    var gaps = PartitionGaps()
+    /// Why `gaps.json` could not be read (damaged): no gap is then taken as recorded.
+    var problem: LogError?
 }
 
 /// Appends waiting for the writer lane.

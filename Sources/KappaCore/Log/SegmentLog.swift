@@ -226,6 +226,18 @@ public final class SegmentLog: UnifiedLog {
         return checks
     }
 
+    /// Repairs one partition's damage by giving up what is lost (`PartitionLog.repair`): cut
+    /// after the last sound record, the lost offsets a recorded gap, the end offset kept (at
+    /// least `atLeast`, what consumers have read up to). A sound partition is left as it is.
+    /// - Throws: `LogError.topicNotFound`, `.partitionNotFound`; `.io` on a read-only log.
+    public func repair(topic name: String, partition: Int, atLeast: Int64 = 0, actor: String,
+                       now: Int64 = currentTimeMillis()) async throws -> PartitionRepair {
+        let topic = try await topic(name)
+        let count = topic.metadata.partitions
+        guard (0..<count).contains(partition) else { throw LogError.partitionNotFound(name, partition, count: count) }
+        return try await topic.partition(partition).repair(atLeast: atLeast, actor: actor, now: now)
+    }
+
     /// Copies the closed segments of a topic with an archive there now (JobHost does it with
     /// retention; retention also does it before deleting). Returns how many were copied.
     public func archiveClosedSegments(topic name: String) async throws -> Int {

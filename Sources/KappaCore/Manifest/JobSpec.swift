@@ -27,6 +27,15 @@ public struct JobSpec: Sendable, Equatable {
 
     public struct Source: Sendable, Equatable {
         public var topic: String
+        /// `source.allowGaps`: a recorded gap in the embedded log (offsets `kappactl topic repair`
+        /// gave up as lost) is skipped, and the skip recorded in the version's history; by
+        /// default a version that reaches one fails naming the range.
+        public var allowGaps: Bool = false
+
+        public init(topic: String, allowGaps: Bool = false) {
+            self.topic = topic
+            self.allowGaps = allowGaps
+        }
     }
 
     public struct Output: Sendable, Equatable {

@@ -72,8 +72,13 @@ public enum ManifestParser {
         let version = try r.integer(versionValue, "version", in: 1...1_000_000_000)
 
         let source = try r.object(r.required(top, "source", ""), "source")
-        try r.known(source, ["topic"], "source")
+        try r.known(source, ["topic", "allowGaps"], "source")
         let topic = try r.string(r.required(source, "topic", "source"), "source.topic")
+        var allowGaps = false
+        if let value = r.member(source, "allowGaps") {
+            guard case .bool(let allow) = value else { throw r.fail("source.allowGaps", "must be true or false, got \(value.kind)") }
+            allowGaps = allow
+        }
         do {
             try SegmentLog.validate(name: topic)
         } catch let error as LogError {
@@ -215,7 +220,7 @@ public enum ManifestParser {
             }
         }
 
-        var spec = JobSpec(job: job, version: version, source: .init(topic: topic),
+        var spec = JobSpec(job: job, version: version, source: .init(topic: topic, allowGaps: allowGaps),
                            output: .init(table: table, columns: columns, primaryKey: primaryKey), transform: transform,
                            batch: batch, catchUp: catchUp, promote: promote, retire: retire, onBadRecord: onBadRecord,
                            timeoutMs: timeoutMs, execEnvironment: execEnvironment)

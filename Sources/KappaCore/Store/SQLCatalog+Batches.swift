@@ -12,35 +12,8 @@ extension SQLCatalog {
             return BatchResult(partition: partition, records: 0, deadLettered: 0, nextOffset: records.nextOffset)
         }
         let key: [SQLValue] = [.text(spec.job), .integer(Int64(spec.version)), .integer(Int64(partition))]
-        let place = "job \(spec.job) v\(spec.version) partition \(partition)"
-        return try transaction("batch \(place)") { c in
-            let stored = try c.query("""
-                SELECT o.next_offset, v.state FROM \(t("kappa_offsets")) o JOIN \(t("kappa_versions")) v ON v.job = o.job AND v.version = o.version
-                WHERE o.job = \(p(1)) AND o.version = \(p(2)) AND o.partition = \(p(3))\(d.forUpdate.isEmpty ? "" : " \(d.forUpdate) OF o")
-                """, key, name: "read offset")
-            guard let values = stored.first else {
-                throw CatalogError(.versionNotFound, "job \(spec.job) has no version \(spec.version) with partition \(partition)")
-            }
-            let row = CatalogRow(values, table: "kappa_offsets", columns: ["next_offset", "state"], context: place)
-            // A version that was retired or failed meanwhile takes no more batches (its workers stop).
-            let state = try row.state(1)
-            guard state.isRunning || state == .pending else {
-                throw VersionStoppedError(job: spec.job, version: spec.version, state: state.rawValue)
-            }
-            let offset = try row.int(0)
-            guard offset == first.offset else { throw StaleOffsetError(partition: partition, stored: offset, batchStart: first.offset) }
-            if let fence {
-                // On PostgreSQL FOR SHARE: a takeover (an UPDATE of this row) waits for this batch, or this batch sees it.
-                let lease = try c.query("SELECT owner, epoch FROM \(t("kappa_leases")) WHERE job = \(p(1)) AND version = \(p(2)) AND partition = \(p(3)) \(d.forShare)",
-                                        key, name: "check lease").first
-                let held = try lease.map { values -> (String?, Int64) in
-                    let row = CatalogRow(values, table: "kappa_leases", columns: ["owner", "epoch"], context: place)
-                    return (try row.optionalText(0), try row.int(1))
-                }
-                guard let held, held.0 == fence.owner, held.1 == fence.epoch else {
-                    throw LeaseLostError(key: fence.key, owner: fence.owner, epoch: fence.epoch)
-                }
-            }
+        return try transaction("batch job \(spec.job) v\(spec.version) partition \(partition)") { c in
+            try checkBatchStart(c, spec: spec, partition: partition, start: first.offset, fence: fence)
             let dead = try execute(plan, c, spec: spec, partition: partition, records: records, limit: limit)
             if dead.count > 0 { try checkDeadLetterLimit(c, spec: spec, partition: partition, records: records, batch: dead) }
             try faultHook?("after job")
@@ -48,6 +21,56 @@ extension SQLCatalog {
                       [.integer(records.nextOffset)] + key, name: "store offset")
             try faultHook?("before commit")
             return BatchResult(partition: partition, records: records.count, deadLettered: dead.count, nextOffset: records.nextOffset)
+        }
+    }
+
+    /// Inside a batch's transaction: the version still takes batches, the batch starts at the
+    /// stored next offset and (with a fence) the lease is still the worker's.
+    /// - Throws: `StaleOffsetError`, `VersionStoppedError`, `LeaseLostError`; `CatalogError`.
+    private func checkBatchStart(_ c: any SQLConnection, spec: JobSpec, partition: Int, start: Int64, fence: Lease?) throws {
+        let key: [SQLValue] = [.text(spec.job), .integer(Int64(spec.version)), .integer(Int64(partition))]
+        let place = "job \(spec.job) v\(spec.version) partition \(partition)"
+        let stored = try c.query("""
+            SELECT o.next_offset, v.state FROM \(t("kappa_offsets")) o JOIN \(t("kappa_versions")) v ON v.job = o.job AND v.version = o.version
+            WHERE o.job = \(p(1)) AND o.version = \(p(2)) AND o.partition = \(p(3))\(d.forUpdate.isEmpty ? "" : " \(d.forUpdate) OF o")
+            """, key, name: "read offset")
+        guard let values = stored.first else {
+            throw CatalogError(.versionNotFound, "job \(spec.job) has no version \(spec.version) with partition \(partition)")
+        }
+        let row = CatalogRow(values, table: "kappa_offsets", columns: ["next_offset", "state"], context: place)
+        // A version that was retired or failed meanwhile takes no more batches (its workers stop).
+        let state = try row.state(1)
+        guard state.isRunning || state == .pending else {
+            throw VersionStoppedError(job: spec.job, version: spec.version, state: state.rawValue)
+        }
+        let offset = try row.int(0)
+        guard offset == start else { throw StaleOffsetError(partition: partition, stored: offset, batchStart: start) }
+        if let fence {
+            // On PostgreSQL FOR SHARE: a takeover (an UPDATE of this row) waits for this batch, or this batch sees it.
+            let lease = try c.query("SELECT owner, epoch FROM \(t("kappa_leases")) WHERE job = \(p(1)) AND version = \(p(2)) AND partition = \(p(3)) \(d.forShare)",
+                                    key, name: "check lease").first
+            let held = try lease.map { values -> (String?, Int64) in
+                let row = CatalogRow(values, table: "kappa_leases", columns: ["owner", "epoch"], context: place)
+                return (try row.optionalText(0), try row.int(1))
+            }
+            guard let held, held.0 == fence.owner, held.1 == fence.epoch else {
+                throw LeaseLostError(key: fence.key, owner: fence.owner, epoch: fence.epoch)
+            }
+        }
+    }
+
+    /// Moves a version's partition past a recorded gap of its source (`source.allowGaps`): the
+    /// stored next offset goes from `from` to `to`, checked like a batch's start, and the skip
+    /// is recorded in the version's history. - Throws: as `commit`.
+    func skipGap(spec: JobSpec, partition: Int, from: Int64, to: Int64, reason: String, actor: String, fence: Lease?) throws {
+        try transaction("skip a gap, job \(spec.job) v\(spec.version) partition \(partition)") { c in
+            try checkBatchStart(c, spec: spec, partition: partition, start: from, fence: fence)
+            try c.run("UPDATE \(t("kappa_offsets")) SET next_offset = \(p(1)) WHERE job = \(p(2)) AND version = \(p(3)) AND partition = \(p(4))",
+                      [.integer(to), .text(spec.job), .integer(Int64(spec.version)), .integer(Int64(partition))], name: "store offset")
+            let state = try c.query("SELECT state FROM \(t("kappa_versions")) WHERE job = \(p(1)) AND version = \(p(2))",
+                                    [.text(spec.job), .integer(Int64(spec.version))], name: "read state").first
+            let current = try CatalogRow(state ?? [], table: "kappa_versions", columns: ["state"], context: "job \(spec.job) v\(spec.version)").state(0)
+            try appendHistory(c, job: spec.job, version: spec.version, from: current, to: current, reason: reason, actor: actor, at: currentTimeMillis())
         }
     }
 

@@ -92,6 +92,11 @@ public protocol BatchStore: Sendable {
     /// - Throws: `JobFailure` for the job's SQL or output, or a bad record under `fail`; store
     ///   errors otherwise (their `storeClass` says whether to retry).
     func commit(_ plan: BatchPlan, spec: JobSpec, partition: Int, records: LogRecords, fence: Lease?) async throws -> BatchResult
+
+    /// Moves a partition's stored next offset from `from` past a recorded gap of the log to `to`
+    /// (`source.allowGaps`), checked like a batch's start, the skip recorded in the version's
+    /// history with `reason`. - Throws: `StaleOffsetError`, `VersionStoppedError`, `LeaseLostError`.
+    func skipGap(spec: JobSpec, partition: Int, from: Int64, to: Int64, reason: String, fence: Lease?) async throws
 }
 
 /// Read-only queries (`kappactl query`, diffs, the HTTP API's rows).
@@ -218,6 +223,10 @@ public final class Store: CatalogStore, BatchStore, QueryStore {
 
     public func noteDecisionError(job: String, error: String?) async throws {
         try await write { try $0.noteDecisionError(job: job, error: error) }
+    }
+
+    public func skipGap(spec: JobSpec, partition: Int, from: Int64, to: Int64, reason: String, fence: Lease?) async throws {
+        try await write { try $0.skipGap(spec: spec, partition: partition, from: from, to: to, reason: reason, actor: "jobhost", fence: fence) }
     }
 
     /// A SQL plan runs under `transform.timeout` (`JobTimeLimit`): when its statement gives the

@@ -9,7 +9,7 @@ import Testing
     static let value = String(repeating: "v", count: 60)
 
     /// A topic "t" of one partition with `count` records "i vvv…", in appends of `perAppend`.
-    private func makeTopic(_ dir: TempDirectory, count: Int = 200, perAppend: Int = 5, segmentBytes: Int64 = 4096) async throws -> [String] {
+    func makeTopic(_ dir: TempDirectory, count: Int = 200, perAppend: Int = 5, segmentBytes: Int64 = 4096) async throws -> [String] {
         let log = try SegmentLog(directory: dir.path)
         _ = try await log.createTopic("t", config: TopicConfig(partitions: 1, segmentBytes: segmentBytes))
         let values = (0..<count).map { "\($0) \(Self.value)" }
@@ -19,10 +19,10 @@ import Testing
         return values
     }
 
-    private func partitionDir(_ dir: TempDirectory) -> String { "\(dir.path)/t/0" }
+    func partitionDir(_ dir: TempDirectory) -> String { "\(dir.path)/t/0" }
 
     /// Reads from 0 in small reads until the end or an error; returns the values and the error.
-    private func readFromZero(_ log: SegmentLog, batch: Int = 7) async -> ([String], LogError?) {
+    func readFromZero(_ log: SegmentLog, batch: Int = 7) async -> ([String], LogError?) {
         var values: [String] = []
         var next: Int64 = 0
         while true {
@@ -41,14 +41,14 @@ import Testing
     }
 
     /// Frame start positions of a segment file.
-    private func framePositions(_ path: String) throws -> [Int64] {
+    func framePositions(_ path: String) throws -> [Int64] {
         let file = try FileDescriptor(path: path, flags: O_RDONLY)
         var positions: [Int64] = []
         _ = try FrameWalker.walk(file, from: 0, limit: try file.size(), verify: false) { at, _ in positions.append(at); return true }
         return positions
     }
 
-    private func expectRefusesAppends(_ log: SegmentLog, mentioning parts: [String], sourceLocation: SourceLocation = #_sourceLocation) async {
+    func expectRefusesAppends(_ log: SegmentLog, mentioning parts: [String], sourceLocation: SourceLocation = #_sourceLocation) async {
         do {
             let result = try await log.append(topic: "t", records: [ProducerRecord(value: bytes("new"))])
             Issue.record("a damaged partition accepted an append at offset \(result[0].baseOffset)", sourceLocation: sourceLocation)
@@ -251,7 +251,7 @@ import Testing
     }
 
     /// One random act of damage to the partition's files; returns what it did.
-    private func damage(_ dir: String, _ rng: inout SplitMix64) throws -> String {
+    func damage(_ dir: String, _ rng: inout SplitMix64) throws -> String {
         let names = try FileSystem.list(dir).filter { $0.hasSuffix(".log") || $0.hasSuffix(".index") || $0 == "head" }.sorted()
         guard !names.isEmpty else { return "nothing left" }
         let name = names[rng.below(names.count)]
@@ -285,7 +285,7 @@ import Testing
         }
     }
 
-    private func copyTree(_ from: String, _ to: String) throws {
+    func copyTree(_ from: String, _ to: String) throws {
         try FileManager.default.copyItem(atPath: from, toPath: to)
     }
 }
