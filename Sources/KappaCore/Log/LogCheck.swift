@@ -90,9 +90,7 @@ enum LogCheck {
             }
             var limit = size
             if active, let head {
-                if size < head.position {
-                    result.damage.append("\(place): \(path) holds \(size) bytes but the head acknowledged \(head.position) (offsets up to \(head.nextOffset - 1))")
-                } else if size > head.position {
+                if size > head.position {
                     result.warnings.append("\(place): \(path) has \(size - head.position) bytes beyond the head as read (an append in flight, or a crash's leftover, cut when the partition is next opened)")
                 }
                 limit = min(size, head.position)
@@ -135,7 +133,9 @@ enum LogCheck {
             if badIndex > 0 {
                 result.warnings.append("\(place): \(SegmentFiles.indexPath(dir, base)) has \(badIndex) wrong entr\(badIndex == 1 ? "y" : "ies") (rebuilt when the partition is opened)")
             }
-            if active, let head, next != head.nextOffset, size >= head.position, !result.damage.contains(where: { $0.contains(path) }) {
+            if active, let head, size < head.position, !result.damage.contains(where: { $0.contains(path) }) {
+                result.damage.append("\(place): offsets \(next)…\(head.nextOffset - 1) are missing: \(path) holds \(size) bytes but the head acknowledged \(head.position)")
+            } else if active, let head, next != head.nextOffset, size >= head.position, !result.damage.contains(where: { $0.contains(path) }) {
                 result.damage.append("\(place): \(path) ends at offset \(next) but the head acknowledged up to \(head.nextOffset - 1)")
             }
             expected = next
