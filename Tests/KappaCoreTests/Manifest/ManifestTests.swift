@@ -72,7 +72,7 @@ import Testing
         ("version", "1.5", "version: must be a whole number, got 1.5"),
         ("version", "0", "version: must be between 1 and 1000000000, got 0"),
         ("source", nil, "source: is missing"),
-        ("source", #"{"topic": "bpi", "from": 0}"#, "source.from: unknown key (expected one of: topic)"),
+        ("source", #"{"topic": "bpi", "from": 0}"#, "source.from: unknown key (expected one of: topic, allowGaps)"),
         ("source", #"{"topic": "b/p"}"#, #"source.topic: invalid topic name "b/p": use 1 to 249 of A-Z a-z 0-9 . _ - (not starting with a dot)"#),
         ("output.table", #""btc\"prices""#, #"output.table: "btc\"prices" is not a valid identifier (letters, digits and _, not starting with a digit, at most 63)"#),
         ("output.table", #""kappa_jobs""#, #"output.table: "kappa_jobs" starts with "kappa_", which is reserved for Kappa's catalog"#),
