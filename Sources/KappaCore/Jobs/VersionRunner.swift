@@ -74,9 +74,7 @@ public struct VersionRunner: Sendable {
     public func runPartition(_ p: Int, fence: Lease?, mode: Mode) async throws {
         let spec = job.spec
         if Task.isCancelled { return }  // stopped before it began: not even the offset read
-        guard let start = try await store.nextOffset(job: spec.job, version: spec.version, partition: p) else {
-            throw CatalogError.noVersion(spec.job, spec.version)
-        }
+        let start = try await storedOffset(partition: p)
         let end: Int64? = mode == .untilEnd ? try await log.offsets(topic: spec.source.topic)[p].end : nil
         try await worker(partition: p, from: start, until: end, mode: mode, fence: fence)
     }
@@ -111,10 +109,7 @@ public struct VersionRunner: Sendable {
                                                 fence: fence)
                         offset = to
                     } catch is StaleOffsetError {
-                        guard let stored = try await store.nextOffset(job: spec.job, version: spec.version, partition: p) else {
-                            throw CatalogError.noVersion(spec.job, spec.version)
-                        }
-                        offset = stored
+                        offset = try await storedOffset(partition: p)
                     } catch is VersionStoppedError {
                         return
                     }
@@ -149,16 +144,22 @@ public struct VersionRunner: Sendable {
                 onBatch?(result, took)
                 pace.spent(records.count, rate: rate)
             } catch is StaleOffsetError {
-                guard let stored = try await store.nextOffset(job: spec.job, version: spec.version, partition: p) else {
-                    throw CatalogError.noVersion(spec.job, spec.version)
-                }
-                offset = stored
+                offset = try await storedOffset(partition: p)
             } catch is VersionStoppedError {
                 return  // retired or failed meanwhile: nothing more to do
             } catch is CancellationError {
                 return  // a slow batch stopped by the worker's cancellation: rolled back
             }
         }
+    }
+
+    /// The partition's stored next offset (another worker moved it: a takeover, a retry).
+    private func storedOffset(partition p: Int) async throws -> Int64 {
+        let spec = job.spec
+        guard let stored = try await store.nextOffset(job: spec.job, version: spec.version, partition: p) else {
+            throw CatalogError.noVersion(spec.job, spec.version)
+        }
+        return stored
     }
 
     /// Throws `JobFailure` when the source topic is no longer the incarnation the version was

@@ -35,13 +35,11 @@ extension PartitionLog {
 
     private func repairNow(atLeast: Int64, actor: String, now: Int64, _ state: inout ActiveSegment?) throws -> PartitionRepair {
         var result = PartitionRepair(topic: topic, partition: partition, gaps: [], changes: [], end: 0)
-        var gaps: PartitionGaps
         do {
-            gaps = try PartitionGaps.load(directory, topic: topic, partition: partition)
+            _ = try PartitionGaps.load(directory, topic: topic, partition: partition)
         } catch let error as LogError where error.code == .corrupt {
             // Written again from what the segments show (each gap lies between two segments).
-            gaps = PartitionGaps()
-            try gaps.save(directory)
+            try PartitionGaps().save(directory)
             result.changes.append("\(PartitionGaps.path(directory)) was damaged (\(error.message)); written again from the segments' boundaries")
         }
         // One damage a round, from the lowest offset up; each round cuts, records and looks again.
@@ -61,7 +59,7 @@ extension PartitionLog {
                 }
             }
             guard let damage = found else { break }
-            try cut(damage, gaps: &gaps, atLeast: atLeast, actor: actor, now: now, into: &result)
+            try cut(damage, atLeast: atLeast, actor: actor, now: now, into: &result)
         }
         throw LogError(.corrupt, "topic \"\(topic)\" partition \(partition): the repair did not reach a sound partition", topic: topic, partition: partition, file: directory)
     }
@@ -103,8 +101,7 @@ extension PartitionLog {
 
     /// Cuts one damage: records its gap, then cuts the segment holding it and, at the end of the
     /// log, starts the next segment after the gap and writes the head there.
-    private func cut(_ damage: PartitionDamage, gaps: inout PartitionGaps, atLeast: Int64, actor: String, now: Int64,
-                     into result: inout PartitionRepair) throws {
+    private func cut(_ damage: PartitionDamage, atLeast: Int64, actor: String, now: Int64, into result: inout PartitionRepair) throws {
         let segments = try SegmentFiles.list(directory)
         let head = try PartitionHead.read(from: headFile)
         // The segment holding the first damaged offset, walked to its last sound frame before it.
@@ -133,8 +130,8 @@ extension PartitionLog {
         let gapEnd = next ?? max(soundEnd, damage.acknowledgedEnd ?? head?.nextOffset ?? soundEnd, damage.to ?? soundEnd, atLeast)
         if gapEnd > soundEnd {
             let gap = PartitionGap(from: soundEnd, to: gapEnd, repairedAt: now, actor: actor, reason: damage.description)
-            gaps = gaps.adding(gap)
-            try gaps.save(directory)  // first: a crash from here on is finished by repairing again
+            // First: a crash from here on is finished by repairing again.
+            try currentGaps().adding(gap).save(directory)
             result.gaps.append(gap)
             result.changes.append("offsets \(gap.range) (\(gap.count) records) recorded as lost in \(PartitionGaps.path(directory))")
         }

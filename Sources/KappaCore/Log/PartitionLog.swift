@@ -45,9 +45,10 @@ final class PartitionLog: Sendable {
     /// Damage to acknowledged records, found at open or by a reader (the lowest offset wins);
     /// while set, appends (and retention) are refused and reads in its range throw its error.
     let damage = Mutex<PartitionDamage?>(nil)
-    /// The recorded gaps (`gaps.json`: offsets a repair gave up as lost), and the error when
-    /// the file is damaged (then no gap is known, and the segments' boundaries show as damage).
-    let gapState = Mutex(GapState())
+    /// The recorded gaps (`gaps.json`: offsets a repair gave up as lost). When the file is
+    /// damaged no gap is known, so the segments' boundaries show as damage (and `topic check`
+    /// names the file).
+    let gaps = Mutex(PartitionGaps())
     /// Opened read-only (`SegmentLog.readOnly`): no lock, no recovery, no writes.
     let readOnly: Bool
 
@@ -136,20 +137,14 @@ final class PartitionLog: Sendable {
 
     /// The recorded gaps this process knows.
     func currentGaps() -> PartitionGaps {
-        gapState.withLock { $0.gaps }
+        gaps.withLock { $0 }
     }
 
     /// Reads `gaps.json` again. Blocking.
     func loadGaps() {
-        let loaded: GapState
-        do {
-            loaded = GapState(gaps: try PartitionGaps.load(directory, topic: topic, partition: partition))
-        } catch let error as LogError {
-            loaded = GapState(gaps: PartitionGaps(identity: FileSystem.identity(PartitionGaps.path(directory))), problem: error)
-        } catch {
-            loaded = GapState(problem: LogError(.io, "\(error)", topic: topic, partition: partition, file: PartitionGaps.path(directory)))
-        }
-        gapState.withLock { $0 = loaded }
+        let loaded = (try? PartitionGaps.load(directory, topic: topic, partition: partition))
+            ?? PartitionGaps(identity: FileSystem.identity(PartitionGaps.path(directory)))
+        gaps.withLock { $0 = loaded }
     }
 
     /// Notices a repair by another process (`gaps.json` replaced since it was read: a stat):
@@ -159,7 +154,7 @@ final class PartitionLog: Sendable {
     @discardableResult
     func noticeRepair() throws -> Bool {
         let now = FileSystem.identity(PartitionGaps.path(directory))
-        guard now != gapState.withLock({ $0.gaps.identity }) else { return false }
+        guard now != gaps.withLock({ $0.identity }) else { return false }
         forgetEverything()
         loadGaps()
         _ = try checkAcknowledged()
@@ -301,13 +296,6 @@ final class PartitionLog: Sendable {
         let head = try await rebuildHead()
         return try await executor.run { try self.offsets(head: head) }
     }
-}
-
-/// A partition's recorded gaps as this process read them.
-struct GapState: Sendable {
-    var gaps = PartitionGaps()
-    /// Why `gaps.json` could not be read (damaged): no gap is then taken as recorded.
-    var problem: LogError?
 }
 
 /// Appends waiting for the writer lane.

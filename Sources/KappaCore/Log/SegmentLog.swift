@@ -232,10 +232,7 @@ public final class SegmentLog: UnifiedLog {
     /// - Throws: `LogError.topicNotFound`, `.partitionNotFound`; `.io` on a read-only log.
     public func repair(topic name: String, partition: Int, atLeast: Int64 = 0, actor: String,
                        now: Int64 = currentTimeMillis()) async throws -> PartitionRepair {
-        let topic = try await topic(name)
-        let count = topic.metadata.partitions
-        guard (0..<count).contains(partition) else { throw LogError.partitionNotFound(name, partition, count: count) }
-        return try await topic.partition(partition).repair(atLeast: atLeast, actor: actor, now: now)
+        try await topic(name).partition(partition).repair(atLeast: atLeast, actor: actor, now: now)
     }
 
     /// Copies the closed segments of a topic with an archive there now (JobHost does it with

@@ -87,24 +87,8 @@ extension LogDamageTests {
         let values = try await makeTopic(dir, count: 300)
         let segments = try SegmentFiles.list(partitionDir(dir))
         let victim = SegmentFiles.logPath(partitionDir(dir), segments[1])
-        var lostFrom = segments[1]
         let size = FileSystem.size(victim)!
-        switch attack {
-        case "delete":
-            try FileSystem.removeFile(victim)
-        case "frameBoundary":
-            let positions = try framePositions(victim)
-            #expect(truncate(victim, off_t(positions[positions.count - 1])) == 0)
-            lostFrom = segments[2] - 5
-        case "empty":
-            #expect(truncate(victim, 0) == 0)
-        default:
-            var data = try FileSystem.readAll(victim)
-            let positions = try framePositions(victim)
-            data[Int(positions[1]) + 40] ^= 0x5A
-            try FileDescriptor(path: victim, flags: O_RDWR).write(data, at: 0)
-            lostFrom = segments[1] + 5
-        }
+        let lostFrom = try damageClosedSegment(dir, segments, attack)
         let repair = try await SegmentLog(directory: dir.path).repair(topic: "t", partition: 0, actor: "ops")
         #expect(repair.gaps.map { [$0.from, $0.to] } == [[lostFrom, segments[2]]], "\(repair)")
         #expect(repair.end == 300)

@@ -169,18 +169,7 @@ import Testing
         #expect(try await running.read(topic: "t", partition: 0, from: 0, maxRecords: 1, maxBytes: 1 << 16).count == 1)
         let segments = try SegmentFiles.list(partitionDir(dir))
         #expect(segments.count >= 4)
-        let victim = SegmentFiles.logPath(partitionDir(dir), segments[1])
-        var lostFrom = segments[1]
-        switch attack {
-        case "delete":
-            try FileSystem.removeFile(victim)
-        case "frameBoundary":
-            let positions = try framePositions(victim)
-            #expect(truncate(victim, off_t(positions[positions.count - 1])) == 0)
-            lostFrom = segments[2] - 5
-        default:
-            #expect(truncate(victim, 0) == 0)
-        }
+        let lostFrom = try damageClosedSegment(dir, segments, attack)
 
         for log in [running, try SegmentLog(directory: dir.path)] {
             let (read, error) = await readFromZero(log)
@@ -197,6 +186,29 @@ import Testing
         #expect(try await fresh.offsets(topic: "t")[0].end == 300)
         await expectRefusesAppends(fresh, mentioning: ["offsets \(lostFrom)…\(segments[2] - 1)", "acknowledged end is 300"])
         #expect(try await fresh.describe(topic: "t")[0].damage != nil)
+    }
+
+    /// Damages the second segment (of `makeTopic`'s appends of 5): deletes it, cuts it before
+    /// its last frame, empties it, or flips a byte of its second frame. Returns the first offset lost.
+    func damageClosedSegment(_ dir: TempDirectory, _ segments: [Int64], _ attack: String) throws -> Int64 {
+        let victim = SegmentFiles.logPath(partitionDir(dir), segments[1])
+        switch attack {
+        case "delete":
+            try FileSystem.removeFile(victim)
+            return segments[1]
+        case "frameBoundary":
+            let positions = try framePositions(victim)
+            #expect(truncate(victim, off_t(positions[positions.count - 1])) == 0)
+            return segments[2] - 5
+        case "empty":
+            #expect(truncate(victim, 0) == 0)
+            return segments[1]
+        default:
+            var data = try FileSystem.readAll(victim)
+            data[Int(try framePositions(victim)[1]) + 40] ^= 0x5A
+            try FileDescriptor(path: victim, flags: O_RDWR).write(data, at: 0)
+            return segments[1] + 5
+        }
     }
 
     /// A segment renamed to another base (or two swapped) holds offsets its name does not.
