@@ -26,7 +26,7 @@ import Testing
         let host = try box.start(Executables.jobHost, box.hostArguments)
         defer { kill(host.process.processIdentifier, SIGKILL) }
         var checked = 0
-        while checked < 8 {
+        while Date().timeIntervalSince(started) < 60 {
             try await Task.sleep(for: .milliseconds(500))
             let v = try await WorkflowTests.status(box, "capped").jobs[0].versions[0]
             guard v.state == .replaying || v.state == .pending else { break }
@@ -35,7 +35,11 @@ import Testing
             #expect((v.processed ?? 0) <= bound, "\(v.processed ?? 0) records after \(Date().timeIntervalSince(started))s at 1000/s")
             checked += 1
         }
-        #expect(checked >= 4, "the replay of 6,000 records at 1,000/s ended within \(checked / 2)s")
+        // 6,000 records at 1,000/s with at most a second's burst take five seconds at least; a
+        // loaded machine only makes the replay (and the moment it is seen to end) later.
+        let took = Date().timeIntervalSince(started)
+        #expect(took >= 5, "the replay of 6,000 records at 1,000/s ended within \(took)s")
+        #expect(checked >= 1, "the replay was never seen running")
         #expect(try await box.kappactl(["wait", "capped", "--for", "serving", "--timeout", "60s"]).status == 0)
         #expect(try await WorkflowTests.scalar(box, "capped", "SELECT n FROM capped_out") == "6000")
     }

@@ -244,7 +244,9 @@ import Testing
         let b = try box.start(Executables.jobHost, ["--state", hostStates[1], "--lease-ttl", "2s"] + box.backendArguments)
         defer { kill(a.process.processIdentifier, SIGKILL); kill(b.process.processIdentifier, SIGKILL) }
         try await Self.waitUntil("both JobHosts are up") { try await Self.status(box, nil).hosts.count == 2 }
-        let deployed = try await box.kappactl(["deploy", "-f", manifest])
+        // Capped at 900 records a second, the 9,000 records take ten seconds: the kill lands
+        // mid-replay however slowly a loaded machine starts the workers.
+        let deployed = try await box.kappactl(["deploy", "-f", manifest, "--max-rate", "900"])
         #expect(deployed.status == 0, "\(deployed.stderr)")
 
         func working(_ host: Child) -> Bool { host.output().stderr.contains("worker started job=t") }
