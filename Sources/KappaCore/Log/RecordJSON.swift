@@ -14,7 +14,8 @@ public enum RecordFormat: String, Sendable, CaseIterable {
 /// The JSON-lines forms of records used by `kappactl produce` and `kappactl consume`.
 ///
 /// A line is `{"partition","offset","timestamp","key","value","headers"}` (consume) or
-/// `{"key","value","headers","timestamp"}` (produce). Nulls are kept apart from empty bytes:
+/// `{"key","value","headers","timestamp","partition"}` (produce, which ignores an `"offset"`, so
+/// that consume's lines go straight back in). Nulls are kept apart from empty bytes:
 /// `"value": null` is a tombstone, `"key": null` (or no key) no key, a header's `"value": null`
 /// a null header value. In `json` form, whatever consume prints produces the same bytes again:
 /// - key: a JSON string of its UTF-8 text; `"keyBase64"` instead when it is not UTF-8;
@@ -42,8 +43,8 @@ public enum RecordJSON {
         var sawValue = false
         var sawKey = false
         let expected = format == .json
-            ? "\"key\", \"keyBase64\", \"value\", \"valueText\", \"valueBase64\", \"headers\", \"timestamp\""
-            : "\"key\", \"value\", \"headers\", \"timestamp\""
+            ? "\"key\", \"keyBase64\", \"value\", \"valueText\", \"valueBase64\", \"headers\", \"timestamp\", \"partition\""
+            : "\"key\", \"value\", \"headers\", \"timestamp\", \"partition\""
         for member in members {
             let text = bytes[member.range]
             let isNull = text.elementsEqual("null".utf8)
@@ -68,6 +69,13 @@ public enum RecordJSON {
                 record.key = isNull ? nil : try decode(try string(bytes, member, "key"), format, "key")
             case ("headers", _):
                 record.headers = try headers(Array(text), format)
+            case ("partition", _):
+                guard let n = Int(String(decoding: text, as: UTF8.self)), n >= 0 else {
+                    throw ValueParseError("\"partition\" must be a partition number, got \(String(decoding: text.prefix(40), as: UTF8.self))")
+                }
+                record.partition = n
+            case ("offset", _):
+                break  // where consume read the record; the log gives the new one its own
             case ("timestamp", _):
                 guard let ms = Int64(String(decoding: text, as: UTF8.self)), ms >= 0 else {
                     throw ValueParseError("\"timestamp\" must be a whole number of milliseconds since the epoch, got \(String(decoding: text.prefix(40), as: UTF8.self))")
