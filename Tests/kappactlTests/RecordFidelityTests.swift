@@ -72,3 +72,51 @@ enum RecordFidelity {
         #expect(result.lines.first == "appended 1 record to \"t\"")
     }
 }
+
+#if Kafka
+/// The same on Kafka (`kappactl kafka-mock`), and with an outside client: kcat producing a
+/// tombstone and headers that kappactl consumes, and reading back what kappactl produced.
+@Suite struct KafkaCommandFidelityTests {
+    static let kcat = ["/usr/bin/kcat", "/usr/local/bin/kcat", "/usr/bin/kafkacat"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    @Test func nullsEmptiesBinaryKeysAndHeadersRoundTripOnKafka() async throws {
+        let box = try Sandbox()
+        let (mock, url) = try await KafkaCommandTests.kafkaMock(box, ["--brokers", "1", "--topic", "a:1", "--topic", "b:1", "--topic", "c:1"])
+        defer { kill(mock.process.processIdentifier, SIGKILL) }
+        try await RecordFidelity.check(box, log: ["--log", url], topics: ("a", "b", "c"))
+    }
+
+    @Test(.enabled(if: kcat != nil, "kcat is not installed (scripts/test installs it: apt-get install kcat)"))
+    func kcatAndKappactlReadEachOthersTombstonesAndHeaders() async throws {
+        let kcat = try #require(Self.kcat)
+        let box = try Sandbox()
+        let (mock, url) = try await KafkaCommandTests.kafkaMock(box, ["--brokers", "1", "--topic", "k:1", "--topic", "a:1"])
+        defer { kill(mock.process.processIdentifier, SIGKILL) }
+        let brokers = String(url.dropFirst("kafka://".count))
+
+        // kcat → kappactl: -Z sends the empty value after "k2:" as NULL.
+        let sent = try await box.run(kcat, ["-P", "-b", brokers, "-t", "k", "-p", "0", "-K", ":", "-Z", "-H", "trace=t-1", "-H", "h2=v"],
+                                     stdin: "k1:hello\nk2:\n")
+        #expect(sent.status == 0, "\(sent.stderr)")
+        let consumed = try await box.kappactl(["--log", url, "consume", "k"])
+        #expect(consumed.lines.count == 2, "\(consumed.stderr)")
+        let headers = #""headers":[{"key":"trace","value":"t-1"},{"key":"h2","value":"v"}]}"#
+        #expect(consumed.lines.first?.hasSuffix(#""key":"k1","valueText":"hello","# + headers) == true, "\(consumed.lines)")
+        #expect(consumed.lines.last?.hasSuffix(#""key":"k2","value":null,"# + headers) == true, "\(consumed.lines)")
+
+        // kappactl → kcat: the tombstone is NULL (-1 bytes), the empty value 0 bytes, headers there.
+        let produced = try await box.kappactl(["--log", url, "produce", "a"], stdin: RecordFidelity.input)
+        #expect(produced.status == 0, "\(produced.stderr)")
+        let read = try await box.run(kcat, ["-C", "-b", brokers, "-t", "a", "-p", "0", "-o", "beginning", "-e", "-q", "-f", "%k|%S|%h\\n"])
+        #expect(read.status == 0, "\(read.stderr)")
+        let lines = read.lines
+        #expect(lines.count == 6, "\(read.stdout)")
+        guard lines.count == 6 else { return }
+        #expect(lines[0] == "gone|-1|")
+        #expect(lines[1] == "empty|0|")
+        #expect(lines[2] == "quotes|2|")
+        #expect(lines[4].hasPrefix("|1|trace=t-1,none"), "\(lines[4])")
+        #expect(lines[5].hasPrefix("|1|a=1,b"), "\(lines[5])")
+    }
+}
+#endif

@@ -86,4 +86,20 @@ import Testing
             #expect(!RecordBatchCodec.decode(buf, at: 0, header: header, fromOffset: 0, limit: 10, into: &entries))
         }
     }
+
+    #if Kafka
+    /// The mirror (Kafka → archive) keeps tombstones and headers: the archive's KAP2 frames
+    /// read back the records Kafka holds.
+    @Test func theKafkaMirrorKeepsTombstonesAndHeaders() async throws {
+        let (cluster, raw) = try KafkaLogTests.cluster(partitions: 1)
+        let dir = try TempDirectory()
+        let archive = SegmentArchive(root: dir.path)
+        _ = try await raw.append(topic: "t", records: Self.records)
+        var mirror = LogMirror(log: raw, archive: archive, topic: "t")
+        #expect(try await mirror.runOnce() == Self.records.count)
+        let archived = try #require(try archive.read(topic: "t", partition: 0, from: 0, maxRecords: 100, maxBytes: 1 << 20))
+        #expect(Self.same(archived))
+        withExtendedLifetime(cluster) {}
+    }
+    #endif
 }
