@@ -145,7 +145,7 @@ final class Ceiling {
             sqlite3_bind_int64(insert, 2, r.offset)
             sqlite3_bind_int64(insert, 3, r.timestamp)
             _ = r.key.map { k in k.withUnsafeBytes { sqlite3_bind_text(insert, 4, $0.baseAddress, Int32($0.count), transient) } }
-            _ = r.value.withUnsafeBytes { sqlite3_bind_text(insert, 5, $0.baseAddress, Int32($0.count), transient) }
+            _ = r.value.map { v in v.withUnsafeBytes { sqlite3_bind_text(insert, 5, $0.baseAddress, Int32($0.count), transient) } }
             guard sqlite3_step(insert) == SQLITE_DONE else { throw LogError(.io, "ceiling: insert failed") }
         }
         try exec("COMMIT")

@@ -25,7 +25,7 @@ import Testing
             let records = try await log.read(topic: "t", partition: 0, from: offset, maxRecords: 777, maxBytes: 64 << 10)
             if !records.isEmpty && producer.process.isRunning && records.nextOffset < Int64(total) { sawWriterMidway = true }
             for record in records {
-                let text = String(decoding: record.value, as: UTF8.self)
+                let text = String(decoding: record.value ?? [], as: UTF8.self)
                 let n = Int(record.offset)
                 #expect(text == "line-\(n)-" + String(repeating: "x", count: ((n % 200) * 7) % 90), "offset \(record.offset)")
             }
@@ -66,7 +66,7 @@ import Testing
             let records = try await log.read(topic: "t", partition: 0, from: offset, maxRecords: 1000, maxBytes: 1 << 20)
             if records.isEmpty { break }
             #expect(records.first?.offset == offset)
-            values += records.map { String(decoding: $0.value, as: UTF8.self) }
+            values += records.map { String(decoding: $0.value ?? [], as: UTF8.self) }
             offset = records.nextOffset
         }
         #expect(values.count == 10_000)

@@ -50,7 +50,11 @@ import Testing
 
     @Test(arguments: [
         ("{\"key\": \"k\"}", "line 1: missing \"value\""),
-        ("{\"value\": 1, \"partiton\": 2}", "line 1: unknown member \"partiton\" (expected \"key\", \"value\", \"timestamp\")"),
+        ("{\"value\": 1, \"partiton\": 2}", "line 1: unknown member \"partiton\" (expected \"key\", \"keyBase64\", \"value\", \"valueText\", \"valueBase64\", \"headers\", \"timestamp\", \"partition\")"),
+        ("{\"valueBase64\": \"%%\"}", "line 1: \"valueBase64\" is not base64"),
+        ("{\"value\": 1, \"headers\": [{\"key\": \"h\", \"value\": 5}]}", "line 1: \"headers\"[0].\"value\" must be a string or null, not a number"),
+        ("{\"value\": 1, \"headers\": [{\"value\": \"v\"}]}", "line 1: \"headers\"[0]: missing \"key\""),
+        ("{\"value\": 1, \"valueText\": \"x\"}", "line 1: \"valueText\": the value is given twice"),
         ("{\"value\": 1, \"timestamp\": \"now\"}", "line 1: \"timestamp\" must be a whole number of milliseconds since the epoch, got \"now\""),
         ("[1, 2]", "line 1: not a JSON object: expected a JSON object at column 1"),
         ("{\"value\": 1, \"value\": 2}", "line 1: not a JSON object: duplicate member \"value\" at column 21"),
@@ -69,9 +73,9 @@ import Testing
         #expect(try await box.kappactl(["produce", "t", "--raw"], stdin: "not json\n{\"a\":1}\n\n").status == 0)
         let lines = try await box.kappactl(["consume", "t"]).lines
         #expect(lines.count == 3)
-        #expect(lines[0].hasSuffix(#""value":"not json"}"#))
+        #expect(lines[0].hasSuffix(#""valueText":"not json"}"#))
         #expect(lines[1].hasSuffix(#""value":{"a":1}}"#))
-        #expect(lines[2].hasSuffix(#""value":""}"#))
+        #expect(lines[2].hasSuffix(#""valueText":""}"#))
     }
 
     @Test func consumeFromAnOffsetWithALimit() async throws {

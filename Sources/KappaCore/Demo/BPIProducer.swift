@@ -71,7 +71,7 @@ public struct BPIProducer: Sendable {
             total += p.end
             let from = max(p.earliest, p.end - 32)
             for record in try await log.read(topic: Self.topic, partition: p.partition, from: from, maxRecords: 32, maxBytes: 64 << 10) {
-                guard let object = try? JSONSerialization.jsonObject(with: Data(record.value)) as? [String: Any],
+                guard let value = record.value, let object = try? JSONSerialization.jsonObject(with: Data(value)) as? [String: Any],
                       let currency = object["currency"] as? String, let rate = (object["rate"] as? NSNumber)?.doubleValue else { continue }
                 if record.timestamp >= newest[currency]?.ts ?? .min { newest[currency] = (record.timestamp, rate) }
             }

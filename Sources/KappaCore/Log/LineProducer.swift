@@ -46,11 +46,14 @@ public struct LineProducer: Sendable {
     public var log: any UnifiedLog
     public var topic: String
     public var raw: Bool
+    /// How keys, values and header values are written in a line (not with `raw`).
+    public var format: RecordFormat
 
-    public init(log: any UnifiedLog, topic: String, raw: Bool) {
+    public init(log: any UnifiedLog, topic: String, raw: Bool, format: RecordFormat = .json) {
         self.log = log
         self.topic = topic
         self.raw = raw
+        self.format = format
     }
 
     /// Reads `input` to its end and appends every line.
@@ -87,7 +90,7 @@ public struct LineProducer: Sendable {
                 start = min(end + 1, pending.count)
                 if !raw && line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
                 do {
-                    records.append(try RecordJSON.producerRecord(line: line, raw: raw))
+                    records.append(try RecordJSON.producerRecord(line: line, raw: raw, format: format))
                 } catch let error as ValueParseError {
                     failure = (lineNumber, error.message)
                 }

@@ -79,8 +79,9 @@ public struct LogMirror: Sendable {
                     try await flush()
                     base = r.offset
                 }
-                pending.append(ProducerRecord(key: r.key.map(Array.init), value: Array(r.value), timestamp: r.timestamp))
-                size += (r.key?.count ?? 0) + r.value.count + BatchHeader.recordOverhead
+                let record = ProducerRecord(key: r.key.map(Array.init), value: r.value.map(Array.init), headers: r.headers, timestamp: r.timestamp)
+                size += RecordBatchCodec.bodyBytes(record) + BatchHeader.recordOverhead2
+                pending.append(record)
                 if size >= fileBytes {
                     try await flush()
                     base = r.offset + 1

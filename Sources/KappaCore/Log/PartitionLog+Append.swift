@@ -72,7 +72,7 @@ extension PartitionLog {
         }
 
         for (records, now) in groups {
-            let size = records.reduce(0) { $0 + BatchHeader.recordOverhead + ($1.key?.count ?? 0) + $1.value.count } + BatchHeader.size
+            let size = RecordBatchCodec.encodedBytes(records)
             let end = bufferStart + Int64(buffer.count)
             if end > 0 && end + Int64(size) > config.segmentBytes {
                 try flush()

@@ -134,7 +134,7 @@ public final class SegmentLog: UnifiedLog {
         var targets = [Int32](repeating: 0, count: records.count)
         var single = true
         for (i, record) in records.enumerated() {
-            let size = (record.key?.count ?? 0) + record.value.count
+            let size = RecordBatchCodec.bodyBytes(record)
             guard size <= BatchHeader.maxRecordBytes else {
                 throw LogError(.invalidArgument, "a record of \(size) bytes is larger than the limit of \(BatchHeader.maxRecordBytes) bytes", topic: name)
             }

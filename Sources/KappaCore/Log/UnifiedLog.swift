@@ -116,20 +116,43 @@ public struct TopicMetadata: Sendable, Codable, Equatable {
     }
 }
 
+/// One header of a record, as Kafka has them: a name and bytes, or no bytes (null).
+public struct RecordHeader: Sendable, Equatable {
+    public var name: String
+    /// The header's bytes; nil is a null header value, distinct from no bytes.
+    public var value: [UInt8]?
+
+    public init(_ name: String, _ value: [UInt8]?) {
+        self.name = name
+        self.value = value
+    }
+}
+
 /// A record to append.
 public struct ProducerRecord: Sendable, Equatable {
     public var key: [UInt8]?
-    public var value: [UInt8]
+    /// The value's bytes; nil is a tombstone (Kafka's null value), distinct from no bytes.
+    public var value: [UInt8]?
+    /// Headers in order (names may repeat); most records have none.
+    public var headers: [RecordHeader]
     /// Milliseconds since the epoch; nil means the time of the append.
     public var timestamp: Int64?
     /// An explicit partition, overriding the key.
     public var partition: Int?
 
-    public init(key: [UInt8]? = nil, value: [UInt8], timestamp: Int64? = nil, partition: Int? = nil) {
+    public init(key: [UInt8]? = nil, value: [UInt8]?, headers: [RecordHeader] = [], timestamp: Int64? = nil, partition: Int? = nil) {
         self.key = key
         self.value = value
+        self.headers = headers
         self.timestamp = timestamp
         self.partition = partition
+    }
+
+    /// Bytes of key, value and headers (names and values), for size limits and budgets.
+    public var payloadBytes: Int {
+        var n = (key?.count ?? 0) + (value?.count ?? 0)
+        for h in headers { n += h.name.utf8.count + (h.value?.count ?? 0) }
+        return n
     }
 }
 
@@ -206,8 +229,11 @@ public struct LogRecord: Sendable {
     public var timestamp: Int64
     /// The key's bytes (a view into the batch's storage; indices do not start at 0).
     public var key: ArraySlice<UInt8>?
-    /// The value's bytes (a view into the batch's storage; indices do not start at 0).
-    public var value: ArraySlice<UInt8>
+    /// The value's bytes (a view into the batch's storage; indices do not start at 0); nil is a
+    /// tombstone (a null value), distinct from no bytes.
+    public var value: ArraySlice<UInt8>?
+    /// Headers in order; empty (and not allocated) for the records that have none.
+    public var headers: [RecordHeader] = []
 }
 
 /// Records read in one call: one contiguous storage buffer and an entry per record, so that a
@@ -219,7 +245,9 @@ public struct LogRecords: Sendable, RandomAccessCollection {
         var keyStart: Int32
         var keyLength: Int32  // -1: no key
         var valueStart: Int32
-        var valueLength: Int32
+        var valueLength: Int32  // -1: null value (a tombstone)
+        var headersStart: Int32 = 0
+        var headersLength: Int32 = 0  // 0: no headers; else a `RecordHeaderBlock` in storage
     }
 
     public let partition: Int
@@ -248,8 +276,10 @@ public struct LogRecords: Sendable, RandomAccessCollection {
         let e = entries[position]
         let vs = Int(e.valueStart)
         let key: ArraySlice<UInt8>? = e.keyLength < 0 ? nil : storage[Int(e.keyStart)..<Int(e.keyStart) + Int(e.keyLength)]
+        let value: ArraySlice<UInt8>? = e.valueLength < 0 ? nil : storage[vs..<vs + Int(e.valueLength)]
+        let headers = e.headersLength == 0 ? [] : RecordHeaderBlock.headers(storage, start: Int(e.headersStart), length: Int(e.headersLength))
         return LogRecord(partition: partition, offset: e.offset, timestamp: e.timestamp, key: key,
-                         value: storage[vs..<vs + Int(e.valueLength)])
+                         value: value, headers: headers)
     }
 
     /// The first `count` records (all of them if there are fewer), continuing at the next
@@ -260,8 +290,8 @@ public struct LogRecords: Sendable, RandomAccessCollection {
                           nextOffset: entries[Swift.max(0, count)].offset)
     }
 
-    /// Total bytes of keys and values, for progress and rate figures.
+    /// Total bytes of keys, values and headers, for progress and rate figures.
     public var payloadBytes: Int {
-        entries.reduce(0) { $0 + Int(Swift.max(0, $1.keyLength)) + Int($1.valueLength) }
+        entries.reduce(0) { $0 + Int(Swift.max(0, $1.keyLength)) + Int(Swift.max(0, $1.valueLength)) + Int($1.headersLength) }
     }
 }

@@ -68,7 +68,7 @@ enum BadRecords {
     /// The values of a dead-letter row: partition, offset, timestamp, key, value, error.
     static func row(_ record: LogRecord, partition: Int, error: String) -> [SQLValue] {
         [.integer(Int64(partition)), .integer(record.offset), .integer(record.timestamp),
-         record.key.map { .blob(Array($0)) } ?? .null, .blob(Array(record.value)), .text(error)]
+         record.key.map { .blob(Array($0)) } ?? .null, record.value.map { .blob(Array($0)) } ?? .null, .text(error)]
     }
 }
 

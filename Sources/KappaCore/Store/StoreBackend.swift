@@ -114,9 +114,11 @@ enum BatchBytes {
 
     /// A SQL job reads values as JSON: one that is not (invalid UTF-8, a NUL byte, not JSON) is
     /// a bad record on every store, with its bytes intact in the dead-letter table.
+    /// A null value (a tombstone) is SQL NULL, not a bad record.
     static func checkValue(_ record: LogRecord) throws {
-        guard JSONScanner.isValid(record.value) else {
-            throw BadValueError(message: "the value is not JSON text (\(record.value.count) bytes)")
+        guard let value = record.value else { return }
+        guard JSONScanner.isValid(value) else {
+            throw BadValueError(message: "the value is not JSON text (\(value.count) bytes)")
         }
     }
 }

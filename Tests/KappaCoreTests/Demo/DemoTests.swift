@@ -46,7 +46,7 @@ import Testing
         var candles: [String: (n: Int64, open: Double, high: Double, low: Double, close: Double)] = [:]
         for p in 0..<3 {
             for record in try await readAll(log, "bpi", p) {
-                let o = try JSONSerialization.jsonObject(with: Data(record.value)) as! [String: Any]
+                let o = try JSONSerialization.jsonObject(with: Data(record.value ?? [])) as! [String: Any]
                 let rate = (o["rate"] as! NSNumber).doubleValue
                 let key = "\(o["currency"]!)|\((o["ts"] as! NSNumber).int64Value / 60_000)"
                 if let c = candles[key] {
@@ -92,7 +92,7 @@ import Testing
         try await live.value
         for (p, end) in ends.enumerated() {
             for record in try await log.read(topic: "bpi", partition: p, from: end, maxRecords: 1, maxBytes: 1 << 16) {
-                let object = try JSONSerialization.jsonObject(with: Data(record.value)) as! [String: Any]
+                let object = try JSONSerialization.jsonObject(with: Data(record.value ?? [])) as! [String: Any]
                 let currency = object["currency"] as! String, rate = (object["rate"] as! NSNumber).doubleValue
                 let last = levels[BPIFeed.currencies.firstIndex(of: currency)!]
                 #expect(abs(rate / last - 1) < 0.002, "\(currency): the first live tick \(rate) after \(last)")

@@ -36,7 +36,7 @@ import Testing
             for batch in [7, 100, 1000] {
                 let got = try await readAll(archived, "bpi", p, batch: batch)
                 #expect(got.map(\.offset) == expected.map(\.offset), "partition \(p), batches of \(batch)")
-                #expect(got.map { Array($0.value) } == expected.map { Array($0.value) })
+                #expect(got.map { $0.value.map(Array.init) } == expected.map { $0.value.map(Array.init) })
             }
         }
     }

@@ -66,14 +66,14 @@ struct FullDiskTests {
         #expect(error.file?.hasPrefix(disk.path + "/log/t/0/") == true)
         #expect(acknowledged > 0)
         let before = try await readAll(log, "t", 0)
-        #expect(before.map { Array($0.value) } == (0..<acknowledged).map(value))
+        #expect(before.map { Array($0.value ?? []) } == (0..<acknowledged).map(value))
 
         try FileSystem.removeFile(filler)
         let resumed = try await log.append(topic: "t", records: [ProducerRecord(value: value(acknowledged))])
         #expect(resumed[0].baseOffset == Int64(acknowledged))
         let after = try await readAll(SegmentLog(directory: disk.path + "/log"), "t", 0)
         #expect(after.map(\.offset) == Array(0...Int64(acknowledged)))
-        #expect(after.map { Array($0.value) } == (0...acknowledged).map(value))
+        #expect(after.map { Array($0.value ?? []) } == (0...acknowledged).map(value))
     }
 
     /// A replay into SQLite on a full disk stops with the database's error (not blamed on a

@@ -42,7 +42,7 @@ import Testing
             #expect(offsets[p] == PartitionOffsets(partition: p, earliest: 0, end: Int64(expected.count)))
             let read = try await Self.readAll(log, partition: p)
             #expect(read.map(\.offset) == Array(0..<Int64(expected.count)))
-            #expect(read.map { Array($0.value) } == expected.map(\.value))
+            #expect(read.map { $0.value.map(Array.init) } == expected.map(\.value))
             #expect(read.map { $0.key.map(Array.init) } == expected.map(\.key))
             #expect(read.map(\.timestamp) == expected.map { $0.timestamp! })
         }
@@ -57,8 +57,8 @@ import Testing
         for _ in 0..<5 {
             let ra = try await log.read(topic: "t", partition: 0, from: a, maxRecords: 100, maxBytes: 1 << 20)
             let rb = try await log.read(topic: "t", partition: 0, from: b, maxRecords: 100, maxBytes: 1 << 20)
-            #expect(ra.map { String(decoding: $0.value, as: UTF8.self) } == (a..<a + Int64(ra.count)).map { "\($0)" })
-            #expect(rb.map { String(decoding: $0.value, as: UTF8.self) } == (b..<b + Int64(rb.count)).map { "\($0)" })
+            #expect(ra.map { String(decoding: $0.value ?? [], as: UTF8.self) } == (a..<a + Int64(ra.count)).map { "\($0)" })
+            #expect(rb.map { String(decoding: $0.value ?? [], as: UTF8.self) } == (b..<b + Int64(rb.count)).map { "\($0)" })
             #expect(!ra.isEmpty && !rb.isEmpty)
             a = ra.nextOffset
             b = rb.nextOffset
@@ -104,7 +104,7 @@ import Testing
         while offset < Int64(produced) {
             let records = try await log.read(topic: "t", partition: 0, from: offset, maxRecords: 5000, maxBytes: 1 << 20)
             #expect(records.first?.offset == offset)
-            values += records.map { Array($0.value) }
+            values += records.map { Array($0.value ?? []) }
             offset = records.nextOffset
         }
         #expect(values == (0..<produced).map(value))

@@ -107,7 +107,7 @@ import Testing
         let records = try await f.log.read(topic: "bpi", partition: 0, from: 0, maxRecords: 10_000, maxBytes: 1 << 26)
         var expected: [String: Int64] = [:]
         for r in records {
-            let object = try #require(try JSONSerialization.jsonObject(with: Data(r.value)) as? [String: Any])
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(r.value ?? [])) as? [String: Any])
             for key in object.keys { expected[key, default: 0] += 1 }
         }
         #expect(expected.count >= 3)

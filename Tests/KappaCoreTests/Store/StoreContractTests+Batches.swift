@@ -187,4 +187,30 @@ extension StoreContractTests {
                 "\(String(describing: failure))")
         #expect(try await f.store.nextOffsets(job: "x", version: 2) == [0])
     }
+
+    /// A tombstone (null value) is SQL NULL in `batch.value` on every store, not a bad record,
+    /// even under `onBadRecord: "fail"`; an empty value stays a bad record.
+    @Test(arguments: StoreKind.available)
+    func aTombstoneIsANullValueNotABadRecord(kind: StoreKind) async throws {
+        let f = try await StoreFixture.make(kind, partitions: 1, minutes: 0)
+        _ = try await f.log.append(topic: "bpi", records: [
+            ProducerRecord(key: Array("EUR".utf8), value: Array(#"{"s": "x"}"#.utf8)),
+            ProducerRecord(key: Array("EUR".utf8), value: nil),
+        ])
+        let manifest = """
+            {"job": "t", "version": 1, "source": {"topic": "bpi"},
+             "output": {"table": "seen", "columns": {"id": "INTEGER", "k": "TEXT", "gone": "INTEGER"}, "primaryKey": ["id"]},
+             "transform": {"sql": "INSERT INTO output(id, k, gone) SELECT \\"offset\\", key, CASE WHEN value IS NULL THEN 1 ELSE 0 END FROM batch"},
+             "batch": 100, "onBadRecord": "fail"}
+            """
+        try await f.replay(try await f.register(manifest))
+        #expect(try await f.store.query("SELECT id, k, gone FROM seen__v1 ORDER BY id").rows
+                == [[.integer(0), .text("EUR"), .integer(0)], [.integer(1), .text("EUR"), .integer(1)]])
+        #expect(try await f.store.nextOffsets(job: "t", version: 1) == [2])
+
+        // An exec job reads it as "value": null.
+        let exec = #"while read -r l; do case "$l" in *'"value":null'*) echo '{"upsert": {"currency": "gone", "ts": 1}}';; *batchEnd*) echo '{"batchEnd": true}';; esac; done"#
+        try await f.replay(try await f.register(ExecJobTests.manifest(ExecJobTests.sh(exec))))
+        #expect(try await f.store.query("SELECT currency, ts FROM latest__v1").rows == [[.text("gone"), .integer(1)]])
+    }
 }

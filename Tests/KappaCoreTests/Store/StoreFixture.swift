@@ -122,7 +122,7 @@ struct StoreFixture {
         var groups: [String: (samples: Int64, cents: Int64, last: Int64)] = [:]
         for p in 0..<(try await log.metadata(topic: "bpi").partitions) {
             for record in try await readAll(log, "bpi", p) {
-                guard let object = try? JSONSerialization.jsonObject(with: Data(record.value)) as? [String: Any],
+                guard let object = try? JSONSerialization.jsonObject(with: Data(record.value ?? [])) as? [String: Any],
                       let currency = object["currency"] as? String else { continue }
                 let minute = (object["ts"] as! NSNumber).int64Value / 60_000
                 let cents = Int64((Double(String(format: "%.2f", (object["rate"] as! NSNumber).doubleValue))! * 100).rounded())

@@ -176,10 +176,13 @@ final class KafkaCursor: @unchecked Sendable {
             if let v = m.payload { storage.append(contentsOf: UnsafeRawBufferPointer(start: v, count: m.len)) }
             var type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
             let ts = rd_kafka_message_timestamp(message, &type)
+            let headersStart = storage.count
+            Self.appendHeaders(of: message, to: &storage)
             entries.append(LogRecords.Entry(offset: m.offset, timestamp: ts, keyStart: keyStart,
                                             keyLength: m.key == nil ? -1 : Int32(m.key_len),
-                                            valueStart: valueStart, valueLength: Int32(m.len)))
-            bytes += m.key_len + m.len
+                                            valueStart: valueStart, valueLength: m.payload == nil ? -1 : Int32(m.len),
+                                            headersStart: Int32(headersStart), headersLength: Int32(storage.count - headersStart)))
+            bytes += storage.count - Int(keyStart)
             next = m.offset + 1
         }
         if position != nil {
@@ -188,6 +191,23 @@ final class KafkaCursor: @unchecked Sendable {
             position = last == next ? next : -1
         }
         return LogRecords(partition: key.partition, storage: storage, entries: entries, nextOffset: next)
+    }
+
+    /// Appends a message's headers as a `RecordHeaderBlock` (nothing when it has none).
+    private static func appendHeaders(of message: UnsafeMutablePointer<rd_kafka_message_t>, to storage: inout [UInt8]) {
+        var list: OpaquePointer?
+        guard rd_kafka_message_headers(message, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return }
+        var headers: [RecordHeader] = []
+        var i = 0
+        while true {
+            var name: UnsafePointer<CChar>?
+            var value: UnsafeRawPointer?
+            var size = 0
+            guard rd_kafka_header_get_all(list, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR, let name else { break }
+            headers.append(RecordHeader(String(cString: name), value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }))
+            i += 1
+        }
+        RecordHeaderBlock.append(headers, to: &storage)
     }
 
     /// Stops consuming; the next read starts again at the offset it asks for.

@@ -165,6 +165,26 @@ public final class KafkaLog: UnifiedLog, Sendable {
         }
     }
 
+    /// Bytes for librdkafka: nil for no bytes (a null key or value), a non-nil pointer (to a
+    /// byte not read) for empty bytes, which librdkafka would otherwise take for null.
+    private static func withValue<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawPointer?, Int) -> R) -> R {
+        guard let bytes else { return body(nil, 0) }
+        if bytes.isEmpty { return withUnsafeBytes(of: UInt8(0)) { body($0.baseAddress, 0) } }
+        return bytes.withUnsafeBytes { body($0.baseAddress, $0.count) }
+    }
+
+    /// A librdkafka header list for `headers` (nil for none; the produce call takes it over).
+    private static func makeHeaders(_ headers: [RecordHeader]) -> OpaquePointer? {
+        if headers.isEmpty { return nil }
+        let list = rd_kafka_headers_new(headers.count)
+        for h in headers {
+            _ = withValue(h.value) { value, count in
+                rd_kafka_header_add(list, h.name, -1, value, count)
+            }
+        }
+        return list
+    }
+
     /// Enqueues every record, then serves delivery reports until all are acknowledged.
     private static func produce(_ client: KafkaHandle, topic: String, _ records: [(Int, ProducerRecord)], now: Int64) throws -> [AppendResult] {
         let tracker = DeliveryTracker()
@@ -176,16 +196,14 @@ public final class KafkaLog: UnifiedLog, Sendable {
         for (p, record) in records {
             tracker.sent()
             while true {
-                let err = record.value.withUnsafeBytes { value in
-                    if let key = record.key {
-                        return key.withUnsafeBytes { k in
-                            kappa_rd_produce(client.rk, topic, Int32(p), value.baseAddress, value.count, k.baseAddress, k.count,
-                                             record.timestamp ?? now, opaque.toOpaque())
-                        }
+                let headers = makeHeaders(record.headers)
+                let err = withValue(record.value) { value, valueCount in
+                    withValue(record.key) { key, keyCount in
+                        kappa_rd_produce_headers(client.rk, topic, Int32(p), value, valueCount, key, keyCount,
+                                                 record.timestamp ?? now, headers, opaque.toOpaque())
                     }
-                    return kappa_rd_produce(client.rk, topic, Int32(p), value.baseAddress, value.count, nil, 0,
-                                            record.timestamp ?? now, opaque.toOpaque())
                 }
+                if err != RD_KAFKA_RESP_ERR_NO_ERROR, let headers { rd_kafka_headers_destroy(headers) }  // still ours
                 if err == RD_KAFKA_RESP_ERR_NO_ERROR { break }
                 if err == RD_KAFKA_RESP_ERR__QUEUE_FULL { rd_kafka_poll(client.rk, 20); continue }
                 tracker.notSent()

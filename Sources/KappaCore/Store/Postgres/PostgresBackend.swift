@@ -185,7 +185,7 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
                 rows.append("($\(p + 1), $\(p + 2), $\(p + 3), $\(p + 4), $\(p + 5)::jsonb, $\(p + 6))")
                 values += [.integer(Int64(r.partition)), .integer(r.offset), .integer(r.timestamp),
                            BatchBytes.keyText(r.key).map(SQLValue.text) ?? .null,
-                           .text(String(decoding: r.value, as: UTF8.self)),  // checked to be JSON text
+                           r.value.map { .text(String(decoding: $0, as: UTF8.self)) } ?? .null,  // checked to be JSON text; nil: a tombstone
                            r.key.map { .blob(Array($0)) } ?? .null]
             }
             try c.run("INSERT INTO pg_temp.batch VALUES " + rows.joined(separator: ", "), values, name: "load batch")

@@ -115,7 +115,11 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
                 insert.bindNull(at: 4)
                 insert.bindNull(at: 6)
             }
-            try insert.bindBytes(r.value, asText: true, at: 5)  // checked to be JSON text
+            if let value = r.value {
+                try insert.bindBytes(value, asText: true, at: 5)  // checked to be JSON text
+            } else {
+                insert.bindNull(at: 5)  // a tombstone
+            }
             try insert.step()
         }
     }
