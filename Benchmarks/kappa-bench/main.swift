@@ -29,10 +29,13 @@ let root = Command(
             options: [
                 .value("records", "N", help: "Records (default 5000000)."),
                 .value("dir", "DIR", help: "Where to work (default: a temp directory)."),
+                .value("only", "typed|untyped", help: "Measure one form of the job only (for a profile)."),
             ],
             run: { args in
                 let records = Int(try args.int("records", in: 3000...100_000_000) ?? 5_000_000)
-                try await ReplayBenchmark(records: records, directory: args.string("dir")).run()
+                let only = args.string("only")
+                guard [nil, "typed", "untyped"].contains(only) else { throw UsageError("--only must be typed or untyped") }
+                try await ReplayBenchmark(records: records, directory: args.string("dir"), only: only).run()
             }),
         Command(
             "switch", abstract: "Promote/rollback latency (p50, p99) while 4 readers query the reader view.",

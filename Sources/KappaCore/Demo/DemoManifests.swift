@@ -5,14 +5,14 @@ public enum DemoManifests {
 {
   "job": "btc",
   "version": 1,
-  "source": {"topic": "bpi"},
+  "source": {"topic": "bpi", "fields": {"currency": "TEXT", "ts": "BIGINT", "rate": "DOUBLE"}},
   "output": {
     "table": "btc_prices",
     "columns": {"currency": "TEXT", "minute": "INTEGER", "samples": "INTEGER", "avg_rate": "REAL"},
     "primaryKey": ["currency", "minute"]
   },
   "transform": {
-    "sql": "INSERT INTO output(currency, minute, samples, avg_rate) SELECT value->>'currency', CAST(value->>'ts' AS BIGINT) / 60000, count(*), avg(CAST(value->>'rate' AS DOUBLE PRECISION)) FROM batch WHERE true GROUP BY 1, 2 ON CONFLICT(currency, minute) DO UPDATE SET samples = output.samples + excluded.samples, avg_rate = (output.avg_rate * output.samples + excluded.avg_rate * excluded.samples) / (output.samples + excluded.samples)"
+    "sql": "INSERT INTO output(currency, minute, samples, avg_rate) SELECT currency, ts / 60000, count(*), avg(rate) FROM batch WHERE true GROUP BY 1, 2 ON CONFLICT(currency, minute) DO UPDATE SET samples = output.samples + excluded.samples, avg_rate = (output.avg_rate * output.samples + excluded.avg_rate * excluded.samples) / (output.samples + excluded.samples)"
   },
   "batch": 10000,
   "catchUp": {"maxLag": 30, "holdFor": "1s"},
@@ -26,14 +26,14 @@ public enum DemoManifests {
 {
   "job": "btc",
   "version": 2,
-  "source": {"topic": "bpi"},
+  "source": {"topic": "bpi", "fields": {"currency": "TEXT", "ts": "BIGINT", "rate": "DOUBLE"}},
   "output": {
     "table": "btc_prices",
     "columns": {"currency": "TEXT", "minute": "INTEGER", "samples": "INTEGER", "open": "REAL", "high": "REAL", "low": "REAL", "close": "REAL"},
     "primaryKey": ["currency", "minute"]
   },
   "transform": {
-    "sql": "WITH t AS (SELECT value->>'currency' AS currency, CAST(value->>'ts' AS BIGINT) / 60000 AS minute, CAST(value->>'rate' AS DOUBLE PRECISION) AS rate, \"offset\" AS o FROM batch), g AS (SELECT currency, minute, count(*) AS samples, max(rate) AS high, min(rate) AS low, min(o) AS first_o, max(o) AS last_o FROM t GROUP BY currency, minute) INSERT INTO output(currency, minute, samples, open, high, low, close) SELECT g.currency, g.minute, g.samples, (SELECT rate FROM t WHERE t.o = g.first_o), g.high, g.low, (SELECT rate FROM t WHERE t.o = g.last_o) FROM g WHERE true ON CONFLICT(currency, minute) DO UPDATE SET samples = output.samples + excluded.samples, high = CASE WHEN excluded.high > output.high THEN excluded.high ELSE output.high END, low = CASE WHEN excluded.low < output.low THEN excluded.low ELSE output.low END, close = excluded.close"
+    "sql": "WITH t AS (SELECT currency, ts / 60000 AS minute, rate, \"offset\" AS o FROM batch), g AS (SELECT currency, minute, count(*) AS samples, max(rate) AS high, min(rate) AS low, min(o) AS first_o, max(o) AS last_o FROM t GROUP BY currency, minute) INSERT INTO output(currency, minute, samples, open, high, low, close) SELECT g.currency, g.minute, g.samples, (SELECT rate FROM t WHERE t.o = g.first_o), g.high, g.low, (SELECT rate FROM t WHERE t.o = g.last_o) FROM g WHERE true ON CONFLICT(currency, minute) DO UPDATE SET samples = output.samples + excluded.samples, high = CASE WHEN excluded.high > output.high THEN excluded.high ELSE output.high END, low = CASE WHEN excluded.low < output.low THEN excluded.low ELSE output.low END, close = excluded.close"
   },
   "batch": 10000,
   "catchUp": {"maxLag": 30, "holdFor": "1s"},

@@ -31,11 +31,20 @@ public struct JobSpec: Sendable, Equatable {
         /// gave up as lost) is skipped, and the skip recorded in the version's history; by
         /// default a version that reaches one fails naming the range.
         public var allowGaps: Bool = false
+        /// `source.fields`: members of each record's JSON value decoded once, in Swift, into
+        /// typed columns of `batch` (`TypedBatch`); empty: the job reads `value` itself.
+        public var fields: [Column] = []
 
-        public init(topic: String, allowGaps: Bool = false) {
+        public init(topic: String, allowGaps: Bool = false, fields: [Column] = []) {
             self.topic = topic
             self.allowGaps = allowGaps
+            self.fields = fields
         }
+
+        /// `batch`'s own columns, which no field may be named.
+        public static let batchColumns: Set<String> = ["partition", "offset", "timestamp", "key", "value", "key_bytes"]
+        /// At most this many fields.
+        public static let maxFields = 200
     }
 
     public struct Output: Sendable, Equatable {

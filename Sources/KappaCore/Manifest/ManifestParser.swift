@@ -72,7 +72,7 @@ public enum ManifestParser {
         let version = try r.integer(versionValue, "version", in: 1...1_000_000_000)
 
         let source = try r.object(r.required(top, "source", ""), "source")
-        try r.known(source, ["topic", "allowGaps"], "source")
+        try r.known(source, ["topic", "allowGaps", "fields"], "source")
         let topic = try r.string(r.required(source, "topic", "source"), "source.topic")
         var allowGaps = false
         if let value = r.member(source, "allowGaps") {
@@ -83,6 +83,26 @@ public enum ManifestParser {
             try SegmentLog.validate(name: topic)
         } catch let error as LogError {
             throw r.fail("source.topic", error.message)
+        }
+        var fields: [JobSpec.Column] = []
+        if let fieldsValue = r.member(source, "fields") {
+            let members = try r.object(fieldsValue, "source.fields")
+            guard !members.isEmpty else { throw r.fail("source.fields", "needs at least one field (or leave it out: the job reads value)") }
+            guard members.count <= JobSpec.Source.maxFields else { throw r.fail("source.fields", "has \(members.count) fields; at most \(JobSpec.Source.maxFields)") }
+            for (name, typeValue) in members {
+                let path = "source.fields.\(name)"
+                _ = try r.identifier(.string(name), path)
+                if fields.contains(where: { $0.name.lowercased() == name.lowercased() }) { throw r.fail(path, "field \"\(name)\" appears twice") }
+                if JobSpec.Source.batchColumns.contains(name.lowercased()) {
+                    throw r.fail(path, "\"\(name)\" is a column batch has already (\(JobSpec.Source.batchColumns.sorted().joined(separator: ", ")))")
+                }
+                let typeName = try r.string(typeValue, path)
+                let allowed = JobSpec.ColumnType.allCases.filter { $0 != .blob }
+                guard let type = JobSpec.ColumnType(rawValue: typeName.uppercased()), type != .blob else {
+                    throw r.fail(path, "unknown type \"\(typeName)\" for a field of a JSON value (use \(allowed.map(\.rawValue).joined(separator: ", ")))")
+                }
+                fields.append(JobSpec.Column(name: name, type: type))
+            }
         }
 
         let output = try r.object(r.required(top, "output", ""), "output")
@@ -220,7 +240,10 @@ public enum ManifestParser {
             }
         }
 
-        var spec = JobSpec(job: job, version: version, source: .init(topic: topic, allowGaps: allowGaps),
+        if !fields.isEmpty, case .exec = transform {
+            throw r.fail("source.fields", "applies to SQL transforms only: an exec program reads each record's value itself")
+        }
+        var spec = JobSpec(job: job, version: version, source: .init(topic: topic, allowGaps: allowGaps, fields: fields),
                            output: .init(table: table, columns: columns, primaryKey: primaryKey), transform: transform,
                            batch: batch, catchUp: catchUp, promote: promote, retire: retire, onBadRecord: onBadRecord,
                            timeoutMs: timeoutMs, execEnvironment: execEnvironment)

@@ -99,11 +99,16 @@ extension SQLCatalog {
         switch plan {
         case .sql(let statements):
             try backend.prepareBatch(c, spec)
+            let typed = spec.source.fields.isEmpty ? nil : TypedBatch(records, fields: spec.source.fields)
             return try BadRecords.apply(records, spec: spec, partition: partition,
                 attempt: { range in
                     try c.savepoint {
-                        for i in range { try BatchBytes.checkValue(records[i]) }
-                        try backend.loadBatch(c, records, range: range)
+                        if let typed {
+                            if let problem = typed.firstProblem(in: range) { throw BadValueError(message: problem) }
+                        } else {
+                            for i in range { try BatchBytes.checkValue(records[i]) }
+                        }
+                        try backend.loadBatch(c, records, range: range, typed: typed)
                         try runJobSQL(c, spec: spec, statements: statements, limit: limit, partition: partition, offset: records.first?.offset)
                     }
                 },

@@ -58,10 +58,12 @@ protocol StoreBackend: AnyObject {
     /// Checks a job's SQL at deploy, under its permissions, without running it on data.
     /// - Throws: `CatalogError.invalidJob` naming `transform.sql`.
     func checkJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements: String) throws
-    /// Readies `batch` for a version's batch transaction (before any savepoint in it).
+    /// Readies `batch` for a version's batch transaction (before any savepoint in it), with a
+    /// column for each of its `source.fields`.
     func prepareBatch(_ c: any SQLConnection, _ spec: JobSpec) throws
-    /// Makes `records[range]` the contents of `batch`.
-    func loadBatch(_ c: any SQLConnection, _ records: LogRecords, range: Range<Int>) throws
+    /// Makes `records[range]` the contents of `batch`, with `typed`'s fields of each (the
+    /// version's `source.fields`, decoded once; nil when it has none).
+    func loadBatch(_ c: any SQLConnection, _ records: LogRecords, range: Range<Int>, typed: TypedBatch?) throws
     /// Runs a job's SQL over `batch` under its permissions.
     /// - Throws: the database's error (classified), or `JobFailure` for a refused action.
     func runJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements: String) throws
@@ -114,13 +116,18 @@ enum BatchBytes {
 
     /// A SQL job reads values as JSON: one that is not (invalid UTF-8, a NUL byte, not JSON) is
     /// a bad record on every store, with its bytes intact in the dead-letter table.
-    /// A null value (a tombstone) is SQL NULL, not a bad record.
+    /// A null value (a tombstone) is SQL NULL, not a bad record. JSON that escapes NUL
+    /// (`\u0000`) is a bad record on every store too: PostgreSQL's `jsonb` cannot hold it.
     static func checkValue(_ record: LogRecord) throws {
         guard let value = record.value else { return }
-        guard JSONScanner.isValid(value) else {
-            throw BadValueError(message: "the value is not JSON text (\(value.count) bytes)")
+        switch JSONScanner.validity(value) {
+        case .valid: return
+        case .invalid: throw BadValueError(message: "the value is not JSON text (\(value.count) bytes)")
+        case .nulEscape: throw BadValueError(message: nulEscapeMessage)
         }
     }
+
+    static let nulEscapeMessage = "the value escapes a NUL character (\\u0000), which PostgreSQL's jsonb cannot store, so no store takes it"
 }
 
 /// A record's value that a SQL job cannot read: a bad record on every store.

@@ -30,15 +30,31 @@ public struct JSONScanner {
         return Array(bytes).withUnsafeBufferPointer(isValid(buffer:))
     }
 
-    private static func isValid(buffer buf: UnsafeBufferPointer<UInt8>) -> Bool {
+    private static func isValid(buffer buf: UnsafeBufferPointer<UInt8>) -> Bool { validity(buffer: buf) != .invalid }
+
+    public enum Validity: Sendable, Equatable {
+        case valid
+        case invalid
+        /// Valid, with the escape `\u0000` in a string: a NUL character, which PostgreSQL's
+        /// `jsonb` and `text` cannot hold.
+        case nulEscape
+    }
+
+    /// Whether `bytes` are exactly one JSON value, and whether a string in it escapes NUL.
+    public static func validity<Bytes: Collection>(_ bytes: Bytes) -> Validity where Bytes.Element == UInt8 {
+        if let v = bytes.withContiguousStorageIfAvailable({ validity(buffer: $0) }) { return v }
+        return Array(bytes).withUnsafeBufferPointer(validity(buffer:))
+    }
+
+    private static func validity(buffer buf: UnsafeBufferPointer<UInt8>) -> Validity {
         do {
             var s = Cursor(buf)
             s.skipSpace()
             try s.value(depth: 0)
             s.skipSpace()
-            return s.atEnd
+            return !s.atEnd ? .invalid : s.nulEscape ? .nulEscape : .valid
         } catch {
-            return false
+            return .invalid
         }
     }
 
@@ -80,6 +96,90 @@ public struct JSONScanner {
             guard s.atEnd else { throw s.error("unexpected text after the object") }
             return out
         }
+    }
+
+    /// What `scanFields` found a value to be.
+    public enum FieldScan: Sendable, Equatable {
+        /// Not exactly one JSON value.
+        case notJSON
+        /// One JSON value, not an object: its kind as messages say it.
+        case notObject(String)
+        /// An object.
+        case object
+        /// One JSON value with the escape `\u0000` in a string (see `Validity.nulEscape`).
+        case nulEscape
+    }
+
+    /// Validates `buffer` as exactly one JSON value and, when it is an object, notes in `found`
+    /// the byte range of each top-level member whose name is one of `names` (by index), in one
+    /// pass. A name found twice is reported in `duplicate` (the index of the first such).
+    /// Names with escapes are decoded before they are compared.
+    public static func scanFields(_ buffer: UnsafeBufferPointer<UInt8>, names: [[UInt8]], found: inout [Range<Int>?], duplicate: inout Int?) -> FieldScan {
+        var s = Cursor(buffer)
+        s.skipSpace()
+        guard s.peek == UInt8(ascii: "{") else {
+            let kind: String
+            switch s.peek {
+            case UInt8(ascii: "["): kind = "an array"
+            case UInt8(ascii: "\""): kind = "a string"
+            case UInt8(ascii: "t"), UInt8(ascii: "f"): kind = "a boolean"
+            case UInt8(ascii: "n"): kind = "null"
+            default: kind = "a number"
+            }
+            do {
+                try s.value(depth: 0)
+                s.skipSpace()
+                return !s.atEnd ? .notJSON : s.nulEscape ? .nulEscape : .notObject(kind)
+            } catch {
+                return .notJSON
+            }
+        }
+        do {
+            s.i += 1
+            s.skipSpace()
+            if s.peek == UInt8(ascii: "}") {
+                s.i += 1
+            } else {
+                while true {
+                    s.skipSpace()
+                    guard s.peek == UInt8(ascii: "\"") else { return .notJSON }
+                    let nameStart = s.i + 1
+                    try s.string()
+                    let nameEnd = s.i - 1
+                    s.skipSpace()
+                    guard s.peek == UInt8(ascii: ":") else { return .notJSON }
+                    s.i += 1
+                    s.skipSpace()
+                    let valueStart = s.i
+                    try s.value(depth: 1)
+                    if let k = Self.fieldIndex(buffer, nameStart..<nameEnd, names) {
+                        if found[k] != nil { duplicate = duplicate ?? k } else { found[k] = valueStart..<s.i }
+                    }
+                    s.skipSpace()
+                    if s.peek == UInt8(ascii: ",") { s.i += 1; continue }
+                    guard s.peek == UInt8(ascii: "}") else { return .notJSON }
+                    s.i += 1
+                    break
+                }
+            }
+            s.skipSpace()
+            return !s.atEnd ? .notJSON : s.nulEscape ? .nulEscape : .object
+        } catch {
+            return .notJSON
+        }
+    }
+
+    /// Which of `names` the member name at `range` (between its quotes) is.
+    private static func fieldIndex(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ names: [[UInt8]]) -> Int? {
+        let raw = UnsafeBufferPointer(rebasing: b[range])
+        if !raw.contains(UInt8(ascii: "\\")) {
+            guard let base = raw.baseAddress, !raw.isEmpty else { return nil }  // (names are never empty)
+            return names.firstIndex { name in name.count == raw.count && name.withUnsafeBufferPointer { memcmp($0.baseAddress!, base, raw.count) == 0 } }
+        }
+        let quoted = Array(b[range.lowerBound - 1..<range.upperBound + 1])
+        guard let decoded = try? decodeString(quoted, 0..<quoted.count) else { return nil }
+        let bytes = Array(decoded.utf8)
+        return names.firstIndex(of: bytes)
     }
 
     /// Parses one JSON document into a `JSONValue`, keeping the order of object members.
@@ -171,6 +271,8 @@ public struct JSONScanner {
     private struct Cursor {
         let b: UnsafeBufferPointer<UInt8>
         var i = 0
+        /// A string had the escape `\u0000`.
+        var nulEscape = false
         init(_ b: UnsafeBufferPointer<UInt8>) { self.b = b }
 
         var atEnd: Bool { i >= b.count }
@@ -331,6 +433,7 @@ public struct JSONScanner {
                         guard i + 6 <= b.count, (2..<6).allSatisfy({ JSONScanner.hexValue(b[i + $0]) != nil }) else {
                             throw error("invalid \\u escape")
                         }
+                        if b[i + 2] == 0x30 && b[i + 3] == 0x30 && b[i + 4] == 0x30 && b[i + 5] == 0x30 { nulEscape = true }
                         i += 6
                     default: throw error("invalid escape")
                     }

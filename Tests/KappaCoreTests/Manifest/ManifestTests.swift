@@ -48,6 +48,12 @@ import Testing
         #expect(v1.onBadRecord == .deadLetter && v1.retire.afterMs == 3_600_000 && v1.catchUp.holdForMs == 1_000)
     }
 
+    @Test func typedFieldsAreForSQLJobsOnly() throws {
+        let text = #"{"job": "x", "version": 1, "source": {"topic": "bpi", "fields": {"rate": "REAL"}}, "output": {"table": "t", "columns": {"k": "TEXT"}, "primaryKey": ["k"]}, "transform": {"exec": ["job"]}}"#
+        let error = #expect(throws: ManifestError.self) { try ManifestParser.parse(text) }
+        #expect(error?.description == "source.fields: applies to SQL transforms only: an exec program reads each record's value itself")
+    }
+
     @Test func optionalFieldsAreRead() throws {
         var text = Self.with("batch", "500")
         text = try JSONScanner.parse(Array(text.utf8)).text
@@ -59,6 +65,8 @@ import Testing
         #expect(try ManifestParser.parse(Self.with("replay", #"{"maxRate": 2500}"#)).replay.maxRate == 2_500)
         #expect(try ManifestParser.parse(Self.with("retire", #"{"after": "2h"}"#)).retire.afterMs == 7_200_000)
         #expect(try ManifestParser.parse(Self.with("onBadRecord", #""deadLetter""#)).onBadRecord == .deadLetter)
+        #expect(try ManifestParser.parse(Self.with("source", #"{"topic": "bpi", "fields": {"currency": "text", "ts": "BIGINT", "rate": "DOUBLE"}}"#)).source.fields
+                == [.init(name: "currency", type: .text), .init(name: "ts", type: .bigint), .init(name: "rate", type: .double)])
         #expect(try ManifestParser.parse(Self.with("transform", #"{"exec": ["python3", "job.py"]}"#)).transform == .exec(["python3", "job.py"]))
         #expect(try ManifestParser.parse(Self.with("transform", #"{"exec": ["job"], "env": {"MODE": "fast", "PATH": "/opt/bin"}}"#)).execEnvironment
                 == ["MODE": "fast", "PATH": "/opt/bin"])
@@ -72,7 +80,15 @@ import Testing
         ("version", "1.5", "version: must be a whole number, got 1.5"),
         ("version", "0", "version: must be between 1 and 1000000000, got 0"),
         ("source", nil, "source: is missing"),
-        ("source", #"{"topic": "bpi", "from": 0}"#, "source.from: unknown key (expected one of: topic, allowGaps)"),
+        ("source", #"{"topic": "bpi", "from": 0}"#, "source.from: unknown key (expected one of: topic, allowGaps, fields)"),
+        ("source", #"{"topic": "bpi", "fields": []}"#, "source.fields: must be an object, got an array"),
+        ("source", #"{"topic": "bpi", "fields": {}}"#, "source.fields: needs at least one field (or leave it out: the job reads value)"),
+        ("source", #"{"topic": "bpi", "fields": {"rate": "MONEY"}}"#, #"source.fields.rate: unknown type "MONEY" for a field of a JSON value (use TEXT, INTEGER, BIGINT, REAL, DOUBLE, NUMERIC, BOOLEAN)"#),
+        ("source", #"{"topic": "bpi", "fields": {"raw": "BLOB"}}"#, #"source.fields.raw: unknown type "BLOB" for a field of a JSON value (use TEXT, INTEGER, BIGINT, REAL, DOUBLE, NUMERIC, BOOLEAN)"#),
+        ("source", #"{"topic": "bpi", "fields": {"Offset": "INTEGER"}}"#, #"source.fields.Offset: "Offset" is a column batch has already (key, key_bytes, offset, partition, timestamp, value)"#),
+        ("source", #"{"topic": "bpi", "fields": {"rate": "REAL", "RATE": "REAL"}}"#, #"source.fields.RATE: field "RATE" appears twice"#),
+        ("source", #"{"topic": "bpi", "fields": {"a b": "TEXT"}}"#, #"source.fields.a b: "a b" is not a valid identifier (letters, digits and _, not starting with a digit, at most 63)"#),
+        ("source", #"{"topic": "bpi", "fields": {"rate": 1}}"#, "source.fields.rate: must be a string, got a number"),
         ("source", #"{"topic": "b/p"}"#, #"source.topic: invalid topic name "b/p": use 1 to 249 of A-Z a-z 0-9 . _ - (not starting with a dot)"#),
         ("output.table", #""btc\"prices""#, #"output.table: "btc\"prices" is not a valid identifier (letters, digits and _, not starting with a digit, at most 63)"#),
         ("output.table", #""kappa_jobs""#, #"output.table: "kappa_jobs" starts with "kappa_", which is reserved for Kappa's catalog"#),

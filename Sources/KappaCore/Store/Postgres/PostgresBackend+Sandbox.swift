@@ -88,11 +88,14 @@ extension PostgresBackend {
     }
 
     /// The session's temporary `batch` table, readable by `role`.
-    func prepareBatchTable(_ c: any SQLConnection, for role: String) throws {
-        if !batchReady {
-            try c.execute("CREATE TEMP TABLE IF NOT EXISTS batch (partition INTEGER, \"offset\" BIGINT, timestamp BIGINT, key TEXT, value JSONB, key_bytes BYTEA)",
+    func prepareBatchTable(_ c: any SQLConnection, for role: String, fields: [JobSpec.Column]) throws {
+        if batchFields != fields {
+            // A version of another shape ran last (or none did in this session).
+            try c.execute("DROP TABLE IF EXISTS pg_temp.batch; CREATE TEMP TABLE batch (partition INTEGER, \"offset\" BIGINT, timestamp BIGINT, key TEXT, value JSONB, key_bytes BYTEA"
+                          + fields.map { ", \(SQLText.quote($0.name)) \(dialect.columnType($0.type))" }.joined() + ")",
                           name: "create batch table")
-            batchReady = true
+            batchFields = fields
+            grantedRoles = []
         }
         if !grantedRoles.contains(role) {
             try c.execute("GRANT SELECT ON pg_temp.batch TO \(SQLText.quote(role))", name: "grant batch")
@@ -107,7 +110,7 @@ extension PostgresBackend {
 
     func checkJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements: String) throws {
         let role = role(job: spec.job, version: spec.version)
-        try prepareBatchTable(c, for: role)
+        try prepareBatchTable(c, for: role, fields: spec.source.fields)
         do {
             try createSandbox(c, role: role, sql: Self.wrapped(statements), returns: "void", shape: Self.jobShape)
             // Run once over an empty batch, in its sandbox, and undone: what reaches further
@@ -132,7 +135,7 @@ extension PostgresBackend {
 
     func prepareBatch(_ c: any SQLConnection, _ spec: JobSpec) throws {
         let role = role(job: spec.job, version: spec.version)
-        try prepareBatchTable(c, for: role)
+        try prepareBatchTable(c, for: role, fields: spec.source.fields)
         guard !sandboxed.contains(role) else { return }
         // A version deployed before job SQL ran in functions gets its function now, checked as
         // at deploy (under the job's lock, so that two hosts do not both create it).

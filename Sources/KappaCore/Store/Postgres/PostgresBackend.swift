@@ -40,7 +40,9 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
     private let url: String
     private var link: ReconnectingLink
     /// This session's temporary `batch` table exists, and the roles allowed to read it.
-    var batchReady = false
+    /// The `source.fields` this session's temporary `batch` table has columns for; nil: no
+    /// table (a new session, or a failed transaction undid it).
+    var batchFields: [JobSpec.Column]?
     var grantedRoles: Set<String> = []
     /// Roles whose sandbox function is known to exist (`PostgresBackend+Sandbox.swift`).
     var sandboxed: Set<String> = []
@@ -73,7 +75,7 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
         let (c, fresh) = try link.connectionNoting()
         if fresh {
             // A new session: the old one's temporary table, grants and locks are gone with it.
-            batchReady = false
+            batchFields = nil
             grantedRoles = []
             unlockPending = false
         } else if unlockPending {
@@ -173,20 +175,28 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
 
     // MARK: Batches
 
-    func loadBatch(_ c: any SQLConnection, _ records: LogRecords, range: Range<Int>) throws {
+    func loadBatch(_ c: any SQLConnection, _ records: LogRecords, range: Range<Int>, typed: TypedBatch?) throws {
         try c.execute("DELETE FROM pg_temp.batch", name: "clear batch")
-        for chunk in stride(from: range.lowerBound, to: range.upperBound, by: 500) {
-            let slice = chunk..<min(chunk + 500, range.upperBound)
+        let fields = typed?.fields ?? []
+        let width = 6 + fields.count
+        let casts = fields.map { "::" + dialect.columnType($0.type) }
+        // At most 500 rows, and within the protocol's 65,535 parameters.
+        let rowsPerStatement = max(1, min(500, 30_000 / width))
+        for chunk in stride(from: range.lowerBound, to: range.upperBound, by: rowsPerStatement) {
+            let slice = chunk..<min(chunk + rowsPerStatement, range.upperBound)
             var values: [SQLValue] = []
+            values.reserveCapacity(slice.count * width)
             var rows: [String] = []
             for (n, i) in slice.enumerated() {
                 let r = records[i]
-                let p = n * 6
-                rows.append("($\(p + 1), $\(p + 2), $\(p + 3), $\(p + 4), $\(p + 5)::jsonb, $\(p + 6))")
+                let p = n * width
+                rows.append("($\(p + 1), $\(p + 2), $\(p + 3), $\(p + 4), $\(p + 5)::jsonb, $\(p + 6)"
+                            + casts.enumerated().map { ", $\(p + 7 + $0.offset)\($0.element)" }.joined() + ")")
                 values += [.integer(Int64(r.partition)), .integer(r.offset), .integer(r.timestamp),
                            BatchBytes.keyText(r.key).map(SQLValue.text) ?? .null,
                            r.value.map { .text(String(decoding: $0, as: UTF8.self)) } ?? .null,  // checked to be JSON text; nil: a tombstone
                            r.key.map { .blob(Array($0)) } ?? .null]
+                if let typed { values += typed.row(i) }
             }
             try c.run("INSERT INTO pg_temp.batch VALUES " + rows.joined(separator: ", "), values, name: "load batch")
         }
@@ -211,7 +221,7 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
 
     func transactionFailed() {
         // Whatever the transaction created (the batch table, grants, functions) is undone.
-        batchReady = false
+        batchFields = nil
         grantedRoles = []
         sandboxed = []
     }

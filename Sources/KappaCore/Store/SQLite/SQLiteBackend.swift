@@ -32,7 +32,16 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
     let path: String
     private let db: SQLiteConnection
     private var batchInsert: SQLiteStatement?
+    private var batchInsertMany: SQLiteStatement?
+    /// The `source.fields` that `temp.batch` has columns for now; nil: not known (a failed
+    /// transaction may have undone the table's last change).
+    private var batchFields: [JobSpec.Column]? = []
     private var jobStatements: [VersionID: [SQLiteStatement]] = [:]
+    /// The columns of `batch` each version's compiled SQL reads (SQLite's authorizer reports
+    /// every column a statement reads when it compiles it).
+    private var batchReads: [VersionID: Set<String>] = [:]
+    /// What the version whose batch is loaded next reads (nil: not known, so everything).
+    private var loadingReads: Set<String>?
     let dialect: any SQLDialect = SQLiteDialect()
     let readers: any ReadPool
 
@@ -44,8 +53,7 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
         // checkpointed and closed): SQLite could neither create nor map them, so immutable.
         let immutable = readOnly && !(FileSystem.exists(path + "-wal") && FileSystem.exists(path + "-shm"))
         db = try SQLiteConnection(path: path, readOnly: readOnly, immutable: immutable)
-        try db.execute("CREATE TEMP TABLE IF NOT EXISTS batch (partition INTEGER, \"offset\" INTEGER, timestamp INTEGER, key, value, key_bytes)",
-                       name: "create batch table")
+        try db.execute(Self.batchTable(fields: [], dialect: dialect), name: "create batch table")
         readers = SQLiteReaders(path: path, immutable: immutable)
         if readOnly, case let applied = try schemaVersion(db), applied != SQLCatalog.schemaVersion {
             throw CatalogError(.newerSchema, "\(path) holds a catalog of schema \(applied) and this release reads schema \(SQLCatalog.schemaVersion); "
@@ -83,6 +91,7 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
     func dropVersionObjects(_ c: any SQLConnection, job: String, version: Int) throws {}
 
     func checkJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements: String) throws {
+        try shapeBatch(spec.source.fields)
         // Compiled under the job's permissions, as each batch compiles it: SQL that does not
         // compile, or touches what it may not, is refused at deploy and leaves nothing behind.
         do {
@@ -96,31 +105,95 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
         _ = try SQLiteSandbox.compile(db, sql, name: "promote check", policy: SQLiteSandbox.checkPolicy(readable: tables), who: "a promotion check", single: true)
     }
 
-    func prepareBatch(_ c: any SQLConnection, _ spec: JobSpec) throws {}  // made when the connection opened
+    func prepareBatch(_ c: any SQLConnection, _ spec: JobSpec) throws {
+        try shapeBatch(spec.source.fields)
+        // Compiled before the load, so that the load knows which columns the SQL reads. SQL
+        // that does not compile is loaded everything and fails in `runJobSQL`, as it did.
+        let id = VersionID(job: spec.job, version: spec.version)
+        if jobStatements[id] == nil { _ = try? jobStatements(spec, sql: SQLJob(spec: spec).statements) }
+        loadingReads = batchReads[id]
+    }
 
-    func loadBatch(_ c: any SQLConnection, _ records: LogRecords, range: Range<Int>) throws {
+    /// `CREATE TEMP TABLE batch`: its own columns, then a column for each of `source.fields`.
+    static func batchTable(fields: [JobSpec.Column], dialect: any SQLDialect) -> String {
+        "CREATE TEMP TABLE batch (partition INTEGER, \"offset\" INTEGER, timestamp INTEGER, key, value, key_bytes"
+            + fields.map { ", \(SQLText.quote($0.name)) \(dialect.columnType($0.type))" }.joined() + ")"
+    }
+
+    /// Gives `temp.batch` the columns of `fields` (a version of another shape ran last). The
+    /// job statements compiled against the old table are compiled again by SQLite when they run.
+    private func shapeBatch(_ fields: [JobSpec.Column]) throws {
+        guard batchFields != fields else { return }
+        batchFields = nil
+        batchInsert = nil
+        batchInsertMany = nil
+        try db.execute("DROP TABLE IF EXISTS temp.batch; " + Self.batchTable(fields: fields, dialect: dialect), name: "create batch table")
+        batchFields = fields
+    }
+
+    /// Rows per multi-row insert into `batch` (one statement's start and end for many rows).
+    static let rowsPerInsert = 32
+
+    func loadBatch(_ c: any SQLConnection, _ records: LogRecords, range: Range<Int>, typed: TypedBatch?) throws {
         try db.execute("DELETE FROM temp.batch", name: "clear batch")
-        let insert = try batchInsert ?? db.prepare("INSERT INTO temp.batch VALUES (?, ?, ?, ?, ?, ?)", name: "load batch")
-        batchInsert = insert
-        for i in range {
-            let r = records[i]
-            insert.reset()
-            insert.bindInt(Int64(r.partition), at: 1)
-            insert.bindInt(r.offset, at: 2)
-            insert.bindInt(r.timestamp, at: 3)
-            if let key = r.key {
-                if BatchBytes.isText(key) { try insert.bindBytes(key, asText: true, at: 4) } else { insert.bindNull(at: 4) }
-                try insert.bindBytes(key, asText: false, at: 6)
-            } else {
-                insert.bindNull(at: 4)
-                insert.bindNull(at: 6)
+        let width = 6 + (typed?.fields.count ?? 0)
+        func prepare(rows: Int) throws -> SQLiteStatement {
+            let row = "(" + Array(repeating: "?", count: width).joined(separator: ", ") + ")"
+            return try db.prepare("INSERT INTO temp.batch VALUES " + Array(repeating: row, count: rows).joined(separator: ", "), name: "load batch")
+        }
+        let one = try batchInsert ?? prepare(rows: 1)
+        batchInsert = one
+        // Keys and values only where the SQL reads them (a typed job seldom reads value); they
+        // are bound in place from the records' storage and copied once, by the insert.
+        let reads = loadingReads
+        let key = reads?.contains("key") ?? true, keyBytes = reads?.contains("key_bytes") ?? true, value = reads?.contains("value") ?? true
+        try records.storage.withUnsafeBytes { storage in
+            func bind(_ insert: SQLiteStatement, _ i: Int, at base: Int32) throws {
+                let e = records.entries[i]
+                insert.bindInt(Int64(records.partition), at: base + 1)
+                insert.bindInt(e.offset, at: base + 2)
+                insert.bindInt(e.timestamp, at: base + 3)
+                if e.keyLength >= 0 && (key || keyBytes) {
+                    let bytes = UnsafeRawBufferPointer(rebasing: storage[Int(e.keyStart)..<Int(e.keyStart) + Int(e.keyLength)])
+                    if key && BatchBytes.isText(records.storage[Int(e.keyStart)..<Int(e.keyStart) + Int(e.keyLength)]) {
+                        try insert.bindBytesInPlace(bytes, asText: true, at: base + 4)
+                    } else {
+                        insert.bindNull(at: base + 4)
+                    }
+                    if keyBytes { try insert.bindBytesInPlace(bytes, asText: false, at: base + 6) } else { insert.bindNull(at: base + 6) }
+                } else {
+                    insert.bindNull(at: base + 4)
+                    insert.bindNull(at: base + 6)
+                }
+                if e.valueLength >= 0 && value {
+                    // Checked to be JSON text.
+                    try insert.bindBytesInPlace(UnsafeRawBufferPointer(rebasing: storage[Int(e.valueStart)..<Int(e.valueStart) + Int(e.valueLength)]), asText: true, at: base + 5)
+                } else {
+                    insert.bindNull(at: base + 5)  // a tombstone, or a value the SQL does not read
+                }
+                if let typed {
+                    for (k, v) in typed.row(i).enumerated() { try insert.bind(v, at: base + Int32(7 + k)) }
+                }
             }
-            if let value = r.value {
-                try insert.bindBytes(value, asText: true, at: 5)  // checked to be JSON text
-            } else {
-                insert.bindNull(at: 5)  // a tombstone
+            var i = range.lowerBound
+            if range.count >= Self.rowsPerInsert {
+                let many = try batchInsertMany ?? prepare(rows: Self.rowsPerInsert)
+                batchInsertMany = many
+                defer { many.clearBindings() }  // no pointer into the records outlives this call
+                while range.upperBound - i >= Self.rowsPerInsert {
+                    many.reset()
+                    for r in 0..<Self.rowsPerInsert { try bind(many, i + r, at: Int32(r * width)) }
+                    try many.step()
+                    i += Self.rowsPerInsert
+                }
             }
-            try insert.step()
+            defer { one.clearBindings() }
+            while i < range.upperBound {
+                one.reset()
+                try bind(one, i, at: 0)
+                try one.step()
+                i += 1
+            }
         }
     }
 
@@ -131,15 +204,8 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
     }
 
     func runJobSQL(_ c: any SQLConnection, _ spec: JobSpec, statements sql: String) throws {
-        let id = VersionID(job: spec.job, version: spec.version)
         let policy = SQLiteSandbox.jobPolicy(spec, relations: try relationNames())
-        let statements: [SQLiteStatement]
-        if let cached = jobStatements[id] {
-            statements = cached
-        } else {
-            statements = try SQLiteSandbox.compile(db, sql, name: "job \(spec.job) v\(spec.version) SQL", policy: policy, who: "the job's SQL")
-            jobStatements[id] = statements
-        }
+        let statements = try jobStatements(spec, sql: sql, policy: policy)
         // Under the policy while they run too: SQLite compiles a statement again after the
         // schema changed, and asks the authorizer again.
         db.setAuthorizer(policy)
@@ -153,6 +219,22 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
                 throw error
             }
         }
+    }
+
+    /// The version's compiled statements (compiled under `policy` on first use, noting the
+    /// columns of `batch` they read).
+    private func jobStatements(_ spec: JobSpec, sql: String, policy given: AuthorizerPolicy? = nil) throws -> [SQLiteStatement] {
+        let id = VersionID(job: spec.job, version: spec.version)
+        if let cached = jobStatements[id] { return cached }
+        let policy = try given ?? SQLiteSandbox.jobPolicy(spec, relations: try relationNames())
+        let reads = ColumnReads()
+        let statements = try SQLiteSandbox.compile(db, sql, name: "job \(spec.job) v\(spec.version) SQL", policy: { request in
+            if request.action == SQLITE_READ, request.first?.lowercased() == "batch" { reads.columns.insert(request.second?.lowercased() ?? "") }
+            return policy(request)
+        }, who: "the job's SQL")
+        jobStatements[id] = statements
+        batchReads[id] = reads.columns
+        return statements
     }
 
     func evaluateCheck(_ c: any SQLConnection, _ sql: String, readable tables: [String], limitMs: Int64) throws -> Bool {
@@ -173,8 +255,16 @@ final class SQLiteBackend: StoreBackend, @unchecked Sendable {
         }
     }
 
-    func forget(job: String, version: Int) { jobStatements[VersionID(job: job, version: version)] = nil }
-    func transactionFailed() {}
+    func forget(job: String, version: Int) {
+        jobStatements[VersionID(job: job, version: version)] = nil
+        batchReads[VersionID(job: job, version: version)] = nil
+    }
+    func transactionFailed() {
+        // The batch table's last change may be undone with it.
+        batchFields = nil
+        batchInsert = nil
+        batchInsertMany = nil
+    }
     /// Every table, view and index name of the database and its temp schema, lowercased (for
     /// `SQLiteSandbox.jobPolicy`).
     func relationNames() throws -> Set<String> {
@@ -258,4 +348,9 @@ func isUTF8(_ bytes: ArraySlice<UInt8>) -> Bool {
         return true
     }
     return ascii || String(validating: bytes, as: UTF8.self) != nil
+}
+
+/// The columns an authorizer saw a statement read, while it compiled.
+private final class ColumnReads {
+    var columns: Set<String> = []
 }

@@ -53,6 +53,10 @@ public enum SQLValue: Sendable, Equatable, Hashable {
 /// queue, or one reader), which is why it is `@unchecked Sendable`: it moves between threads but
 /// is used by one at a time.
 final class SQLiteConnection: @unchecked Sendable {
+    /// Process-wide settings, before the first connection initializes the library: no memory
+    /// statistics (each allocation would take a global mutex for them).
+    private static let configured: Void = { _ = kappa_sqlite_config_memstatus(0) }()
+
     let path: String
     private var db: OpaquePointer?
     private var authorizer: Unmanaged<AuthorizerBox>?
@@ -65,6 +69,7 @@ final class SQLiteConnection: @unchecked Sendable {
     /// its `-wal` and `-shm` files (SQLite cannot open such a WAL database read-only otherwise).
     init(path: String, readOnly: Bool = false, immutable: Bool = false, busyTimeoutMs: Int32 = 10_000) throws {
         self.path = path
+        _ = Self.configured
         let flags = readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
         let name = readOnly && immutable ? Self.immutableURI(path) : path
         let rc = sqlite3_open_v2(name, &db, flags | SQLITE_OPEN_NOMUTEX | (name == path ? 0 : SQLITE_OPEN_URI), nil)
@@ -327,6 +332,18 @@ final class SQLiteStatement {
         }
         guard rc == SQLITE_OK else { throw connection.error(rc, name, .step) }
     }
+
+    /// Binds bytes as TEXT or BLOB in place (SQLITE_STATIC): they must stay valid until the next
+    /// step has run, and be bound anew (or `clearBindings`) before any later one.
+    func bindBytesInPlace(_ bytes: UnsafeRawBufferPointer, asText: Bool, at index: Int32) throws {
+        let base = bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!
+        let rc = asText
+            ? sqlite3_bind_text(handle, index, base.assumingMemoryBound(to: CChar.self), Int32(bytes.count), kappa_sqlite_static())
+            : sqlite3_bind_blob(handle, index, base, Int32(bytes.count), kappa_sqlite_static())
+        guard rc == SQLITE_OK else { throw connection.error(rc, name, .step) }
+    }
+
+    func clearBindings() { sqlite3_clear_bindings(handle) }
 
     func bindInt(_ value: Int64, at index: Int32) { sqlite3_bind_int64(handle, index, value) }
     func bindNull(at index: Int32) { sqlite3_bind_null(handle, index) }
