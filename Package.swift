@@ -53,7 +53,8 @@ let package = Package(
         .executableTarget(name: "JobHost", dependencies: ["KappaCore"]),
         .executableTarget(
             name: "kappa-bench",
-            dependencies: ["KappaCore", "CSQLite", .target(name: "CRdKafka", condition: .when(traits: ["Kafka"]))],
+            dependencies: ["KappaCore", "CSQLite", .target(name: "CRdKafka", condition: .when(traits: ["Kafka"])),
+                           .target(name: "CLibPQ", condition: .when(traits: ["Postgres"]))],
             path: "Benchmarks/kappa-bench"
         ),
         .testTarget(name: "KappaCoreTests", dependencies: ["KappaCore"]),

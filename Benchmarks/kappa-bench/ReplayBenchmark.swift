@@ -18,6 +18,8 @@ struct ReplayBenchmark {
     var directory: String?
     /// "typed" or "untyped": that form only.
     var only: String?
+    /// The PostgreSQL server to replay into instead of SQLite (`--store postgres`).
+    var postgres: String?
 
     func run() async throws {
         let root = try directory.map { dir -> String in try FileSystem.makeDirectories(dir); return dir }
@@ -41,6 +43,15 @@ struct ReplayBenchmark {
         }
         print("produced \(Render.grouped(Int64(produced))) records")
 
+        if let postgres {
+            #if Postgres
+            try await PostgresReplayBenchmark(url: postgres, only: only).run(log: log, produced: produced)
+            return
+            #else
+            throw UsageError("--store postgres needs kappa-bench built with the Postgres trait")
+            #endif
+        }
+
         // The shipped v2 reads typed fields (`source.fields`); the same job parsing `value`
         // itself in its SQL is what every job did before them.
         let store = try Store.sqlite(state: state)
@@ -59,12 +70,13 @@ struct ReplayBenchmark {
         }
     }
 
-    /// The demo's v2 as every job was written before `source.fields`: each expression parses the
-    /// value (as version 1, below the shipped one, so that both register in one store).
+    /// The demo's v2 as it shipped before `source.fields` (2026-12-03): each expression parses
+    /// the value, and open and close are subqueries over a CTE (as version 1, below the shipped
+    /// one, so that both register in one store).
     static let untypedV2 = DemoManifests.v2
         .replacingOccurrences(of: #", "fields": {"currency": "TEXT", "ts": "BIGINT", "rate": "DOUBLE"}"#, with: "")
-        .replacingOccurrences(of: #"WITH t AS (SELECT currency, ts / 60000 AS minute, rate, \"offset\" AS o FROM batch)"#,
-                              with: #"WITH t AS (SELECT value->>'currency' AS currency, CAST(value->>'ts' AS BIGINT) / 60000 AS minute, CAST(value->>'rate' AS DOUBLE PRECISION) AS rate, \"offset\" AS o FROM batch)"#)
+        .replacingOccurrences(of: #""sql": "WITH t AS (SELECT currency, ts / 60000 AS minute, rate, \"offset\" AS o FROM batch), g AS (SELECT currency, minute, count(*) AS samples, max(rate) AS high, min(rate) AS low, min(o) AS first_o, max(o) AS last_o FROM t GROUP BY currency, minute) INSERT INTO output(currency, minute, samples, open, high, low, close) SELECT g.currency, g.minute, g.samples, (SELECT rate FROM t WHERE t.o = g.first_o), g.high, g.low, (SELECT rate FROM t WHERE t.o = g.last_o) FROM g WHERE true ON CONFLICT(currency, minute) DO UPDATE SET samples = output.samples + excluded.samples, high = CASE WHEN excluded.high > output.high THEN excluded.high ELSE output.high END, low = CASE WHEN excluded.low < output.low THEN excluded.low ELSE output.low END, close = excluded.close""#,
+                              with: #""sql": "WITH t AS (SELECT value->>'currency' AS currency, CAST(value->>'ts' AS BIGINT) / 60000 AS minute, CAST(value->>'rate' AS DOUBLE PRECISION) AS rate, \"offset\" AS o FROM batch), g AS (SELECT currency, minute, count(*) AS samples, max(rate) AS high, min(rate) AS low, min(o) AS first_o, max(o) AS last_o FROM t GROUP BY currency, minute) INSERT INTO output(currency, minute, samples, open, high, low, close) SELECT g.currency, g.minute, g.samples, (SELECT rate FROM t WHERE t.o = g.first_o), g.high, g.low, (SELECT rate FROM t WHERE t.o = g.last_o) FROM g WHERE true ON CONFLICT(currency, minute) DO UPDATE SET samples = output.samples + excluded.samples, high = CASE WHEN excluded.high > output.high THEN excluded.high ELSE output.high END, low = CASE WHEN excluded.low < output.low THEN excluded.low ELSE output.low END, close = excluded.close""#)
         .replacingOccurrences(of: #""version": 2"#, with: #""version": 1"#)
 
     struct Measured {
@@ -79,6 +91,7 @@ struct ReplayBenchmark {
     func measure(_ manifest: String, log: SegmentLog, store: Store, root: String, produced: Int) async throws -> Measured {
         let spec = try ManifestParser.parse(manifest)
         precondition(spec.source.fields.isEmpty == (manifest == Self.untypedV2), "the untyped manifest still has fields")
+        precondition(manifest != Self.untypedV2 || manifest.contains("value->>'rate'"), "the untyped manifest still reads typed fields")
         _ = try await store.registerVersion(spec, manifest: manifest, startOffsets: [0, 0, 0], actor: "bench", reason: "bench")
         let sampler = MemorySampler()
         let startRSS = MemorySampler.residentBytes()

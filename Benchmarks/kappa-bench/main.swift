@@ -1,3 +1,4 @@
+import Foundation
 import KappaCore
 
 #if canImport(Glibc)
@@ -30,12 +31,23 @@ let root = Command(
                 .value("records", "N", help: "Records (default 5000000)."),
                 .value("dir", "DIR", help: "Where to work (default: a temp directory)."),
                 .value("only", "typed|untyped", help: "Measure one form of the job only (for a profile)."),
+                .value("store", "sqlite|postgres", help: "The store to replay into (default sqlite); postgres takes the server from KAPPA_TEST_POSTGRES (scripts/with-postgres starts one)."),
             ],
             run: { args in
                 let records = Int(try args.int("records", in: 3000...100_000_000) ?? 5_000_000)
                 let only = args.string("only")
                 guard [nil, "typed", "untyped"].contains(only) else { throw UsageError("--only must be typed or untyped") }
-                try await ReplayBenchmark(records: records, directory: args.string("dir"), only: only).run()
+                var postgres: String?
+                switch args.string("store") ?? "sqlite" {
+                case "sqlite": break
+                case "postgres":
+                    guard let url = ProcessInfo.processInfo.environment["KAPPA_TEST_POSTGRES"], !url.isEmpty else {
+                        throw UsageError("--store postgres: set KAPPA_TEST_POSTGRES to a server's URL (scripts/with-postgres kappa-bench … does)")
+                    }
+                    postgres = url
+                default: throw UsageError("--store must be sqlite or postgres")
+                }
+                try await ReplayBenchmark(records: records, directory: args.string("dir"), only: only, postgres: postgres).run()
             }),
         Command(
             "switch", abstract: "Promote/rollback latency (p50, p99) while 4 readers query the reader view.",

@@ -175,31 +175,63 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
 
     // MARK: Batches
 
+    /// `batch` is loaded with one `COPY … FROM STDIN` (text format) per batch.
     func loadBatch(_ c: any SQLConnection, _ records: LogRecords, range: Range<Int>, typed: TypedBatch?) throws {
+        guard let pg = c as? PGConnection else { preconditionFailure("a PostgreSQL store's connection is a PGConnection") }
         try c.execute("DELETE FROM pg_temp.batch", name: "clear batch")
-        let fields = typed?.fields ?? []
-        let width = 6 + fields.count
-        let casts = fields.map { "::" + dialect.columnType($0.type) }
-        // At most 500 rows, and within the protocol's 65,535 parameters.
-        let rowsPerStatement = max(1, min(500, 30_000 / width))
-        for chunk in stride(from: range.lowerBound, to: range.upperBound, by: rowsPerStatement) {
-            let slice = chunk..<min(chunk + rowsPerStatement, range.upperBound)
-            var values: [SQLValue] = []
-            values.reserveCapacity(slice.count * width)
-            var rows: [String] = []
-            for (n, i) in slice.enumerated() {
-                let r = records[i]
-                let p = n * width
-                rows.append("($\(p + 1), $\(p + 2), $\(p + 3), $\(p + 4), $\(p + 5)::jsonb, $\(p + 6)"
-                            + casts.enumerated().map { ", $\(p + 7 + $0.offset)\($0.element)" }.joined() + ")")
-                values += [.integer(Int64(r.partition)), .integer(r.offset), .integer(r.timestamp),
-                           BatchBytes.keyText(r.key).map(SQLValue.text) ?? .null,
-                           r.value.map { .text(String(decoding: $0, as: UTF8.self)) } ?? .null,  // checked to be JSON text; nil: a tombstone
-                           r.key.map { .blob(Array($0)) } ?? .null]
-                if let typed { values += typed.row(i) }
+        guard !range.isEmpty else { return }
+        try pg.copyIn("COPY pg_temp.batch FROM STDIN", data: Self.copyRows(records, range: range, typed: typed), name: "load batch")
+    }
+
+    /// `records[range]` as the rows of COPY's text format: columns split by tabs, `\N` for NULL,
+    /// backslash, tab, newline and carriage return escaped; bytea as `\\x` and hex digits.
+    static func copyRows(_ records: LogRecords, range: Range<Int>, typed: TypedBatch?) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(range.count * 96)
+        let hex = Array("0123456789abcdef".utf8)
+        let null: [UInt8] = [0x5C, 0x4E]  // \N
+        func escaped<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
+            for b in bytes {
+                switch b {
+                case 0x5C: out += [0x5C, 0x5C]
+                case 0x09: out += [0x5C, 0x74]
+                case 0x0A: out += [0x5C, 0x6E]
+                case 0x0D: out += [0x5C, 0x72]
+                default: out.append(b)
+                }
             }
-            try c.run("INSERT INTO pg_temp.batch VALUES " + rows.joined(separator: ", "), values, name: "load batch")
         }
+        func decimal(_ n: Int64) { out += Array(String(n).utf8) }
+        for i in range {
+            let r = records[i]
+            decimal(Int64(r.partition)); out.append(0x09)
+            decimal(r.offset); out.append(0x09)
+            decimal(r.timestamp); out.append(0x09)
+            if let key = r.key, BatchBytes.isText(key) { escaped(key) } else { out += null }
+            out.append(0x09)
+            if let value = r.value { escaped(value) } else { out += null }  // checked to be JSON text; nil: a tombstone
+            out.append(0x09)
+            if let key = r.key {
+                out += [0x5C, 0x5C, 0x78]  // \\x: bytea's hex form, its backslash escaped
+                for b in key { out.append(hex[Int(b >> 4)]); out.append(hex[Int(b & 0x0F)]) }
+            } else {
+                out += null
+            }
+            if let typed {
+                for v in typed.row(i) {
+                    out.append(0x09)
+                    switch v {
+                    case .null: out += null
+                    case .integer(let n): decimal(n)
+                    case .real(let d): out += Array("\(d)".utf8)
+                    case .text(let t): escaped(t.utf8)
+                    case .blob(let b): for x in b { out.append(hex[Int(x >> 4)]); out.append(hex[Int(x & 0x0F)]) }  // (no field is a BLOB)
+                    }
+                }
+            }
+            out.append(0x0A)
+        }
+        return out
     }
 
     /// `statement_timeout` for the rest of the transaction (the job's SQL), reset after it; and a

@@ -138,6 +138,40 @@ final class PGConnection: SQLConnection, @unchecked Sendable {
         }
     }
 
+    /// Runs `sql` (`COPY … FROM STDIN`) sending `data` as its rows, in pieces of 1 MiB.
+    /// - Throws: `PostgresError` with the server's SQLSTATE (a row it cannot read is class 22).
+    func copyIn(_ sql: String, data: [UInt8], name: String) throws {
+        let start = PQexec(conn, sql)
+        let status = PQresultStatus(start)
+        if status != PGRES_COPY_IN {
+            defer { PQclear(start) }
+            try check(start, name: name)
+            throw PostgresError(sqlState: nil, message: "the server did not start the COPY", statement: name)
+        }
+        PQclear(start)
+        var failure: String?
+        data.withUnsafeBufferPointer { buf in
+            var at = 0
+            while at < buf.count {
+                let n = min(1 << 20, buf.count - at)
+                let sent = (buf.baseAddress! + at).withMemoryRebound(to: CChar.self, capacity: n) { PQputCopyData(conn, $0, Int32(n)) }
+                if sent != 1 { failure = String(cString: PQerrorMessage(conn)); return }
+                at += n
+            }
+        }
+        _ = PQputCopyEnd(conn, failure)
+        // Every result, to the end (the first error is the one to report).
+        var error: PostgresError?
+        while let result = PQgetResult(conn) {
+            defer { PQclear(result) }
+            if error == nil {
+                do { try check(result, name: name) } catch let e as PostgresError { error = e }
+            }
+        }
+        if let error { throw error }
+        if let failure { throw PostgresError(sqlState: isUp ? nil : "08006", message: failure, statement: name) }
+    }
+
     /// A repeatable-read, read-only transaction: every statement sees the same snapshot.
     func readTransaction<T>(_ name: String, _ body: () throws -> T) throws -> T {
         try inTransaction(name, begin: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", execute: { sql, name in
