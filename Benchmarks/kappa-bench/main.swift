@@ -51,9 +51,10 @@ let root = Command(
             }),
         Command(
             "switch", abstract: "Promote/rollback latency (p50, p99) while 4 readers query the reader view.",
-            options: [.value("switches", "N", help: "Switches (default 1000).")],
+            options: [.value("switches", "N", help: "Switches a run (default 1000)."), .value("runs", "N", help: "Runs; the figures are their medians (default 5).")],
             run: { args in
-                try await SwitchBenchmark(switches: Int(try args.int("switches", in: 10...1_000_000) ?? 1000)).run()
+                try await SwitchBenchmark(switches: Int(try args.int("switches", in: 10...1_000_000) ?? 1000),
+                                          runs: Int(try args.int("runs", in: 1...100) ?? 5)).run()
             }),
         Command(
             "status", abstract: "`kappactl status` (the process, as an operator runs it) with 1,000 partitions (or --partitions N).",
