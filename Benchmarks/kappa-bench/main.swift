@@ -63,6 +63,14 @@ let root = Command(
                 try await StatusBenchmark(partitions: Int(try args.int("partitions", in: 1...10_000) ?? 1000)).run()
             }),
         Command(
+            "eta", abstract: "The ETA status shows at 10%, 25% and 50% of a replay over a skewed topic, beside the time it really took.",
+            options: [.value("records", "N", help: "Records (default 5000000)."),
+                      .value("sample-ms", "MS", help: "How often the lag is sampled (default 250; JobHost records every 1000).")],
+            run: { args in
+                try await ETABenchmark(records: Int(try args.int("records", in: 10_000...100_000_000) ?? 5_000_000),
+                                       sampleMs: Int(try args.int("sample-ms", in: 10...60_000) ?? 250)).run()
+            }),
+        Command(
             "freshness", abstract: "The serving version's time lag while a new version replays beside it, uncapped and with --max-rate, against it alone.",
             options: [.value("minutes", "N", help: "Minutes of BPI history to replay (default 15000: 2,700,000 records).")],
             run: { args in
