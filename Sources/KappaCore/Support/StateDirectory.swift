@@ -42,7 +42,10 @@ public struct StateDirectory: Sendable, Equatable {
             }
             return
         }
-        if FileSystem.isDirectory(path), let entries = try? FileSystem.list(path), !entries.isEmpty {
+        // Another process creating the directory at this moment has only its marker's temporary
+        // file there: then this one writes the marker too (the same bytes, renamed into place).
+        if FileSystem.isDirectory(path), let entries = try? FileSystem.list(path),
+           entries.contains(where: { !$0.hasPrefix(Self.markerName + ".tmp-") }) {
             throw StateError("\(path) is not a Kappa state directory (no \(Self.markerName) and not empty); pass another with --state")
         }
         guard create else {

@@ -189,3 +189,18 @@ extension ValueParseError: Equatable {
         #endif
     }
 }
+
+/// Two processes opening one fresh state directory at once (`kappactl archive run --follow` and
+/// `kappactl produce`, both given `--state`): the second sees only the first's temporary marker
+/// file, and must take the directory for Kappa's, not refuse it as someone else's.
+@Suite struct StateDirectoryRaceTests {
+    @Test func aMarkerBeingWrittenByAnotherProcessIsNoStrangersDirectory() throws {
+        let dir = try TempDirectory()
+        let path = dir.path + "/state"
+        try FileSystem.makeDirectories(path)
+        let tmp = try FileDescriptor(path: path + "/\(StateDirectory.markerName).tmp-99999-1", flags: O_WRONLY | O_CREAT | O_TRUNC)
+        _ = tmp
+        let state = try StateDirectory(path: path)
+        #expect(FileSystem.exists(state.path + "/\(StateDirectory.markerName)"))
+    }
+}
