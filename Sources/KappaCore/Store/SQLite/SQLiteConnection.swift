@@ -322,17 +322,6 @@ final class SQLiteStatement {
         guard rc == SQLITE_OK else { throw connection.error(rc, name, .step) }
     }
 
-    /// Binds raw bytes as TEXT (valid UTF-8 is the caller's promise) or BLOB without a String.
-    func bindBytes(_ bytes: ArraySlice<UInt8>, asText: Bool, at index: Int32) throws {
-        let rc = bytes.withUnsafeBytes { buf -> Int32 in
-            let base = buf.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!
-            return asText
-                ? sqlite3_bind_text(handle, index, base.assumingMemoryBound(to: CChar.self), Int32(buf.count), kappa_sqlite_transient())
-                : sqlite3_bind_blob(handle, index, base, Int32(buf.count), kappa_sqlite_transient())
-        }
-        guard rc == SQLITE_OK else { throw connection.error(rc, name, .step) }
-    }
-
     /// Binds bytes as TEXT or BLOB in place (SQLITE_STATIC): they must stay valid until the next
     /// step has run, and be bound anew (or `clearBindings`) before any later one.
     func bindBytesInPlace(_ bytes: UnsafeRawBufferPointer, asText: Bool, at index: Int32) throws {
