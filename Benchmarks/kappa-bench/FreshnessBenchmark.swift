@@ -19,15 +19,16 @@ struct FreshnessBenchmark {
         let root = try FileSystem.makeTemporaryDirectory(prefix: "kappa-bench-freshness")
         defer { try? FileSystem.removeTree(root) }
         let state = root + "/state"
-        func ctl(_ args: [String]) throws -> String { try run(kappactl, ["--state", state] + args, root: root) }
+        let child = Children(root: root)
+        func ctl(_ args: [String]) throws -> String { try child.run(kappactl, ["--state", state] + args) }
         _ = try ctl(["demo", "produce", "--minutes", "\(minutes)"])
         let records = minutes * 60 * 3
         print("kappa-bench freshness: v1 serving with live ticks while v2 replays \(Render.grouped(Int64(records))) records beside it")
-        let host = try spawn(jobHost, ["--state", state], root: root, output: root + "/jobhost.log")
+        let host = try child.spawn(jobHost, ["--state", state], output: root + "/jobhost.log")
         defer { host.signal(SIGKILL); _ = host.waitUntilExit() }
         try Array(DemoManifests.v1.utf8).write(to: root + "/v1.json")
         _ = try ctl(["deploy", "-f", root + "/v1.json", "--wait", "--timeout", "600s"])
-        let live = try spawn(kappactl, ["--state", state, "demo", "produce", "--rate", "20"], root: root, output: "/dev/null")
+        let live = try child.spawn(kappactl, ["--state", state, "demo", "produce", "--rate", "20"], output: "/dev/null")
         defer { live.signal(SIGKILL); _ = live.waitUntilExit() }
         try await Task.sleep(for: .seconds(2))
 
@@ -70,22 +71,6 @@ struct FreshnessBenchmark {
             try await Task.sleep(for: .milliseconds(250))
         }
         return values
-    }
-
-    private func run(_ executable: String, _ args: [String], root: String) throws -> String {
-        let out = root + "/out-\(UUID().uuidString.prefix(8))"
-        let child = try spawn(executable, args, root: root, output: out)
-        let status = child.waitUntilExit()
-        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
-        try? FileManager.default.removeItem(atPath: out)
-        guard status == .exited(0) else { throw LogError(.io, "\(executable) \(args.joined(separator: " ")) failed: \(text.suffix(500))") }
-        return text
-    }
-
-    private func spawn(_ executable: String, _ args: [String], root: String, output: String) throws -> ChildProcess {
-        let input = open("/dev/null", O_RDONLY), out = open(output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        defer { close(input); close(out) }
-        return try ChildProcess(path: executable, args: args, environment: ProcessInfo.processInfo.environment, stdin: input, stdout: out, stderr: out)
     }
 }
 

@@ -77,6 +77,14 @@ let root = Command(
                 try await FreshnessBenchmark(minutes: Int(try args.int("minutes", in: 1...100_000) ?? 15_000)).run()
             }),
         Command(
+            "latency", abstract: "The serving version's end-to-end latency, produce acknowledged to row in the reader view, alone and while a new version replays beside it.",
+            options: [.value("records", "N", help: "Records of history the new version replays (default 5000000)."),
+                      .value("max-rate", "N", help: "Also measure beside a replay capped at N records/s (replay.maxRate).")],
+            run: { args in
+                try await LatencyBenchmark(records: Int(try args.int("records", in: 1000...100_000_000) ?? 5_000_000),
+                                           maxRate: try args.int("max-rate", in: 1...100_000_000).map(Int.init)).run()
+            }),
+        Command(
             "partitions", abstract: "JobHost over 10,000 partitions under ulimit -n 1024: resident memory during a replay, SIGTERM to exit.",
             options: [
                 .value("partitions", "N", help: "Partitions (default 10000)."),
@@ -87,7 +95,7 @@ let root = Command(
                                               records: Int(try args.int("records", in: 1...100_000_000) ?? 100_000)).run()
             }),
         Command(
-            "kafka", abstract: "KafkaLog's append and scan vs librdkafka's own producer and consumer, on its mock cluster (Kafka trait).",
+            "kafka", abstract: "KafkaLog's append and scan vs librdkafka's own producer and consumer, and a replay from Kafka into SQLite vs one from the embedded log, on its mock cluster (Kafka trait).",
             options: [
                 .value("records", "N", help: "Records per round (default 40000; the mock keeps about 5 MB per partition)."),
                 .value("rounds", "N", help: "Rounds; the median is reported (default 5)."),
