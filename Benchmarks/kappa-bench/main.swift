@@ -85,6 +85,21 @@ let root = Command(
                                            maxRate: try args.int("max-rate", in: 1...100_000_000).map(Int.init)).run()
             }),
         Command(
+            "hosts", abstract: "A replay with one JobHost and with two sharing a PostgreSQL catalog and a Kafka log, with each process's CPU time (Postgres and Kafka traits).",
+            options: [.value("records", "N", help: "Records per partition, 8 partitions (default 40000; the mock keeps about 5 MB per partition).")],
+            run: { args in
+                let perPartition = Int(try args.int("records", in: 100...45_000) ?? 40_000)
+                #if Postgres && Kafka
+                guard let url = ProcessInfo.processInfo.environment["KAPPA_TEST_POSTGRES"], !url.isEmpty else {
+                    throw UsageError("set KAPPA_TEST_POSTGRES to a server's URL (scripts/with-postgres kappa-bench hosts does)")
+                }
+                try await HostsBenchmark(url: url, perPartition: perPartition).run()
+                #else
+                _ = perPartition
+                throw UsageError("this build has no PostgreSQL and Kafka support: swift build -c release --traits Postgres,Kafka")
+                #endif
+            }),
+        Command(
             "partitions", abstract: "JobHost over 10,000 partitions under ulimit -n 1024: resident memory during a replay, SIGTERM to exit.",
             options: [
                 .value("partitions", "N", help: "Partitions (default 10000)."),
