@@ -118,7 +118,8 @@ import Testing
         let box = try Sandbox()
         // Evaluated every 3 s: the rollback by hand below comes before the second promotion's
         // first evaluation even on a loaded machine (at 300 ms, the evaluation won the race).
-        let host = try await Self.ready(box, analysis: ["checks": ["(SELECT count(*) FROM new a, new b, new c, new d, new e) > 0"],
+        // 45 rows to the 7th power: hours (to the 5th, 184 M, SQLite counted within the 2 s).
+        let host = try await Self.ready(box, analysis: ["checks": ["(SELECT count(*) FROM new a, new b, new c, new d, new e, new f, new g) > 0"],
                                                         "interval": "3s", "bake": "1m", "failureLimit": 1])
         defer { kill(host.process.processIdentifier, SIGKILL) }
         #expect(try await box.kappactl(["promote", "btc"]).status == 0)
