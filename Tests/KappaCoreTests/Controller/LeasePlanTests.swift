@@ -26,6 +26,35 @@ import Testing
         #expect(LeasePlan.moves(held: [], running: running, liveHosts: 0).limit == 4)
     }
 
+    /// A caught-up serving version's partitions are idle and a replay's are busy: two hosts must
+    /// share each version's partitions, not one host the first version and the other the second
+    /// (which left a replay to one of two JobHosts in `kappa-bench hosts`).
+    @Test func eachVersionsPartitionsAreSpreadOverTheHosts() {
+        let serving = Self.keys(8, version: 1), replay = Self.keys(8, version: 2)
+        let running = serving + replay
+        // The first of two hosts to look takes half of each version, not the first 8 keys.
+        let first = LeasePlan.moves(held: [.controller], running: running, liveHosts: 2)
+        #expect(first.limit == 8)
+        let taken = Set(first.acquire.prefix(first.limit))
+        #expect(taken.filter { $0.version == 1 }.count == 4 && taken.filter { $0.version == 2 }.count == 4)
+        // The second takes what is left: half of each as well.
+        let second = LeasePlan.moves(held: [], running: running, liveHosts: 2)
+        #expect(second.limit == 8)
+        let left = second.acquire.filter { !taken.contains($0) }.prefix(second.limit)
+        #expect(left.filter { $0.version == 1 }.count == 4 && left.filter { $0.version == 2 }.count == 4)
+        // A host that was alone holds all 16; a second host arrives: it gives back half of each
+        // version (their highest partitions), not the whole replay.
+        let alone = LeasePlan.moves(held: Set(running), running: running, liveHosts: 2)
+        #expect(alone.release == Array(serving.suffix(4)) + Array(replay.suffix(4)))
+        // Uneven versions: 2 and 6 partitions over 2 hosts; the host holding all gives back 1 and 3.
+        let small = Self.keys(2, version: 1), big = Self.keys(6, version: 2)
+        let uneven = LeasePlan.moves(held: Set(small + big), running: small + big, liveHosts: 2)
+        #expect(uneven.release == [small[1]] + Array(big.suffix(3)))
+        // Holding 1 of the small one and none of the big one: it takes from the big one first.
+        let short = LeasePlan.moves(held: [small[0]], running: small + big, liveHosts: 2)
+        #expect(Array(short.acquire.prefix(3)) == Array(big.prefix(3)))
+    }
+
     @Test func leasesAreCheckedEveryQuarterTTLAndAtOnceWhenTheWorkChanges() {
         let work = Set(Self.keys(2))
         #expect(!LeasePlan.isDue(now: 1_000 + 2_499, lastCheck: 1_000, ttlMs: 10_000, running: work, checkedWith: work))
