@@ -33,7 +33,7 @@ public enum DemoManifests {
     "primaryKey": ["currency", "minute"]
   },
   "transform": {
-    "sql": "WITH t AS (SELECT currency, ts / 60000 AS minute, rate, \"offset\" AS o FROM batch), g AS (SELECT currency, minute, count(*) AS samples, max(rate) AS high, min(rate) AS low, min(o) AS first_o, max(o) AS last_o FROM t GROUP BY currency, minute) INSERT INTO output(currency, minute, samples, open, high, low, close) SELECT g.currency, g.minute, g.samples, (SELECT rate FROM t WHERE t.o = g.first_o), g.high, g.low, (SELECT rate FROM t WHERE t.o = g.last_o) FROM g WHERE true ON CONFLICT(currency, minute) DO UPDATE SET samples = output.samples + excluded.samples, high = CASE WHEN excluded.high > output.high THEN excluded.high ELSE output.high END, low = CASE WHEN excluded.low < output.low THEN excluded.low ELSE output.low END, close = excluded.close"
+    "sql": "WITH t AS (SELECT currency, ts / 60000 AS minute, rate, \"offset\" AS o FROM batch), g AS (SELECT currency, minute, count(*) AS samples, max(rate) AS high, min(rate) AS low, min(o) AS first_o, max(o) AS last_o FROM t GROUP BY currency, minute) INSERT INTO output(currency, minute, samples, open, high, low, close) SELECT g.currency, g.minute, g.samples, f.rate, g.high, g.low, l.rate FROM g JOIN t f ON f.o = g.first_o JOIN t l ON l.o = g.last_o WHERE true ON CONFLICT(currency, minute) DO UPDATE SET samples = output.samples + excluded.samples, high = CASE WHEN excluded.high > output.high THEN excluded.high ELSE output.high END, low = CASE WHEN excluded.low < output.low THEN excluded.low ELSE output.low END, close = excluded.close"
   },
   "batch": 10000,
   "catchUp": {"maxLag": 30, "holdFor": "1s"},
