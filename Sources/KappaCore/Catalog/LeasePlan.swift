@@ -77,9 +77,10 @@ public enum LeasePlan {
                     best = i
                 }
                 guard let i = best else { return order }
-                order.append(versions[i].free[next[i]])
+                let key = versions[i].free[next[i]]
+                order.append(key)
+                versions[i].mine.append(key)
                 next[i] += 1
-                versions[i].mine.append(versions[i].free[next[i] - 1])
             }
         }
 
