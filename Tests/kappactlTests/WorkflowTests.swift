@@ -283,9 +283,13 @@ import Testing
     @Test func killingJobHostMidReplayNeitherLosesNorDoublesARecord() async throws {
         let box = try Sandbox()
         try await box.kappactl(["topic", "create", "bpi", "-p", "3"])
-        try await box.kappactl(["produce", "bpi"], stdin: WorkflowTests.feedLines(seed: 5, startMinute: 28_000_000, seconds: 4000))
+        // Long enough that a kill 0-250 ms after the first progress lands mid-replay even on a
+        // fast machine: 36,000 records in batches of 20 (12,000 in batches of 40 took under
+        // half a second there, so every kill came after the end).
+        let seconds = 12_000, total = Int64(seconds * 3)
+        try await box.kappactl(["produce", "bpi"], stdin: WorkflowTests.feedLines(seed: 5, startMinute: 28_000_000, seconds: seconds))
         let manifest = box.root + "/exact.json"
-        try StoreFixtureText.exact(batch: 40).write(toFile: manifest, atomically: true, encoding: .utf8)
+        try StoreFixtureText.exact(batch: 20).write(toFile: manifest, atomically: true, encoding: .utf8)
         #expect(try await box.kappactl(["deploy", "-f", manifest]).status == 0)
         var kills = 0, midReplay = 0
         while kills < 6 {
@@ -295,7 +299,7 @@ import Testing
             _ = await host.finish()
             kills += 1
             let version = try await WorkflowTests.status(box, "t").jobs[0].versions[0]
-            if version.state == .replaying, let done = version.processed, done > 0, done < 12_000 { midReplay += 1 }
+            if version.state == .replaying, let done = version.processed, done > 0, done < total { midReplay += 1 }
             if version.state == .serving { break }
         }
         let host = try box.start(Executables.jobHost, ["--state", box.state])
