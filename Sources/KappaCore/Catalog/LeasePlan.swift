@@ -15,102 +15,58 @@ public enum LeasePlan {
         public var release: [LeaseKey]
     }
 
-    /// This host's share is the running partitions ÷ live hosts, rounded up. Below it, take free
-    /// ones; above it, give back some; always give back what no longer runs.
+    /// The running partitions dealt round-robin over the live hosts, as Kafka's round-robin
+    /// assignor deals a group's partitions over its members: the i-th running partition (in key
+    /// order) goes to the (i mod n)-th host (in name order). Each version's partitions are thus
+    /// spread over the hosts (each holds ⌊p/n⌋ or ⌈p/n⌉ of them) and so are all of them together.
+    /// Spreading each version matters: a caught-up serving version's partitions are idle while a
+    /// replay's are busy, and a host holding all of one and another all of the other leaves the
+    /// replay to one host (`kappa-bench hosts` measured 0.6x with two hosts that way).
     ///
-    /// Which ones: each version's partitions are spread over the hosts (as Kafka's assignors
-    /// spread each topic's), not the first keys in order: a serving version's partitions are
-    /// idle once caught up while a replay's are busy, so a host holding every partition of the
-    /// one and another every partition of the other would leave the replay to one host. A host
-    /// takes first from the versions it holds the smallest part of, and gives back from those it
-    /// holds the largest part of (a version's highest partitions first).
-    /// - Parameters:
-    ///   - held: what this host holds after renewing (the controller's lease included).
-    ///   - running: every partition of every running version, in order.
-    ///   - liveHosts: hosts with a recent heartbeat (at least 1: this one).
-    public static func moves(held: Set<LeaseKey>, running: [LeaseKey], liveHosts: Int) -> Moves {
-        let wanted = Set(running)
-        let stale = held.filter { !$0.isController && !wanted.contains($0) }.sorted()
-        let hosts = max(1, liveHosts)
-        let share = (running.count + hosts - 1) / hosts
-        var versions = Spread(running: running, held: held)
-        let mine = versions.heldCount
-        if mine < share {
-            return Moves(acquire: versions.takeOrder(), limit: share - mine, release: stale)
-        }
-        return Moves(acquire: [], limit: 0, release: stale + versions.giveBack(mine - share).sorted())
+    /// Every host computes this from the same catalog rows (the running versions and the hosts'
+    /// heartbeats), so none needs to be told its part: there is no assignment to write, read or
+    /// lose. A host that decided alone towards a share could not also hold each version to its
+    /// share: with 3 hosts and versions of 5, 2 and 2 partitions, holdings like {v0, v3},
+    /// {v1, x0, y0} and {v2, x1, y1} leave v4 to nobody, each host being at one cap or the other.
+    /// Views differ only while a heartbeat ages out (a host that died, or one just started); a
+    /// partition then waits at most until the views agree, as it would for an expiring lease.
+    public static func assignment(running: [LeaseKey], hosts: [String], me: String) -> [LeaseKey] {
+        let members = Set(hosts).union([me]).sorted()
+        let index = members.firstIndex(of: me)!
+        return running.sorted().enumerated().compactMap { i, key in i % members.count == index ? key : nil }
     }
 
-    /// The running partitions by version, with what this host holds of each.
-    private struct Spread {
-        struct Version {
-            var free: [LeaseKey] = []  // in partition order
-            var mine: [LeaseKey] = []
-            var size = 0
-        }
-        var versions: [Version] = []  // in the order of `running`
-
-        init(running: [LeaseKey], held: Set<LeaseKey>) {
-            var index: [LeaseKey: Int] = [:]  // by the version's partition 0
-            for key in running {
-                let v = LeaseKey(job: key.job, version: key.version, partition: 0)
-                let i = index[v] ?? { versions.append(Version()); index[v] = versions.count - 1; return versions.count - 1 }()
-                versions[i].size += 1
-                if held.contains(key) { versions[i].mine.append(key) } else { versions[i].free.append(key) }
-            }
-        }
-
-        var heldCount: Int { versions.reduce(0) { $0 + $1.mine.count } }
-
-        /// Whether this host holds a smaller part of `a` than of `b`.
-        private static func smallerPart(_ a: Version, _ b: Version) -> Bool { a.mine.count * b.size < b.mine.count * a.size }
-
-        /// Every free partition, each next one from the version this host would then hold the
-        /// smallest part of (the earlier version on a tie).
-        mutating func takeOrder() -> [LeaseKey] {
-            var order: [LeaseKey] = []
-            var next = [Int](repeating: 0, count: versions.count)
-            while true {
-                var best: Int?
-                for i in versions.indices where next[i] < versions[i].free.count {
-                    if let b = best, !Self.smallerPart(versions[i], versions[b]) { continue }
-                    best = i
-                }
-                guard let i = best else { return order }
-                let key = versions[i].free[next[i]]
-                order.append(key)
-                versions[i].mine.append(key)
-                next[i] += 1
-            }
-        }
-
-        /// `count` held partitions, each from the version this host holds the largest part of
-        /// (the later version on a tie), its highest partition.
-        mutating func giveBack(_ count: Int) -> [LeaseKey] {
-            var out: [LeaseKey] = []
-            while out.count < count {
-                var best: Int?
-                for i in versions.indices where !versions[i].mine.isEmpty {
-                    if let b = best, Self.smallerPart(versions[i], versions[b]) { continue }
-                    best = i
-                }
-                guard let i = best else { return out }
-                out.append(versions[i].mine.removeLast())
-            }
-            return out
-        }
+    /// Towards `assignment`: take what is this host's and free (another host still holding one
+    /// gives it back at its own next check), give back what is another's or no longer runs.
+    /// - Parameters:
+    ///   - held: what this host holds after renewing (the controller's lease included).
+    ///   - running: every partition of every running version.
+    ///   - hosts: the hosts with a recent heartbeat (this one counted even when missing).
+    ///   - me: this host.
+    public static func moves(held: Set<LeaseKey>, running: [LeaseKey], hosts: [String], me: String) -> Moves {
+        let mine = assignment(running: running, hosts: hosts, me: me)
+        let target = Set(mine)
+        let acquire = mine.filter { !held.contains($0) }
+        return Moves(acquire: acquire, limit: acquire.count, release: held.filter { !$0.isController && !target.contains($0) }.sorted())
     }
 
     /// The owners whose leases are to be released at once: JobHosts of this machine
     /// (`JobHost@<machine>:<pid>`) other than `me` whose process `isGone`. Hosts of other
     /// machines are only ever judged by lease expiry.
     public static func deadPredecessors(_ leases: [Lease], machine: String, me: String, isGone: (Int32) -> Bool) -> [String: [LeaseKey]] {
-        let prefix = "JobHost@\(machine):"
         var out: [String: [LeaseKey]] = [:]
-        for lease in leases where lease.owner != me && lease.owner.hasPrefix(prefix) {
-            guard let pid = Int32(lease.owner.dropFirst(prefix.count)), isGone(pid) else { continue }
+        for lease in leases where isDeadPredecessor(lease.owner, machine: machine, me: me, isGone: isGone) {
             out[lease.owner, default: []].append(lease.key)
         }
         return out
+    }
+
+    /// Whether `owner` is a JobHost of this machine other than `me` whose process `isGone`: its
+    /// heartbeat row is removed at once, so that the others stop dealing it partitions (one that
+    /// held no lease would otherwise count as live until its heartbeat aged out).
+    public static func isDeadPredecessor(_ owner: String, machine: String, me: String, isGone: (Int32) -> Bool) -> Bool {
+        let prefix = "JobHost@\(machine):"
+        guard owner != me, owner.hasPrefix(prefix), let pid = Int32(owner.dropFirst(prefix.count)) else { return false }
+        return isGone(pid)
     }
 }

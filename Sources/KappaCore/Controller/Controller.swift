@@ -245,7 +245,8 @@ public final class Controller: Sendable {
     // MARK: Leases
 
     /// Renews what this host holds, takes the controller lease when free, and takes or gives
-    /// back partitions towards this host's share. Every quarter of the lease TTL.
+    /// back partitions towards this host's part of the assignment (`LeasePlan.assignment`).
+    /// Every quarter of the lease TTL, and at once when the running versions change.
     private func maintainLeases(running: [LeaseKey], now: Int64) async throws {
         guard configuration.useLeases else {
             state.withLock { s in
@@ -262,7 +263,7 @@ public final class Controller: Sendable {
         if held[.controller] == nil, let lease = try await store.acquireLeases([.controller], owner: actor, ttlMs: ttl, limit: 1).first {
             held[.controller] = lease
         }
-        let moves = LeasePlan.moves(held: Set(held.keys), running: running, liveHosts: try await store.liveHosts(withinMs: ttl).count)
+        let moves = LeasePlan.moves(held: Set(held.keys), running: running, hosts: try await store.liveHosts(withinMs: ttl), me: actor)
         if moves.limit > 0 {
             for lease in try await store.acquireLeases(moves.acquire, owner: actor, ttlMs: ttl, limit: moves.limit) { held[lease.key] = lease }
         }

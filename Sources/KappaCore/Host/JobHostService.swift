@@ -86,16 +86,22 @@ public struct JobHostService: Sendable {
     }
 
     /// A JobHost killed on this machine (SIGKILL, a crash) leaves leases that would block its
-    /// partitions until they expire; its successor here sees that its pid is gone and releases
-    /// them at once. (Other machines' hosts are only ever judged by lease expiry.)
+    /// partitions until they expire, and a heartbeat that counts it live until it ages out; its
+    /// successor here sees that its pid is gone and removes both at once. (Other machines' hosts
+    /// are only ever judged by expiry.)
     private func releaseLeasesOfDeadPredecessors(_ store: any CatalogStore, me: String) async throws {
-        let dead = LeasePlan.deadPredecessors(try await store.leases(), machine: Self.hostname(), me: me) { pid in
-            pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH
-        }
+        let isGone: (Int32) -> Bool = { pid in pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH }
+        let dead = LeasePlan.deadPredecessors(try await store.leases(), machine: Self.hostname(), me: me, isGone: isGone)
         for (owner, keys) in dead.sorted(by: { $0.key < $1.key }) {
             try await store.releaseLeases(keys, owner: owner)
             try? await store.removeHost(owner: owner)
             logger.log(.info, "released the leases of a dead JobHost", ["host": owner, "leases": "\(keys.count)"])
+        }
+        // One that held none still has a heartbeat the others would deal partitions to.
+        let hosts = try await store.liveHosts(withinMs: configuration.controller.leaseTtlMs)
+        for owner in hosts where dead[owner] == nil && LeasePlan.isDeadPredecessor(owner, machine: Self.hostname(), me: me, isGone: isGone) {
+            try? await store.removeHost(owner: owner)
+            logger.log(.info, "removed the heartbeat of a dead JobHost", ["host": owner])
         }
     }
 
