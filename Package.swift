@@ -1,7 +1,7 @@
 // swift-tools-version:6.1
 // Kappa: a Kappa-architecture reprocessing orchestrator.
-// No package dependencies: the toolchain plus system C libraries (SQLite always; libpq and
-// librdkafka behind the traits `Postgres` and `Kafka`).
+// No package dependencies: the toolchain plus system C libraries (SQLite always; libpq,
+// librdkafka and libcurl behind the traits `Postgres`, `Kafka` and `S3`).
 import PackageDescription
 
 let package = Package(
@@ -16,6 +16,7 @@ let package = Package(
     traits: [
         .trait(name: "Postgres", description: "Catalog and output tables in PostgreSQL (libpq)."),
         .trait(name: "Kafka", description: "The unified log in Apache Kafka (librdkafka)."),
+        .trait(name: "S3", description: "An S3-compatible object store client (libcurl, which signs with SigV4)."),
         .default(enabledTraits: []),
     ],
     dependencies: [],
@@ -35,6 +36,11 @@ let package = Package(
             pkgConfig: "rdkafka",
             providers: [.apt(["librdkafka-dev"]), .brew(["librdkafka"])]
         ),
+        .systemLibrary(
+            name: "CLibCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"]), .brew(["curl"])]
+        ),
         // CRC-32C with the CPU's instruction, compiled for that function only (Swift cannot).
         .target(name: "CKappaCRC"),
         // pipe2 and accept4, which Glibc's Swift module does not show.
@@ -47,6 +53,7 @@ let package = Package(
                 "CKappaSys",
                 .target(name: "CLibPQ", condition: .when(traits: ["Postgres"])),
                 .target(name: "CRdKafka", condition: .when(traits: ["Kafka"])),
+                .target(name: "CLibCurl", condition: .when(traits: ["S3"])),
             ]
         ),
         .executableTarget(name: "kappactl", dependencies: ["KappaCore"]),

@@ -1,0 +1,204 @@
+#if S3
+import Foundation
+import Glibc
+import Synchronization
+import Testing
+@testable import KappaCore
+
+/// A socket on 127.0.0.1 that plays a broken object store: it listens and never answers, or
+/// answers every request with what `reply` makes of its request line.
+final class FakeObjectStore: @unchecked Sendable {
+    // Safe to share: `fd` and `port` are set once in init; the request lines are behind a Mutex.
+    let port: Int
+    private let fd: Int32
+    /// Whether a thread accepts (and closes `fd` when shut down).
+    private let serving: Bool
+    private let log = RequestLines()
+
+    final class RequestLines: Sendable {
+        let lines = Mutex<[String]>([])
+    }
+
+    /// Requests received so far.
+    var requestCount: Int { log.lines.withLock { $0.count } }
+
+    /// `reply` nil: accept nothing (the kernel still completes connections into the backlog);
+    /// `listening` false: refuse every connection (the port stays taken, so no other test gets it).
+    init(listening: Bool = true, reply: (@Sendable (String) -> [UInt8])?) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard bound == 0, !listening || listen(fd, 16) == 0 else {
+            close(fd)
+            throw IOError("bind/listen", path: "127.0.0.1:0")
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        port = Int(UInt16(bigEndian: address.sin_port))
+        serving = reply != nil
+        guard let reply else { return }
+        let listener = fd
+        let thread = Thread { [log] in
+            while true {
+                let client = accept(listener, nil, nil)
+                guard client >= 0 else {
+                    // Shut down by deinit: only now may the number go (closed while this thread
+                    // still used it, a new socket of another test could get it and be served here).
+                    close(listener)
+                    return
+                }
+                var request: [UInt8] = []
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                while !request.ends(with: Array("\r\n\r\n".utf8)) {
+                    let n = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+                    if n <= 0 { break }
+                    request += buffer[0..<n]
+                }
+                let line = String(decoding: request.prefix { $0 != 13 }, as: UTF8.self)
+                log.lines.withLock { $0.append(line) }
+                let answer = reply(line)
+                _ = answer.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                close(client)
+            }
+        }
+        thread.start()
+    }
+
+    deinit {
+        shutdown(fd, Int32(SHUT_RDWR))
+        if !serving { close(fd) }
+    }
+
+    var endpoint: String { "http://127.0.0.1:\(port)" }
+
+    static func http(_ status: String, headers: [String] = [], body: [UInt8]) -> [UInt8] {
+        let head = (["HTTP/1.1 \(status)", "Content-Length: \(body.count)", "Connection: close"] + headers).joined(separator: "\r\n") + "\r\n\r\n"
+        return Array(head.utf8) + body
+    }
+}
+
+private extension Array where Element == UInt8 {
+    func ends(with suffix: [UInt8]) -> Bool { count >= suffix.count && Array(self[(count - suffix.count)...]) == suffix }
+}
+
+let faultSecret = "FaultSecret/abc+def/ghi"
+
+func faultClient(endpoint: String, _ tune: (inout S3Client.Configuration) -> Void = { _ in }) throws -> S3Client {
+    var configuration = S3Client.Configuration()
+    configuration.connectTimeout = .seconds(2)
+    configuration.lowSpeedTime = .seconds(1)
+    tune(&configuration)
+    return S3Client(location: try S3Location.parse("s3://bucket/prefix?endpoint=\(endpoint)&region=us-east-1", environment: [:]),
+                    credentials: S3Credentials(accessKeyID: "FAULTKEY", secretAccessKey: faultSecret), configuration: configuration)
+}
+
+/// The client against servers that are down, silent or lying: every failure is an error naming the
+/// object, retryable where a retry can help, and never a hang, a trap or a wrong answer.
+@Suite struct S3FaultTests {
+    @Test func aServerThatIsDownIsARetryableErrorNamingTheObject() async throws {
+        let down = try FakeObjectStore(listening: false, reply: nil)
+        let client = try faultClient(endpoint: down.endpoint)
+        let error = await #expect(throws: S3Error.self) { try await client.get("bpi/0/00000000000000000000.segment") }
+        #expect(error?.code == .unavailable)
+        #expect(error?.isRetryable == true)
+        #expect(error?.key == "prefix/bpi/0/00000000000000000000.segment")
+        #expect(error?.message.contains("s3://bucket/prefix/bpi/0/00000000000000000000.segment") == true, "\(error?.message ?? "")")
+        #expect(error?.message.contains(faultSecret) == false)
+    }
+
+    @Test func aServerThatAcceptsButNeverAnswersTimesOut() async throws {
+        let silent = try FakeObjectStore(reply: nil)
+        let client = try faultClient(endpoint: silent.endpoint)
+        for operation in ["get", "put", "list"] {
+            let error = await #expect(throws: S3Error.self, "\(operation)") {
+                switch operation {
+                case "get": _ = try await client.get("k")
+                case "put": try await client.put("k", Array(repeating: 7, count: 100))
+                default: _ = try await client.list()
+                }
+            }
+            #expect(error?.code == .timedOut, "\(error?.message ?? "")")
+            #expect(error?.isRetryable == true)
+            #expect(error?.message.contains("no answer within the client's bounds") == true, "\(error?.message ?? "")")
+        }
+    }
+
+    @Test func overloadIsRetryableAndAccessDeniedIsNot() async throws {
+        let store = try FakeObjectStore { line in
+            line.hasPrefix("GET /bucket/prefix/busy")
+                ? FakeObjectStore.http("503 Slow Down", body: Array("<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>".utf8))
+                : FakeObjectStore.http("403 Forbidden", body: Array("<Error><Code>AccessDenied</Code><Message>Access Denied.</Message></Error>".utf8))
+        }
+        let client = try faultClient(endpoint: store.endpoint)
+        let busy = await #expect(throws: S3Error.self) { try await client.get("busy") }
+        #expect(busy?.code == .unavailable && busy?.isRetryable == true && busy?.status == 503 && busy?.s3Code == "SlowDown")
+        #expect(busy?.message.contains("HTTP 503 SlowDown: Reduce your request rate.") == true, "\(busy?.message ?? "")")
+        let denied = await #expect(throws: S3Error.self) { try await client.get("mine") }
+        #expect(denied?.code == .accessDenied && denied?.isRetryable == false && denied?.s3Code == "AccessDenied")
+    }
+
+    @Test func aServerEchoingTheSecretDoesNotGetItPrinted() async throws {
+        let store = try FakeObjectStore { _ in
+            FakeObjectStore.http("400 Bad Request", body: Array("<Error><Code>Weird</Code><Message>your secret is \(faultSecret)</Message></Error>".utf8))
+        }
+        let error = await #expect(throws: S3Error.self) { try await faultClient(endpoint: store.endpoint).get("k") }
+        #expect(error?.code == .http && error?.status == 400)
+        #expect(error?.message.contains(faultSecret) == false, "\(error?.message ?? "")")
+        #expect(error?.message.contains("your secret is ***") == true, "\(error?.message ?? "")")
+    }
+
+    @Test func aListingThatNeverEndsIsAnErrorNotALoop() async throws {
+        let page = "<ListBucketResult><IsTruncated>true</IsTruncated><Contents><Key>prefix/a</Key><Size>1</Size></Contents><NextContinuationToken>again</NextContinuationToken></ListBucketResult>"
+        let store = try FakeObjectStore { _ in FakeObjectStore.http("200 OK", body: Array(page.utf8)) }
+        let error = await #expect(throws: S3Error.self) { try await faultClient(endpoint: store.endpoint).list() }
+        #expect(error?.code == .invalidResponse)
+        #expect(error?.message.contains("without a new continuation token") == true, "\(error?.message ?? "")")
+        #expect(store.requestCount == 2)
+    }
+
+    @Test func aListingOfKeysOutsideThePrefixIsRefused() async throws {
+        let page = "<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>other/a</Key><Size>1</Size></Contents></ListBucketResult>"
+        let store = try FakeObjectStore { _ in FakeObjectStore.http("200 OK", body: Array(page.utf8)) }
+        let error = await #expect(throws: S3Error.self) { try await faultClient(endpoint: store.endpoint).list() }
+        #expect(error?.code == .invalidResponse && error?.message.contains("outside the prefix") == true)
+    }
+
+    @Test func anObjectLargerThanTheLimitIsRefusedNotBuffered() async throws {
+        let store = try FakeObjectStore { _ in FakeObjectStore.http("200 OK", body: Array(repeating: 1, count: 3 << 20)) }
+        let client = try faultClient(endpoint: store.endpoint) { $0.maxObjectBytes = 2 << 20 }
+        let error = await #expect(throws: S3Error.self) { try await client.get("huge") }
+        #expect(error?.code == .invalidResponse && error?.message.contains("longer than") == true, "\(error?.message ?? "")")
+    }
+
+    @Test func aRangeAnswerWithOtherBytesThanAskedForIsRefused() async throws {
+        let store = try FakeObjectStore { _ in
+            FakeObjectStore.http("206 Partial Content", headers: ["Content-Range: bytes 0-9/100"], body: Array(repeating: 1, count: 10))
+        }
+        let error = await #expect(throws: S3Error.self) { try await faultClient(endpoint: store.endpoint).get("k", range: 50..<60) }
+        #expect(error?.code == .invalidResponse && error?.message.contains("asked for bytes 50..<60") == true, "\(error?.message ?? "")")
+    }
+
+    @Test func aServerIgnoringRangeStillGivesTheBytesAskedFor() async throws {
+        let store = try FakeObjectStore { _ in FakeObjectStore.http("200 OK", body: Array(0..<100)) }
+        let client = try faultClient(endpoint: store.endpoint)
+        #expect(try await client.get("k", range: 10..<13) == [10, 11, 12])
+        #expect(try await client.get("k", range: 98..<200) == [98, 99])
+        let beyond = await #expect(throws: S3Error.self) { try await client.get("k", range: 100..<101) }
+        #expect(beyond?.code == .invalidRange)
+    }
+
+    @Test func aBadKeyIsRefusedBeforeAnyRequest() async throws {
+        let store = try FakeObjectStore { _ in FakeObjectStore.http("200 OK", body: []) }
+        let client = try faultClient(endpoint: store.endpoint)
+        for key in ["", "a\nb", String(repeating: "k", count: 1025)] {
+            let error = await #expect(throws: S3Error.self) { try await client.put(key, [1]) }
+            #expect(error?.code == .invalidLocation)
+        }
+        #expect(store.requestCount == 0)
+    }
+}
+#endif
