@@ -138,7 +138,7 @@ public final class S3Client: Sendable, CustomStringConvertible {
         if response.status == 206 {
             // The server says which bytes it sent; they must start where asked and not run over.
             guard let sent = response.headers["content-range"].flatMap(Self.contentRange), sent.first == range.lowerBound,
-                  sent.last < range.upperBound, sent.last - sent.first + 1 == Int64(response.body.count) else {
+                  sent.last < range.upperBound, sent.last - sent.first == Int64(response.body.count) - 1 else {
                 throw invalidResponse(key, "asked for bytes \(range.lowerBound)..<\(range.upperBound), got \(response.body.count) bytes (Content-Range: \(response.headers["content-range"] ?? "none"))")
             }
             return response.body
@@ -172,7 +172,9 @@ public final class S3Client: Sendable, CustomStringConvertible {
     /// - Throws: `S3Error` (`.invalidResponse` for a listing that does not parse or does not end).
     public func list(prefix: String = "") async throws -> [S3ObjectInfo] {
         let full = location.fullKey(prefix)
-        let strip = location.prefix.isEmpty ? 0 : location.prefix.count + 1
+        // Keys compared and cut as bytes (S3's keys are byte strings; Swift's String comparison
+        // would equate canonically equivalent spellings).
+        let strip = location.prefix.isEmpty ? 0 : location.prefix.utf8.count + 1
         var objects: [S3ObjectInfo] = []
         var token: String?
         var seen: Set<String> = []
@@ -184,10 +186,10 @@ public final class S3Client: Sendable, CustomStringConvertible {
                 throw invalidResponse(nil, "list \(location.display(key: prefix)): the answer is not a ListBucketResult")
             }
             for object in page.objects {
-                guard object.key.hasPrefix(full), object.key.count >= strip else {
+                guard object.key.utf8.starts(with: full.utf8) else {
                     throw invalidResponse(nil, "list \(location.display(key: prefix)): the server listed key \"\(object.key)\", outside the prefix")
                 }
-                objects.append(S3ObjectInfo(key: String(object.key.dropFirst(strip)), size: object.size, etag: object.etag))
+                objects.append(S3ObjectInfo(key: String(decoding: object.key.utf8.dropFirst(strip), as: UTF8.self), size: object.size, etag: object.etag))
             }
             guard page.isTruncated else { return objects }
             guard let next = page.nextContinuationToken, !next.isEmpty, seen.insert(next).inserted else {
@@ -263,7 +265,8 @@ public final class S3Client: Sendable, CustomStringConvertible {
 
     private static func milliseconds(_ duration: Duration) -> Int {
         let (seconds, attoseconds) = duration.components
-        return max(1, Int(clamping: seconds) &* 1000 &+ Int(attoseconds / 1_000_000_000_000_000))
+        guard seconds < Int64(Int.max / 1000) else { return Int.max / 1000 }
+        return max(1, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))
     }
 
     /// Keys are what S3 accepts and what path-style URLs carry: not empty, at most 1024 bytes,

@@ -170,7 +170,7 @@ func faultClient(endpoint: String, _ tune: (inout S3Client.Configuration) -> Voi
     @Test func anObjectLargerThanTheLimitIsRefusedNotBuffered() async throws {
         let store = try FakeObjectStore { _ in FakeObjectStore.http("200 OK", body: Array(repeating: 1, count: 3 << 20)) }
         let client = try faultClient(endpoint: store.endpoint) { $0.maxObjectBytes = 2 << 20 }
-        let error = await #expect(throws: S3Error.self) { try await client.get("huge") }
+        let error = await #expect(throws: S3Error.self) { _ = try await client.get("huge") }
         #expect(error?.code == .invalidResponse && error?.message.contains("longer than") == true, "\(error?.message ?? "")")
     }
 

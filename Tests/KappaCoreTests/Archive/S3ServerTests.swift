@@ -59,6 +59,15 @@ struct S3ServerTests {
         for (i, key) in keys.enumerated() { try await client.put(key, [UInt8(i)]) }
         for (i, key) in keys.enumerated() { #expect(try await client.get(key) == [UInt8(i)], "\(key)") }
         #expect(try await client.list().map(\.key) == keys.sorted())
+
+        // Two spellings Swift's String calls equal are two keys to S3: neither overwrites the other.
+        let composed = "n/caf\u{E9}", decomposed = "n/cafe\u{301}"
+        try await client.put(composed, [1])
+        try await client.put(decomposed, [2])
+        #expect(try await client.get(composed) == [1])
+        #expect(try await client.get(decomposed) == [2])
+        let listed = try await client.list(prefix: "n/").map { Array($0.key.utf8) }
+        #expect(Set(listed) == [Array(composed.utf8), Array(decomposed.utf8)])
     }
 
     @Test func aRangeGetGivesExactlyThoseBytes() async throws {
