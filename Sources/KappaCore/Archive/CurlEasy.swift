@@ -87,6 +87,8 @@ final class CurlEasy: @unchecked Sendable {
         set(kappa_curl_setopt_string(handle, CURLOPT_URL, request.url))
         set(kappa_curl_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https"))
         set(kappa_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
+        // Fewer, larger pieces to the write callback (16 KB by default).
+        set(kappa_curl_setopt_long(handle, CURLOPT_BUFFERSIZE, 512 << 10))
         set(kappa_curl_setopt_long(handle, CURLOPT_PATH_AS_IS, 1))
         set(kappa_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, limits.connectTimeoutMs))
         set(kappa_curl_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, limits.lowSpeedBytesPerSecond))
@@ -124,7 +126,7 @@ final class CurlEasy: @unchecked Sendable {
         }
         var status = 0
         _ = kappa_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
-        return S3HTTPResponse(status: status, headers: state.finalHeaders(), body: state.body)
+        return S3HTTPResponse(status: status, headers: state.finalHeaders(), body: state.body())
     }
 
     private static func text(_ rc: CURLcode) -> String {
@@ -147,7 +149,11 @@ final class CurlEasy: @unchecked Sendable {
 private final class Transfer {
     let upload: [UInt8]
     var uploaded = 0
-    var body: [UInt8] = []
+    /// The response body so far: `length` bytes at `storage` (grown by doubling, copied with
+    /// memcpy: appending to an Array piece by piece is several times slower in a debug build).
+    private var storage: UnsafeMutableRawPointer?
+    private var capacity = 0
+    private(set) var length = 0
     var headerLines: [String] = []
     let maxResponseBytes: Int
     var tooLarge = false
@@ -155,6 +161,34 @@ private final class Transfer {
     init(upload: [UInt8], maxResponseBytes: Int) {
         self.upload = upload
         self.maxResponseBytes = maxResponseBytes
+    }
+
+    deinit { free(storage) }
+
+    /// Makes room for `total` bytes in all (false when memory is short).
+    func reserve(_ total: Int) -> Bool {
+        guard total > capacity else { return true }
+        guard let grown = realloc(storage, total) else { return false }
+        storage = grown
+        capacity = total
+        return true
+    }
+
+    /// Appends `count` bytes (false when memory is short).
+    func append(_ bytes: UnsafeRawPointer, count: Int) -> Bool {
+        if length + count > capacity, !reserve(max(length + count, min(maxResponseBytes, max(64 << 10, capacity * 2)))) { return false }
+        guard let storage else { return count == 0 }
+        (storage + length).copyMemory(from: bytes, byteCount: count)
+        length += count
+        return true
+    }
+
+    func body() -> [UInt8] {
+        guard let storage, length > 0 else { return [] }
+        return Array(unsafeUninitializedCapacity: length) { buffer, initialized in
+            if let base = buffer.baseAddress { UnsafeMutableRawPointer(base).copyMemory(from: storage, byteCount: length) }
+            initialized = length
+        }
     }
 
     /// The headers after the last status line (a `100 Continue` comes with its own), names
@@ -183,12 +217,11 @@ private let curlWriteBody: curl_write_callback = { data, size, count, userdata i
     guard let state = transfer(userdata), let data else { return 0 }
     let (n, overflow) = size.multipliedReportingOverflow(by: count)
     guard !overflow else { return 0 }
-    guard state.body.count <= state.maxResponseBytes - n else {
+    guard state.length <= state.maxResponseBytes - n else {
         state.tooLarge = true
         return 0
     }
-    data.withMemoryRebound(to: UInt8.self, capacity: n) { state.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: n)) }
-    return n
+    return state.append(data, count: n) ? n : 0
 }
 
 /// Keeps one header line (libcurl calls this once per line, the status line included).
@@ -197,7 +230,13 @@ private let curlWriteHeader: curl_write_callback = { data, size, count, userdata
     let (n, overflow) = size.multipliedReportingOverflow(by: count)
     guard !overflow else { return 0 }
     let line = data.withMemoryRebound(to: UInt8.self, capacity: n) { String(decoding: UnsafeBufferPointer(start: $0, count: n), as: UTF8.self) }
-    state.headerLines.append(line.trimmingCharacters(in: .newlines))
+    let trimmed = line.trimmingCharacters(in: .newlines)
+    state.headerLines.append(trimmed)
+    // Room for the whole body at once, when the server says how long it is (and it is allowed).
+    if trimmed.count > 15, trimmed.prefix(15).lowercased() == "content-length:",
+       let length = Int(trimmed.dropFirst(15).trimmingCharacters(in: .whitespaces)), length > 0, length <= state.maxResponseBytes {
+        _ = state.reserve(length)
+    }
     return n
 }
 
