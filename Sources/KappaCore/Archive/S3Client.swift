@@ -51,8 +51,9 @@ public final class S3Client: Sendable, CustomStringConvertible {
         public var listPageSize: Int = 1000
         /// The largest object `get` accepts (a server sending more is an error).
         public var maxObjectBytes: Int = 4 << 30
-        /// Requests of this client running at once (each holds a thread of the executor).
-        public var concurrency: Int = max(1, BlockingExecutor.shared.threads / 2)
+        /// Requests of this client running at once (each holds a thread of the executor); nil:
+        /// half the executor's threads.
+        public var concurrency: Int? = nil
 
         public init() {}
     }
@@ -71,10 +72,11 @@ public final class S3Client: Sendable, CustomStringConvertible {
         self.credentials = credentials
         var configuration = configuration
         configuration.listPageSize = min(1000, max(1, configuration.listPageSize))
-        configuration.concurrency = max(1, configuration.concurrency)
+        let concurrency = max(1, configuration.concurrency ?? executor.threads / 2)
+        configuration.concurrency = concurrency
         self.configuration = configuration
-        pool = CurlPool(capacity: configuration.concurrency)
-        lane = executor.lane("s3 \(location.bucket)", width: configuration.concurrency)
+        pool = CurlPool(capacity: concurrency)
+        lane = executor.lane("s3 \(location.bucket)", width: concurrency)
     }
 
     /// A client for `url` (`s3://BUCKET/PREFIX[?endpoint=URL&region=R]`) with the credentials
@@ -250,6 +252,8 @@ public final class S3Client: Sendable, CustomStringConvertible {
             if let message { text += ": \(message)" }
             if response.status == 403 && (s3Code == "SignatureDoesNotMatch" || s3Code == "InvalidAccessKeyId") {
                 text += " (check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+            } else if response.status == 403 && method == .head {
+                text += " (a HEAD answer has no body to say why: check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the identity's rights)"
             }
             throw S3Error(S3Error.code(status: response.status), Redaction.values(secrets, in: TerminalText.escaped(text)),
                           bucket: location.bucket, key: fullKey, status: response.status, s3Code: s3Code)

@@ -17,7 +17,11 @@ final class FakeObjectStore: @unchecked Sendable {
 
     final class RequestLines: Sendable {
         let lines = Mutex<[String]>([])
+        let heads = Mutex<[String]>([])
     }
+
+    /// The request heads received so far (request line and headers).
+    var requestHeads: [String] { log.heads.withLock { $0 } }
 
     /// Requests received so far.
     var requestCount: Int { log.lines.withLock { $0.count } }
@@ -58,8 +62,10 @@ final class FakeObjectStore: @unchecked Sendable {
                     if n <= 0 { break }
                     request += buffer[0..<n]
                 }
-                let line = String(decoding: request.prefix { $0 != 13 }, as: UTF8.self)
+                let head = String(decoding: request, as: UTF8.self)
+                let line = String(head.prefix { $0 != "\r" })
                 log.lines.withLock { $0.append(line) }
+                log.heads.withLock { $0.append(head) }
                 let answer = reply(line)
                 _ = answer.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                 close(client)
@@ -189,6 +195,29 @@ func faultClient(endpoint: String, _ tune: (inout S3Client.Configuration) -> Voi
         #expect(try await client.get("k", range: 98..<200) == [98, 99])
         let beyond = await #expect(throws: S3Error.self) { try await client.get("k", range: 100..<101) }
         #expect(beyond?.code == .invalidRange)
+    }
+
+    @Test func requestsArePathStyleSignedForTheRegionAndCarryTheSessionToken() async throws {
+        let store = try FakeObjectStore { _ in FakeObjectStore.http("200 OK", headers: ["ETag: \"abc\""], body: Array("hi".utf8)) }
+        let client = S3Client(location: try S3Location.parse("s3://bucket/pre%20fix?endpoint=\(store.endpoint)&region=eu-central-1", environment: [:]),
+                              credentials: S3Credentials(accessKeyID: "TOKENKEY", secretAccessKey: faultSecret, sessionToken: "Sess/Token+1"))
+        #expect(try await client.get("a b/ü") == Array("hi".utf8))
+        #expect(try await client.put("k", [1], condition: .ifAbsent) == "\"abc\"")
+        let heads = store.requestHeads
+        try #require(heads.count == 2)
+        #expect(heads[0].hasPrefix("GET /bucket/pre%20fix/a%20b/%C3%BC HTTP/1.1\r\n"), "\(heads[0])")
+        for head in heads {
+            let lower = head.lowercased()
+            #expect(lower.contains("\r\nx-amz-security-token: sess/token+1\r\n"), "\(head)")
+            #expect(lower.contains("\r\nx-amz-content-sha256: unsigned-payload\r\n"))
+            #expect(head.contains("Credential=TOKENKEY/"), "\(head)")
+            #expect(head.contains("/eu-central-1/s3/aws4_request"))
+            let signed = head.components(separatedBy: "SignedHeaders=").last?.prefix { $0 != "," } ?? ""
+            #expect(signed.contains("x-amz-security-token"), "\(signed)")
+            #expect(!head.contains(faultSecret))
+        }
+        #expect(heads[1].hasPrefix("PUT /bucket/pre%20fix/k HTTP/1.1\r\n"))
+        #expect(heads[1].lowercased().contains("\r\nif-none-match: *\r\n"))
     }
 
     @Test func aBadKeyIsRefusedBeforeAnyRequest() async throws {
