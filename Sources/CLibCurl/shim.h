@@ -23,6 +23,9 @@ static inline CURLcode kappa_curl_setopt_write(CURL *curl, CURLoption option, cu
 static inline CURLcode kappa_curl_setopt_read(CURL *curl, CURLoption option, curl_read_callback value) {
     return curl_easy_setopt(curl, option, value);
 }
+static inline CURLcode kappa_curl_setopt_seek(CURL *curl, CURLoption option, curl_seek_callback value) {
+    return curl_easy_setopt(curl, option, value);
+}
 static inline CURLcode kappa_curl_getinfo_long(CURL *curl, CURLINFO info, long *value) {
     return curl_easy_getinfo(curl, info, value);
 }

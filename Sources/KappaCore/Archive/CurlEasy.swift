@@ -112,6 +112,10 @@ final class CurlEasy: @unchecked Sendable {
             set(kappa_curl_setopt_off(handle, CURLOPT_INFILESIZE_LARGE, curl_off_t(request.body.count)))
             set(kappa_curl_setopt_read(handle, CURLOPT_READFUNCTION, curlReadBody))
             set(kappa_curl_setopt_pointer(handle, CURLOPT_READDATA, opaque))
+            // A kept connection the server has closed meanwhile: libcurl resends on a new one,
+            // from the body's start.
+            set(kappa_curl_setopt_seek(handle, CURLOPT_SEEKFUNCTION, curlSeekBody))
+            set(kappa_curl_setopt_pointer(handle, CURLOPT_SEEKDATA, opaque))
         }
         guard rc == CURLE_OK else { throw CurlFailure(kind: .other, message: "setting up the request: \(Self.text(rc))") }
 
@@ -278,5 +282,16 @@ final class CurlPool: Sendable {
     func give(_ easy: CurlEasy) {
         idle.withLock { if $0.count < capacity { $0.append(easy) } }
     }
+}
+#endif
+
+#if S3
+/// Moves the PUT body's read position (libcurl rewinds to resend a request).
+private let curlSeekBody: curl_seek_callback = { userdata, offset, origin in
+    guard let state = transfer(userdata), origin == SEEK_SET, offset >= 0, offset <= state.upload.count else {
+        return CURL_SEEKFUNC_CANTSEEK
+    }
+    state.uploaded = Int(offset)
+    return CURL_SEEKFUNC_OK
 }
 #endif

@@ -29,20 +29,9 @@ final class FakeObjectStore: @unchecked Sendable {
     /// `reply` nil: accept nothing (the kernel still completes connections into the backlog);
     /// `listening` false: refuse every connection (the port stays taken, so no other test gets it).
     init(listening: Bool = true, reply: (@Sendable (String) -> [UInt8])?) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (fd, port) = try Self.socket(listening: listening)
         self.fd = fd
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard bound == 0, !listening || listen(fd, 16) == 0 else {
-            close(fd)
-            throw IOError("bind/listen", path: "127.0.0.1:0")
-        }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        port = Int(UInt16(bigEndian: address.sin_port))
+        self.port = port
         serving = reply != nil
         guard let reply else { return }
         let listener = fd
@@ -57,7 +46,7 @@ final class FakeObjectStore: @unchecked Sendable {
                 }
                 var request: [UInt8] = []
                 var buffer = [UInt8](repeating: 0, count: 65536)
-                while !request.ends(with: Array("\r\n\r\n".utf8)) {
+                while find(Array("\r\n\r\n".utf8), in: request) == nil {
                     let n = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
                     if n <= 0 { break }
                     request += buffer[0..<n]
@@ -81,14 +70,34 @@ final class FakeObjectStore: @unchecked Sendable {
 
     var endpoint: String { "http://127.0.0.1:\(port)" }
 
+    /// A TCP socket bound to 127.0.0.1 on a free port (listening, unless told not to).
+    static func socket(listening: Bool = true) throws -> (fd: Int32, port: Int) {
+        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard bound == 0, !listening || listen(fd, 16) == 0 else {
+            close(fd)
+            throw IOError("bind/listen", path: "127.0.0.1:0")
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+    }
+
     static func http(_ status: String, headers: [String] = [], body: [UInt8]) -> [UInt8] {
         let head = (["HTTP/1.1 \(status)", "Content-Length: \(body.count)", "Connection: close"] + headers).joined(separator: "\r\n") + "\r\n\r\n"
         return Array(head.utf8) + body
     }
 }
 
-private extension Array where Element == UInt8 {
-    func ends(with suffix: [UInt8]) -> Bool { count >= suffix.count && Array(self[(count - suffix.count)...]) == suffix }
+/// Where `needle` first occurs in `haystack`.
+private func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+    guard !needle.isEmpty, haystack.count >= needle.count else { return nil }
+    for i in 0...(haystack.count - needle.count) where haystack[i] == needle[0] && Array(haystack[i..<(i + needle.count)]) == needle { return i }
+    return nil
 }
 
 let faultSecret = "FaultSecret/abc+def/ghi"
@@ -220,6 +229,18 @@ func faultClient(endpoint: String, _ tune: (inout S3Client.Configuration) -> Voi
         #expect(heads[1].lowercased().contains("\r\nif-none-match: *\r\n"))
     }
 
+    @Test func aPutOnAKeptConnectionTheServerDropsIsResentWhole() async throws {
+        let store = try DroppingObjectStore()
+        let client = try faultClient(endpoint: store.endpoint) { $0.lowSpeedTime = .seconds(10) }
+        try await client.put("first", Array("one".utf8))
+        let body = (0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        try await client.put("second", body)  // sent on the kept connection, dropped, resent
+        let bodies = store.bodies.withLock { $0 }
+        #expect(bodies.count == 2, "\(bodies.map(\.count))")
+        #expect(bodies.last == body)
+        #expect(store.dropped.withLock { $0 } == 1)
+    }
+
     @Test func aBadKeyIsRefusedBeforeAnyRequest() async throws {
         let store = try FakeObjectStore { _ in FakeObjectStore.http("200 OK", body: []) }
         let client = try faultClient(endpoint: store.endpoint)
@@ -228,6 +249,79 @@ func faultClient(endpoint: String, _ tune: (inout S3Client.Configuration) -> Voi
             #expect(error?.code == .invalidLocation)
         }
         #expect(store.requestCount == 0)
+    }
+}
+#endif
+
+#if S3
+/// A server that keeps connections open, answers the first request of each, and drops the
+/// second one unanswered after reading it (closing the connection), the way a server drops an
+/// idle connection just as a client reuses it.
+final class DroppingObjectStore: @unchecked Sendable {
+    // Safe to share: `fd` and `port` are set once in init; the rest is behind Mutexes.
+    let port: Int
+    private let fd: Int32
+    let bodies = Mutex<[[UInt8]]>([])
+    let dropped = Mutex(0)
+
+    init() throws {
+        (fd, port) = try FakeObjectStore.socket()
+        let fd = fd
+        Thread { [self] in
+            while true {
+                let client = accept(fd, nil, nil)
+                guard client >= 0 else {
+                    close(fd)
+                    return
+                }
+                Thread { self.serve(client) }.start()
+            }
+        }.start()
+    }
+
+    deinit { shutdown(fd, Int32(SHUT_RDWR)) }
+
+    var endpoint: String { "http://127.0.0.1:\(port)" }
+
+    private func serve(_ client: Int32) {
+        defer { close(client) }
+        var pending: [UInt8] = []
+        var served = 0
+        while true {
+            // The head, then as many body bytes as Content-Length says.
+            guard let headEnd = Self.read(client, &pending, until: { buffer in find(Array("\r\n\r\n".utf8), in: buffer) }) else { return }
+            let head = String(decoding: pending[..<headEnd], as: UTF8.self).lowercased()
+            let length = head.components(separatedBy: "\r\n").first { $0.hasPrefix("content-length:") }
+                .flatMap { Int($0.dropFirst(15).trimmingCharacters(in: .whitespaces)) } ?? 0
+            let expects = head.contains("\r\nexpect: 100-continue")
+            if expects && served == 0 {
+                let proceed = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+                _ = proceed.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            }
+            guard Self.read(client, &pending, until: { $0.count >= headEnd + 4 + length ? headEnd + 4 + length : nil }) != nil else { return }
+            if served == 1 {
+                // Read the whole body (libcurl sends it when no 100 Continue came within a
+                // second), then go without a word: libcurl must rewind it to resend.
+                dropped.withLock { $0 += 1 }
+                return
+            }
+            if head.hasPrefix("put ") { bodies.withLock { $0.append(Array(pending[(headEnd + 4)..<(headEnd + 4 + length)])) } }
+            pending.removeFirst(headEnd + 4 + length)
+            let answer = Array("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nETag: \"e\"\r\n\r\n".utf8)
+            _ = answer.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            served += 1
+        }
+    }
+
+    /// Reads into `buffer` until `done` finds what it wants (its answer), or the peer closes (nil).
+    private static func read(_ fd: Int32, _ buffer: inout [UInt8], until done: ([UInt8]) -> Int?) -> Int? {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            if let found = done(buffer) { return found }
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return nil }
+            buffer += chunk[0..<n]
+        }
     }
 }
 #endif
