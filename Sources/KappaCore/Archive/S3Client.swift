@@ -31,8 +31,9 @@ public enum S3PutCondition: Sendable, Equatable {
 /// under one `S3Location`: put, get (whole or a byte range), head, list, delete, and
 /// conditional puts. Requests are signed by libcurl (SigV4) and sent with path-style URLs.
 ///
-/// Every call runs on a lane of the shared `BlockingExecutor` (never on the cooperative pool) and
-/// is bounded: a connection must be made within `connectTimeout`, and a request that moves
+/// The async calls run on a lane of the shared `BlockingExecutor` (never on the cooperative pool);
+/// their synchronous twins block the calling thread, for callers already on the executor. Each is
+/// bounded: a connection must be made within `connectTimeout`, and a request that moves
 /// fewer than `lowSpeedLimit` bytes a second for `lowSpeedTime` is given up (`.timedOut`), so a
 /// server that accepts and never answers cannot hang a caller. Connections are kept and reused.
 public final class S3Client: Sendable, CustomStringConvertible {
@@ -97,7 +98,7 @@ public final class S3Client: Sendable, CustomStringConvertible {
     /// - Throws: `S3Error`: `.preconditionFailed` when the condition does not hold; others as
     ///   for every request.
     @discardableResult
-    public func put(_ key: String, _ bytes: [UInt8], condition: S3PutCondition = .none) async throws -> String? {
+    public func put(_ key: String, _ bytes: [UInt8], condition: S3PutCondition = .none) throws -> String? {
         var headers: [String] = []
         switch condition {
         case .none: break
@@ -109,21 +110,35 @@ public final class S3Client: Sendable, CustomStringConvertible {
             }
             headers.append("If-Match: \(etag)")
         }
-        let response = try await send(.put, key: key, headers: headers, body: bytes, maxResponseBytes: 1 << 20)
+        let response = try send(.put, key: key, headers: headers, body: bytes, maxResponseBytes: 1 << 20)
         return response.headers["etag"]
     }
 
     /// The whole object `key`.
     /// - Throws: `S3Error` (`.notFound` when there is none).
-    public func get(_ key: String) async throws -> [UInt8] {
-        try await send(.get, key: key, maxResponseBytes: configuration.maxObjectBytes).body
+    public func get(_ key: String) throws -> [UInt8] {
+        try send(.get, key: key, maxResponseBytes: configuration.maxObjectBytes).body
+    }
+
+    /// The whole object `key` with its ETag, or nil when there is none: for an object replaced
+    /// only with `.ifMatch` of the ETag read (the archive's manifests).
+    /// - Throws: `S3Error` (anything but a 404).
+    public func getVersioned(_ key: String) throws -> (bytes: [UInt8], etag: String)? {
+        let response: S3HTTPResponse
+        do {
+            response = try send(.get, key: key, maxResponseBytes: configuration.maxObjectBytes)
+        } catch let error as S3Error where error.code == .notFound {
+            return nil
+        }
+        guard let etag = response.headers["etag"], !etag.isEmpty else { throw invalidResponse(key, "GET answered without an ETag") }
+        return (response.body, etag)
     }
 
     /// The bytes of `key` in `range` (offsets in the object). A range reaching past the end
     /// gives the bytes up to the end; an empty range gives none without asking the server.
     /// - Throws: `S3Error`: `.notFound`; `.invalidRange` when the range starts at or past the
     ///   end; `.invalidResponse` when the server sends other bytes than asked for.
-    public func get(_ key: String, range: Range<Int64>) async throws -> [UInt8] {
+    public func get(_ key: String, range: Range<Int64>) throws -> [UInt8] {
         guard range.lowerBound >= 0 else {
             throw S3Error(.invalidRange, "get \(location.display(key: key)) bytes \(range.lowerBound)..<\(range.upperBound): a negative offset",
                           bucket: location.bucket, key: location.fullKey(key))
@@ -135,7 +150,7 @@ public final class S3Client: Sendable, CustomStringConvertible {
                           bucket: location.bucket, key: location.fullKey(key))
         }
         // The limit is the whole object's: a server that ignores Range sends all of it.
-        let response = try await send(.get, key: key, headers: ["Range: bytes=\(range.lowerBound)-\(range.upperBound - 1)"],
+        let response = try send(.get, key: key, headers: ["Range: bytes=\(range.lowerBound)-\(range.upperBound - 1)"],
                                       maxResponseBytes: configuration.maxObjectBytes)
         if response.status == 206 {
             // The server says which bytes it sent; they must start where asked and not run over.
@@ -156,10 +171,10 @@ public final class S3Client: Sendable, CustomStringConvertible {
 
     /// The size and ETag of `key`, or nil when there is no such object.
     /// - Throws: `S3Error` (anything but a 404).
-    public func head(_ key: String) async throws -> S3ObjectInfo? {
+    public func head(_ key: String) throws -> S3ObjectInfo? {
         let response: S3HTTPResponse
         do {
-            response = try await send(.head, key: key, maxResponseBytes: 0)
+            response = try send(.head, key: key, maxResponseBytes: 0)
         } catch let error as S3Error where error.code == .notFound {
             return nil
         }
@@ -172,7 +187,7 @@ public final class S3Client: Sendable, CustomStringConvertible {
     /// Every object whose key starts with `prefix` (below the location's prefix), in key order.
     /// Follows ListObjectsV2's continuation tokens, `listPageSize` keys a request.
     /// - Throws: `S3Error` (`.invalidResponse` for a listing that does not parse or does not end).
-    public func list(prefix: String = "") async throws -> [S3ObjectInfo] {
+    public func list(prefix: String = "") throws -> [S3ObjectInfo] {
         let full = location.fullKey(prefix)
         // Keys compared and cut as bytes (S3's keys are byte strings; Swift's String comparison
         // would equate canonically equivalent spellings).
@@ -183,7 +198,7 @@ public final class S3Client: Sendable, CustomStringConvertible {
         while true {
             var query = [("list-type", "2"), ("max-keys", String(configuration.listPageSize)), ("prefix", full)]
             if let token { query.append(("continuation-token", token)) }
-            let response = try await send(.get, key: nil, query: query, maxResponseBytes: 64 << 20)
+            let response = try send(.get, key: nil, query: query, maxResponseBytes: 64 << 20)
             guard let page = S3XML.listPage(response.body) else {
                 throw invalidResponse(nil, "list \(location.display(key: prefix)): the answer is not a ListBucketResult")
             }
@@ -203,15 +218,36 @@ public final class S3Client: Sendable, CustomStringConvertible {
 
     /// Deletes `key` (no error when there is none: S3 answers 204 either way).
     /// - Throws: `S3Error`.
-    public func delete(_ key: String) async throws {
-        _ = try await send(.delete, key: key, maxResponseBytes: 1 << 20)
+    public func delete(_ key: String) throws {
+        _ = try send(.delete, key: key, maxResponseBytes: 1 << 20)
     }
+
+    // MARK: The same, on the client's lane of the executor
+
+    // The operations above block the calling thread for the request (callers already on the
+    // blocking executor, such as the archive's reads, use them there); these run them on the
+    // client's lane, at most `concurrency` at once.
+
+    @discardableResult
+    public func put(_ key: String, _ bytes: [UInt8], condition: S3PutCondition = .none) async throws -> String? {
+        try await lane.run { try self.put(key, bytes, condition: condition) }
+    }
+    public func get(_ key: String) async throws -> [UInt8] { try await lane.run { try self.get(key) } }
+    public func get(_ key: String, range: Range<Int64>) async throws -> [UInt8] { try await lane.run { try self.get(key, range: range) } }
+    public func head(_ key: String) async throws -> S3ObjectInfo? { try await lane.run { try self.head(key) } }
+    public func getVersioned(_ key: String) async throws -> (bytes: [UInt8], etag: String)? {
+        try await lane.run { try self.getVersioned(key).map { Versioned(bytes: $0.bytes, etag: $0.etag) } }.map { ($0.bytes, $0.etag) }
+    }
+    public func list(prefix: String = "") async throws -> [S3ObjectInfo] { try await lane.run { try self.list(prefix: prefix) } }
+    public func delete(_ key: String) async throws { try await lane.run { try self.delete(key) } }
+
+    private struct Versioned: Sendable { var bytes: [UInt8]; var etag: String }
 
     // MARK: Requests
 
-    /// Sends one request on the lane and turns a failure into an `S3Error` naming the object.
+    /// Sends one request on the calling thread and turns a failure into an `S3Error` naming the object.
     private func send(_ method: S3HTTPRequest.Method, key: String?, query: [(String, String)] = [], headers: [String] = [],
-                      body: [UInt8] = [], maxResponseBytes: Int) async throws -> S3HTTPResponse {
+                      body: [UInt8] = [], maxResponseBytes: Int) throws -> S3HTTPResponse {
         if let key { try check(key: key) }
         let fullKey = key.map(location.fullKey)
         var url = location.endpoint + "/" + Self.encode(location.bucket, keepSlash: false)
@@ -224,12 +260,10 @@ public final class S3Client: Sendable, CustomStringConvertible {
                                     maxResponseBytes: max(maxResponseBytes, 1 << 20))
         let what = "\(method.rawValue) \(fullKey.map { "s3://\(location.bucket)/\($0)" } ?? "s3://\(location.bucket) (list)")"
         let credentials = credentials, region = location.region, limits = limits, pool = pool
-        let outcome: Result<S3HTTPResponse, CurlFailure> = try await lane.run {
-            Result { () throws(CurlFailure) -> S3HTTPResponse in
-                let easy = try pool.take()
-                defer { pool.give(easy) }
-                return try easy.perform(request, credentials: credentials, region: region, limits: limits)
-            }
+        let outcome = Result { () throws(CurlFailure) -> S3HTTPResponse in
+            let easy = try pool.take()
+            defer { pool.give(easy) }
+            return try easy.perform(request, credentials: credentials, region: region, limits: limits)
         }
         let secrets = credentials.secrets
         switch outcome {

@@ -2,10 +2,11 @@
 import Glibc
 #endif
 
-/// Mirrors a topic of a log that keeps no archive itself (Kafka) into a `SegmentArchive`, in the
-/// embedded log's frame format, exactly once across restarts: the archive's manifest is the
-/// mirror's position (each partition continues at its last file's end), and a file is recorded
-/// in it only once whole, so a mirror killed at any instant neither skips nor doubles a record.
+/// Mirrors a topic of a log that keeps no archive itself (Kafka) into a `SegmentArchive` (a
+/// directory or an object store), in the embedded log's frame format, exactly once across
+/// restarts: the archive's manifest is the mirror's position (each partition continues at its
+/// last file's end), and a file is recorded in it only once whole, so a mirror killed at any
+/// instant neither skips nor doubles a record.
 public struct LogMirror: Sendable {
     public var log: any UnifiedLog
     public var archive: SegmentArchive
@@ -23,8 +24,15 @@ public struct LogMirror: Sendable {
     /// seen at the start. Returns how many records were archived.
     public func runOnce() async throws -> Int {
         // One mirror per topic at a time: two would each extend the manifest from the same end.
-        let lockPath = "\(archive.root)/\(topic)/.mirror.lock"
-        let (root, topic) = (archive.root, self.topic)
+        // (In a directory, a lock file too; either way a manifest is only ever replaced by a
+        // writer that read the version it replaces.)
+        let topic = self.topic
+        guard let root = archive.root else {
+            var archived = 0
+            for live in try await log.offsets(topic: topic) { archived += try await mirror(partition: live.partition, live: live) }
+            return archived
+        }
+        let lockPath = "\(root)/\(topic)/.mirror.lock"
         let lock = try await BlockingExecutor.shared.run {
             do {
                 try FileSystem.makeDirectories("\(root)/\(topic)")

@@ -8,23 +8,40 @@ import Glibc
 /// Where a topic's closed segments go before retention deletes them, so that a replay from
 /// offset 0 is not limited by retention (the lecture's answer: mirror the log to cheap storage).
 ///
-/// Layout, one that an object store could hold as it is: per partition, immutable files named by
-/// their base offset, `<root>/<topic>/<partition>/<20-digit base>.seg` (a closed segment's frames,
-/// byte for byte), and `manifest.json` beside them, replaced atomically (temporary file, fsync,
-/// rename), listing each file's offsets, size and CRC-32C. A file not in the manifest is not
-/// archived (a copy cut short by a crash); the next copy replaces it.
+/// Layout, the same in a directory and in an object store (`ArchiveStorage`): per partition,
+/// immutable objects named by their base offset, `<topic>/<partition>/<20-digit base>.seg` (a
+/// closed segment's frames, byte for byte), and `<topic>/<partition>/manifest.json`, replaced
+/// only by a writer that read the version it replaces, listing each object's offsets, size and
+/// CRC-32C, and the fencing epoch of the mirror that last wrote it. An object not in the
+/// manifest is not archived (a copy cut short by a crash); the next copy replaces it.
 ///
-/// Every method but `init` reads or writes files: call them on the blocking executor (the logs
-/// do), never on the cooperative pool.
+/// Reads take a whole object at a time, verify its checksum once, and keep it (up to
+/// `cacheBytes` of objects, least recently used out first); reading one starts fetching the
+/// partition's next object in the background, so a replay from an object store does not wait
+/// for one request at a time.
+///
+/// Every method but `init` does I/O: call them on the blocking executor (the logs do), never on
+/// the cooperative pool.
 public final class SegmentArchive: Sendable {
-    public let root: String
-    /// Archived files whose checksum was verified by this process (they never change).
-    private let verified = Mutex<Set<String>>([])
-    /// Manifests read, by path, with the modification time and size they had (reads of a live
-    /// topic check the archive first: the manifest is not parsed again unless it changed).
-    private let manifests = Mutex<[String: (stamp: [Int64], entries: [Entry])]>([:])
+    public let storage: any ArchiveStorage
+    /// The most bytes of verified objects kept for reads.
+    public let cacheBytes: Int
+    private let objects: Mutex<ObjectCache>
+    /// Manifests read, by key, with their version tag and when they were read (reads of a live
+    /// topic check the archive first: a manifest is not read again unless it changed).
+    private let manifests = Mutex<[String: (tag: String, readAt: Int64, manifest: Manifest)]>([:])
 
-    public init(root: String) { self.root = root }
+    public init(storage: any ArchiveStorage, cacheBytes: Int = 256 << 20) {
+        self.storage = storage
+        self.cacheBytes = cacheBytes
+        objects = Mutex(ObjectCache(capacity: cacheBytes))
+    }
+
+    /// The archive in the directory `root`.
+    public convenience init(root: String) { self.init(storage: DirectoryArchiveStorage(root: root)) }
+
+    /// The directory, when the archive is one (a mirror's lock file lives there).
+    public var root: String? { (storage as? DirectoryArchiveStorage)?.root }
 
     public struct Entry: Codable, Sendable, Equatable {
         /// First offset in the file, and the offset after its last record.
@@ -34,51 +51,78 @@ public final class SegmentArchive: Sendable {
         public var crc32c: UInt32
     }
 
-    struct Manifest: Codable {
+    struct Manifest: Codable, Equatable {
         var version = 1
         var files: [Entry] = []
+        /// The fencing epoch of the mirror that wrote it last (nil: never written by a leased
+        /// mirror): a mirror with a lower epoch, one fenced off since, cannot write over it.
+        var epoch: Int64?
     }
 
-    func directory(_ topic: String, _ partition: Int) -> String { "\(root)/\(topic)/\(partition)" }
-    func path(_ topic: String, _ partition: Int, _ base: Int64) -> String {
-        directory(topic, partition) + "/" + SegmentFiles.name(base) + ".seg"
+    static func manifestKey(_ topic: String, _ partition: Int) -> String { "\(topic)/\(partition)/manifest.json" }
+    static func objectKey(_ topic: String, _ partition: Int, _ base: Int64) -> String { "\(topic)/\(partition)/" + SegmentFiles.name(base) + ".seg" }
+    /// Where the partition's objects are, as the storage names it (a directory's path).
+    func directory(_ topic: String, _ partition: Int) -> String { storage.display("\(topic)/\(partition)") }
+    func path(_ topic: String, _ partition: Int, _ base: Int64) -> String { storage.display(Self.objectKey(topic, partition, base)) }
+
+    /// Runs a call to the storage, naming the topic and partition in its error.
+    private func call<T>(_ topic: String, _ partition: Int, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as IOError {
+            throw LogError.io(error, topic: topic, partition: partition)
+        } catch let error as LogError {
+            throw error
+        } catch let error as ArchiveConflict {
+            throw error
+        } catch {
+            throw LogError(.io, "topic \"\(topic)\" partition \(partition): the archive at \(storage): \(error)", topic: topic, partition: partition)
+        }
     }
 
     /// The archived files of a partition, in offset order.
     public func entries(topic: String, partition: Int) throws -> [Entry] {
-        let path = directory(topic, partition) + "/manifest.json"
-        var info = stat()
-        guard stat(path, &info) == 0 else { return [] }
-        let stamp = [Int64(info.st_mtim.tv_sec), Int64(info.st_mtim.tv_nsec), Int64(info.st_size), Int64(info.st_ino)]
-        if let known = manifests.withLock({ $0[path] }), known.stamp == stamp { return known.entries }
-        let bytes: [UInt8]
-        do {
-            bytes = try FileSystem.readAll(path)
-        } catch let error as IOError {
-            throw LogError.io(error, topic: topic, partition: partition)
+        try manifest(topic: topic, partition: partition).manifest.files
+    }
+
+    /// The partition's manifest, from the cache while it is fresh or unchanged; its tag (nil:
+    /// there is none yet).
+    private func manifest(topic: String, partition: Int, fresh: Bool = false) throws -> (manifest: Manifest, tag: String?) {
+        let key = Self.manifestKey(topic, partition)
+        let now = currentTimeMillis()
+        let known = manifests.withLock { $0[key] }
+        if !fresh, let known, now - known.readAt < storage.freshnessMs { return (known.manifest, known.tag) }
+        if !fresh, let known, try call(topic, partition, { try storage.tag(key) }) == known.tag {
+            manifests.withLock { $0[key]?.readAt = now }
+            return (known.manifest, known.tag)
         }
-        let entries = try Self.decodeManifest(bytes, topic: topic, partition: partition, path: path)
-        manifests.withLock { $0[path] = (stamp, entries) }
-        return entries
+        guard let (bytes, tag) = try call(topic, partition, { try storage.getVersioned(key) }) else {
+            manifests.withLock { _ = $0.removeValue(forKey: key) }
+            return (Manifest(), nil)
+        }
+        let manifest = try Self.decodeManifest(bytes, topic: topic, partition: partition, path: storage.display(key))
+        manifests.withLock { $0[key] = (tag, now, manifest) }
+        return (manifest, tag)
     }
 
     /// Decodes and checks a manifest (bytes from disk: anything): version 1, each file's offsets
     /// `0 ≤ base < end < 2^62` and size not negative, files not overlapping. Returns them in
     /// offset order.
     /// - Throws: `LogError.corrupt` naming the manifest and what is wrong with it.
-    static func decodeManifest(_ bytes: [UInt8], topic: String, partition: Int, path: String) throws -> [Entry] {
+    static func decodeManifest(_ bytes: [UInt8], topic: String, partition: Int, path: String) throws -> Manifest {
         func corrupt(_ problem: String) -> LogError {
             LogError(.corrupt, "topic \"\(topic)\" partition \(partition): the archive's manifest \(path) is damaged: \(problem)",
                      topic: topic, partition: partition, file: path)
         }
-        let manifest: Manifest
+        var manifest: Manifest
         do {
             manifest = try JSONDecoder().decode(Manifest.self, from: Data(bytes))
         } catch {
             throw corrupt(DecodingProblem.describe(error, bytes: bytes))
         }
         guard manifest.version == 1 else { throw corrupt("version \(manifest.version) is not one this Kappa reads (1)") }
-        let entries = manifest.files.sorted { $0.base < $1.base }
+        manifest.files.sort { $0.base < $1.base }
+        let entries = manifest.files
         for (i, entry) in entries.enumerated() {
             guard entry.base >= 0, entry.base < entry.end, entry.end < BatchHeader.offsetLimit, entry.bytes >= 0 else {
                 throw corrupt("the file for offsets \(entry.base) to \(entry.end) (\(entry.bytes) bytes) is not a range of offsets")
@@ -87,7 +131,8 @@ public final class SegmentArchive: Sendable {
                 throw corrupt("the files for offsets from \(entries[i - 1].base) and from \(entry.base) overlap")
             }
         }
-        return entries
+        if let epoch = manifest.epoch, epoch < 0 { throw corrupt("the writer's epoch \(epoch) is negative") }
+        return manifest
     }
 
     /// The first offset from which the archive and the live log together hold every record up to
@@ -102,129 +147,192 @@ public final class SegmentArchive: Sendable {
         return covered
     }
 
-    /// Copies a closed segment into the archive (checksummed, fsynced) and records it in the
+    /// Copies a closed segment into the archive (checksummed, durable) and records it in the
     /// manifest. Returns false when it was there already.
     @discardableResult
     func store(topic: String, partition: Int, segment: String, base: Int64, end: Int64) throws -> Bool {
         if try entries(topic: topic, partition: partition).contains(where: { $0.base == base && $0.end == end }) { return false }
-        // Streamed in 1 MiB chunks: a 64 MiB segment is never held in memory whole.
-        let source = try FileDescriptor(path: segment, flags: O_RDONLY)
-        try write(topic: topic, partition: partition, base: base, end: end) { file in
-            var chunk = [UInt8](repeating: 0, count: 1 << 20)
-            var at: Int64 = 0, crc: UInt32 = 0
-            while true {
-                let n = try chunk.withUnsafeMutableBytes { try source.read(into: $0, at: at) }
-                if n == 0 { return (at, crc) }
-                try chunk.withUnsafeBytes { try file.write(UnsafeRawBufferPointer(rebasing: $0[0..<n]), at: at) }
-                crc = chunk.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<n]), continuing: crc) }
-                at += Int64(n)
-            }
+        let key = Self.objectKey(topic, partition, base)
+        let (size, crc) = try call(topic, partition) { () throws -> (Int64, UInt32) in
+            let source = try FileDescriptor(path: segment, flags: O_RDONLY)
+            // A directory copies it 1 MiB at a time; an object store is sent it whole.
+            if let directory = storage as? DirectoryArchiveStorage { return try directory.put(key, copying: source) }
+            let bytes = try source.read(count: Int(try source.size()), at: 0)
+            try storage.put(key, bytes)
+            return (Int64(bytes.count), CRC32C.checksum(bytes))
         }
+        try record(Entry(base: base, end: end, bytes: size, crc32c: crc), topic: topic, partition: partition, epoch: nil)
         return true
     }
 
-    /// Writes frames holding offsets `base..<end` as an archived file.
-    func store(topic: String, partition: Int, bytes: [UInt8], base: Int64, end: Int64) throws {
+    /// Writes frames holding offsets `base..<end` as an archived object, then records it in the
+    /// manifest as written by a mirror holding `epoch` (nil: no lease).
+    /// - Throws: `LogError(.invalidArgument)` when the manifest was written since by a mirror
+    ///   with a higher epoch: this one was fenced off (the object stays unrecorded).
+    func store(topic: String, partition: Int, bytes: [UInt8], base: Int64, end: Int64, epoch: Int64? = nil) throws {
         if try entries(topic: topic, partition: partition).contains(where: { $0.base == base && $0.end == end }) { return }
-        try write(topic: topic, partition: partition, base: base, end: end) { file in
-            try file.write(bytes, at: 0)
-            return (Int64(bytes.count), CRC32C.checksum(bytes))
-        }
+        try checkEpoch(topic: topic, partition: partition, epoch: epoch)
+        try call(topic, partition) { try storage.put(Self.objectKey(topic, partition, base), bytes) }
+        try record(Entry(base: base, end: end, bytes: Int64(bytes.count), crc32c: CRC32C.checksum(bytes)), topic: topic, partition: partition, epoch: epoch)
     }
 
-    /// The file first (temporary name, written by `body`, which returns its size and checksum;
-    /// fsync; rename), then the manifest that records it, so that the manifest (the archive's
-    /// position) never names a file that is not whole. A file left by a crash between the two is
-    /// not in the manifest and is replaced here.
-    private func write(topic: String, partition: Int, base: Int64, end: Int64, _ body: (FileDescriptor) throws -> (Int64, UInt32)) throws {
-        var manifest = Manifest(files: try entries(topic: topic, partition: partition))
-        let dir = directory(topic, partition)
-        try FileSystem.makeDirectories(dir)
-        let target = path(topic, partition, base)
-        let temporary = target + ".tmp"
-        let file = try FileDescriptor(path: temporary, flags: O_WRONLY | O_CREAT | O_TRUNC)
-        let (size, crc) = try body(file)
-        try file.sync()
-        try FileSystem.rename(temporary, to: target)
-        verified.withLock { _ = $0.remove(target) }
-        manifest.files.append(Entry(base: base, end: end, bytes: size, crc32c: crc))
-        manifest.files.sort { $0.base < $1.base }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        try FileSystem.writeAtomically(Array(try encoder.encode(manifest)), to: dir + "/manifest.json")
+    private func fenced(_ topic: String, _ partition: Int, mine: Int64, theirs: Int64) -> LogError {
+        LogError(.invalidArgument, "topic \"\(topic)\" partition \(partition): this mirror (lease epoch \(mine)) was fenced off: the archive's manifest \(storage.display(Self.manifestKey(topic, partition))) was written by a mirror with epoch \(theirs)",
+                 topic: topic, partition: partition, file: storage.display(Self.manifestKey(topic, partition)))
+    }
+
+    private func checkEpoch(topic: String, partition: Int, epoch: Int64?) throws {
+        guard let epoch else { return }
+        let theirs = try manifest(topic: topic, partition: partition).manifest.epoch ?? -1
+        if theirs > epoch { throw fenced(topic, partition, mine: epoch, theirs: theirs) }
+    }
+
+    /// Adds `entry` to the manifest: read (fresh), checked, replaced only if nobody replaced it
+    /// meanwhile (else read again, up to 8 times). The object is whole before this, so the
+    /// manifest never names a partial one.
+    private func record(_ entry: Entry, topic: String, partition: Int, epoch: Int64?) throws {
+        let key = Self.manifestKey(topic, partition)
+        for _ in 0..<8 {
+            var (manifest, tag) = try self.manifest(topic: topic, partition: partition, fresh: true)
+            if let theirs = manifest.epoch, let epoch, theirs > epoch { throw fenced(topic, partition, mine: epoch, theirs: theirs) }
+            if manifest.files.contains(entry) { return }
+            if let overlap = manifest.files.first(where: { $0.base < entry.end && entry.base < $0.end }) {
+                throw LogError(.corrupt, "topic \"\(topic)\" partition \(partition): the archive already holds offsets \(overlap.base)…\(overlap.end - 1), which the file for \(entry.base)…\(entry.end - 1) overlaps (two mirrors?)",
+                               topic: topic, partition: partition, file: storage.display(key))
+            }
+            manifest.files.append(entry)
+            manifest.files.sort { $0.base < $1.base }
+            if let epoch { manifest.epoch = max(epoch, manifest.epoch ?? epoch) }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            let bytes = Array(try encoder.encode(manifest))
+            do {
+                let now = try call(topic, partition) { try storage.replace(key, bytes, ifTag: tag) }
+                manifests.withLock { $0[key] = (now, currentTimeMillis(), manifest) }
+                return
+            } catch is ArchiveConflict {
+                continue  // another writer: read what it wrote, and decide again
+            }
+        }
+        throw LogError(.io, "topic \"\(topic)\" partition \(partition): the archive's manifest \(storage.display(key)) kept changing under this writer (8 tries)",
+                       topic: topic, partition: partition, file: storage.display(key))
+    }
+
+    /// The archived object of `entry`, whole and its checksum verified (from the cache when read
+    /// before).
+    /// - Throws: `LogError.corrupt` naming the object and its offsets when its bytes do not match
+    ///   the manifest, or it is missing.
+    func object(topic: String, partition: Int, entry: Entry) throws -> [UInt8] {
+        let key = Self.objectKey(topic, partition, entry.base)
+        if let bytes = objects.withLock({ $0.get(key) }) { return bytes }
+        let bytes = try call(topic, partition) { try storage.get(key, range: 0..<(entry.bytes + 1)) }
+        guard let bytes, Int64(bytes.count) == entry.bytes, CRC32C.checksum(bytes) == entry.crc32c else {
+            let what = bytes == nil ? "is missing" : "does not match its checksum in the manifest"
+            throw LogError(.corrupt, "topic \"\(topic)\" partition \(partition): archived file \(storage.display(key)) \(what) (offsets \(entry.base)…\(entry.end - 1))",
+                           topic: topic, partition: partition, offset: entry.base, file: storage.display(key))
+        }
+        objects.withLock { $0.put(key, bytes) }
+        return bytes
     }
 
     /// The archived file holding `offset`, its checksum verified.
     /// - Throws: `LogError.corrupt` naming the file when its bytes do not match the manifest.
     func file(topic: String, partition: Int, holding offset: Int64) throws -> (entry: Entry, path: String)? {
         guard let entry = try entries(topic: topic, partition: partition).first(where: { $0.base <= offset && offset < $0.end }) else { return nil }
-        let path = path(topic, partition, entry.base)
-        if verified.withLock({ $0.contains(path) }) { return (entry, path) }
-        var size: Int64 = 0, crc: UInt32 = 0
-        do {
-            let file = try FileDescriptor(path: path, flags: O_RDONLY)
-            var chunk = [UInt8](repeating: 0, count: 1 << 20)
-            while true {
-                let n = try chunk.withUnsafeMutableBytes { try file.read(into: $0, at: size) }
-                if n == 0 { break }
-                crc = chunk.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<n]), continuing: crc) }
-                size += Int64(n)
-            }
-        } catch let error as IOError {
-            throw LogError.io(error, topic: topic, partition: partition)
+        _ = try object(topic: topic, partition: partition, entry: entry)
+        return (entry, path(topic, partition, entry.base))
+    }
+
+    /// Starts fetching the object after `entry` in the background when it is not kept already.
+    private func readAhead(topic: String, partition: Int, after entry: Entry, entries: [Entry]) {
+        guard let next = entries.first(where: { $0.base >= entry.end }) else { return }
+        let key = Self.objectKey(topic, partition, next.base)
+        guard objects.withLock({ $0.startFetch(key) }) else { return }
+        Task.detached { [self] in
+            _ = try? await BlockingExecutor.shared.run { try self.object(topic: topic, partition: partition, entry: next) }
+            objects.withLock { $0.endFetch(key) }
         }
-        guard size == entry.bytes, crc == entry.crc32c else {
-            throw LogError(.corrupt, "topic \"\(topic)\" partition \(partition): archived file \(path) does not match its checksum in the manifest (offsets \(entry.base)…\(entry.end - 1))",
-                           topic: topic, partition: partition, offset: offset, file: path)
-        }
-        verified.withLock { _ = $0.insert(path) }
-        return (entry, path)
     }
 
     /// Reads records from the archive from `offset` (up to the end of the file holding it);
     /// nil when no archived file holds it. Frames are checked as on the live log.
     /// - Throws: `LogError.corrupt` naming the file and offset.
     public func read(topic: String, partition: Int, from offset: Int64, maxRecords: Int, maxBytes: Int) throws -> LogRecords? {
-        guard let (entry, path) = try file(topic: topic, partition: partition, holding: offset) else { return nil }
+        let all = try entries(topic: topic, partition: partition)
+        guard let entry = all.first(where: { $0.base <= offset && offset < $0.end }) else { return nil }
+        let path = path(topic, partition, entry.base)
+        let object = try object(topic: topic, partition: partition, entry: entry)
+        readAhead(topic: topic, partition: partition, after: entry, entries: all)
         func corrupt(_ what: String) -> LogError {
             LogError(.corrupt, "topic \"\(topic)\" partition \(partition): \(what) at offset \(offset) in \(path)",
                      topic: topic, partition: partition, offset: offset, file: path)
         }
-        do {
-            let file = try FileDescriptor(path: path, flags: O_RDONLY)
-            var position: Int64?
-            _ = try FrameWalker.walk(file, from: 0, limit: entry.bytes, verify: false) { at, header in
-                if offset < header.nextOffset { position = at; return false }
-                return true
-            }
-            guard let position else { throw corrupt("no frame holds the offset") }
-            var want = Int(min(entry.bytes - position, Int64(max(maxBytes, 64 << 10))))
-            var buffer = try file.read(count: want, at: position)
-            if let first = buffer.withUnsafeBytes({ BatchHeader.parse($0, at: 0) }), first.length > buffer.count {
-                want = first.length
-                buffer = try file.read(count: want, at: position)
-            }
-            var entries: [LogRecords.Entry] = []
-            try buffer.withUnsafeBytes { buf in
-                var at = 0
-                while at < buf.count, entries.count < maxRecords, let header = BatchHeader.parse(buf, at: at), at + header.length <= buf.count {
-                    let expected = entries.last.map { $0.offset + 1 } ?? offset
-                    if header.baseOffset >= entry.end && !entries.isEmpty { break }  // past the file's offsets
-                    guard header.verify(buf, at: at) else { throw corrupt("checksum mismatch in the frame at byte \(position + Int64(at))") }
-                    // Offsets in order, as on the live log: a reader never gets an offset twice or out of order.
-                    guard header.baseOffset <= expected, header.nextOffset > expected, header.nextOffset <= entry.end else {
-                        throw corrupt("the frame at byte \(position + Int64(at)) holds offsets \(header.baseOffset)…\(header.lastOffset), expected \(expected) (the file holds \(entry.base)…\(entry.end - 1))")
-                    }
-                    guard RecordBatchCodec.decode(buf, at: at, header: header, fromOffset: expected, limit: maxRecords, into: &entries) else {
-                        throw corrupt("record lengths overrun the frame at byte \(position + Int64(at))")
-                    }
-                    at += header.length
+        var entries: [LogRecords.Entry] = []
+        try object.withUnsafeBytes { buf in
+            // The frame holding the offset: headers only, from the start.
+            var at = 0
+            while true {
+                guard at < buf.count, let header = BatchHeader.parse(buf, at: at), at + header.length <= buf.count else {
+                    throw corrupt("no frame holds the offset")
                 }
+                if offset < header.nextOffset { break }
+                at += header.length
             }
-            guard let last = entries.last else { throw corrupt("no whole frame") }
-            return LogRecords(partition: partition, storage: buffer, entries: entries, nextOffset: last.offset + 1)
-        } catch let error as IOError {
-            throw LogError.io(error, topic: topic, partition: partition)
+            var read = 0
+            while at < buf.count, entries.count < maxRecords, let header = BatchHeader.parse(buf, at: at), at + header.length <= buf.count {
+                if !entries.isEmpty && read + header.length > max(maxBytes, 64 << 10) { break }
+                let expected = entries.last.map { $0.offset + 1 } ?? offset
+                if header.baseOffset >= entry.end && !entries.isEmpty { break }  // past the file's offsets
+                guard header.verify(buf, at: at) else { throw corrupt("checksum mismatch in the frame at byte \(at)") }
+                // Offsets in order, as on the live log: a reader never gets an offset twice or out of order.
+                guard header.baseOffset <= expected, header.nextOffset > expected, header.nextOffset <= entry.end else {
+                    throw corrupt("the frame at byte \(at) holds offsets \(header.baseOffset)…\(header.lastOffset), expected \(expected) (the file holds \(entry.base)…\(entry.end - 1))")
+                }
+                guard RecordBatchCodec.decode(buf, at: at, header: header, fromOffset: expected, limit: maxRecords, into: &entries) else {
+                    throw corrupt("record lengths overrun the frame at byte \(at)")
+                }
+                read += header.length
+                at += header.length
+            }
+        }
+        guard let last = entries.last else { throw corrupt("no whole frame") }
+        return LogRecords(partition: partition, storage: object, entries: entries, nextOffset: last.offset + 1)
+    }
+}
+
+/// Verified archived objects by key, least recently used out first once over `capacity` bytes
+/// (the last one put always stays), and the keys being fetched ahead.
+struct ObjectCache: Sendable {
+    let capacity: Int
+    private var objects: [String: (bytes: [UInt8], used: UInt64)] = [:]
+    private var bytes = 0
+    private var clock: UInt64 = 0
+    private var fetching: Set<String> = []
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    mutating func get(_ key: String) -> [UInt8]? {
+        guard let object = objects[key] else { return nil }
+        clock += 1
+        objects[key]?.used = clock
+        return object.bytes
+    }
+
+    mutating func put(_ key: String, _ value: [UInt8]) {
+        clock += 1
+        if let old = objects.updateValue((value, clock), forKey: key) { bytes -= old.bytes.count }
+        bytes += value.count
+        while bytes > capacity, objects.count > 1, let oldest = objects.filter({ $0.key != key }).min(by: { $0.value.used < $1.value.used }) {
+            bytes -= oldest.value.bytes.count
+            objects[oldest.key] = nil
         }
     }
+
+    /// Whether a fetch of `key` should start (not kept, not being fetched).
+    mutating func startFetch(_ key: String) -> Bool {
+        guard objects[key] == nil else { return false }
+        return fetching.insert(key).inserted
+    }
+
+    mutating func endFetch(_ key: String) { fetching.remove(key) }
 }

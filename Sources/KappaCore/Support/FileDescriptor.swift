@@ -67,6 +67,13 @@ public final class FileDescriptor: @unchecked Sendable {
         return fstatat(fd, name, &st, 0) == 0 ? Int64(st.st_size) : nil
     }
 
+    /// The file's `fstat`.
+    public func status() throws -> stat {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw IOError("fstat", path: path) }
+        return st
+    }
+
     /// The file's current size in bytes.
     public func size() throws -> Int64 {
         var st = stat()

@@ -1,0 +1,226 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import KappaCore
+
+/// Where an archive's objects can be: a directory always; an S3 bucket with the `S3` trait
+/// beside the server `scripts/with-seaweedfs` starts (KAPPA_TEST_S3).
+enum ArchiveBackend: String, Sendable, CaseIterable, CustomTestStringConvertible {
+    case directory
+    #if S3
+    case s3
+    #endif
+
+    static var available: [ArchiveBackend] {
+        #if S3
+        ProcessInfo.processInfo.environment["KAPPA_TEST_S3"] == nil ? [.directory] : allCases
+        #else
+        allCases
+        #endif
+    }
+
+    var testDescription: String { rawValue }
+
+    /// A fresh, empty storage of this kind (a temporary directory kept alive by `keep`, or a
+    /// prefix of its own in the test bucket).
+    func storage(_ keep: inout [TempDirectory]) throws -> any ArchiveStorage {
+        switch self {
+        case .directory:
+            let dir = try TempDirectory("kappa-archive")
+            keep.append(dir)
+            return DirectoryArchiveStorage(root: dir.path + "/archive")
+        #if S3
+        case .s3:
+            return S3ArchiveStorage(client: try S3ServerTests.client("archive"))
+        #endif
+        }
+    }
+}
+
+/// The archive's promises, written once and run on every storage of the build (`SegmentArchive`
+/// is the one archive over both): records come back exactly, a manifest update is never lost to
+/// a concurrent writer, a mirror fenced off by a newer epoch cannot write, damage is named, an
+/// object cut off before its manifest entry is not archived, and reads fetch the next object ahead.
+@Suite struct ArchiveStorageContractTests {
+    /// Frames holding `count` records from `base`, as the mirror writes them.
+    static func frames(base: Int64, count: Int, tag: String = "r") -> [UInt8] {
+        let records = (0..<count).map { i in
+            ProducerRecord(key: bytes("k\(base + Int64(i))"), value: bytes("\(tag)-\(base + Int64(i))"), timestamp: 1_700_000_000_000 + base + Int64(i))
+        }
+        var out: [UInt8] = []
+        var at = 0
+        while at < records.count {  // frames of 7 records: reads cross frames
+            _ = RecordBatchCodec.encode(records[at..<min(at + 7, records.count)], baseOffset: base + Int64(at), now: 0, into: &out)
+            at += 7
+        }
+        return out
+    }
+
+    static func readAll(_ archive: SegmentArchive, from: Int64 = 0, maxRecords: Int = 10) throws -> [String] {
+        var out: [String] = []
+        var offset = from
+        while let records = try archive.read(topic: "t", partition: 0, from: offset, maxRecords: maxRecords, maxBytes: 1 << 20) {
+            for r in records { out.append("\(r.offset):\(text(r.value) ?? "nil")") }
+            offset = records.nextOffset
+        }
+        return out
+    }
+
+    @Test(arguments: ArchiveBackend.available)
+    func storedRecordsReadBackExactlyAcrossObjects(_ backend: ArchiveBackend) throws {
+        var keep: [TempDirectory] = []
+        let archive = SegmentArchive(storage: try backend.storage(&keep))
+        #expect(try archive.entries(topic: "t", partition: 0).isEmpty)
+        for base in stride(from: 0 as Int64, to: 90, by: 30) {
+            try archive.store(topic: "t", partition: 0, bytes: Self.frames(base: base, count: 30), base: base, end: base + 30)
+        }
+        // Stored again (a mirror that restarted after the object was recorded): nothing changes.
+        try archive.store(topic: "t", partition: 0, bytes: Self.frames(base: 30, count: 30), base: 30, end: 60)
+        #expect(try archive.entries(topic: "t", partition: 0).map(\.base) == [0, 30, 60])
+        #expect(try archive.earliest(topic: "t", partition: 0, liveEarliest: 90) == 0)
+        #expect(try archive.earliest(topic: "t", partition: 0, liveEarliest: 120) == 120)  // a gap below the live log
+
+        // Read by a second archive (another host: nothing cached), from every kind of start.
+        let other = SegmentArchive(storage: archive.storage)
+        #expect(try Self.readAll(other) == (0..<90).map { "\($0):r-\($0)" })
+        #expect(try Self.readAll(other, from: 45, maxRecords: 4) == (45..<90).map { "\($0):r-\($0)" })
+        #expect(try other.read(topic: "t", partition: 0, from: 90, maxRecords: 10, maxBytes: 1 << 20) == nil)
+        #expect(try other.read(topic: "t", partition: 1, from: 0, maxRecords: 10, maxBytes: 1 << 20) == nil)
+    }
+
+    @Test(arguments: ArchiveBackend.available)
+    func replacingAManifestNeedsTheVersionReadAndExactlyOneOfManyWins(_ backend: ArchiveBackend) async throws {
+        var keep: [TempDirectory] = []
+        let storage = try backend.storage(&keep)
+        let first = try storage.replace("m", bytes("one"), ifTag: nil)
+        #expect(throws: ArchiveConflict.self) { try storage.replace("m", bytes("two"), ifTag: nil) }  // not absent any more
+        let second = try storage.replace("m", bytes("two"), ifTag: first)
+        #expect(throws: ArchiveConflict.self) { try storage.replace("m", bytes("stale"), ifTag: first) }
+        let read = try #require(try storage.getVersioned("m"))
+        #expect(read.bytes == bytes("two") && read.tag == second)
+        #expect(try storage.tag("m") == second)
+        #expect(try storage.getVersioned("absent") == nil && storage.tag("absent") == nil)
+
+        // Eight writers that all read `second`: exactly one replaces it.
+        let wins = await withTaskGroup(of: Bool.self) { group in
+            for i in 0..<8 {
+                group.addTask {
+                    (try? await BlockingExecutor.shared.run { try storage.replace("m", bytes("w\(i)"), ifTag: second) }) != nil
+                }
+            }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(wins == 1)
+    }
+
+    /// Two hosts' mirrors (archives with caches of their own) recording objects of one
+    /// partition at once: every entry is in the manifest at the end, none lost to a race.
+    @Test(arguments: ArchiveBackend.available)
+    func concurrentRecordsAreNeverLost(_ backend: ArchiveBackend) async throws {
+        var keep: [TempDirectory] = []
+        let storage = try backend.storage(&keep)
+        let a = SegmentArchive(storage: storage), b = SegmentArchive(storage: storage)
+        await withTaskGroup(of: Void.self) { group in
+            for i in 0..<8 {
+                let archive = i % 2 == 0 ? a : b
+                let base = Int64(i) * 10
+                group.addTask {
+                    _ = try? await BlockingExecutor.shared.run {
+                        try archive.store(topic: "t", partition: 0, bytes: Self.frames(base: base, count: 10), base: base, end: base + 10)
+                    }
+                }
+            }
+        }
+        #expect(try SegmentArchive(storage: storage).entries(topic: "t", partition: 0).map(\.base) == stride(from: 0, to: 80, by: 10).map { $0 })
+        #expect(try Self.readAll(SegmentArchive(storage: storage)).count == 80)
+    }
+
+    /// A mirror whose lease was taken over (a lower epoch than the manifest's) cannot record
+    /// anything, so it can never replace what the newer mirror wrote.
+    @Test(arguments: ArchiveBackend.available)
+    func aFencedOffMirrorCannotWrite(_ backend: ArchiveBackend) throws {
+        var keep: [TempDirectory] = []
+        let storage = try backend.storage(&keep)
+        let old = SegmentArchive(storage: storage), new = SegmentArchive(storage: storage)
+        try old.store(topic: "t", partition: 0, bytes: Self.frames(base: 0, count: 10), base: 0, end: 10, epoch: 1)
+        try new.store(topic: "t", partition: 0, bytes: Self.frames(base: 10, count: 10), base: 10, end: 20, epoch: 2)
+        // The old mirror's cache still says epoch 1; its write is refused all the same.
+        let error = #expect(throws: LogError.self) {
+            try old.store(topic: "t", partition: 0, bytes: Self.frames(base: 20, count: 10, tag: "old"), base: 20, end: 30, epoch: 1)
+        }
+        #expect(error?.message.contains("fenced off") == true && error?.message.contains("epoch 2") == true, "\(String(describing: error))")
+        #expect(try new.entries(topic: "t", partition: 0).map(\.base) == [0, 10])
+        // The new one goes on; without an epoch (kappactl archive run on one machine) works too.
+        try new.store(topic: "t", partition: 0, bytes: Self.frames(base: 20, count: 10), base: 20, end: 30, epoch: 2)
+        #expect(try Self.readAll(SegmentArchive(storage: storage)) == (0..<30).map { "\($0):r-\($0)" })
+    }
+
+    /// An object whose bytes changed after it was recorded is an error naming the object and
+    /// its offsets; one uploaded but never recorded (killed between the two) is not archived,
+    /// and the next store of it replaces it.
+    @Test(arguments: ArchiveBackend.available)
+    func damagedObjectsAreNamedAndUnrecordedOnesAreNotArchived(_ backend: ArchiveBackend) throws {
+        var keep: [TempDirectory] = []
+        let storage = try backend.storage(&keep)
+        let archive = SegmentArchive(storage: storage)
+        try archive.store(topic: "t", partition: 0, bytes: Self.frames(base: 0, count: 20), base: 0, end: 20)
+        var damaged = Self.frames(base: 0, count: 20)
+        damaged[damaged.count / 2] ^= 0xFF
+        try storage.put(SegmentArchive.objectKey("t", 0, 0), damaged)
+        let error = #expect(throws: LogError.self) { try SegmentArchive(storage: storage).read(topic: "t", partition: 0, from: 3, maxRecords: 5, maxBytes: 1 << 20) }
+        #expect(error?.code == .corrupt)
+        #expect(error?.file == storage.display(SegmentArchive.objectKey("t", 0, 0)))
+        #expect(error?.message.contains("offsets 0…19") == true, "\(String(describing: error))")
+
+        // Half an upload of the next object, and no manifest entry: not archived.
+        try storage.put(SegmentArchive.objectKey("t", 0, 20), Array(Self.frames(base: 20, count: 20).prefix(50)))
+        #expect(try SegmentArchive(storage: storage).entries(topic: "t", partition: 0).map(\.base) == [0])
+        try archive.store(topic: "t", partition: 0, bytes: Self.frames(base: 20, count: 20), base: 20, end: 40)
+        #expect(try Self.readAll(SegmentArchive(storage: storage), from: 20) == (20..<40).map { "\($0):r-\($0)" })
+    }
+
+    /// Reading an object starts fetching the partition's next one, before anyone asks for it.
+    @Test(arguments: ArchiveBackend.available)
+    func readingAnObjectFetchesTheNextAhead(_ backend: ArchiveBackend) async throws {
+        var keep: [TempDirectory] = []
+        let counting = CountingStorage(try backend.storage(&keep))
+        let archive = SegmentArchive(storage: counting)
+        for base in [0, 50] as [Int64] {
+            try archive.store(topic: "t", partition: 0, bytes: Self.frames(base: base, count: 50), base: base, end: base + 50)
+        }
+        let reader = SegmentArchive(storage: counting)
+        let next = SegmentArchive.objectKey("t", 0, 50)
+        #expect(counting.gets(next) == 0)
+        _ = try await BlockingExecutor.shared.run { try reader.read(topic: "t", partition: 0, from: 0, maxRecords: 5, maxBytes: 1 << 20) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while counting.gets(next) == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(counting.gets(next) == 1)
+        // Once fetched, reading it asks the storage no more.
+        try await Task.sleep(for: .milliseconds(50))
+        let records = try await BlockingExecutor.shared.run { try reader.read(topic: "t", partition: 0, from: 50, maxRecords: 100, maxBytes: 1 << 20) }
+        #expect(records?.map(\.offset) == Array(50..<100))
+        #expect(counting.gets(next) == 1)
+    }
+}
+
+/// A storage that counts the reads of each object (for the read-ahead test).
+final class CountingStorage: ArchiveStorage {
+    let inner: any ArchiveStorage
+    private let counts = Mutex<[String: Int]>([:])
+
+    init(_ inner: any ArchiveStorage) { self.inner = inner }
+
+    func gets(_ key: String) -> Int { counts.withLock { $0[key] ?? 0 } }
+
+    var description: String { inner.description }
+    func display(_ key: String) -> String { inner.display(key) }
+    var freshnessMs: Int64 { inner.freshnessMs }
+    func get(_ key: String, range: Range<Int64>) throws -> [UInt8]? {
+        counts.withLock { $0[key, default: 0] += 1 }
+        return try inner.get(key, range: range)
+    }
+    func put(_ key: String, _ bytes: [UInt8]) throws { try inner.put(key, bytes) }
+    func getVersioned(_ key: String) throws -> (bytes: [UInt8], tag: String)? { try inner.getVersioned(key) }
+    func replace(_ key: String, _ bytes: [UInt8], ifTag tag: String?) throws -> String { try inner.replace(key, bytes, ifTag: tag) }
+    func tag(_ key: String) throws -> String? { try inner.tag(key) }
+}
