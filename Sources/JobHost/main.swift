@@ -18,7 +18,7 @@ let root = Command(
         .value("log", "URL", help: "The unified log in Kafka (kafka://host:port[,host:port…]; default: $KAPPA_LOG, else the segment log in the state directory)."),
         .value("kafka-setting", short: "X", "KEY=VALUE", help: "A librdkafka setting for --log kafka:// (TLS, SASL…); values are never printed.", repeated: true),
         SecretOptions.kafkaConfig,
-        .value("archive", "DIR", help: "With --log kafka://: where Kafka topics are archived beyond retention (default: $KAPPA_ARCHIVE)."),
+        .value("archive", "DIR|s3://BUCKET/PREFIX", help: "With --log kafka://: where Kafka topics are archived beyond retention, a directory or an S3 location (trait S3; endpoint, region and credentials from AWS_* or ?endpoint=URL&region=R) (default: $KAPPA_ARCHIVE)."),
         .value("lease-ttl", "DURATION", help: "How long a JobHost's leases last unrenewed: another JobHost takes over a dead one's partitions after this (default 10s)."),
         .value("http", "HOST:PORT", help: "Serve /metrics (Prometheus), /api/status and a live page there (e.g. 127.0.0.1:8080; PORT alone means 127.0.0.1)."),
         .value("http-token", "TOKEN", help: "Require this token on every HTTP request (Authorization: Bearer, or ?token=; default: $KAPPA_HTTP_TOKEN); prefer --http-token-file, which keeps it out of argv."),

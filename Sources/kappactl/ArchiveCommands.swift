@@ -32,10 +32,10 @@ enum ArchiveCommands {
 
     /// The Kafka topics' archive (--archive / KAPPA_ARCHIVE), required for Kafka.
     static func kafkaArchive(_ args: ParsedArguments) throws -> SegmentArchive {
-        guard let root = GlobalOptions.archiveRoot(args) else {
-            throw args.usageError("a Kafka topic's archive is a directory: give --archive DIR (or KAPPA_ARCHIVE)")
+        guard let location = GlobalOptions.archiveRoot(args) else {
+            throw args.usageError("a Kafka topic's archive is a directory or an S3 bucket: give --archive DIR or --archive s3://BUCKET/PREFIX (or KAPPA_ARCHIVE)")
         }
-        return SegmentArchive(root: root)
+        return try Backends.archive(location, environment: ProcessInfo.processInfo.environment)
     }
 
     static func runStatus(_ args: ParsedArguments) async throws {
@@ -48,9 +48,12 @@ enum ArchiveCommands {
             partitions = try await log.archiveStatus(topic: topic)
         } else {
             let archive = try kafkaArchive(args)
-            partitions = try await log.offsets(topic: topic).map { live in
-                ArchiveStatus(partition: live.partition, archived: try archive.entries(topic: topic, partition: live.partition),
-                              liveEarliest: live.earliest, liveEnd: live.end)
+            let offsets = try await log.offsets(topic: topic)
+            partitions = try await BlockingExecutor.shared.run {  // a directory's files, or requests to the object store
+                try offsets.map { live in
+                    ArchiveStatus(partition: live.partition, archived: try archive.entries(topic: topic, partition: live.partition),
+                                  liveEarliest: live.earliest, liveEnd: live.end)
+                }
             }
         }
         if try GlobalOptions.json(args) {

@@ -6,7 +6,7 @@ enum GlobalOptions {
     static let catalog = Option.value("catalog", "URL", help: "Catalog and output tables in PostgreSQL (postgres://…; default: $KAPPA_CATALOG, else SQLite in the state directory); prefer --catalog-file, which keeps the password out of argv.")
     static let log = Option.value("log", "URL", help: "The unified log in Kafka (kafka://host:port[,host:port…]; default: $KAPPA_LOG, else the segment log in the state directory).")
     static let kafkaSetting = Option.value("kafka-setting", short: "X", "KEY=VALUE", help: "A librdkafka setting for --log kafka:// (TLS, SASL…); values are never printed.", repeated: true)
-    static let archive = Option.value("archive", "DIR", help: "Where topics are archived beyond retention: for `topic create` on the embedded log, and for Kafka topics (`archive run`); default: $KAPPA_ARCHIVE.")
+    static let archive = Option.value("archive", "DIR|s3://BUCKET/PREFIX", help: "Where topics are archived beyond retention: a directory for `topic create` on the embedded log; a directory or an S3 location (trait S3) for Kafka topics (`archive run`); default: $KAPPA_ARCHIVE.")
     static let output = Option.value("output", short: "o", "FORMAT", help: "Output format: text or json (default: text).")
 
     /// Opens the state directory the arguments name.
@@ -38,9 +38,11 @@ enum GlobalOptions {
                                 archive: withArchive ? archiveRoot(args) : nil, readOnly: isReadOnly(args))
     }
 
+    /// `--archive` (or KAPPA_ARCHIVE): a directory made absolute (a topic's configuration keeps
+    /// it), or an `s3://` location as given.
     static func archiveRoot(_ args: ParsedArguments) -> String? {
         Backends.archiveRoot(flag: args.string("archive"), environment: ProcessInfo.processInfo.environment)
-            .map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+            .map { $0.contains("://") ? $0 : URL(fileURLWithPath: $0).standardizedFileURL.path }
     }
 
     /// True for `--output json`.

@@ -55,6 +55,11 @@ public final class SegmentLog: UnifiedLog {
 
     private func createTopicNow(_ name: String, config: TopicConfig) throws -> TopicMetadata {
         if let archive = config.archive {
+            // One machine's log: its archive is a directory (an object store is for Kafka's
+            // topics, read by JobHosts on several machines: --log kafka://… --archive s3://…).
+            guard !archive.contains("://") else {
+                throw LogError(.invalidArgument, "topic \"\(name)\": the embedded log's archive is a directory, not \(Redaction.url(archive)); an s3:// archive is for Kafka topics (--log kafka://… --archive s3://BUCKET/PREFIX)", topic: name)
+            }
             do { try FileSystem.makeDirectories(archive) } catch let error as IOError {
                 throw LogError(.invalidArgument, "topic \"\(name)\": cannot use \(archive) as its archive: \(error)", topic: name)
             }

@@ -224,3 +224,30 @@ final class CountingStorage: ArchiveStorage {
     func replace(_ key: String, _ bytes: [UInt8], ifTag tag: String?) throws -> String { try inner.replace(key, bytes, ifTag: tag) }
     func tag(_ key: String) throws -> String? { try inner.tag(key) }
 }
+
+/// `--archive` as a user types it: a directory, an S3 location, or a mistake named plainly.
+@Suite struct ArchiveLocationTests {
+    @Test func aDirectoryAnS3LocationOrAPlainError() throws {
+        #expect(try Backends.archive("/tmp/somewhere", environment: [:]).root == "/tmp/somewhere")
+        let ftp = #expect(throws: LogError.self) { try Backends.archive("ftp://host/dir", environment: [:]) }
+        #expect(ftp?.message == "unsupported archive ftp://host/dir: use a directory, or s3://BUCKET/PREFIX")
+        #expect(throws: LogError.self) { try Backends.archive("", environment: [:]) }
+        #if S3
+        // No credentials: said so, naming the variables; a secret given is never shown.
+        let missing = #expect(throws: LogError.self) { try Backends.archive("s3://b/p?endpoint=http://127.0.0.1:1", environment: [:]) }
+        #expect(missing?.message.contains("AWS_ACCESS_KEY_ID") == true, "\(String(describing: missing))")
+        let archive = try Backends.archive("s3://b/p?endpoint=http://127.0.0.1:1&region=eu-west-1",
+                                           environment: ["AWS_ACCESS_KEY_ID": "AKIDEXAMPLE1234", "AWS_SECRET_ACCESS_KEY": "very-secret-value"])
+        #expect(archive.root == nil)
+        #expect(!"\(archive.storage)".contains("very-secret-value"))
+        // A server that is not there: an error naming the topic, partition and object, not a hang.
+        let down = #expect(throws: LogError.self) { try archive.entries(topic: "bpi", partition: 2) }
+        #expect(down?.topic == "bpi" && down?.partition == 2)
+        #expect(down?.message.contains("s3://b/p/bpi/2/manifest.json") == true, "\(String(describing: down))")
+        #expect(down?.message.contains("very-secret-value") == false)
+        #else
+        let s3 = #expect(throws: LogError.self) { try Backends.archive("s3://bucket/prefix", environment: [:]) }
+        #expect(s3?.message.contains("build with `swift build --traits S3`") == true)
+        #endif
+    }
+}
