@@ -19,6 +19,8 @@ let root = Command(
         .value("kafka-setting", short: "X", "KEY=VALUE", help: "A librdkafka setting for --log kafka:// (TLS, SASL…); values are never printed.", repeated: true),
         SecretOptions.kafkaConfig,
         .value("archive", "DIR|s3://BUCKET/PREFIX", help: "With --log kafka://: where Kafka topics are archived beyond retention, a directory or an S3 location (trait S3; endpoint, region and credentials from AWS_* or ?endpoint=URL&region=R) (default: $KAPPA_ARCHIVE)."),
+        .value("mirror", "TOPIC", help: "Mirror this Kafka topic into --archive while this JobHost holds the topic's mirror lease: one mirror per topic across every JobHost of the catalog, another taking over when this one dies.", repeated: true),
+        .value("mirror-interval", "DURATION", help: "With --mirror: the pause between mirror passes (default 1s)."),
         .value("lease-ttl", "DURATION", help: "How long a JobHost's leases last unrenewed: another JobHost takes over a dead one's partitions after this (default 10s)."),
         .value("http", "HOST:PORT", help: "Serve /metrics (Prometheus), /api/status and a live page there (e.g. 127.0.0.1:8080; PORT alone means 127.0.0.1)."),
         .value("http-token", "TOKEN", help: "Require this token on every HTTP request (Authorization: Bearer, or ?token=; default: $KAPPA_HTTP_TOKEN); prefer --http-token-file, which keeps it out of argv."),
@@ -44,6 +46,11 @@ let root = Command(
         configuration.log = Backends.logURL(flag: args.string("log"), environment: ProcessInfo.processInfo.environment)
         configuration.kafkaSettings = try SecretOptions.kafkaSettings(args, environment: ProcessInfo.processInfo.environment)
         configuration.archive = Backends.archiveRoot(flag: args.string("archive"), environment: ProcessInfo.processInfo.environment)
+        configuration.mirrors = args.strings("mirror")
+        if !configuration.mirrors.isEmpty && configuration.archive == nil {
+            throw args.usageError("--mirror needs --archive DIR or --archive s3://BUCKET/PREFIX (or KAPPA_ARCHIVE)")
+        }
+        if let interval = try args.duration("mirror-interval") { configuration.mirrorIntervalMs = max(10, interval) }
         if let http = args.string("http") {
             let parts = http.split(separator: ":", omittingEmptySubsequences: false)
             let host = parts.count == 2 ? String(parts[0]) : "127.0.0.1"

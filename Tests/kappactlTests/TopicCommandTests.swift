@@ -276,6 +276,79 @@ import Testing
         }
     }
 
+    /// The archive location of a test: a directory in the sandbox, or a fresh prefix of the test
+    /// bucket.
+    static func archiveLocation(_ kind: String, _ box: Sandbox) -> String {
+        if kind == "s3", let test = ProcessInfo.processInfo.environment["KAPPA_TEST_S3"] {
+            let parts = test.split(separator: "?", maxSplits: 1)
+            return "\(parts[0])/mirror-\(UUID().uuidString.prefix(8))" + (parts.count > 1 ? "?\(parts[1])" : "")
+        }
+        return box.root + "/archive"
+    }
+
+    /// `JobHost --mirror`: two JobHosts asked to mirror one topic; exactly one holds the mirror
+    /// lease and mirrors while the brokers drop the oldest records; it is killed with SIGKILL
+    /// and the other takes the lease over (a higher epoch, written into the manifests) and goes
+    /// on without a gap or a double; then a third JobHost, which mirrors nothing and has no
+    /// archive of its own on disk with S3, replays a version from offset 0 into the exact table.
+    @Test(arguments: archiveKinds)
+    func aMirrorHostKilledIsTakenOverAndAThirdHostReplaysFromZero(_ archiveKind: String) async throws {
+        let kafka = try KafkaMockCluster()
+        try kafka.createTopic("bpi", partitions: 1)
+        let box = try Sandbox(log: kafka.url)
+        let archive = Self.archiveLocation(archiveKind, box)
+        let withArchive = ["--archive", archive]
+        let mirrorArgs = box.hostArguments + withArchive + ["--mirror", "bpi", "--mirror-interval", "50ms", "--lease-ttl", "1s"]
+        let a = try box.start(Executables.jobHost, mirrorArgs)
+        let b = try box.start(Executables.jobHost, mirrorArgs)
+        defer { kill(a.process.processIdentifier, SIGKILL); kill(b.process.processIdentifier, SIGKILL) }
+        func archivedEnd() async throws -> Int? {
+            let status = try await box.kappactl(withArchive + ["archive", "status", "bpi", "--output", "json"])
+            let p = (try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as! [String: Any])["partitions"] as! [[String: Any]]
+            return (p[0]["archived"] as! [[String: Any]]).last?["end"] as? Int
+        }
+        let pad = String(repeating: "x", count: 60)
+        func produce(_ chunk: Int) async throws {
+            let lines = (0..<6000).map { i -> String in
+                let n = chunk * 6000 + i
+                return "{\"value\": {\"currency\": \"EUR\", \"ts\": \(28_000_000 * 60_000 + n * 1000), \"rate\": \(1000 + n % 97).25, \"pad\": \"\(pad)\"}}"
+            }.joined(separator: "\n")
+            let produced = try await box.kappactl(["produce", "bpi"], stdin: lines)
+            #expect(produced.status == 0, "chunk \(chunk): \(produced.stderr.suffix(2000))")
+        }
+        for chunk in 0..<4 { try await produce(chunk) }
+        try await WorkflowTests.waitUntil("the first mirror has archived 24,000 records", timeout: 60) { try await archivedEnd() == 24_000 }
+        let holders = [a, b].filter { $0.output().stderr.contains("mirror lease taken topic=bpi") }
+        #expect(holders.count == 1, "A: \(a.output().stderr.suffix(1500))\nB: \(b.output().stderr.suffix(1500))")
+        let (victim, survivor) = holders.first?.process.processIdentifier == b.process.processIdentifier ? (b, a) : (a, b)
+        let status = try await WorkflowTests.status(box, nil)
+        #expect(status.leases.filter { $0.key == LeaseKey.mirror(topic: "bpi") }.map(\.owner).count == 1)
+        kill(victim.process.processIdentifier, SIGKILL)
+        _ = await victim.finish()
+        for chunk in 4..<8 { try await produce(chunk) }
+        try await WorkflowTests.waitUntil("the second mirror has archived all 48,000 records", timeout: 60) { try await archivedEnd() == 48_000 }
+        #expect(survivor.output().stderr.contains("mirror lease taken topic=bpi epoch=2"), "\(survivor.output().stderr.suffix(2000))")
+        let text = try await box.kappactl(withArchive + ["archive", "status", "bpi"])
+        #expect(text.lines.dropFirst().first?.hasSuffix("complete") == true, "\(text.stdout)")
+        let live = try await KafkaLog(settings: KafkaSettings(url: kafka.url, passthrough: []), logger: EventLogger(format: .text) { _ in }).offsets(topic: "bpi")
+        #expect(live[0].earliest > 0)  // the brokers dropped the oldest records
+        kill(survivor.process.processIdentifier, SIGTERM)
+        #expect(await survivor.finish().status == 0)
+
+        // Host C: its own state directory for its files, the catalog shared, no --mirror.
+        let manifest = box.root + "/exact.json"
+        try StoreFixtureText.exact(batch: 2000).write(toFile: manifest, atomically: true, encoding: .utf8)
+        let c = try box.start(Executables.jobHost, box.hostArguments + withArchive)
+        defer { kill(c.process.processIdentifier, SIGKILL) }
+        let deploy = try await box.kappactl(withArchive + ["deploy", "-f", manifest, "--wait", "--timeout", "60s"])
+        #expect(deploy.status == 0, "\(deploy.stderr)\nJobHost C: \(c.output().stderr.suffix(3000))")
+        let result = try await box.kappactl(["query", "t", "SELECT count(*), sum(samples), sum(cents) FROM ticks", "--output", "json"])
+        let row = ((try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [String: Any])["rows"] as! [[String: Any]])[0]
+        #expect(row["sum(samples)"] as? Int == 48_000)
+        #expect(row["sum(cents)"] as? Int == (0..<48_000).reduce(0) { $0 + (1000 + $1 % 97) * 100 + 25 })
+        if archiveKind == "s3" { #expect(!FileSystem.exists(box.root + "/archive")) }
+    }
+
     /// The retention check reads Kafka's low watermarks (the mock keeps about 5 MB a partition).
     @Test func aDeployOverAKafkaTopicThatLostOffsetZeroIsRefused() async throws {
         let kafka = try KafkaMockCluster()

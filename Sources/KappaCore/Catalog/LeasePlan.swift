@@ -39,7 +39,8 @@ public enum LeasePlan {
     /// Towards `assignment`: take what is this host's and free (another host still holding one
     /// gives it back at its own next check), give back what is another's or no longer runs.
     /// - Parameters:
-    ///   - held: what this host holds after renewing (the controller's lease included).
+    ///   - held: what this host holds after renewing (the controller's and mirrors' leases
+    ///     included; never given back here).
     ///   - running: every partition of every running version.
     ///   - hosts: the hosts with a recent heartbeat (this one counted even when missing).
     ///   - me: this host.
@@ -47,7 +48,7 @@ public enum LeasePlan {
         let mine = assignment(running: running, hosts: hosts, me: me)
         let target = Set(mine)
         let acquire = mine.filter { !held.contains($0) }
-        return Moves(acquire: acquire, limit: acquire.count, release: held.filter { !$0.isController && !target.contains($0) }.sorted())
+        return Moves(acquire: acquire, limit: acquire.count, release: held.filter { $0.isPartition && !target.contains($0) }.sorted())
     }
 
     /// The owners whose leases are to be released at once: JobHosts of this machine

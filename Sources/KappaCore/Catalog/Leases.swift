@@ -15,11 +15,28 @@ public struct LeaseKey: Hashable, Sendable, Codable, Comparable {
 
     public var isController: Bool { self == .controller }
 
+    /// The lease of the mirror of `topic` into the archive (`JobHost --mirror TOPIC`): one
+    /// mirror per topic across every machine, its epoch the fencing token written into the
+    /// archive's manifests. (Job names are identifiers, so `#mirror:…` is never a job's.)
+    public static func mirror(topic: String) -> LeaseKey { LeaseKey(job: "#mirror:" + topic, version: 0, partition: -1) }
+
+    /// The topic whose mirror this lease is for, if it is a mirror's.
+    public var mirrorTopic: String? {
+        job.hasPrefix("#mirror:") && partition == -1 ? String(job.dropFirst("#mirror:".count)) : nil
+    }
+
+    /// Whether this is a version's partition (a worker's), not the controller's or a mirror's.
+    public var isPartition: Bool { !isController && mirrorTopic == nil }
+
     public static func < (a: LeaseKey, b: LeaseKey) -> Bool {
         (a.job, a.version, a.partition) < (b.job, b.version, b.partition)
     }
 
-    public var description: String { isController ? "controller" : "\(job) v\(version) partition \(partition)" }
+    public var description: String {
+        if isController { return "controller" }
+        if let topic = mirrorTopic { return "mirror of topic \"\(topic)\"" }
+        return "\(job) v\(version) partition \(partition)"
+    }
 }
 
 /// A lease as the catalog holds it. The epoch grows by one each time the lease changes hands;

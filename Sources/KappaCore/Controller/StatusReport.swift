@@ -79,7 +79,8 @@ public struct StatusReport: Sendable, Codable, Equatable {
             let mine = leases.filter { $0.owner == host }
             var notes: [String] = []
             if mine.contains(where: { $0.key.isController }) { notes.append("controller") }
-            let partitions = mine.filter { !$0.key.isController }.count
+            for topic in mine.compactMap(\.key.mirrorTopic).sorted() { notes.append("mirror of \(topic)") }
+            let partitions = mine.filter(\.key.isPartition).count
             if partitions > 0 { notes.append("\(partitions) partition\(partitions == 1 ? "" : "s")") }
             return host + (notes.isEmpty ? "" : " (\(notes.joined(separator: ", ")))")
         }.joined(separator: ", ")

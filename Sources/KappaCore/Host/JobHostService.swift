@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,6 +13,10 @@ public struct JobHostConfiguration: Sendable {
     public var kafkaSettings: [String] = []
     /// With Kafka: where its topics are archived (reads below the brokers' retention).
     public var archive: String?
+    /// With Kafka and an archive: the topics this host mirrors into the archive while it holds
+    /// their mirror leases (`MirrorRunner`), and how long between passes.
+    public var mirrors: [String] = []
+    public var mirrorIntervalMs: Int64 = 1_000
     /// How often retention is applied to the embedded log's topics.
     public var retentionIntervalMs: Int64 = 60_000
     public var controller = Controller.Configuration()
@@ -44,6 +49,17 @@ public struct JobHostService: Sendable {
         let log = try Backends.log(state: state, url: configuration.log, settings: configuration.kafkaSettings, logger: logger, archive: configuration.archive)
         let store = try Backends.store(state: state, catalog: configuration.catalog)
         let owner = "JobHost@\(Self.hostname()):\(getpid())"
+        var mirrors: [MirrorRunner] = []
+        if !configuration.mirrors.isEmpty {
+            guard let location = configuration.archive, !(log is SegmentLog) else {
+                throw LogError(.invalidArgument, "--mirror is for Kafka topics: it needs --log kafka://… and --archive DIR or s3://BUCKET/PREFIX")
+            }
+            let archive = try Backends.archive(location, environment: ProcessInfo.processInfo.environment)
+            mirrors = Set(configuration.mirrors).sorted().map { topic in
+                MirrorRunner(mirror: LogMirror(log: log, archive: archive, topic: topic), store: store, owner: owner,
+                             ttlMs: configuration.controller.leaseTtlMs, intervalMs: configuration.mirrorIntervalMs, logger: logger)
+            }
+        }
         let startedAt = currentTimeMillis()
         let controller = Controller(log: log, store: store, logger: logger, actor: owner, configuration: configuration.controller)
         var server: HTTPServer?
@@ -52,13 +68,15 @@ public struct JobHostService: Sendable {
             let observe = Observability(op: Operator(log: log, store: store, actor: owner), controller: controller, token: configuration.httpToken)
             server = try HTTPServer(host: http.host, port: http.port) { await observe.handle($0) }
         }
-        logger.log(.info, "started", ["state": state.path, "host": owner, "log": configuration.log.map(Redaction.url) ?? "segment log"])
+        logger.log(.info, "started", ["state": state.path, "host": owner, "log": configuration.log.map(Redaction.url) ?? "segment log",
+                                      "archive": configuration.archive.map(Redaction.url) ?? "none"])
         if let server { logger.log(.info, "http listening", ["url": "http://\(server.host):\(server.port)/"]) }
         try await store.heartbeat(owner: owner, pid: getpid(), startedAt: startedAt)
         try await releaseLeasesOfDeadPredecessors(store, me: owner)
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await controller.run() }
             if let server { group.addTask { await server.run() } }
+            for mirror in mirrors { group.addTask { await mirror.run() } }
             group.addTask {
                 // Often enough that a live host never looks dead to the others' share count.
                 let every = min(1_000, configuration.controller.leaseTtlMs / 4)

@@ -22,14 +22,18 @@ public struct LogMirror: Sendable {
 
     /// Copies every record the log holds beyond the archive's position, up to the end offsets
     /// seen at the start. Returns how many records were archived.
-    public func runOnce() async throws -> Int {
+    /// - Parameter epoch: the mirror lease's epoch (`JobHost --mirror`), written into each
+    ///   partition's manifest before anything is copied; a mirror fenced off by a higher one
+    ///   fails with an error saying so and writes nothing more. Nil: no lease (`kappactl archive
+    ///   run`).
+    public func runOnce(epoch: Int64? = nil) async throws -> Int {
         // One mirror per topic at a time: two would each extend the manifest from the same end.
         // (In a directory, a lock file too; either way a manifest is only ever replaced by a
         // writer that read the version it replaces.)
         let topic = self.topic
         guard let root = archive.root else {
             var archived = 0
-            for live in try await log.offsets(topic: topic) { archived += try await mirror(partition: live.partition, live: live) }
+            for live in try await log.offsets(topic: topic) { archived += try await mirror(partition: live.partition, live: live, epoch: epoch) }
             return archived
         }
         let lockPath = "\(root)/\(topic)/.mirror.lock"
@@ -48,16 +52,17 @@ public struct LogMirror: Sendable {
         defer { lock.unlock() }
         var archived = 0
         for live in try await log.offsets(topic: topic) {
-            archived += try await mirror(partition: live.partition, live: live)
+            archived += try await mirror(partition: live.partition, live: live, epoch: epoch)
         }
         return archived
     }
 
-    private func mirror(partition p: Int, live: PartitionOffsets) async throws -> Int {
+    private func mirror(partition p: Int, live: PartitionOffsets, epoch: Int64?) async throws -> Int {
         // Where the archive ends; below the live log's earliest, retention was first: a gap that
         // `kappactl archive status` shows.
         let (archive, topic) = (self.archive, self.topic)
         let executor = BlockingExecutor.shared
+        if let epoch { try await executor.run { try archive.claim(topic: topic, partition: p, epoch: epoch) } }
         let archivedEnd = try await executor.run { try archive.entries(topic: topic, partition: p).last?.end }
         var position = max(archivedEnd ?? live.earliest, live.earliest)
         var archived = 0
@@ -68,7 +73,7 @@ public struct LogMirror: Sendable {
             var frames: [UInt8] = []
             _ = RecordBatchCodec.encode(pending[...], baseOffset: base, now: 0, into: &frames)
             let (bytes, start, end) = (frames, base, base + Int64(pending.count))
-            try await executor.run { try archive.store(topic: topic, partition: p, bytes: bytes, base: start, end: end) }
+            try await executor.run { try archive.store(topic: topic, partition: p, bytes: bytes, base: start, end: end, epoch: epoch) }
             archived += pending.count
             pending.removeAll(keepingCapacity: true)
             size = 0

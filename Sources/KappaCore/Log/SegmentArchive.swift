@@ -92,11 +92,20 @@ public final class SegmentArchive: Sendable {
         let now = currentTimeMillis()
         let known = manifests.withLock { $0[key] }
         if !fresh, let known, now - known.readAt < storage.freshnessMs { return (known.manifest, known.tag) }
-        if !fresh, let known, try call(topic, partition, { try storage.tag(key) }) == known.tag {
-            manifests.withLock { $0[key]?.readAt = now }
+        let read: (bytes: [UInt8], tag: String)?
+        do {
+            if !fresh, let known, try call(topic, partition, { try storage.tag(key) }) == known.tag {
+                manifests.withLock { $0[key]?.readAt = now }
+                return (known.manifest, known.tag)
+            }
+            read = try call(topic, partition, { try storage.getVersioned(key) })
+        } catch let error as LogError where !fresh && error.code == .io {
+            // The store unreachable: readers go on with the manifest they have (objects cached
+            // or not, each read says so); writers (fresh) get the error.
+            guard let known else { throw error }
             return (known.manifest, known.tag)
         }
-        guard let (bytes, tag) = try call(topic, partition, { try storage.getVersioned(key) }) else {
+        guard let (bytes, tag) = read else {
             manifests.withLock { _ = $0.removeValue(forKey: key) }
             return (Manifest(), nil)
         }
@@ -187,22 +196,39 @@ public final class SegmentArchive: Sendable {
         if theirs > epoch { throw fenced(topic, partition, mine: epoch, theirs: theirs) }
     }
 
-    /// Adds `entry` to the manifest: read (fresh), checked, replaced only if nobody replaced it
-    /// meanwhile (else read again, up to 8 times). The object is whole before this, so the
-    /// manifest never names a partial one.
+    /// Adds `entry` to the manifest. The object is whole before this, so the manifest never
+    /// names a partial one.
     private func record(_ entry: Entry, topic: String, partition: Int, epoch: Int64?) throws {
+        try update(topic: topic, partition: partition, epoch: epoch) { manifest in
+            if manifest.files.contains(entry) { return false }
+            if let overlap = manifest.files.first(where: { $0.base < entry.end && entry.base < $0.end }) {
+                throw LogError(.corrupt, "topic \"\(topic)\" partition \(partition): the archive already holds offsets \(overlap.base)…\(overlap.end - 1), which the file for \(entry.base)…\(entry.end - 1) overlaps (two mirrors?)",
+                               topic: topic, partition: partition, file: self.storage.display(Self.manifestKey(topic, partition)))
+            }
+            manifest.files.append(entry)
+            manifest.files.sort { $0.base < $1.base }
+            return true
+        }
+    }
+
+    /// Writes `epoch` into the partition's manifest (nothing else changes): a mirror that took
+    /// the lease fences off the one before it before it copies anything, so that one's next
+    /// record is refused even if it read the manifest before this.
+    /// - Throws: `LogError(.invalidArgument)` when a higher epoch wrote the manifest already.
+    public func claim(topic: String, partition: Int, epoch: Int64) throws {
+        try update(topic: topic, partition: partition, epoch: epoch) { manifest in manifest.epoch != epoch }
+    }
+
+    /// Read (fresh), `change` (returns whether it changed anything), replace only if nobody
+    /// replaced it meanwhile, else read again and decide again (up to 8 times). A writer whose
+    /// `epoch` is below the manifest's is refused; one above it raises it.
+    private func update(topic: String, partition: Int, epoch: Int64?, _ change: (inout Manifest) throws -> Bool) throws {
         let key = Self.manifestKey(topic, partition)
         for _ in 0..<8 {
             var (manifest, tag) = try self.manifest(topic: topic, partition: partition, fresh: true)
             if let theirs = manifest.epoch, let epoch, theirs > epoch { throw fenced(topic, partition, mine: epoch, theirs: theirs) }
-            if manifest.files.contains(entry) { return }
-            if let overlap = manifest.files.first(where: { $0.base < entry.end && entry.base < $0.end }) {
-                throw LogError(.corrupt, "topic \"\(topic)\" partition \(partition): the archive already holds offsets \(overlap.base)…\(overlap.end - 1), which the file for \(entry.base)…\(entry.end - 1) overlaps (two mirrors?)",
-                               topic: topic, partition: partition, file: storage.display(key))
-            }
-            manifest.files.append(entry)
-            manifest.files.sort { $0.base < $1.base }
-            if let epoch { manifest.epoch = max(epoch, manifest.epoch ?? epoch) }
+            guard try change(&manifest) else { return }
+            if let epoch { manifest.epoch = epoch }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
             let bytes = Array(try encoder.encode(manifest))

@@ -86,7 +86,8 @@ async function render() {
   const hosts = status.hosts.map(h => {
     const mine = status.leases.filter(l => l.owner === h);
     const notes = [];
-    if (mine.some(l => l.key.partition === -1)) notes.push("controller");
+    if (mine.some(l => l.key.partition === -1 && l.key.job === "")) notes.push("controller");
+    for (const l of mine) if (l.key.partition === -1 && l.key.job.startsWith("#mirror:")) notes.push("mirror of " + l.key.job.slice(8));
     const n = mine.filter(l => l.key.partition !== -1).length;
     if (n > 0) notes.push(n + " partition" + (n === 1 ? "" : "s"));
     return h + (notes.length ? " (" + notes.join(", ") + ")" : "");

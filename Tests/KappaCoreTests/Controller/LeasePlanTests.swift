@@ -28,6 +28,11 @@ import Testing
         let moves = LeasePlan.moves(held: Set(running + [gone, .controller]), running: running, hosts: ["a", "b"], me: "a")
         #expect(moves.acquire.isEmpty)
         #expect(moves.release == [gone, running[1], running[3]])  // never the controller's lease
+        // Nor a mirror's (`JobHost --mirror`), which no version runs.
+        let mirror = LeaseKey.mirror(topic: "bpi")
+        #expect(mirror.mirrorTopic == "bpi" && !mirror.isPartition && !mirror.isController && mirror.description == "mirror of topic \"bpi\"")
+        #expect(LeasePlan.moves(held: [mirror, running[0]], running: running, hosts: ["a", "b"], me: "a").release.isEmpty)
+        #expect(LeaseKey(job: "j", version: 1, partition: 0).isPartition && LeaseKey.controller.mirrorTopic == nil)
     }
 
     /// A caught-up serving version's partitions are idle and a replay's are busy: two hosts must

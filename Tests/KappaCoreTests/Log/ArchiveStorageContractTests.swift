@@ -251,3 +251,84 @@ final class CountingStorage: ArchiveStorage {
         #endif
     }
 }
+
+/// A storage that is down (every call fails as an unreachable server's would) while `down` is set.
+final class FlakyStorage: ArchiveStorage {
+    struct Unreachable: Error, CustomStringConvertible { var description: String { "connection refused (the store is down)" } }
+    let inner: any ArchiveStorage
+    let down = Mutex(false)
+    init(_ inner: any ArchiveStorage) { self.inner = inner }
+    private func check() throws { if down.withLock({ $0 }) { throw Unreachable() } }
+    var description: String { inner.description }
+    func display(_ key: String) -> String { inner.display(key) }
+    var freshnessMs: Int64 { inner.freshnessMs }
+    func get(_ key: String, range: Range<Int64>) throws -> [UInt8]? { try check(); return try inner.get(key, range: range) }
+    func put(_ key: String, _ bytes: [UInt8]) throws { try check(); try inner.put(key, bytes) }
+    func getVersioned(_ key: String) throws -> (bytes: [UInt8], tag: String)? { try check(); return try inner.getVersioned(key) }
+    func replace(_ key: String, _ bytes: [UInt8], ifTag tag: String?) throws -> String { try check(); return try inner.replace(key, bytes, ifTag: tag) }
+    func tag(_ key: String) throws -> String? { try check(); return try inner.tag(key) }
+}
+
+/// The object store going down under a reader and under `JobHost --mirror`.
+@Suite struct ArchiveOutageTests {
+    @Test func readersKeepTheManifestTheyHaveAndSayWhatFailed() throws {
+        let dir = try TempDirectory()
+        let flaky = FlakyStorage(DirectoryArchiveStorage(root: dir.path))
+        let archive = SegmentArchive(storage: flaky)
+        for base in [0, 30] as [Int64] {
+            try archive.store(topic: "t", partition: 0, bytes: ArchiveStorageContractTests.frames(base: base, count: 30), base: base, end: base + 30)
+        }
+        let reader = SegmentArchive(storage: flaky)
+        #expect(try reader.read(topic: "t", partition: 0, from: 0, maxRecords: 30, maxBytes: 1 << 20)?.count == 30)
+        flaky.down.withLock { $0 = true }
+        // The offsets stay known (the log's earliest counts the archive while it is down).
+        #expect(try reader.earliest(topic: "t", partition: 0, liveEarliest: 60) == 0)
+        // An object not fetched yet: an error naming topic, partition and the store, retryable.
+        let error = #expect(throws: LogError.self) {
+            // The read-ahead may have fetched the second object: ask a fresh reader's cache-less copy.
+            try SegmentArchive(storage: flaky).read(topic: "t", partition: 0, from: 30, maxRecords: 30, maxBytes: 1 << 20)
+        }
+        #expect(error?.code == .io && error?.topic == "t" && error?.partition == 0)
+        #expect(error?.message.contains("the store is down") == true, "\(String(describing: error))")
+        // A writer is refused rather than writing on a stale manifest.
+        #expect(throws: LogError.self) {
+            try archive.store(topic: "t", partition: 0, bytes: ArchiveStorageContractTests.frames(base: 60, count: 5), base: 60, end: 65)
+        }
+        flaky.down.withLock { $0 = false }
+        #expect(try ArchiveStorageContractTests.readAll(SegmentArchive(storage: flaky)).count == 60)
+    }
+
+    /// A mirror whose store is down logs it once, retries with backoff, stays up, and finishes
+    /// the copy once the store is back.
+    @Test func aMirrorRidesOutTheStoreBeingDown() async throws {
+        let dir = try TempDirectory()
+        let state = try StateDirectory(path: dir.path + "/state")
+        let log = try SegmentLog(state: state)
+        _ = try await log.createTopic("t", config: TopicConfig(partitions: 1))
+        _ = try await log.append(topic: "t", records: (0..<500).map { ProducerRecord(value: bytes("v\($0)"), partition: 0) })
+        let flaky = FlakyStorage(DirectoryArchiveStorage(root: dir.path + "/archive"))
+        flaky.down.withLock { $0 = true }
+        let lines = Mutex<[String]>([])
+        let logger = EventLogger(format: .text) { line in lines.withLock { $0.append(line) } }
+        let runner = MirrorRunner(mirror: LogMirror(log: log, archive: SegmentArchive(storage: flaky), topic: "t"), store: try Store.sqlite(state: state),
+                                  owner: "JobHost@test:1", ttlMs: 10_000, intervalMs: 20, logger: logger)
+        let task = Task { await runner.run() }
+        defer { task.cancel() }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while lines.withLock({ !$0.contains { $0.contains("mirror failed") } }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        try await Task.sleep(for: .milliseconds(1_500))  // a retry or two while still down
+        flaky.down.withLock { $0 = false }
+        let check = SegmentArchive(storage: flaky)
+        while (try? check.entries(topic: "t", partition: 0).last?.end) != 500, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(try check.entries(topic: "t", partition: 0).last?.end == 500)
+        #expect(try ArchiveStorageContractTests.readAll(check) == (0..<500).map { "\($0):v\($0)" })  // no gap, no double
+        let logged = lines.withLock { $0 }
+        #expect(logged.filter { $0.contains("mirror failed") }.count == 1, "\(logged)")  // said once, not every retry
+        #expect(logged.contains { $0.contains("mirror recovered") })
+        #expect(logged.contains { $0.contains("mirror lease taken") && $0.contains("epoch=1") })
+        task.cancel()
+        await task.value
+        // The lease is given back at the end.
+        #expect(try await Store.sqlite(state: state).leases().filter { $0.key == .mirror(topic: "t") && $0.expiresAt > currentTimeMillis() }.isEmpty)
+    }
+}
