@@ -125,6 +125,27 @@ let root = Command(
                 throw UsageError("this build has no Kafka support: swift build -c release --traits Kafka --product kappa-bench")
                 #endif
             }),
+        Command(
+            "archive", abstract: "Reads of the archive in an S3-compatible store from offset 0 (as a replay reads) vs curl fetching the same objects (S3 trait; the store from KAPPA_TEST_S3).",
+            options: [
+                .value("objects", "N", help: "Objects (default 32)."),
+                .value("object-mib", "N", help: "MiB of records an object (default 8, as the mirror writes)."),
+                .value("rounds", "N", help: "Interleaved rounds; the medians are reported (default 3)."),
+            ],
+            run: { args in
+                let objects = Int(try args.int("objects", in: 1...10_000) ?? 32)
+                let mib = Int(try args.int("object-mib", in: 1...256) ?? 8)
+                let rounds = Int(try args.int("rounds", in: 1...20) ?? 3)
+                #if S3
+                guard let location = ProcessInfo.processInfo.environment["KAPPA_TEST_S3"], !location.isEmpty else {
+                    throw UsageError("set KAPPA_TEST_S3 to an s3:// location, with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (scripts/with-seaweedfs kappa-bench archive does)")
+                }
+                try await ArchiveBenchmark(location: location, objects: objects, objectBytes: mib << 20, rounds: rounds).run()
+                #else
+                _ = (objects, mib, rounds)
+                throw UsageError("this build has no S3 support: swift build -c release --traits S3 --product kappa-bench")
+                #endif
+            }),
     ])
 
 exit(await CommandLineTool.run(root, arguments: Array(CommandLine.arguments.dropFirst())))
