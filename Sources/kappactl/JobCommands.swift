@@ -103,6 +103,7 @@ enum JobCommands {
 
     static func statusText(_ report: StatusReport, state: StateDirectory) -> String {
         var out = ""
+        let now = currentTimeMillis()
         if report.jobs.isEmpty { out += "no jobs; deploy one with: kappactl deploy -f MANIFEST\n" }
         for job in report.jobs {
             let serving = job.serving.map { "version \($0)" }
@@ -124,12 +125,19 @@ enum JobCommands {
                         + (bake.lastFailure.map { "; last failure: \(TerminalText.escaped($0))" } ?? "") + "\n"
                 }
             }
+            for problem in report.problems ?? [] where problem.job == job.name {
+                out += "  version \(problem.version ?? 0) partition \(problem.partition ?? 0) on \(problem.host ?? "?"): "
+                    + TerminalText.escaped(problem.text(now: now, subject: false)) + "\n"
+            }
             if let error = job.logError { out += "  lag unknown: \(TerminalText.escaped(error))\n" }
             if let error = job.decisionError { out += "  decisions failing: \(TerminalText.escaped(error))\n" }
         }
         out += report.hosts.isEmpty
             ? "no JobHost is running on \(state.path)" + (report.lastHeartbeat.map { " (last heartbeat \(Render.time($0)) UTC); rates and ETAs unknown" } ?? "; rates and ETAs unknown")
             : "JobHost: \(report.hostsText)"
+        for problem in report.problems ?? [] where problem.job == nil {
+            out += "\n  \(problem.host ?? "?"): \(TerminalText.escaped(problem.text(now: now)))"
+        }
         return out + "\n"
     }
 

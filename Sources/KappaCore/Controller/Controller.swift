@@ -20,8 +20,11 @@ public final class Controller: Sendable {
         public var recordLagMs: Int64 = 1_000
         /// How long a worker waits before polling an idle partition again.
         public var pollMs = 50
-        /// Before restarting a partition's worker after an infrastructure error.
+        /// Before restarting a partition's worker after an infrastructure error (the log or
+        /// the object store unreachable); doubled after each failure in a row up to
+        /// `maxRetryMs`, and back to this once a read succeeds.
         public var retryMs: Int64 = 2_000
+        public var maxRetryMs: Int64 = 30_000
         /// How long a lease lasts unrenewed: a dead host's partitions and controller role move to
         /// another host after this. Leases are renewed every quarter of it.
         public var leaseTtlMs: Int64 = 10_000
@@ -53,6 +56,8 @@ public final class Controller: Sendable {
         var lastRecorded: [VersionKey: Int64] = [:]
         var failures: [VersionKey: String] = [:]
         var retryAfter: [LeaseKey: Int64] = [:]
+        /// Failures in a row of each partition's worker (for the backoff).
+        var retries: [LeaseKey: Int] = [:]
         var refusedAuto: Set<VersionKey> = []
         /// Per replaying version with `replay.maxRate`: each partition's share (records/s).
         var replayRates: [VersionKey: Double] = [:]
@@ -69,6 +74,9 @@ public final class Controller: Sendable {
     let clock: any KappaClock
     /// What this host's workers did (batches, records, commit latency), for `/metrics`.
     public let metrics = HostMetrics()
+    /// What this host keeps failing at and retries, written with its heartbeat (JobHost's
+    /// mirrors report theirs here too).
+    public let problems = HostProblems()
     private let state = Mutex(State())
     /// Batches in flight at once across this host's workers (`VersionRunner.permits`).
     let permits = AsyncPermits(VersionRunner.defaultPermits)
@@ -308,6 +316,12 @@ public final class Controller: Sendable {
     private func reconcileWorkers(running: [LeaseKey], snapshot: CatalogSnapshot, now: Int64) async throws {
         let wanted = Set(running)
         let (held, workers) = state.withLock { ($0.held, Set($0.workers.keys)) }
+        // A partition no longer run here (retired, failed, its lease moved) has no problem here.
+        problems.clear { p in
+            guard let job = p.job, let version = p.version, let partition = p.partition else { return false }
+            let key = LeaseKey(job: job, version: version, partition: partition)
+            return !wanted.contains(key) || (configuration.useLeases && held[key] == nil)
+        }
         let unwanted = workers.filter { held[$0] == nil || !wanted.contains($0) }
         if !unwanted.isEmpty {
             await stopWorkers { unwanted.contains($0) }
@@ -335,15 +349,28 @@ public final class Controller: Sendable {
         }
         let metrics = self.metrics
         let replayRate: @Sendable () -> Double? = { [weak self] in self?.state.withLock { $0.replayRates[versionKey] } }
-        let runner = VersionRunner(log: log, store: store, job: job, permits: permits, sourceIncarnation: v.sourceIncarnation,
+        var runner = VersionRunner(log: log, store: store, job: job, permits: permits, sourceIncarnation: v.sourceIncarnation,
                                    replayRate: replayRate) { result, took in
             metrics.recordBatch(job: key.job, version: key.version, result, took: took)
         }
-        let pollMs = configuration.pollMs, retryMs = configuration.retryMs, fenced = configuration.useLeases, clock = self.clock
+        let problems = self.problems
+        let subject = HostProblems.subject(job: key.job, version: key.version, partition: key.partition)
+        runner.onRead = { [weak self] in
+            guard self?.state.withLock({ $0.retries.removeValue(forKey: key) }) != nil else { return }
+            if problems.clear(subject) {
+                self?.logger.log(.info, "worker recovered", ["job": key.job, "version": "\(key.version)", "partition": "\(key.partition)"])
+            }
+        }
+        let pollMs = configuration.pollMs, fenced = configuration.useLeases, clock = self.clock
+        let retryMs = configuration.retryMs, maxRetryMs = configuration.maxRetryMs
         let logger = self.logger
-        let task = Task { [weak self] in
+        // Started and entered under the lock: a worker that fails at once (an object store
+        // refusing connections) takes itself out only after it was put in; entered afterwards,
+        // its finished task stayed in `workers` and the partition was never started again.
+        let run = runner
+        let work: @Sendable () async -> Void = { [weak self] in
             do {
-                try await runner.runPartition(key.partition, fence: fenced ? lease : nil, mode: .follow(pollMs: pollMs))
+                try await run.runPartition(key.partition, fence: fenced ? lease : nil, mode: .follow(pollMs: pollMs))
             } catch let failure as JobFailure {
                 metrics.recordFailure(job: key.job)
                 self?.state.withLock { $0.failures[versionKey] = failure.description }
@@ -352,13 +379,25 @@ public final class Controller: Sendable {
                 _ = self?.state.withLock { $0.held.removeValue(forKey: key) }
             } catch is CancellationError {
             } catch {
-                logger.log(.warning, "worker stopped on an error; retrying", ["job": key.job, "version": "\(key.version)", "partition": "\(key.partition)", "error": "\(error)"])
-                self?.state.withLock { $0.retryAfter[key] = clock.now() + retryMs }
+                let wait = self?.state.withLock { s -> Int64 in
+                    let failures = (s.retries[key] ?? 0) + 1
+                    s.retries[key] = failures
+                    let wait = min(maxRetryMs, retryMs << Int64(min(failures - 1, 20)))
+                    s.retryAfter[key] = clock.now() + wait
+                    return wait
+                } ?? retryMs
+                let text = "\(error)"
+                // Logged once while it fails the same way; status shows it meanwhile.
+                if problems.current.first(where: { $0.subject == subject })?.error != text {
+                    logger.log(.warning, "worker stopped on an error; retrying", ["job": key.job, "version": "\(key.version)", "partition": "\(key.partition)",
+                                                                                  "error": text, "retryInMs": "\(wait)"])
+                }
+                problems.report(job: key.job, version: key.version, partition: key.partition, error: text, retryInMs: wait)
             }
             // A cancelled worker is taken out (and its stop logged) by `stopWorkers`.
             if !Task.isCancelled { _ = self?.state.withLock { $0.workers.removeValue(forKey: key) } }
         }
-        state.withLock { $0.workers[key] = task }
+        state.withLock { $0.workers[key] = Task(operation: work) }
         logger.log(.info, "worker started", ["job": key.job, "version": "\(key.version)", "partition": "\(key.partition)",
                                              "state": v.state.rawValue, "epoch": "\(lease.epoch)"])
     }

@@ -72,6 +72,9 @@ public struct StatusReport: Sendable, Codable, Equatable {
     /// With no live JobHost: the newest heartbeat of one that stopped without saying so (ms
     /// since the epoch; nil when none is listed). Rates and ETAs are then unknown: nothing runs.
     public var lastHeartbeat: Int64? = nil
+    /// What the live JobHosts keep failing at and retry (a mirror or a partition's worker that
+    /// cannot reach the object store); nil when nothing fails.
+    public var problems: [HostProblem]? = nil
 
     /// `JobHost@a:1 (controller, 2 partitions)`, one per live host.
     public var hostsText: String {
@@ -160,8 +163,10 @@ extension Operator {
                              logError: Set(versions.map(\.spec.source.topic)).sorted().compactMap { logErrors[$0] }.first,
                              decisionError: job.decisionError, viewReadsFailed: snapshot.viewReadsFailed[job.name]))
         }
+        let problems = snapshot.hostProblems.filter { p in name == nil || p.job == nil || p.job == name }
         return (StatusReport(jobs: out, hosts: snapshot.hosts, leases: snapshot.leases.filter { $0.expiresAt > now },
-                             lastHeartbeat: snapshot.hosts.isEmpty ? snapshot.lastHeartbeat : nil), ends)
+                             lastHeartbeat: snapshot.hosts.isEmpty ? snapshot.lastHeartbeat : nil,
+                             problems: problems.isEmpty ? nil : problems), ends)
     }
 
     /// Per-partition lag of a version (default: the serving one, else the newest), with the age

@@ -49,6 +49,7 @@ public struct JobHostService: Sendable {
         let log = try Backends.log(state: state, url: configuration.log, settings: configuration.kafkaSettings, logger: logger, archive: configuration.archive)
         let store = try Backends.store(state: state, catalog: configuration.catalog)
         let owner = "JobHost@\(Self.hostname()):\(getpid())"
+        let controller = Controller(log: log, store: store, logger: logger, actor: owner, configuration: configuration.controller)
         var mirrors: [MirrorRunner] = []
         if !configuration.mirrors.isEmpty {
             guard let location = configuration.archive, !(log is SegmentLog) else {
@@ -57,11 +58,11 @@ public struct JobHostService: Sendable {
             let archive = try Backends.archive(location, environment: ProcessInfo.processInfo.environment)
             mirrors = Set(configuration.mirrors).sorted().map { topic in
                 MirrorRunner(mirror: LogMirror(log: log, archive: archive, topic: topic), store: store, owner: owner,
-                             ttlMs: configuration.controller.leaseTtlMs, intervalMs: configuration.mirrorIntervalMs, logger: logger)
+                             ttlMs: configuration.controller.leaseTtlMs, intervalMs: configuration.mirrorIntervalMs, logger: logger,
+                             problems: controller.problems)
             }
         }
         let startedAt = currentTimeMillis()
-        let controller = Controller(log: log, store: store, logger: logger, actor: owner, configuration: configuration.controller)
         var server: HTTPServer?
         if let http = configuration.http {
             try Observability.checkBinding(host: http.host, allowRemote: configuration.httpAllowRemote, token: configuration.httpToken)
@@ -81,7 +82,7 @@ public struct JobHostService: Sendable {
                 // Often enough that a live host never looks dead to the others' share count.
                 let every = min(1_000, configuration.controller.leaseTtlMs / 4)
                 while !Task.isCancelled {
-                    try? await store.heartbeat(owner: owner, pid: getpid(), startedAt: startedAt)
+                    try? await store.heartbeat(owner: owner, pid: getpid(), startedAt: startedAt, problems: controller.problems.current)
                     try? await Task.sleep(for: .milliseconds(every))
                 }
             }

@@ -4,9 +4,9 @@
 /// lease's epoch goes into each manifest the mirror writes (`LogMirror.runOnce(epoch:)`), so a
 /// mirror that lost its lease while paused can never write over its successor's work.
 ///
-/// A failure (the object store or the brokers down) is logged, once until it changes, and tried
-/// again with backoff from 1 s up to 30 s; the host stays up, and `recovered` is logged when a
-/// pass succeeds again.
+/// A failure (the object store or the brokers down) is logged, once until it changes, reported
+/// to `problems` (status shows it) and tried again with backoff from 1 s up to 30 s; the host
+/// stays up, and `recovered` is logged (and the problem cleared) when a pass succeeds again.
 public struct MirrorRunner: Sendable {
     public var mirror: LogMirror
     public var store: any CatalogStore
@@ -15,8 +15,12 @@ public struct MirrorRunner: Sendable {
     /// Between passes that succeeded.
     public var intervalMs: Int64
     public var logger: EventLogger
+    /// Where a failing mirror says so (`mirror of TOPIC`).
+    public var problems: HostProblems?
 
-    public init(mirror: LogMirror, store: any CatalogStore, owner: String, ttlMs: Int64, intervalMs: Int64, logger: EventLogger) {
+    public init(mirror: LogMirror, store: any CatalogStore, owner: String, ttlMs: Int64, intervalMs: Int64, logger: EventLogger,
+                problems: HostProblems? = nil) {
+        self.problems = problems
         self.mirror = mirror
         self.store = store
         self.owner = owner
@@ -29,6 +33,7 @@ public struct MirrorRunner: Sendable {
     public func run() async {
         let key = LeaseKey.mirror(topic: mirror.topic)
         let topic = mirror.topic
+        let subject = "mirror of \(topic)"
         var holding: Int64?  // the epoch held
         var failure: String?
         var backoff: Int64 = 1_000
@@ -52,7 +57,10 @@ public struct MirrorRunner: Sendable {
                 } else {
                     pause = max(100, ttlMs / 4)  // another host mirrors: look again for its lease expiring
                 }
-                if failure != nil { logger.log(.info, "mirror recovered", ["topic": topic]) }
+                if failure != nil {
+                    problems?.clear(subject)
+                    logger.log(.info, "mirror recovered", ["topic": topic])
+                }
                 failure = nil
                 backoff = 1_000
             } catch is CancellationError {
@@ -63,6 +71,7 @@ public struct MirrorRunner: Sendable {
                     logger.log(.error, "mirror failed", ["topic": topic, "error": text, "retryInMs": "\(backoff)"])
                     failure = text
                 }
+                problems?.report(subject, error: text, retryInMs: backoff)
                 pause = backoff
                 backoff = min(backoff * 2, 30_000)
             }

@@ -25,6 +25,9 @@ public struct VersionRunner: Sendable {
     /// Called after each committed batch (from the worker's task), with how long the catalog
     /// commit took.
     public var onBatch: (@Sendable (BatchResult, Duration) -> Void)?
+    /// Called after each read from the log that succeeded (from the worker's task): JobHost's
+    /// controller clears the partition's problem, if it had one, and its retry backoff.
+    public var onRead: (@Sendable () -> Void)?
     /// Taken by a worker for each batch (read, plan, commit), shared by every worker of the
     /// process (JobHost's controller passes one): so that however many partitions there are,
     /// only so many batches are held in memory and queued for the store at once. `run` makes
@@ -118,6 +121,7 @@ public struct VersionRunner: Sendable {
                 guard error.code == .offsetBelowEarliest || error.code == .corrupt || error.code == .gap else { throw error }
                 throw JobFailure(job: spec.job, version: spec.version, partition: p, offset: offset, message: error.message)
             }
+            onRead?()
             // After the read: records read from a topic created again under the name are never
             // committed, since the topic seen now is the one read or a later one.
             try await checkIncarnation(partition: p, offset: offset)

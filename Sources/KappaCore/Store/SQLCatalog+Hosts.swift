@@ -1,3 +1,5 @@
+import Foundation
+
 extension SQLCatalog {
     // MARK: Lag samples
 
@@ -39,11 +41,27 @@ extension SQLCatalog {
 
     // MARK: Hosts
 
-    func heartbeat(owner: String, pid: Int32, startedAt: Int64) throws {
+    func heartbeat(owner: String, pid: Int32, startedAt: Int64, problems: [HostProblem]) throws {
+        let text: SQLValue = problems.isEmpty ? .null : .text(String(decoding: try JSONEncoder().encode(problems), as: UTF8.self))
         try connection().run("""
-            INSERT INTO \(t("kappa_hosts")) (owner, pid, started_at, heartbeat_at) VALUES (\(d.placeholders(4)))
-            ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, pid = excluded.pid
-            """, [.text(owner), .integer(Int64(pid)), .integer(startedAt), .integer(currentTimeMillis())], name: "heartbeat")
+            INSERT INTO \(t("kappa_hosts")) (owner, pid, started_at, heartbeat_at, problems) VALUES (\(d.placeholders(5)))
+            ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, pid = excluded.pid, problems = excluded.problems
+            """, [.text(owner), .integer(Int64(pid)), .integer(startedAt), .integer(currentTimeMillis()), text], name: "heartbeat")
+    }
+
+    /// The problems the live hosts wrote with their last heartbeat, each with its host.
+    func hostProblems(_ c: any SQLConnection, withinMs: Int64) throws -> [HostProblem] {
+        var out: [HostProblem] = []
+        for values in try c.query("SELECT owner, problems FROM \(t("kappa_hosts")) WHERE heartbeat_at >= \(p(1)) AND problems IS NOT NULL ORDER BY owner",
+                                  [.integer(currentTimeMillis() - withinMs)], name: "host problems") {
+            let row = CatalogRow(values, table: "kappa_hosts", columns: ["owner", "problems"])
+            let owner = try row.text(0)
+            guard let problems = try? JSONDecoder().decode([HostProblem].self, from: Data(try row.text(1).utf8)) else {
+                throw CatalogError(.damagedCatalog, "catalog table kappa_hosts, column problems (host \(owner)) is not a list of problems")
+            }
+            out += problems.map { var p = $0; p.host = owner; return p }
+        }
+        return out
     }
 
     func liveHosts(_ c: any SQLConnection, withinMs: Int64) throws -> [String] {

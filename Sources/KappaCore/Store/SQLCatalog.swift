@@ -92,6 +92,11 @@ final class SQLCatalog: @unchecked Sendable {
             evaluations INTEGER NOT NULL, failures INTEGER NOT NULL, last_at {bigint}, last_failure TEXT,
             outcome TEXT, ended_at {bigint}, PRIMARY KEY (job, version));
         """,
+        // 7: what each JobHost keeps failing at and retries (`HostProblem`s as JSON), written
+        // with its heartbeat, for status in any process.
+        """
+        ALTER TABLE {t:kappa_hosts} ADD COLUMN problems TEXT;
+        """,
     ]
 
     static var schemaVersion: Int { migrations.count }
@@ -289,6 +294,7 @@ final class SQLCatalog: @unchecked Sendable {
                 }
             }
             snapshot.hosts = try liveHosts(c, withinMs: hostsWithinMs)
+            snapshot.hostProblems = try hostProblems(c, withinMs: hostsWithinMs)
             if case .integer(let at)? = try c.query("SELECT max(heartbeat_at) FROM \(t("kappa_hosts"))", [], name: "last heartbeat").first?.first {
                 snapshot.lastHeartbeat = at
             }
@@ -342,6 +348,8 @@ public struct CatalogSnapshot: Sendable {
     /// leases, and per job how many times a version entered `serving` and `failed`.
     public var lagSamples: [VersionID: [LagSample]] = [:]
     public var hosts: [String] = []
+    /// With `.status`: what the live hosts keep failing at (by host, then subject).
+    public var hostProblems: [HostProblem] = []
     /// With `.status`: the newest heartbeat of any JobHost still listed (one that stopped
     /// cleanly is not), live or not.
     public var lastHeartbeat: Int64?

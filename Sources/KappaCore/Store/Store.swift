@@ -38,8 +38,8 @@ public protocol CatalogStore: Sendable {
     /// The newest lag samples of a version, oldest first.
     func lagSamples(job: String, version: Int, limit: Int) async throws -> [LagSample]
 
-    /// Records that a host is alive.
-    func heartbeat(owner: String, pid: Int32, startedAt: Int64) async throws
+    /// Records that a host is alive, and what it keeps failing at now (`HostProblems`).
+    func heartbeat(owner: String, pid: Int32, startedAt: Int64, problems: [HostProblem]) async throws
     /// Hosts with a heartbeat newer than `withinMs`.
     func liveHosts(withinMs: Int64) async throws -> [String]
     /// Forgets a host (clean shutdown).
@@ -200,8 +200,8 @@ public final class Store: CatalogStore, BatchStore, QueryStore {
         try await write { try $0.lagSamples($0.connection(), job: job, version: version, limit: limit) }
     }
 
-    public func heartbeat(owner: String, pid: Int32, startedAt: Int64) async throws {
-        try await write { try $0.heartbeat(owner: owner, pid: pid, startedAt: startedAt) }
+    public func heartbeat(owner: String, pid: Int32, startedAt: Int64, problems: [HostProblem] = []) async throws {
+        try await write { try $0.heartbeat(owner: owner, pid: pid, startedAt: startedAt, problems: problems) }
     }
 
     public func liveHosts(withinMs: Int64) async throws -> [String] { try await write { try $0.liveHosts($0.connection(), withinMs: withinMs) } }

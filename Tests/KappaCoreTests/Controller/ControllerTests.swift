@@ -144,3 +144,88 @@ import Testing
         await stop.value
     }
 }
+
+/// A log whose reads fail while `down` (as the archive's object store would), each with an
+/// error of its own.
+final class FlakyReadLog: UnifiedLog {
+    let base: any UnifiedLog
+    let down = Mutex(false)
+    let failures = Atomic<Int>(0)
+    init(_ base: any UnifiedLog) { self.base = base }
+    func createTopic(_ name: String, config: TopicConfig) async throws -> TopicMetadata { try await base.createTopic(name, config: config) }
+    func deleteTopic(_ name: String) async throws { try await base.deleteTopic(name) }
+    func listTopics() async throws -> [TopicMetadata] { try await base.listTopics() }
+    func metadata(topic: String) async throws -> TopicMetadata { try await base.metadata(topic: topic) }
+    func append(topic: String, records: [ProducerRecord]) async throws -> [AppendResult] { try await base.append(topic: topic, records: records) }
+    func read(topic: String, partition: Int, from offset: Int64, maxRecords: Int, maxBytes: Int) async throws -> LogRecords {
+        if down.withLock({ $0 }) {
+            let n = failures.add(1, ordering: .relaxed).newValue
+            throw LogError(.io, "archive s3://b/p: connection refused (failure \(n))")
+        }
+        return try await base.read(topic: topic, partition: partition, from: offset, maxRecords: maxRecords, maxBytes: maxBytes)
+    }
+    func offsets(topic: String) async throws -> [PartitionOffsets] { try await base.offsets(topic: topic) }
+    func describe(topic: String) async throws -> [PartitionDescription] { try await base.describe(topic: topic) }
+}
+
+/// A partition's worker that cannot read is restarted after a wait that doubles up to a cap, is
+/// a problem of the host's meanwhile (the version neither fails nor stops), and once a read
+/// succeeds the problem is gone and the wait starts from the beginning again.
+@Suite struct WorkerRetryTests {
+    @Test func aWorkerThatCannotReadBacksOffIsAProblemAndRecovers() async throws {
+        let f = try await StoreFixture.make(minutes: 2)
+        let log = FlakyReadLog(f.log)
+        let clock = ManualClock()
+        var configuration = Controller.Configuration()
+        configuration.useLeases = false
+        configuration.pollMs = 10
+        configuration.retryMs = 100
+        configuration.maxRetryMs = 400
+        let lines = Mutex<[String]>([])
+        let controller = Controller(log: log, store: f.store, logger: EventLogger(format: .text) { line in lines.withLock { $0.append(line) } },
+                                    actor: "test", configuration: configuration, clock: clock)
+        let op = Operator(log: log, store: f.store, actor: "test")
+        let partitions = try await log.offsets(topic: "bpi").count
+        /// The waits logged so far for partition 0's worker.
+        func waits() -> [Int] {
+            lines.withLock { $0.filter { $0.contains("worker stopped on an error; retrying job=t version=1 partition=0 ") } }
+                .compactMap { line in line.firstMatch(of: /retryInMs=(\d+)/).flatMap { Int($0.1) } }
+        }
+        log.down.withLock { $0 = true }
+        let v1 = ControllerTests.manifest(version: 1)
+        _ = try await op.deploy(spec: ManifestParser.parse(v1), manifest: v1, allowPartial: false)
+        for (i, expected) in [100, 200, 400, 400].enumerated() {
+            try await controller.tick()
+            try await ControllerTests.waitFor("failure \(i + 1) of partition 0") { waits().count == i + 1 }
+            #expect(waits().last == expected)
+            // Not restarted before its wait is over.
+            clock.advance(Int64(expected) - 1)
+            try await controller.tick()
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(waits().count == i + 1)
+            clock.advance(1)
+        }
+        let problems = controller.problems.current
+        #expect(problems.map(\.subject) == (0..<partitions).map { "t v1 partition \($0)" })
+        #expect(problems.allSatisfy { $0.error.hasPrefix("archive s3://b/p: connection refused") && $0.retryAt != nil })
+        #expect(try await f.store.versions(job: "t")[0].state == .replaying)
+
+        log.down.withLock { $0 = false }
+        let ends = try await log.offsets(topic: "bpi").map(\.end)
+        try await ControllerTests.waitFor("v1 replayed") {
+            clock.advance(400)  // whichever partition failed last is due now
+            try await controller.tick()
+            return try await f.store.nextOffsets(job: "t", version: 1) == ends
+        }
+        #expect(controller.problems.current.isEmpty)
+        #expect(lines.withLock { $0.contains { $0.contains("worker recovered job=t version=1 partition=0") } })
+
+        // Down again: the idle worker's next poll fails, and the wait starts again from 100 ms.
+        log.down.withLock { $0 = true }
+        try await ControllerTests.waitFor("failure 5 of partition 0") { waits().count == 5 }
+        #expect(waits().last == 100)
+        let stop = Task { await controller.run() }
+        stop.cancel()
+        await stop.value
+    }
+}

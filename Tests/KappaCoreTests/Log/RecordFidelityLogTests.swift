@@ -95,7 +95,7 @@ import Testing
         let dir = try TempDirectory()
         let archive = SegmentArchive(root: dir.path)
         _ = try await raw.append(topic: "t", records: Self.records)
-        var mirror = LogMirror(log: raw, archive: archive, topic: "t")
+        let mirror = LogMirror(log: raw, archive: archive, topic: "t")
         #expect(try await mirror.runOnce() == Self.records.count)
         let archived = try #require(try archive.read(topic: "t", partition: 0, from: 0, maxRecords: 100, maxBytes: 1 << 20))
         #expect(Self.same(archived))
