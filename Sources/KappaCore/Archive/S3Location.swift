@@ -44,7 +44,11 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
     /// - Throws: `S3Error` (`.invalidLocation`) naming what is wrong.
     public static func parse(_ text: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> S3Location {
         func invalid(_ why: String) -> S3Error {
-            S3Error(.invalidLocation, "archive location \(Redaction.url(text)): \(why)")
+            // `why` quotes a part of the location (a bucket "KEY:SECRET@b", an endpoint with a
+            // query): whatever secret the whole held is hidden there too.
+            var why = Redaction.url(why)
+            for secret in Redaction.secrets(in: text).sorted(by: { $0.count > $1.count }) { why = why.replacingOccurrences(of: secret, with: "***") }
+            return S3Error(.invalidLocation, "archive location \(Redaction.url(text)): \(why)")
         }
         guard text.hasPrefix("s3://") else { throw invalid("expected s3://BUCKET/PREFIX[?endpoint=URL&region=R]") }
         var rest = Substring(text.dropFirst(5))
@@ -105,7 +109,7 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
             throw invalid("endpoint \(Redaction.url(text)) holds user info; give credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
         }
         guard url.path.isEmpty, url.query == nil, url.fragment == nil else {
-            throw invalid("endpoint \(text) may have no path, query or fragment")
+            throw invalid("endpoint \(Redaction.url(text)) may have no path, query or fragment")
         }
         return trimmed
     }

@@ -212,7 +212,7 @@ enum LogFuzzTarget: String, CaseIterable, Sendable {
         do {
             let entries = try await BlockingExecutor.shared.run { try archive.entries(topic: topic, partition: partition) }
             if let firstEntry = entries.first {
-                try Self.write(file, to: archive.path(topic, partition, firstEntry.base))
+                try Self.write(file, to: archive.path(topic, partition, firstEntry))
             }
             _ = try archive.earliest(topic: topic, partition: partition, liveEarliest: entries.last?.end ?? 0)
             _ = ArchiveStatus(partition: partition, archived: entries, liveEarliest: entries.last?.end ?? 0, liveEnd: 1 << 40).gaps

@@ -49,6 +49,20 @@ public final class SegmentArchive: Sendable {
         public var end: Int64
         public var bytes: Int64
         public var crc32c: UInt32
+        /// The object's name in the partition's folder when it is not `<20-digit base>.seg`: a
+        /// mirror writes each object under a name of its own (`<base>-<random>.seg`), so that
+        /// a second or fenced-off writer's upload can never replace an object a manifest names.
+        public var object: String? = nil
+
+        /// The object's key in the storage.
+        func key(_ topic: String, _ partition: Int) -> String {
+            "\(topic)/\(partition)/" + (object ?? SegmentFiles.name(base) + ".seg")
+        }
+
+        /// Whether `name` is one a writer gives (no other folder, no other partition's key).
+        static func isObjectName(_ name: String) -> Bool {
+            name.wholeMatch(of: /[0-9]{20}(-[0-9a-f]{1,32})?\.seg/) != nil
+        }
     }
 
     struct Manifest: Codable, Equatable {
@@ -63,6 +77,8 @@ public final class SegmentArchive: Sendable {
     static func objectKey(_ topic: String, _ partition: Int, _ base: Int64) -> String { "\(topic)/\(partition)/" + SegmentFiles.name(base) + ".seg" }
     /// Where the partition's objects are, as the storage names it (a directory's path).
     func directory(_ topic: String, _ partition: Int) -> String { storage.display("\(topic)/\(partition)") }
+    func path(_ topic: String, _ partition: Int, _ entry: Entry) -> String { storage.display(entry.key(topic, partition)) }
+    /// The path of the object of `base` under its default name (the embedded log's archive).
     func path(_ topic: String, _ partition: Int, _ base: Int64) -> String { storage.display(Self.objectKey(topic, partition, base)) }
 
     /// Runs a call to the storage, naming the topic and partition in its error.
@@ -118,6 +134,9 @@ public final class SegmentArchive: Sendable {
     /// `0 ≤ base < end < 2^62` and size not negative, files not overlapping. Returns them in
     /// offset order.
     /// - Throws: `LogError.corrupt` naming the manifest and what is wrong with it.
+    /// The largest archived object a manifest may name (4 GiB).
+    static let maxObjectBytes: Int64 = 4 << 30
+
     static func decodeManifest(_ bytes: [UInt8], topic: String, partition: Int, path: String) throws -> Manifest {
         func corrupt(_ problem: String) -> LogError {
             LogError(.corrupt, "topic \"\(topic)\" partition \(partition): the archive's manifest \(path) is damaged: \(problem)",
@@ -133,8 +152,15 @@ public final class SegmentArchive: Sendable {
         manifest.files.sort { $0.base < $1.base }
         let entries = manifest.files
         for (i, entry) in entries.enumerated() {
-            guard entry.base >= 0, entry.base < entry.end, entry.end < BatchHeader.offsetLimit, entry.bytes >= 0 else {
+            guard entry.base >= 0, entry.base < entry.end, entry.end < BatchHeader.offsetLimit else {
                 throw corrupt("the file for offsets \(entry.base) to \(entry.end) (\(entry.bytes) bytes) is not a range of offsets")
+            }
+            // An object is read whole into memory: no size a segment could have is near this.
+            guard entry.bytes >= 0, entry.bytes <= Self.maxObjectBytes else {
+                throw corrupt("the file for offsets \(entry.base) to \(entry.end) has a size of \(entry.bytes) bytes, not one from 0 to \(Self.maxObjectBytes)")
+            }
+            if let name = entry.object, !Entry.isObjectName(name) || !name.hasPrefix(SegmentFiles.name(entry.base)) {
+                throw corrupt("the file for offsets \(entry.base) to \(entry.end) is named \(TerminalText.escaped(name)), not <its 20-digit base offset>[-<hex>].seg")
             }
             if i > 0, entries[i - 1].end > entry.base {
                 throw corrupt("the files for offsets from \(entries[i - 1].base) and from \(entry.base) overlap")
@@ -181,8 +207,13 @@ public final class SegmentArchive: Sendable {
     func store(topic: String, partition: Int, bytes: [UInt8], base: Int64, end: Int64, epoch: Int64? = nil) throws {
         if try entries(topic: topic, partition: partition).contains(where: { $0.base == base && $0.end == end }) { return }
         try checkEpoch(topic: topic, partition: partition, epoch: epoch)
-        try call(topic, partition) { try storage.put(Self.objectKey(topic, partition, base), bytes) }
-        try record(Entry(base: base, end: end, bytes: Int64(bytes.count), crc32c: CRC32C.checksum(bytes)), topic: topic, partition: partition, epoch: epoch)
+        // A name of its own: another mirror (an `archive run` beside JobHost's, one fenced off
+        // whose upload lands late) writes another object, never over the one a manifest names.
+        let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        let entry = Entry(base: base, end: end, bytes: Int64(bytes.count), crc32c: CRC32C.checksum(bytes),
+                          object: SegmentFiles.name(base) + "-" + suffix + ".seg")
+        try call(topic, partition) { try storage.put(entry.key(topic, partition), bytes) }
+        try record(entry, topic: topic, partition: partition, epoch: epoch)
     }
 
     private func fenced(_ topic: String, _ partition: Int, mine: Int64, theirs: Int64) -> LogError {
@@ -201,6 +232,8 @@ public final class SegmentArchive: Sendable {
     private func record(_ entry: Entry, topic: String, partition: Int, epoch: Int64?) throws {
         try update(topic: topic, partition: partition, epoch: epoch) { manifest in
             if manifest.files.contains(entry) { return false }
+            // The same offsets written by another writer meanwhile (with an object of its own).
+            if manifest.files.contains(where: { $0.base == entry.base && $0.end == entry.end }) { return false }
             if let overlap = manifest.files.first(where: { $0.base < entry.end && entry.base < $0.end }) {
                 throw LogError(.corrupt, "topic \"\(topic)\" partition \(partition): the archive already holds offsets \(overlap.base)…\(overlap.end - 1), which the file for \(entry.base)…\(entry.end - 1) overlaps (two mirrors?)",
                                topic: topic, partition: partition, file: self.storage.display(Self.manifestKey(topic, partition)))
@@ -249,7 +282,7 @@ public final class SegmentArchive: Sendable {
     /// - Throws: `LogError.corrupt` naming the object and its offsets when its bytes do not match
     ///   the manifest, or it is missing.
     func object(topic: String, partition: Int, entry: Entry) throws -> [UInt8] {
-        let key = Self.objectKey(topic, partition, entry.base)
+        let key = entry.key(topic, partition)
         if let bytes = objects.withLock({ $0.get(key) }) { return bytes }
         let bytes = try call(topic, partition) { try storage.get(key, range: 0..<(entry.bytes + 1)) }
         guard let bytes, Int64(bytes.count) == entry.bytes, CRC32C.checksum(bytes) == entry.crc32c else {
@@ -266,13 +299,13 @@ public final class SegmentArchive: Sendable {
     func file(topic: String, partition: Int, holding offset: Int64) throws -> (entry: Entry, path: String)? {
         guard let entry = try entries(topic: topic, partition: partition).first(where: { $0.base <= offset && offset < $0.end }) else { return nil }
         _ = try object(topic: topic, partition: partition, entry: entry)
-        return (entry, path(topic, partition, entry.base))
+        return (entry, path(topic, partition, entry))
     }
 
     /// Starts fetching the object after `entry` in the background when it is not kept already.
     private func readAhead(topic: String, partition: Int, after entry: Entry, entries: [Entry]) {
         guard let next = entries.first(where: { $0.base >= entry.end }) else { return }
-        let key = Self.objectKey(topic, partition, next.base)
+        let key = next.key(topic, partition)
         guard objects.withLock({ $0.startFetch(key) }) else { return }
         Task.detached { [self] in
             _ = try? await BlockingExecutor.shared.run { try self.object(topic: topic, partition: partition, entry: next) }
@@ -286,7 +319,7 @@ public final class SegmentArchive: Sendable {
     public func read(topic: String, partition: Int, from offset: Int64, maxRecords: Int, maxBytes: Int) throws -> LogRecords? {
         let all = try entries(topic: topic, partition: partition)
         guard let entry = all.first(where: { $0.base <= offset && offset < $0.end }) else { return nil }
-        let path = path(topic, partition, entry.base)
+        let path = path(topic, partition, entry)
         let object = try object(topic: topic, partition: partition, entry: entry)
         readAhead(topic: topic, partition: partition, after: entry, entries: all)
         func corrupt(_ what: String) -> LogError {
@@ -327,7 +360,7 @@ public final class SegmentArchive: Sendable {
         // Read to its end: a replay reads on from the next object, so this one's memory goes
         // back now (its records keep it alive until they are processed) rather than when it is
         // least recently used.
-        if last.offset + 1 >= entry.end { objects.withLock { $0.remove(Self.objectKey(topic, partition, entry.base)) } }
+        if last.offset + 1 >= entry.end { objects.withLock { $0.remove(entry.key(topic, partition)) } }
         return LogRecords(partition: partition, storage: object, entries: entries, nextOffset: last.offset + 1)
     }
 }

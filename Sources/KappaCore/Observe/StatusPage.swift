@@ -96,6 +96,9 @@ async function render() {
     ? "JobHost: " + hosts.join(", ")
     : "no JobHost is alive" + (status.lastHeartbeat ? " (last heartbeat " + utc(status.lastHeartbeat) + " UTC); rates and ETAs unknown" : ""))
     + " · updated " + utc(Date.now()) + " UTC";
+  // What the hosts keep failing at and retry (the object store down): as kappactl status says it.
+  const problems = (status.problems || []).map(p => '<p class="err">' + esc(p.host + ": " + p.subject + " failing since " + utc(p.since)
+    + " UTC" + (p.retryAt ? ", retrying at " + utc(p.retryAt) + " UTC" : "") + ": " + p.error) + '</p>').join("");
   let html = "";
   for (const job of status.jobs) {
     html += '<div class="job" data-job="' + esc(job.name) + '"><h2>' + esc(job.name) + ' <span class="muted">view ' + esc(job.view) + ' on topic ' + esc(job.topic) +
@@ -112,7 +115,7 @@ async function render() {
     }
     html += '</table>' + (job.logError ? '<p class="err">lag unknown: ' + esc(job.logError) + '</p>' : '') + (job.decisionError ? '<p class="err">decisions failing: ' + esc(job.decisionError) + '</p>' : '') + '<div id="lag-' + esc(job.name) + '"></div><div id="price-' + esc(job.name) + '"></div><div id="history-' + esc(job.name) + '"></div></div>';
   }
-  document.getElementById("jobs").innerHTML = status.jobs.length ? html : '<p class="muted">no jobs; deploy one with kappactl deploy -f MANIFEST</p>';
+  document.getElementById("jobs").innerHTML = problems + (status.jobs.length ? html : '<p class="muted">no jobs; deploy one with kappactl deploy -f MANIFEST</p>');
   for (const job of status.jobs) {
     const lag = await api("/api/jobs/" + encodeURIComponent(job.name) + "/lag");
     document.getElementById("lag-" + job.name).innerHTML = chart(lag.versions.map(v => ({

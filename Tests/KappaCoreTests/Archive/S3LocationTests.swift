@@ -58,6 +58,18 @@ import Testing
         #expect(try S3Credentials.environment(["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": ""]).sessionToken == nil)
     }
 
+    /// A refused location quotes the part that is wrong, and that part may hold a secret (found
+    /// by the outside attack: the bucket's and the endpoint's were printed in clear).
+    @Test(arguments: [
+        "s3://AKIAXX:wJalrSECRET77@b/p",
+        "s3://b/p?endpoint=http://127.0.0.1:1/?password=wJalrSECRET77&region=us-east-1",
+        "s3://b/p?endpoint=http://u:wJalrSECRET77@127.0.0.1:1",
+    ])
+    func aRefusedLocationNeverPrintsTheSecretItHolds(_ text: String) {
+        let refused = #expect(throws: S3Error.self) { _ = try S3Location.parse(text, environment: [:]) }
+        #expect(refused.map { !"\($0)".contains("wJalrSECRET77") && "\($0)".contains("***") } == true, "\(String(describing: refused))")
+    }
+
     @Test func missingCredentialsNameTheVariable() {
         let noKey = #expect(throws: S3Error.self) { try S3Credentials.environment(["AWS_SECRET_ACCESS_KEY": "s"]) }
         #expect(noKey?.code == .missingCredentials && noKey?.message.contains("AWS_ACCESS_KEY_ID") == true)

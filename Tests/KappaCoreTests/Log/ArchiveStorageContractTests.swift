@@ -66,6 +66,49 @@ enum ArchiveBackend: String, Sendable, CaseIterable, CustomTestStringConvertible
         return out
     }
 
+    /// Two writers of one partition without a lease (`kappactl archive run` beside a JobHost's
+    /// mirror, or a fenced-off mirror whose upload lands late): the second one's object, for
+    /// offsets the first one archived, never replaces the object the manifest names. Before each
+    /// object had a name of its own, the second upload replaced it and offsets 0…19 were lost
+    /// ("does not match its checksum").
+    @Test(arguments: ArchiveBackend.available)
+    func aSecondWriterNeverReplacesAnArchivedObject(_ backend: ArchiveBackend) throws {
+        var keep: [TempDirectory] = []
+        let storage = try backend.storage(&keep)
+        let first = SegmentArchive(storage: storage), second = SegmentArchive(storage: storage)
+        try first.store(topic: "t", partition: 0, bytes: Self.frames(base: 0, count: 20, tag: "a"), base: 0, end: 20)
+        let overlap = #expect(throws: LogError.self) {
+            try second.store(topic: "t", partition: 0, bytes: Self.frames(base: 0, count: 25, tag: "b"), base: 0, end: 25)
+        }
+        #expect(overlap?.message.contains("two mirrors?") == true)
+        // The same offsets again by the other writer: recorded once, the first one's kept.
+        try second.store(topic: "t", partition: 0, bytes: Self.frames(base: 0, count: 20, tag: "b"), base: 0, end: 20)
+        let reader = SegmentArchive(storage: storage)
+        #expect(try reader.entries(topic: "t", partition: 0).count == 1)
+        #expect(try Self.readAll(reader) == (0..<20).map { "\($0):a-\($0)" })
+    }
+
+    /// What a manifest names is checked before anything is fetched: a size no object has (the
+    /// reader trapped on `bytes + 1` overflowing), a name in another folder.
+    @Test(arguments: ArchiveBackend.available)
+    func aManifestNamingAnImpossibleObjectIsDamaged(_ backend: ArchiveBackend) throws {
+        var keep: [TempDirectory] = []
+        let storage = try backend.storage(&keep)
+        let key = "t/0/manifest.json"
+        for (entry, problem) in [
+            (#"{"base": 0, "end": 5, "bytes": 9223372036854775807, "crc32c": 1}"#, "has a size of 9223372036854775807 bytes, not one from 0 to 4294967296"),
+            (#"{"base": 0, "end": 5, "bytes": 10, "crc32c": 1, "object": "../1/00000000000000000000.seg"}"#, "is named ../1/00000000000000000000.seg, not"),
+            (#"{"base": 0, "end": 5, "bytes": 10, "crc32c": 1, "object": "00000000000000000007-ab.seg"}"#, "is named 00000000000000000007-ab.seg, not"),
+        ] {
+            let tag = try storage.tag(key)
+            _ = try storage.replace(key, Array(#"{"version": 1, "files": [\#(entry)]}"#.utf8), ifTag: tag)
+            let damaged = #expect(throws: LogError.self) { _ = try SegmentArchive(storage: storage).read(topic: "t", partition: 0, from: 0, maxRecords: 5, maxBytes: 1 << 20) }
+            #expect(damaged?.code == .corrupt)
+            #expect(damaged?.message.contains(problem) == true, "\(damaged?.message ?? "")")
+            #expect(damaged?.message.contains("manifest") == true)
+        }
+    }
+
     @Test(arguments: ArchiveBackend.available)
     func storedRecordsReadBackExactlyAcrossObjects(_ backend: ArchiveBackend) throws {
         var keep: [TempDirectory] = []
@@ -157,7 +200,7 @@ enum ArchiveBackend: String, Sendable, CaseIterable, CustomTestStringConvertible
 
     /// An object whose bytes changed after it was recorded is an error naming the object and
     /// its offsets; one uploaded but never recorded (killed between the two) is not archived,
-    /// and the next store of it replaces it.
+    /// and the next store of it writes a whole one under a name of its own.
     @Test(arguments: ArchiveBackend.available)
     func damagedObjectsAreNamedAndUnrecordedOnesAreNotArchived(_ backend: ArchiveBackend) throws {
         var keep: [TempDirectory] = []
@@ -166,10 +209,11 @@ enum ArchiveBackend: String, Sendable, CaseIterable, CustomTestStringConvertible
         try archive.store(topic: "t", partition: 0, bytes: Self.frames(base: 0, count: 20), base: 0, end: 20)
         var damaged = Self.frames(base: 0, count: 20)
         damaged[damaged.count / 2] ^= 0xFF
-        try storage.put(SegmentArchive.objectKey("t", 0, 0), damaged)
+        let named = try archive.entries(topic: "t", partition: 0)[0].key("t", 0)
+        try storage.put(named, damaged)
         let error = #expect(throws: LogError.self) { try SegmentArchive(storage: storage).read(topic: "t", partition: 0, from: 3, maxRecords: 5, maxBytes: 1 << 20) }
         #expect(error?.code == .corrupt)
-        #expect(error?.file == storage.display(SegmentArchive.objectKey("t", 0, 0)))
+        #expect(error?.file == storage.display(named))
         #expect(error?.message.contains("offsets 0…19") == true, "\(String(describing: error))")
 
         // Half an upload of the next object, and no manifest entry: not archived.
@@ -189,7 +233,7 @@ enum ArchiveBackend: String, Sendable, CaseIterable, CustomTestStringConvertible
             try archive.store(topic: "t", partition: 0, bytes: Self.frames(base: base, count: 50), base: base, end: base + 50)
         }
         let reader = SegmentArchive(storage: counting)
-        let next = SegmentArchive.objectKey("t", 0, 50)
+        let next = try archive.entries(topic: "t", partition: 0).first { $0.base == 50 }!.key("t", 0)
         #expect(counting.gets(next) == 0)
         _ = try await BlockingExecutor.shared.run { try reader.read(topic: "t", partition: 0, from: 0, maxRecords: 5, maxBytes: 1 << 20) }
         let deadline = ContinuousClock.now + .seconds(10)
