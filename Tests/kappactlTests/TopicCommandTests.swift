@@ -232,14 +232,8 @@ import Testing
         let mirrorArgs = ["--state", box.state, "--log", kafka.url, "--archive", archive, "archive", "run", "bpi", "--follow", "--interval", "50ms"]
         var mirror = try box.start(Executables.kappactl, mirrorArgs)
         defer { kill(mirror.process.processIdentifier, SIGKILL) }
-        let pad = String(repeating: "x", count: 60)
         for chunk in 0..<8 {
-            let lines = (0..<6000).map { i -> String in
-                let n = chunk * 6000 + i
-                return "{\"value\": {\"currency\": \"EUR\", \"ts\": \(28_000_000 * 60_000 + n * 1000), \"rate\": \(1000 + n % 97).25, \"pad\": \"\(pad)\"}}"
-            }.joined(separator: "\n")
-            let produced = try await box.kappactl(["produce", "bpi"], stdin: lines)
-            #expect(produced.status == 0, "chunk \(chunk): \(produced.stderr.suffix(2000))")
+            try await Self.produceChunk(box, chunk)
             try await Task.sleep(for: .milliseconds(300))
             if chunk == 3 {  // the mirror killed at some instant, and started again
                 kill(mirror.process.processIdentifier, SIGKILL)
@@ -248,11 +242,7 @@ import Testing
             }
         }
         let withArchive = ["--archive", archive]
-        try await WorkflowTests.waitUntil("the archive has every record") {
-            let status = try await box.kappactl(withArchive + ["archive", "status", "bpi", "--output", "json"])
-            let p = (try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as! [String: Any])["partitions"] as! [[String: Any]]
-            return (p[0]["archived"] as! [[String: Any]]).last?["end"] as? Int == 48_000
-        }
+        try await WorkflowTests.waitUntil("the archive has every record") { try await Self.archivedEnd(box, withArchive) == 48_000 }
         let status = try await box.kappactl(withArchive + ["archive", "status", "bpi"])
         #expect(status.lines.dropFirst().first?.hasSuffix("complete") == true, "\(status.stdout)")
         #expect(status.stdout.contains(" 0…47999 "))
@@ -313,20 +303,8 @@ import Testing
         let a = try box.start(Executables.jobHost, hostArguments("a") + mirrorFlags)
         let b = try box.start(Executables.jobHost, hostArguments("b") + mirrorFlags)
         defer { kill(a.process.processIdentifier, SIGKILL); kill(b.process.processIdentifier, SIGKILL) }
-        func archivedEnd() async throws -> Int? {
-            let status = try await box.kappactl(withArchive + ["archive", "status", "bpi", "--output", "json"])
-            let p = (try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as! [String: Any])["partitions"] as! [[String: Any]]
-            return (p[0]["archived"] as! [[String: Any]]).last?["end"] as? Int
-        }
-        let pad = String(repeating: "x", count: 60)
-        func produce(_ chunk: Int) async throws {
-            let lines = (0..<6000).map { i -> String in
-                let n = chunk * 6000 + i
-                return "{\"value\": {\"currency\": \"EUR\", \"ts\": \(28_000_000 * 60_000 + n * 1000), \"rate\": \(1000 + n % 97).25, \"pad\": \"\(pad)\"}}"
-            }.joined(separator: "\n")
-            let produced = try await box.kappactl(["produce", "bpi"], stdin: lines)
-            #expect(produced.status == 0, "chunk \(chunk): \(produced.stderr.suffix(2000))")
-        }
+        func archivedEnd() async throws -> Int? { try await Self.archivedEnd(box, withArchive) }
+        func produce(_ chunk: Int) async throws { try await Self.produceChunk(box, chunk) }
         for chunk in 0..<4 { try await produce(chunk) }
         try await WorkflowTests.waitUntil("the first mirror has archived 24,000 records", timeout: 60) { try await archivedEnd() == 24_000 }
         let holders = [a, b].filter { $0.output().stderr.contains("mirror lease taken topic=bpi") }
@@ -364,6 +342,25 @@ import Testing
             let files = (FileManager.default.enumerator(atPath: box.root + "/host-c")?.allObjects as? [String]) ?? []
             #expect(!files.contains { $0.hasSuffix(".seg") || $0.hasSuffix("manifest.json") }, "\(files)")
         }
+    }
+
+    /// Where partition 0 of bpi's archive ends, as `kappactl archive status` says.
+    static func archivedEnd(_ box: Sandbox, _ withArchive: [String]) async throws -> Int? {
+        let status = try await box.kappactl(withArchive + ["archive", "status", "bpi", "--output", "json"])
+        let p = (try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as! [String: Any])["partitions"] as! [[String: Any]]
+        return (p[0]["archived"] as! [[String: Any]]).last?["end"] as? Int
+    }
+
+    /// Chunk `chunk` of 6,000 EUR ticks a second apart into bpi (about 150 bytes each: the mock
+    /// drops the oldest after some 5 MB).
+    static func produceChunk(_ box: Sandbox, _ chunk: Int) async throws {
+        let pad = String(repeating: "x", count: 60)
+        let lines = (0..<6000).map { i -> String in
+            let n = chunk * 6000 + i
+            return "{\"value\": {\"currency\": \"EUR\", \"ts\": \(28_000_000 * 60_000 + n * 1000), \"rate\": \(1000 + n % 97).25, \"pad\": \"\(pad)\"}}"
+        }.joined(separator: "\n")
+        let produced = try await box.kappactl(["produce", "bpi"], stdin: lines)
+        #expect(produced.status == 0, "chunk \(chunk): \(produced.stderr.suffix(2000))")
     }
 
     /// A TCP proxy on loopback in front of the S3 server: killed, the object store is down for
@@ -419,20 +416,8 @@ import Testing
         let host = try box.start(Executables.jobHost, box.hostArguments + ["--archive", proxied, "--mirror", "bpi", "--mirror-interval", "50ms"])
         defer { kill(host.process.processIdentifier, SIGKILL) }
         let withArchive = ["--archive", archive]  // kappactl reaches the store directly
-        func archivedEnd() async throws -> Int? {
-            let status = try await box.kappactl(withArchive + ["archive", "status", "bpi", "--output", "json"])
-            let p = (try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as! [String: Any])["partitions"] as! [[String: Any]]
-            return (p[0]["archived"] as! [[String: Any]]).last?["end"] as? Int
-        }
-        let pad = String(repeating: "x", count: 60)
-        func produce(_ chunk: Int) async throws {
-            let lines = (0..<6000).map { i -> String in
-                let n = chunk * 6000 + i
-                return "{\"value\": {\"currency\": \"EUR\", \"ts\": \(28_000_000 * 60_000 + n * 1000), \"rate\": \(1000 + n % 97).25, \"pad\": \"\(pad)\"}}"
-            }.joined(separator: "\n")
-            let produced = try await box.kappactl(["produce", "bpi"], stdin: lines)
-            #expect(produced.status == 0, "chunk \(chunk): \(produced.stderr.suffix(2000))")
-        }
+        func archivedEnd() async throws -> Int? { try await Self.archivedEnd(box, withArchive) }
+        func produce(_ chunk: Int) async throws { try await Self.produceChunk(box, chunk) }
         for chunk in 0..<8 { try await produce(chunk) }
         try await WorkflowTests.waitUntil("the mirror has archived 48,000 records", timeout: 60) { try await archivedEnd() == 48_000 }
         let live = try await KafkaLog(settings: KafkaSettings(url: kafka.url, passthrough: []), logger: EventLogger(format: .text) { _ in }).offsets(topic: "bpi")

@@ -111,6 +111,9 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
         guard url.path.isEmpty, url.query == nil, url.fragment == nil else {
             throw invalid("endpoint \(Redaction.url(text)) may have no path, query or fragment")
         }
+        if let port = url.port, !(1...65_535).contains(port) {
+            throw invalid("endpoint \(Redaction.url(text)): port \(port) is not one from 1 to 65535")
+        }
         return trimmed
     }
 }

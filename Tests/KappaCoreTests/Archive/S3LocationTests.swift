@@ -33,6 +33,7 @@ import Testing
         ("s3://b/p?endpoint=ftp://host", "not an http:// or https://"),
         ("s3://b/p?endpoint=http://user:hunter2@host:9000", "holds user info"),
         ("s3://b/p?endpoint=http://host/path", "no path"),
+        ("s3://b/p?endpoint=http://127.0.0.1:99999", "port 99999 is not one from 1 to 65535"),
         ("s3://b/p?regoin=x", "unknown parameter \"regoin\""),
         ("s3://b/p?region=us east", "region"),
         ("s3://b/p%0Aq", "control character"),

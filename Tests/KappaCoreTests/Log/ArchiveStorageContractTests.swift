@@ -99,6 +99,9 @@ enum ArchiveBackend: String, Sendable, CaseIterable, CustomTestStringConvertible
             (#"{"base": 0, "end": 5, "bytes": 9223372036854775807, "crc32c": 1}"#, "has a size of 9223372036854775807 bytes, not one from 0 to 4294967296"),
             (#"{"base": 0, "end": 5, "bytes": 10, "crc32c": 1, "object": "../1/00000000000000000000.seg"}"#, "is named ../1/00000000000000000000.seg, not"),
             (#"{"base": 0, "end": 5, "bytes": 10, "crc32c": 1, "object": "00000000000000000007-ab.seg"}"#, "is named 00000000000000000007-ab.seg, not"),
+            (#"{"base": 0, "end": 5, "bytes": 10, "crc32c": 1, "object": "00000000000000000000-.seg"}"#, "is named 00000000000000000000-.seg, not"),
+            (#"{"base": 0, "end": 5, "bytes": 10, "crc32c": 1, "object": "00000000000000000000-AB.seg"}"#, "is named 00000000000000000000-AB.seg, not"),
+            (#"{"base": 0, "end": 5, "bytes": 10, "crc32c": 1, "object": "00000000000000000000.seg.tmp"}"#, "is named 00000000000000000000.seg.tmp, not"),
         ] {
             let tag = try storage.tag(key)
             _ = try storage.replace(key, Array(#"{"version": 1, "files": [\#(entry)]}"#.utf8), ifTag: tag)
