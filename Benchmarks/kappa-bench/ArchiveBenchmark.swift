@@ -50,7 +50,7 @@ struct ArchiveBenchmark {
         }
         var config = "silent\nfail\naws-sigv4 = \"aws:amz:\(s3.region):s3\"\nuser = \"\(key):\(secret)\"\n"
         for entry in entries {
-            let objectKey = s3.fullKey("bench/0/" + String(repeating: "0", count: 20 - String(entry.base).count) + String(entry.base) + ".seg")
+            let objectKey = s3.fullKey(entry.key("bench", 0))
             config += "url = \"\(s3.endpoint)/\(s3.bucket)/\(objectKey)\"\noutput = \"/dev/null\"\n"
         }
         var curlTimes: [Double] = [], kappaTimes: [Double] = []

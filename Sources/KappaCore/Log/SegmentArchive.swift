@@ -55,7 +55,7 @@ public final class SegmentArchive: Sendable {
         public var object: String? = nil
 
         /// The object's key in the storage.
-        func key(_ topic: String, _ partition: Int) -> String {
+        public func key(_ topic: String, _ partition: Int) -> String {
             "\(topic)/\(partition)/" + (object ?? SegmentFiles.name(base) + ".seg")
         }
 
@@ -77,6 +77,11 @@ public final class SegmentArchive: Sendable {
         /// The fencing epoch of the mirror that wrote it last (nil: never written by a leased
         /// mirror): a mirror with a lower epoch, one fenced off since, cannot write over it.
         var epoch: Int64?
+        /// The partition it lists (nil: written before Kappa recorded it): a manifest copied
+        /// into another partition's folder, with the objects beside it, would serve that
+        /// partition another one's records with every checksum right.
+        var topic: String?
+        var partition: Int?
     }
 
     static func manifestKey(_ topic: String, _ partition: Int) -> String { "\(topic)/\(partition)/manifest.json" }
@@ -173,6 +178,10 @@ public final class SegmentArchive: Sendable {
             }
         }
         if let epoch = manifest.epoch, epoch < 0 { throw corrupt("the writer's epoch \(epoch) is negative") }
+        if manifest.topic != nil || manifest.partition != nil, manifest.topic != topic || manifest.partition != partition {
+            let theirs = "topic \"\(manifest.topic ?? "?")\" partition \(manifest.partition.map(String.init) ?? "?")"
+            throw corrupt("it lists the files of \(TerminalText.escaped(theirs)), not of this partition (copied from another folder?)")
+        }
         return manifest
     }
 
@@ -268,6 +277,7 @@ public final class SegmentArchive: Sendable {
             if let theirs = manifest.epoch, let epoch, theirs > epoch { throw fenced(topic, partition, mine: epoch, theirs: theirs) }
             guard try change(&manifest) else { return }
             if let epoch { manifest.epoch = epoch }
+            (manifest.topic, manifest.partition) = (topic, partition)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
             let bytes = Array(try encoder.encode(manifest))

@@ -112,6 +112,29 @@ enum ArchiveBackend: String, Sendable, CaseIterable, CustomTestStringConvertible
         }
     }
 
+    /// A partition's folder copied into another's (objects and manifest, every checksum right):
+    /// the manifest says whose files it lists, so the copy is damage, not partition 1's records
+    /// served as partition 0's.
+    @Test(arguments: ArchiveBackend.available)
+    func aManifestCopiedIntoAnotherPartitionIsDamaged(_ backend: ArchiveBackend) throws {
+        var keep: [TempDirectory] = []
+        let storage = try backend.storage(&keep)
+        let archive = SegmentArchive(storage: storage)
+        try archive.store(topic: "t", partition: 1, bytes: Self.frames(base: 0, count: 10, tag: "p1"), base: 0, end: 10)
+        for entry in try archive.entries(topic: "t", partition: 1) {
+            let object = try #require(try storage.get(entry.key("t", 1), range: 0..<entry.bytes))
+            try storage.put(entry.key("t", 0), object)
+        }
+        let manifest = try #require(try storage.getVersioned("t/1/manifest.json"))
+        _ = try storage.replace("t/0/manifest.json", manifest.bytes, ifTag: nil)
+        let damaged = #expect(throws: LogError.self) { _ = try Self.readAll(SegmentArchive(storage: storage)) }
+        #expect(damaged?.code == .corrupt)
+        #expect(damaged?.message.contains(#"lists the files of topic "t" partition 1, not of this partition"#) == true, "\(damaged?.message ?? "")")
+        #expect(damaged?.message.contains("t/0/manifest.json") == true)
+        // Partition 1 itself reads as ever.
+        #expect(try SegmentArchive(storage: storage).read(topic: "t", partition: 1, from: 0, maxRecords: 10, maxBytes: 1 << 20)?.count == 10)
+    }
+
     @Test(arguments: ArchiveBackend.available)
     func storedRecordsReadBackExactlyAcrossObjects(_ backend: ArchiveBackend) throws {
         var keep: [TempDirectory] = []
