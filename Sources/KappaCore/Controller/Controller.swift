@@ -317,10 +317,15 @@ public final class Controller: Sendable {
         let wanted = Set(running)
         let (held, workers) = state.withLock { ($0.held, Set($0.workers.keys)) }
         // A partition no longer run here (retired, failed, its lease moved) has no problem here.
+        let gone = { (key: LeaseKey) in !wanted.contains(key) || (self.configuration.useLeases && held[key] == nil) }
         problems.clear { p in
             guard let job = p.job, let version = p.version, let partition = p.partition else { return false }
-            let key = LeaseKey(job: job, version: version, partition: partition)
-            return !wanted.contains(key) || (configuration.useLeases && held[key] == nil)
+            return gone(LeaseKey(job: job, version: version, partition: partition))
+        }
+        // Nor a count of failures: if it comes back here, its first retry is the shortest again.
+        state.withLock { s in
+            for key in s.retries.keys where gone(key) { s.retries[key] = nil }
+            for key in s.retryAfter.keys where gone(key) { s.retryAfter[key] = nil }
         }
         let unwanted = workers.filter { held[$0] == nil || !wanted.contains($0) }
         if !unwanted.isEmpty {
@@ -388,7 +393,7 @@ public final class Controller: Sendable {
                 } ?? retryMs
                 let text = "\(error)"
                 // Logged once while it fails the same way; status shows it meanwhile.
-                if problems.current.first(where: { $0.subject == subject })?.error != text {
+                if problems.error(of: subject) != text {
                     logger.log(.warning, "worker stopped on an error; retrying", ["job": key.job, "version": "\(key.version)", "partition": "\(key.partition)",
                                                                                   "error": text, "retryInMs": "\(wait)"])
                 }

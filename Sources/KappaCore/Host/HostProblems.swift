@@ -84,6 +84,11 @@ public final class HostProblems: Sendable {
         problems.withLock { all in for (key, problem) in all where matches(problem) { all[key] = nil } }
     }
 
+    /// The error `subject` fails with now, if it does.
+    public func error(of subject: String) -> String? {
+        problems.withLock { $0[subject]?.error }
+    }
+
     /// In subject order.
     public var current: [HostProblem] {
         problems.withLock { $0.values.sorted { $0.subject < $1.subject } }

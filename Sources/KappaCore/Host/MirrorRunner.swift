@@ -59,12 +59,21 @@ public struct MirrorRunner: Sendable {
                 }
                 if failure != nil {
                     problems?.clear(subject)
-                    logger.log(.info, "mirror recovered", ["topic": topic])
+                    // Recovered only if it mirrors again (not when another host holds the lease).
+                    if holding != nil { logger.log(.info, "mirror recovered", ["topic": topic]) }
                 }
                 failure = nil
                 backoff = 1_000
             } catch is CancellationError {
                 break
+            } catch let error as LogError where error.code == .fenced {
+                // Another host took the lease while this pass ran: not a failure of this host's.
+                logger.log(.info, "mirror lease lost", ["topic": topic, "error": error.message])
+                holding = nil
+                if failure != nil { problems?.clear(subject) }
+                failure = nil
+                backoff = 1_000
+                pause = max(100, ttlMs / 4)
             } catch {
                 let text = "\(error)"
                 if text != failure {

@@ -13,6 +13,9 @@ public struct LogError: Error, Sendable, CustomStringConvertible {
         case gap
         case io
         case outOfSpace
+        /// A mirror's write refused: another mirror, holding a newer lease epoch, wrote the
+        /// archive's manifest since (this one lost its lease).
+        case fenced
     }
 
     public var code: Code

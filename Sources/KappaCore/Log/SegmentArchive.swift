@@ -217,8 +217,8 @@ public final class SegmentArchive: Sendable {
 
     /// Writes frames holding offsets `base..<end` as an archived object, then records it in the
     /// manifest as written by a mirror holding `epoch` (nil: no lease).
-    /// - Throws: `LogError(.invalidArgument)` when the manifest was written since by a mirror
-    ///   with a higher epoch: this one was fenced off (the object stays unrecorded).
+    /// - Throws: `LogError(.fenced)` when the manifest was written since by a mirror with a
+    ///   higher epoch: this one was fenced off (the object stays unrecorded).
     func store(topic: String, partition: Int, bytes: [UInt8], base: Int64, end: Int64, epoch: Int64? = nil) throws {
         if try entries(topic: topic, partition: partition).contains(where: { $0.base == base && $0.end == end }) { return }
         try checkEpoch(topic: topic, partition: partition, epoch: epoch)
@@ -232,7 +232,7 @@ public final class SegmentArchive: Sendable {
     }
 
     private func fenced(_ topic: String, _ partition: Int, mine: Int64, theirs: Int64) -> LogError {
-        LogError(.invalidArgument, "topic \"\(topic)\" partition \(partition): this mirror (lease epoch \(mine)) was fenced off: the archive's manifest \(storage.display(Self.manifestKey(topic, partition))) was written by a mirror with epoch \(theirs)",
+        LogError(.fenced, "topic \"\(topic)\" partition \(partition): this mirror (lease epoch \(mine)) was fenced off: the archive's manifest \(storage.display(Self.manifestKey(topic, partition))) was written by a mirror with epoch \(theirs)",
                  topic: topic, partition: partition, file: storage.display(Self.manifestKey(topic, partition)))
     }
 
@@ -262,7 +262,7 @@ public final class SegmentArchive: Sendable {
     /// Writes `epoch` into the partition's manifest (nothing else changes): a mirror that took
     /// the lease fences off the one before it before it copies anything, so that one's next
     /// record is refused even if it read the manifest before this.
-    /// - Throws: `LogError(.invalidArgument)` when a higher epoch wrote the manifest already.
+    /// - Throws: `LogError(.fenced)` when a higher epoch wrote the manifest already.
     public func claim(topic: String, partition: Int, epoch: Int64) throws {
         try update(topic: topic, partition: partition, epoch: epoch) { manifest in manifest.epoch != epoch }
     }
