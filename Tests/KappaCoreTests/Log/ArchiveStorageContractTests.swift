@@ -327,13 +327,22 @@ final class FlakyStorage: ArchiveStorage {
     struct Unreachable: Error, CustomStringConvertible { var description: String { "connection refused (the store is down)" } }
     let inner: any ArchiveStorage
     let down = Mutex(false)
+    /// While set, `put` waits (an upload that takes long); `waiting` counts the puts held.
+    let holdPuts = Mutex(false)
+    let waiting = Atomic<Int>(0)
     init(_ inner: any ArchiveStorage) { self.inner = inner }
     private func check() throws { if down.withLock({ $0 }) { throw Unreachable() } }
+    private func hold() {
+        guard holdPuts.withLock({ $0 }) else { return }
+        waiting.add(1, ordering: .relaxed)
+        while holdPuts.withLock({ $0 }) { usleep(5_000) }
+        waiting.subtract(1, ordering: .relaxed)
+    }
     var description: String { inner.description }
     func display(_ key: String) -> String { inner.display(key) }
     var freshnessMs: Int64 { inner.freshnessMs }
     func get(_ key: String, range: Range<Int64>) throws -> [UInt8]? { try check(); return try inner.get(key, range: range) }
-    func put(_ key: String, _ bytes: [UInt8]) throws { try check(); try inner.put(key, bytes) }
+    func put(_ key: String, _ bytes: [UInt8]) throws { try check(); hold(); try inner.put(key, bytes) }
     func getVersioned(_ key: String) throws -> (bytes: [UInt8], tag: String)? { try check(); return try inner.getVersioned(key) }
     func replace(_ key: String, _ bytes: [UInt8], ifTag tag: String?) throws -> String { try check(); return try inner.replace(key, bytes, ifTag: tag) }
     func tag(_ key: String) throws -> String? { try check(); return try inner.tag(key) }
@@ -402,5 +411,42 @@ final class FlakyStorage: ArchiveStorage {
         await task.value
         // The lease is given back at the end.
         #expect(try await Store.sqlite(state: state).leases().filter { $0.key == .mirror(topic: "t") && $0.expiresAt > currentTimeMillis() }.isEmpty)
+    }
+
+    /// A mirror paused mid-upload past its lease while another host took the lease and claimed
+    /// the manifest: its write is refused (fenced), and it says "lease lost", once, rather than
+    /// failing: no "mirror failed", no host problem, no "recovered" while the other host mirrors.
+    @Test func aMirrorFencedOffMidUploadSaysItLostTheLeaseNotThatItFails() async throws {
+        let dir = try TempDirectory()
+        let state = try StateDirectory(path: dir.path + "/state")
+        let log = try SegmentLog(state: state)
+        _ = try await log.createTopic("t", config: TopicConfig(partitions: 1))
+        _ = try await log.append(topic: "t", records: (0..<100).map { ProducerRecord(value: bytes("v\($0)"), partition: 0) })
+        let flaky = FlakyStorage(DirectoryArchiveStorage(root: dir.path + "/archive"))
+        flaky.holdPuts.withLock { $0 = true }
+        let lines = Mutex<[String]>([])
+        let logger = EventLogger(format: .text) { line in lines.withLock { $0.append(line) } }
+        let store = try Store.sqlite(state: state)
+        let problems = HostProblems()
+        let runner = MirrorRunner(mirror: LogMirror(log: log, archive: SegmentArchive(storage: flaky), topic: "t"), store: store,
+                                  owner: "JobHost@a:1", ttlMs: 300, intervalMs: 20, logger: logger, problems: problems)
+        let task = Task { await runner.run() }
+        defer { task.cancel() }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while flaky.waiting.load(ordering: .relaxed) == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        // Host B takes the expired lease and claims the manifest, as its mirror does first.
+        try await Task.sleep(for: .milliseconds(400))
+        let taken = try await store.acquireLeases([.mirror(topic: "t")], owner: "JobHost@b:1", ttlMs: 60_000, limit: 1)
+        let epoch = try #require(taken.first?.epoch)
+        try SegmentArchive(storage: flaky.inner).claim(topic: "t", partition: 0, epoch: epoch)
+        flaky.holdPuts.withLock { $0 = false }
+        while lines.withLock({ !$0.contains { $0.contains("mirror lease lost") } }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        try await Task.sleep(for: .milliseconds(300))  // passes that find B holding the lease
+        let logged = lines.withLock { $0 }
+        #expect(logged.filter { $0.contains("mirror lease lost") }.count == 1, "\(logged)")
+        #expect(!logged.contains { $0.contains("mirror failed") || $0.contains("mirror recovered") }, "\(logged)")
+        #expect(problems.current.isEmpty)
+        // Nothing of A's landed in the manifest B owns now.
+        #expect(try SegmentArchive(storage: flaky.inner).entries(topic: "t", partition: 0).isEmpty)
     }
 }
