@@ -54,5 +54,16 @@ struct BrowserTests {
         let shot = try await Self.browse(box, ["--screenshot=\(screenshot)", url])
         #expect(shot.status == 0)
         #expect((FileSystem.size(screenshot) ?? 0) > 10_000)
+
+        // Last, as the plan deals partitions to every live host: another host's problem (what
+        // its heartbeat says it keeps failing at) shows on this host's page as kappactl status
+        // says it, and an error text from a server is text there, not markup.
+        let now = currentTimeMillis()
+        let problem = HostProblem(subject: "mirror of bpi", error: "PUT s3://b/k: HTTP 503 <img src=x onerror=alert(1)>", since: now - 65_000, retryAt: now + 8_000)
+        try await Store.sqlite(state: StateDirectory(path: box.state)).heartbeat(owner: "JobHost@elsewhere:9", pid: 9, startedAt: now - 100_000, problems: [problem])
+        let failing = try await Self.browse(box, ["--dump-dom", url])
+        let line = try Regex(#"<p class="err">JobHost@elsewhere:9: mirror of bpi failing since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, retrying at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: PUT s3://b/k: HTTP 503 &lt;img src=x onerror=alert\(1\)&gt;</p>"#)
+        #expect(failing.stdout.contains(line), "\(failing.stdout.prefix(3000))")
+        #expect(!failing.stdout.contains("<img"))
     }
 }
