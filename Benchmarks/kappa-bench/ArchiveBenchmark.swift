@@ -12,6 +12,8 @@ struct ArchiveBenchmark {
     var objects: Int
     var objectBytes: Int
     var rounds: Int
+    /// Records a read asks for.
+    var batch: Int
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -42,7 +44,7 @@ struct ArchiveBenchmark {
         let base = Int64(try await mirror.runOnce())
         let entries = try await executor.run { try archive.entries(topic: "bench", partition: 0) }
         let totalBytes = entries.reduce(0) { $0 + $1.bytes }
-        print("kappa-bench archive: \(entries.count) objects, \(fmt(Double(totalBytes) / 1_048_576, 1)) MiB, \(Render.grouped(base)) records, at \(s3.endpoint) (bucket \(s3.bucket)); \(rounds) rounds (medians)")
+        print("kappa-bench archive: \(entries.count) objects, \(fmt(Double(totalBytes) / 1_048_576, 1)) MiB, \(Render.grouped(base)) records, at \(s3.endpoint) (bucket \(s3.bucket)); \(rounds) rounds (medians), reads of \(Render.grouped(Int64(batch))) records")
 
         // curl's config on its standard input: the secret is not in its argv.
         guard let key = environment["AWS_ACCESS_KEY_ID"], let secret = environment["AWS_SECRET_ACCESS_KEY"] else {
@@ -53,8 +55,9 @@ struct ArchiveBenchmark {
             let objectKey = s3.fullKey(entry.key("bench", 0))
             config += "url = \"\(s3.endpoint)/\(s3.bucket)/\(objectKey)\"\noutput = \"/dev/null\"\n"
         }
-        var curlTimes: [Double] = [], kappaTimes: [Double] = []
+        var curlTimes: [Double] = [], kappaTimes: [Double] = [], fetchTimes: [Double] = []
         var records = 0
+        let readSize = batch
         for _ in 0..<rounds {
             let started = ContinuousClock.now
             let status = try runCurl(config)
@@ -65,21 +68,32 @@ struct ArchiveBenchmark {
             let clock = ContinuousClock.now
             records = try await executor.run {
                 var offset: Int64 = 0, n = 0
-                while let batch = try reader.read(topic: "bench", partition: 0, from: offset, maxRecords: 10_000, maxBytes: 8 << 20) {
+                while let batch = try reader.read(topic: "bench", partition: 0, from: offset, maxRecords: readSize, maxBytes: 8 << 20) {
                     n += batch.count
                     offset = batch.nextOffset
                 }
                 return n
             }
             kappaTimes.append(seconds(since: clock))
+
+            // The transport alone: the client fetching each object whole into memory, one after
+            // another (what the read spends that is not verifying and decoding).
+            let fetchClock = ContinuousClock.now
+            let fetched = try await executor.run {
+                try entries.reduce(0) { $0 + (try storage.getChecksummed($1.key("bench", 0), range: 0..<($1.bytes + 1))?.bytes.count ?? 0) }
+            }
+            fetchTimes.append(seconds(since: fetchClock))
+            precondition(fetched == Int(totalBytes), "fetched \(fetched) of \(totalBytes) bytes")
         }
         precondition(records == Int(base), "read \(records) of \(base) records")
         let curl = median(curlTimes), kappa = median(kappaTimes)
         let mb = Double(totalBytes) / 1_000_000
-        print("rounds (s): curl \(curlTimes.map { fmt($0, 3) }) archive \(kappaTimes.map { fmt($0, 3) })")
+        print("rounds (s): curl \(curlTimes.map { fmt($0, 3) }) archive \(kappaTimes.map { fmt($0, 3) }) fetch \(fetchTimes.map { fmt($0, 3) })")
         print("")
         print("curl, the same objects, one process      \(fmt(mb / curl, 1)) MB/s  (ceiling)")
         print("SegmentArchive.read from offset 0        \(fmt(mb / kappa, 1)) MB/s  \(fmt(curl / kappa, 2)) x curl  (target >= 0.8); \(Render.grouped(Int64(Double(records) / kappa))) records/s")
+        let fetch = median(fetchTimes)
+        print("S3Client fetch alone, whole objects      \(fmt(mb / fetch, 1)) MB/s  \(fmt(curl / fetch, 2)) x curl  (into memory, CRC-32C as it arrives; no read-ahead, no decoding)")
     }
 
     private func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }

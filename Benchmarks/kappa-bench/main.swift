@@ -131,8 +131,10 @@ let root = Command(
                 .value("objects", "N", help: "Objects (default 32)."),
                 .value("object-mib", "N", help: "MiB of records an object (default 8, as the mirror writes)."),
                 .value("rounds", "N", help: "Interleaved rounds; the medians are reported (default 3)."),
+                .value("batch", "N", help: "Records a read asks for, as a replay's batch (default 10000)."),
             ],
             run: { args in
+                let batch = Int(try args.int("batch", in: 1...1_000_000) ?? 10_000)
                 let objects = Int(try args.int("objects", in: 1...10_000) ?? 32)
                 let mib = Int(try args.int("object-mib", in: 1...256) ?? 8)
                 let rounds = Int(try args.int("rounds", in: 1...20) ?? 3)
@@ -140,9 +142,9 @@ let root = Command(
                 guard let location = ProcessInfo.processInfo.environment["KAPPA_TEST_S3"], !location.isEmpty else {
                     throw UsageError("set KAPPA_TEST_S3 to an s3:// location, with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (scripts/with-seaweedfs kappa-bench archive does)")
                 }
-                try await ArchiveBenchmark(location: location, objects: objects, objectBytes: mib << 20, rounds: rounds).run()
+                try await ArchiveBenchmark(location: location, objects: objects, objectBytes: mib << 20, rounds: rounds, batch: batch).run()
                 #else
-                _ = (objects, mib, rounds)
+                _ = (objects, mib, rounds, batch)
                 throw UsageError("this build has no S3 support: swift build -c release --traits S3 --product kappa-bench")
                 #endif
             }),

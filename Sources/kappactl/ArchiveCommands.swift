@@ -5,7 +5,7 @@ import KappaCore
 enum ArchiveCommands {
     static let group = Command(
         "archive", abstract: "The archive of a topic's closed segments: what it holds, and copying into it.",
-        subcommands: [status, run])
+        subcommands: [status, run, prune])
 
     static let status = Command(
         "status", abstract: "Per partition: the archived range, the live log's range, and any gap between them.",
@@ -29,6 +29,24 @@ enum ArchiveCommands {
         ],
         arguments: [Argument("topic", help: "Topic to archive.")],
         run: runArchive)
+
+    static let prune = Command(
+        "prune", abstract: "Delete the archived objects no manifest names (uploads cut off by a kill, fenced-off copies), once older than --older-than.",
+        discussion: """
+            A mirror killed mid-upload, or fenced off by another host's, leaves an object that its
+            partition's manifest never names: never read, but kept (and paid for). This deletes
+            those, partition by partition, once they were written longer ago than --older-than
+            (default 1d), so that a writer between its upload and its manifest update keeps its
+            object. Nothing a manifest names is touched, nor any key that is not an archived
+            object's. Safe to run again, and beside running mirrors.
+            """,
+        options: [
+            .value("older-than", "DURATION", help: "Only objects written longer ago than this (default 1d; at least 1m)."),
+            .flag("dry-run", help: "Say what would be deleted; delete nothing."),
+            GlobalOptions.output,
+        ],
+        arguments: [Argument("topic", help: "Topic whose archive to prune.")],
+        run: runPrune)
 
     /// The Kafka topics' archive (--archive / KAPPA_ARCHIVE), required for Kafka.
     static func kafkaArchive(_ args: ParsedArguments) throws -> SegmentArchive {
@@ -109,5 +127,51 @@ enum ArchiveCommands {
         }
         defer { watcher.cancel() }
         try await loop.value  // ends on a signal, or with the mirror's error
+    }
+
+    static func runPrune(_ args: ParsedArguments) async throws {
+        let topic = args.argument("topic")!
+        let olderThan = try args.duration("older-than") ?? 86_400_000
+        // Under a minute, an upload in flight (a large object to a slow store) could lose its
+        // object between its PUT and its manifest update.
+        guard olderThan >= 60_000 else {
+            throw args.usageError("--older-than must be at least 1m: a writer's upload that is not in its manifest yet is younger than that")
+        }
+        let dryRun = args.flag("dry-run")
+        let log = try GlobalOptions.log(args, withArchive: false)
+        let archive = try await (log as? SegmentLog)?.archive(topic: topic) ?? kafkaArchive(args)
+        let partitions = try await log.offsets(topic: topic).map(\.partition)
+        var rows: [PruneRow] = []
+        for p in partitions {
+            let pruned = try await BlockingExecutor.shared.run { try archive.prune(topic: topic, partition: p, olderThanMs: olderThan, dryRun: dryRun) }
+            rows.append(PruneRow(partition: p, deleted: pruned.deleted, kept: pruned.kept))
+        }
+        if try GlobalOptions.json(args) {
+            Console.out(try jsonText(PruneReport(topic: topic, dryRun: dryRun, olderThanMs: olderThan, partitions: rows)))
+            return
+        }
+        func size(_ objects: [ArchiveObject]) -> String {
+            let bytes = objects.reduce(0) { $0 + $1.bytes }
+            return "\(objects.count) (\(String(format: "%.1f", Double(bytes) / 1_048_576)) MiB)"
+        }
+        var table = TextTable(["PARTITION", dryRun ? "TO DELETE" : "DELETED", "KEPT (YOUNGER)"])
+        for row in rows { table.add(["\(row.partition)", size(row.deleted), size(row.kept)]) }
+        Console.out(table.render(), terminator: "")
+        let deleted = rows.flatMap(\.deleted), kept = rows.flatMap(\.kept)
+        Console.out((dryRun ? "would delete " : "deleted ") + "\(size(deleted)) objects that no manifest of \"\(topic)\" names, written over \(DurationText.format(milliseconds: olderThan)) ago"
+                    + (kept.isEmpty ? "" : "; kept \(size(kept)) younger ones (a writer may yet record them)"))
+    }
+
+    struct PruneRow: Encodable {
+        var partition: Int
+        var deleted: [ArchiveObject]
+        var kept: [ArchiveObject]
+    }
+
+    struct PruneReport: Encodable {
+        var topic: String
+        var dryRun: Bool
+        var olderThanMs: Int64
+        var partitions: [PruneRow]
     }
 }

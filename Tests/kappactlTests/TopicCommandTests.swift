@@ -540,3 +540,51 @@ import Testing
         #expect(await last.finish().status == 0)
     }
 }
+
+/// `kappactl archive prune`: objects no manifest names go once older than the grace, and
+/// nothing else; a dry run deletes nothing; a grace under a minute is refused.
+@Suite struct ArchivePruneCommandTests {
+    /// Sets the file's modification time `seconds` ago.
+    static func age(_ path: String, seconds: Int) {
+        let then = timespec(tv_sec: time(nil) - seconds, tv_nsec: 0)
+        var times = [then, then]
+        #expect(utimensat(AT_FDCWD, path, &times, 0) == 0, "utimensat \(path)")
+    }
+
+    @Test func pruneDeletesUnrecordedObjectsOnceOlderAndNothingElse() async throws {
+        let box = try Sandbox()
+        let archive = box.root + "/archive"
+        try await box.kappactl(["topic", "create", "bpi", "-p", "1", "--segment-bytes", "4096", "--archive", archive])
+        for chunk in 0..<3 {  // each append closes the segment before it
+            #expect(try await box.kappactl(["produce", "bpi"], stdin: WorkflowTests.feedLines(seed: 8, startMinute: 28_000_000 + Int64(chunk) * 10, seconds: 600)).status == 0)
+        }
+        #expect(try await box.kappactl(["archive", "run", "bpi"]).status == 0)
+        let folder = archive + "/bpi/0"
+        let recorded = try FileSystem.list(folder).filter { $0.hasSuffix(".seg") }
+        #expect(!recorded.isEmpty)
+        for name in recorded { Self.age(folder + "/" + name, seconds: 3 * 86_400) }  // named by the manifest: kept, however old
+        let orphan = "00000000000000000000-abc.seg", cutOff = "00000000000000009000.seg.tmp", young = "00000000000000009000-ff.seg"
+        for name in [orphan, cutOff, young, "notes.txt"] { try FileSystem.writeAtomically(Array("leftover".utf8), to: folder + "/" + name) }
+        for name in [orphan, cutOff, "notes.txt"] { Self.age(folder + "/" + name, seconds: 2 * 86_400) }
+
+        let refused = try await box.kappactl(["archive", "prune", "bpi", "--older-than", "10s"])
+        #expect(refused.status == 2 && refused.stderr.contains("--older-than must be at least 1m"), "\(refused.stderr)")
+
+        let dry = try await box.kappactl(["archive", "prune", "bpi", "--dry-run"])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(dry.stdout.contains("would delete 2 (0.0 MiB) objects that no manifest of \"bpi\" names, written over 1d ago; kept 1 (0.0 MiB) younger ones"), "\(dry.stdout)")
+        #expect(FileSystem.exists(folder + "/" + orphan))
+
+        let pruned = try await box.kappactl(["archive", "prune", "bpi", "--output", "json"])
+        #expect(pruned.status == 0, "\(pruned.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(pruned.stdout.utf8)) as? [String: Any])
+        let partitions = try #require(report["partitions"] as? [[String: Any]])
+        #expect((partitions[0]["deleted"] as? [[String: Any]])?.compactMap { $0["key"] as? String }.sorted() == ["bpi/0/" + orphan, "bpi/0/" + cutOff].sorted())
+        #expect((partitions[0]["kept"] as? [[String: Any]])?.compactMap { $0["key"] as? String } == ["bpi/0/" + young])
+        #expect(!FileSystem.exists(folder + "/" + orphan) && !FileSystem.exists(folder + "/" + cutOff))
+        #expect(FileSystem.exists(folder + "/" + young) && FileSystem.exists(folder + "/notes.txt"))
+        #expect(recorded.allSatisfy { FileSystem.exists(folder + "/" + $0) })
+        // Again: nothing more goes.
+        #expect(try await box.kappactl(["archive", "prune", "bpi"]).stdout.contains("deleted 0 (0.0 MiB) objects"))
+    }
+}

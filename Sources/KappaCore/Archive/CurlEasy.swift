@@ -25,6 +25,9 @@ struct S3HTTPResponse: Sendable {
     /// Header names lowercased, of the final response (not of a `100 Continue`).
     var headers: [String: String]
     var body: [UInt8]
+    /// The CRC-32C of `body`, computed piece by piece as it arrived (while each piece was in
+    /// the cache, not in a second pass over the whole object).
+    var bodyCRC32C: UInt32
 }
 
 /// The request failed below HTTP: no answer, or an answer cut short.
@@ -130,7 +133,7 @@ final class CurlEasy: @unchecked Sendable {
         }
         var status = 0
         _ = kappa_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
-        return S3HTTPResponse(status: status, headers: state.finalHeaders(), body: state.body())
+        return S3HTTPResponse(status: status, headers: state.finalHeaders(), body: state.body(), bodyCRC32C: state.crc32c)
     }
 
     private static func text(_ rc: CURLcode) -> String {
@@ -158,6 +161,7 @@ private final class Transfer {
     /// once more cost a third of an archive read: the copy, and the kernel zeroing its pages).
     private var bytes: [UInt8] = []
     var length: Int { bytes.count }
+    private(set) var crc32c: UInt32 = 0
     var headerLines: [String] = []
     let maxResponseBytes: Int
     var tooLarge = false
@@ -176,7 +180,9 @@ private final class Transfer {
     /// Appends `count` bytes.
     func append(_ pointer: UnsafeRawPointer, count: Int) -> Bool {
         if bytes.count + count > bytes.capacity { bytes.reserveCapacity(max(bytes.count + count, min(maxResponseBytes, max(64 << 10, bytes.capacity * 2)))) }
-        bytes.append(contentsOf: UnsafeRawBufferPointer(start: pointer, count: count))
+        let piece = UnsafeRawBufferPointer(start: pointer, count: count)
+        crc32c = CRC32C.checksum(piece, continuing: crc32c)
+        bytes.append(contentsOf: piece)
         return true
     }
 

@@ -24,6 +24,26 @@ public struct S3ArchiveStorage: ArchiveStorage {
         }
     }
 
+    public func getChecksummed(_ key: String, range: Range<Int64>) throws -> (bytes: [UInt8], crc32c: UInt32)? {
+        do {
+            return try client.getChecksummed(key, range: range)
+        } catch let error as S3Error where error.code == .notFound {
+            return nil
+        } catch let error as S3Error where error.code == .invalidRange && range.lowerBound == 0 {
+            return ([], 0)
+        }
+    }
+
+    public func list(_ prefix: String) throws -> [ArchiveObject] {
+        // A listing without a time says nothing of the object's age: taken as written now.
+        let now = currentTimeMillis()
+        return try client.list(prefix: prefix).map { ArchiveObject(key: $0.key, bytes: $0.size, modifiedMs: $0.lastModifiedMs ?? now) }
+    }
+
+    public func delete(_ key: String) throws {
+        try client.delete(key)
+    }
+
     public func put(_ key: String, _ bytes: [UInt8]) throws {
         try client.put(key, bytes)
     }

@@ -8,11 +8,14 @@ public struct S3ObjectInfo: Sendable, Equatable {
     public var size: Int64
     /// The ETag as the server sends it, quotes included (`"5eb63bbb…"`): what `If-Match` takes.
     public var etag: String?
+    /// When it was written (milliseconds since 1970), when the listing says (HEAD does not here).
+    public var lastModifiedMs: Int64?
 
-    public init(key: String, size: Int64, etag: String?) {
+    public init(key: String, size: Int64, etag: String?, lastModifiedMs: Int64? = nil) {
         self.key = key
         self.size = size
         self.etag = etag
+        self.lastModifiedMs = lastModifiedMs
     }
 }
 
@@ -139,11 +142,17 @@ public final class S3Client: Sendable, CustomStringConvertible {
     /// - Throws: `S3Error`: `.notFound`; `.invalidRange` when the range starts at or past the
     ///   end; `.invalidResponse` when the server sends other bytes than asked for.
     public func get(_ key: String, range: Range<Int64>) throws -> [UInt8] {
+        try getChecksummed(key, range: range).bytes
+    }
+
+    /// `get(_:range:)` with the CRC-32C of the bytes, computed as they arrived (the archive
+    /// verifies objects by it without another pass over them).
+    public func getChecksummed(_ key: String, range: Range<Int64>) throws -> (bytes: [UInt8], crc32c: UInt32) {
         guard range.lowerBound >= 0 else {
             throw S3Error(.invalidRange, "get \(location.display(key: key)) bytes \(range.lowerBound)..<\(range.upperBound): a negative offset",
                           bucket: location.bucket, key: location.fullKey(key))
         }
-        guard !range.isEmpty else { return [] }
+        guard !range.isEmpty else { return ([], 0) }
         let count = range.upperBound - range.lowerBound
         guard count <= Int64(configuration.maxObjectBytes) else {
             throw S3Error(.invalidRange, "get \(location.display(key: key)) bytes \(range.lowerBound)..<\(range.upperBound): more than \(configuration.maxObjectBytes) bytes at once",
@@ -158,7 +167,7 @@ public final class S3Client: Sendable, CustomStringConvertible {
                   sent.last < range.upperBound, sent.last - sent.first == Int64(response.body.count) - 1 else {
                 throw invalidResponse(key, "asked for bytes \(range.lowerBound)..<\(range.upperBound), got \(response.body.count) bytes (Content-Range: \(response.headers["content-range"] ?? "none"))")
             }
-            return response.body
+            return (response.body, response.bodyCRC32C)
         }
         // 200: a server that ignores Range sends the whole object.
         let whole = response.body
@@ -166,7 +175,9 @@ public final class S3Client: Sendable, CustomStringConvertible {
             throw S3Error(.invalidRange, "get \(location.display(key: key)) bytes \(range.lowerBound)..<\(range.upperBound): the object has \(whole.count) bytes",
                           bucket: location.bucket, key: location.fullKey(key), status: response.status)
         }
-        return Array(whole[Int(range.lowerBound)..<Int(min(range.upperBound, Int64(whole.count)))])
+        if range.lowerBound == 0 && range.upperBound >= Int64(whole.count) { return (whole, response.bodyCRC32C) }
+        let part = Array(whole[Int(range.lowerBound)..<Int(min(range.upperBound, Int64(whole.count)))])
+        return (part, CRC32C.checksum(part))
     }
 
     /// The size and ETag of `key`, or nil when there is no such object.
@@ -206,7 +217,8 @@ public final class S3Client: Sendable, CustomStringConvertible {
                 guard object.key.utf8.starts(with: full.utf8) else {
                     throw invalidResponse(nil, "list \(location.display(key: prefix)): the server listed key \"\(object.key)\", outside the prefix")
                 }
-                objects.append(S3ObjectInfo(key: String(decoding: object.key.utf8.dropFirst(strip), as: UTF8.self), size: object.size, etag: object.etag))
+                objects.append(S3ObjectInfo(key: String(decoding: object.key.utf8.dropFirst(strip), as: UTF8.self), size: object.size, etag: object.etag,
+                                            lastModifiedMs: object.lastModifiedMs))
             }
             guard page.isTruncated else { return objects }
             guard let next = page.nextContinuationToken, !next.isEmpty, seen.insert(next).inserted else {

@@ -19,6 +19,8 @@ public protocol ArchiveStorage: Sendable, CustomStringConvertible {
     /// The object's bytes in `range` (past the end: cut at the end), or nil when there is no
     /// object `key`.
     func get(_ key: String, range: Range<Int64>) throws -> [UInt8]?
+    /// `get` with the bytes' CRC-32C (a store that checksums while receiving saves a pass).
+    func getChecksummed(_ key: String, range: Range<Int64>) throws -> (bytes: [UInt8], crc32c: UInt32)?
     /// Stores an immutable object whole: a reader sees all of it or none (never a part).
     func put(_ key: String, _ bytes: [UInt8]) throws
     /// A replaceable object with a tag naming its version, or nil when there is none.
@@ -33,6 +35,32 @@ public protocol ArchiveStorage: Sendable, CustomStringConvertible {
     /// The version tag of a replaceable object without reading it (nil: none), when cheaper
     /// than `getVersioned`.
     func tag(_ key: String) throws -> String?
+    /// The objects whose keys start with `prefix` (a folder, `t/0/`, and what is below it), in
+    /// key order, each with its size and when it was written.
+    func list(_ prefix: String) throws -> [ArchiveObject]
+    /// Deletes `key` (no error when it is gone already).
+    func delete(_ key: String) throws
+}
+
+extension ArchiveStorage {
+    public func getChecksummed(_ key: String, range: Range<Int64>) throws -> (bytes: [UInt8], crc32c: UInt32)? {
+        try get(key, range: range).map { ($0, CRC32C.checksum($0)) }
+    }
+}
+
+/// An object as a storage lists it.
+public struct ArchiveObject: Sendable, Equatable, Codable {
+    /// Its key (`t/0/00000000000000000000-1f.seg`).
+    public var key: String
+    public var bytes: Int64
+    /// When it was written (milliseconds since 1970), by the storage's clock.
+    public var modifiedMs: Int64
+
+    public init(key: String, bytes: Int64, modifiedMs: Int64) {
+        self.key = key
+        self.bytes = bytes
+        self.modifiedMs = modifiedMs
+    }
 }
 
 /// A replaceable object was replaced by another writer since it was read: nothing was written.
@@ -115,6 +143,36 @@ public struct DirectoryArchiveStorage: ArchiveStorage {
             throw IOError("stat", path: path(key))
         }
         return Self.tag(info)
+    }
+
+    public func list(_ prefix: String) throws -> [ArchiveObject] {
+        // A folder's files and the folders below it (the prefix up to its last slash).
+        let folder = prefix.lastIndex(of: "/").map { String(prefix[..<$0]) } ?? ""
+        var out: [ArchiveObject] = []
+        func walk(_ relative: String) throws {
+            let directory = relative.isEmpty ? root : path(relative)
+            guard FileSystem.isDirectory(directory) else { return }
+            for name in try FileSystem.list(directory) {
+                let key = relative.isEmpty ? name : relative + "/" + name
+                var info = stat()
+                guard lstat(directory + "/" + name, &info) == 0 else {
+                    if errno == ENOENT { continue }  // deleted meanwhile
+                    throw IOError("stat", path: directory + "/" + name)
+                }
+                if (info.st_mode & S_IFMT) == S_IFDIR {
+                    if key.utf8.starts(with: prefix.utf8) || prefix.utf8.starts(with: (key + "/").utf8) { try walk(key) }
+                } else if (info.st_mode & S_IFMT) == S_IFREG, key.utf8.starts(with: prefix.utf8) {
+                    out.append(ArchiveObject(key: key, bytes: Int64(info.st_size),
+                                             modifiedMs: Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000))
+                }
+            }
+        }
+        try walk(folder)
+        return out.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+    }
+
+    public func delete(_ key: String) throws {
+        try FileSystem.removeFile(path(key))
     }
 
     static func tag(_ info: stat) -> String {

@@ -250,13 +250,35 @@ enum RecordBatchCodec {
     /// out of bounds whatever the frame holds).
     static func decode(_ buf: UnsafeRawBufferPointer, at: Int, header: BatchHeader, fromOffset: Int64,
                        limit: Int, into entries: inout [LogRecords.Entry]) -> Bool {
+        var cursor: Cursor? = nil
+        return decode(buf, at: at, header: header, fromOffset: fromOffset, limit: limit, into: &entries, cursor: &cursor)
+    }
+
+    /// A record inside a frame: where it starts and its offset (where a read that stopped at its
+    /// limit goes on, without parsing the frame again from its start).
+    struct Cursor: Sendable, Equatable {
+        var position: Int
+        var offset: Int64
+    }
+
+    /// `decode`, starting at `cursor` when it is set (a record of this frame, as an earlier call
+    /// left it), and leaving in it the first record not taken when `limit` stopped it (nil: the
+    /// frame was read to its end). A cursor outside the frame is refused (false).
+    static func decode(_ buf: UnsafeRawBufferPointer, at: Int, header: BatchHeader, fromOffset: Int64,
+                       limit: Int, into entries: inout [LogRecords.Entry], cursor: inout Cursor?) -> Bool {
         guard at >= 0, header.length >= BatchHeader.size, header.count >= 0, at <= buf.count - header.length,
               header.baseOffset >= 0, header.baseOffset < BatchHeader.offsetLimit - Int64(header.count) else { return false }
-        if header.version == 2 { return decode2(buf, at: at, header: header, fromOffset: fromOffset, limit: limit, into: &entries) }
         var p = at + BatchHeader.size
         let end = at + header.length
         var offset = header.baseOffset
-        for _ in 0..<header.count {
+        if let start = cursor {
+            guard start.offset >= header.baseOffset, start.offset < header.baseOffset + Int64(header.count), start.position >= p, start.position < end else { return false }
+            (p, offset) = (start.position, start.offset)
+            cursor = nil
+        }
+        let count = header.count - Int(offset - header.baseOffset)
+        if header.version == 2 { return decode2(buf, p: p, offset: offset, count: count, end: end, fromOffset: fromOffset, limit: limit, into: &entries, cursor: &cursor) }
+        for _ in 0..<count {
             guard p + BatchHeader.recordOverhead <= end else { return false }
             let ts = buf.loadLE(Int64.self, at: p)
             let keyLength = buf.loadLE(Int32.self, at: p + 8)
@@ -266,7 +288,10 @@ enum RecordBatchCodec {
             let next = valueStart + Int(valueLength)
             guard keyLength >= -1, next <= end else { return false }
             if offset >= fromOffset {
-                if entries.count >= limit { return true }
+                if entries.count >= limit {
+                    cursor = Cursor(position: p, offset: offset)
+                    return true
+                }
                 // Positions are kept as Int32: a buffer past 2 GiB is refused rather than trapped on.
                 guard let keyAt = Int32(exactly: keyStart), let valueAt = Int32(exactly: valueStart),
                       let valueCount = Int32(exactly: valueLength) else { return false }
@@ -280,12 +305,11 @@ enum RecordBatchCodec {
     }
 
     /// `decode` for a KAP2 frame: null values and header blocks, each checked before use.
-    private static func decode2(_ buf: UnsafeRawBufferPointer, at: Int, header: BatchHeader, fromOffset: Int64,
-                                limit: Int, into entries: inout [LogRecords.Entry]) -> Bool {
-        var p = at + BatchHeader.size
-        let end = at + header.length
-        var offset = header.baseOffset
-        for _ in 0..<header.count {
+    private static func decode2(_ buf: UnsafeRawBufferPointer, p start: Int, offset first: Int64, count: Int, end: Int, fromOffset: Int64,
+                                limit: Int, into entries: inout [LogRecords.Entry], cursor: inout Cursor?) -> Bool {
+        var p = start
+        var offset = first
+        for _ in 0..<count {
             guard end - p >= BatchHeader.recordOverhead2 else { return false }
             let ts = buf.loadLE(Int64.self, at: p)
             let keyLength = buf.loadLE(Int32.self, at: p + 8)
@@ -301,7 +325,10 @@ enum RecordBatchCodec {
             if headersLength > 0 && !RecordHeaderBlock.isValid(buf, start: headersStart, length: headersLength) { return false }
             let next = headersStart + headersLength
             if offset >= fromOffset {
-                if entries.count >= limit { return true }
+                if entries.count >= limit {
+                    cursor = Cursor(position: p, offset: offset)
+                    return true
+                }
                 guard let keyAt = Int32(exactly: keyStart), let valueAt = Int32(exactly: valueStart),
                       let headersAt = Int32(exactly: headersStart), let headersCount = Int32(exactly: headersLength) else { return false }
                 entries.append(LogRecords.Entry(offset: offset, timestamp: ts, keyStart: keyAt, keyLength: keyLength,

@@ -300,14 +300,75 @@ public final class SegmentArchive: Sendable {
     func object(topic: String, partition: Int, entry: Entry) throws -> [UInt8] {
         let key = entry.key(topic, partition)
         if let bytes = objects.withLock({ $0.get(key) }) { return bytes }
-        let bytes = try call(topic, partition) { try storage.get(key, range: 0..<(entry.bytes + 1)) }
-        guard let bytes, Int64(bytes.count) == entry.bytes, CRC32C.checksum(bytes) == entry.crc32c else {
-            let what = bytes == nil ? "is missing" : "does not match its checksum in the manifest"
+        // Being fetched ahead already: wait for that rather than fetch it twice (a reader faster
+        // than the store asked for each object again, and both requests shared the link). Only
+        // a fetch that has started is waited for, so no reader waits on a job still queued
+        // behind it on the executor.
+        if let running = objects.withLock({ $0.running(key) }) {
+            running.wait()
+            if let bytes = objects.withLock({ $0.get(key) }) { return bytes }
+        }
+        return try fetch(topic: topic, partition: partition, entry: entry)
+    }
+
+    /// Fetches the object of `entry`, verifies it and keeps it.
+    private func fetch(topic: String, partition: Int, entry: Entry) throws -> [UInt8] {
+        let key = entry.key(topic, partition)
+        // Its checksum as the storage computed it while the bytes came in (an object store's
+        // client does; a directory's is one pass after the read).
+        let read = try call(topic, partition) { try storage.getChecksummed(key, range: 0..<(entry.bytes + 1)) }
+        guard let (bytes, crc) = read, Int64(bytes.count) == entry.bytes, crc == entry.crc32c else {
+            let what = read == nil ? "is missing" : "does not match its checksum in the manifest"
             throw LogError(.corrupt, "topic \"\(topic)\" partition \(partition): archived file \(storage.display(key)) \(what) (offsets \(entry.base)…\(entry.end - 1))",
                            topic: topic, partition: partition, offset: entry.base, file: storage.display(key))
         }
         objects.withLock { $0.put(key, bytes) }
         return bytes
+    }
+
+    /// What `prune` did with the objects in a partition's folder that its manifest does not name.
+    public struct Pruned: Sendable, Codable, Equatable {
+        /// Deleted (or, in a dry run, to be deleted): older than the grace.
+        public var deleted: [ArchiveObject] = []
+        /// Kept: younger than the grace (a writer may be about to record it).
+        public var kept: [ArchiveObject] = []
+    }
+
+    /// Deletes the objects in the partition's folder that its manifest does not name (an upload
+    /// cut off by a kill, a fenced-off or losing writer's copy, a directory's temporary file
+    /// left by a crash) once they are older than `olderThanMs`; nothing else (no other name, no
+    /// other folder). The grace is what keeps a writer's upload that it has not recorded yet:
+    /// the objects are listed before the manifest is read, so one recorded meanwhile is kept,
+    /// and one uploaded but not yet recorded is young (Iceberg's `remove_orphan_files` keeps
+    /// such files by age for the same reason, 3 days by default).
+    public func prune(topic: String, partition: Int, olderThanMs: Int64, now: Int64 = currentTimeMillis(), dryRun: Bool = false) throws -> Pruned {
+        let folder = "\(topic)/\(partition)/"
+        let listed = try call(topic, partition) { try storage.list(folder) }
+        let named = Set(try manifest(topic: topic, partition: partition, fresh: true).manifest.files.map { $0.key(topic, partition) })
+        var out = Pruned()
+        for object in listed where !named.contains(object.key) {
+            let name = String(decoding: object.key.utf8.dropFirst(folder.utf8.count), as: UTF8.self)
+            guard Self.isLeftover(name) else { continue }
+            if now - object.modifiedMs < olderThanMs {
+                out.kept.append(object)
+                continue
+            }
+            if !dryRun {
+                try call(topic, partition) { try storage.delete(object.key) }
+                objects.withLock { $0.remove(object.key) }
+            }
+            out.deleted.append(object)
+        }
+        return out
+    }
+
+    /// An object's name (`<base>[-<hex>].seg`), or a temporary file a directory's writer left
+    /// (`<that>.tmp…`, `manifest.json.tmp-…`).
+    static func isLeftover(_ name: String) -> Bool {
+        if Entry.isObjectName(name) { return true }
+        if name.hasPrefix("manifest.json.tmp") { return true }
+        guard let range = name.range(of: ".seg.tmp") else { return false }
+        return Entry.isObjectName(String(name[..<range.lowerBound]) + ".seg")
     }
 
     /// The archived file holding `offset`, its checksum verified.
@@ -324,7 +385,11 @@ public final class SegmentArchive: Sendable {
         let key = next.key(topic, partition)
         guard objects.withLock({ $0.startFetch(key) }) else { return }
         Task.detached { [self] in
-            _ = try? await BlockingExecutor.shared.run { try self.object(topic: topic, partition: partition, entry: next) }
+            _ = try? await BlockingExecutor.shared.run {
+                guard let started = self.objects.withLock({ $0.beginFetch(key) }) else { return }  // read meanwhile
+                defer { self.objects.withLock { $0.finishFetch(key, started) } }
+                _ = try self.fetch(topic: topic, partition: partition, entry: next)
+            }
             objects.withLock { $0.endFetch(key) }
         }
     }
@@ -344,19 +409,35 @@ public final class SegmentArchive: Sendable {
         }
         var entries: [LogRecords.Entry] = []
         entries.reserveCapacity(Int(min(Int64(maxRecords), entry.end - offset)))
+        let key = entry.key(topic, partition)
+        // Where a read of this object that ended at `offset` stopped: a replay reading batch
+        // after batch goes on there, rather than parsing a mirrored frame (4 MiB of records)
+        // again from its start for each batch.
+        let hint = objects.withLock { $0.resumePoint(key, offset: offset) }
+        var stopped: ObjectCache.ResumePoint?
         try object.withUnsafeBytes { buf in
-            // The frame holding the offset: headers only, from the start.
             var at = 0
-            while true {
-                guard at < buf.count, let header = BatchHeader.parse(buf, at: at), at + header.length <= buf.count else {
-                    throw corrupt("no frame holds the offset")
+            var cursor: RecordBatchCodec.Cursor?
+            if let hint, let header = BatchHeader.parse(buf, at: hint.frameAt), hint.frameAt + header.length <= buf.count,
+               header.baseOffset <= offset, offset < header.nextOffset {
+                at = hint.frameAt
+                cursor = hint.record.map { RecordBatchCodec.Cursor(position: $0, offset: offset) }
+            } else {
+                // The frame holding the offset: headers only, from the start.
+                while true {
+                    guard at < buf.count, let header = BatchHeader.parse(buf, at: at), at + header.length <= buf.count else {
+                        throw corrupt("no frame holds the offset")
+                    }
+                    if offset < header.nextOffset { break }
+                    at += header.length
                 }
-                if offset < header.nextOffset { break }
-                at += header.length
             }
             var read = 0
             while at < buf.count, entries.count < maxRecords, let header = BatchHeader.parse(buf, at: at), at + header.length <= buf.count {
-                if !entries.isEmpty && read + header.length > max(maxBytes, 64 << 10) { break }
+                if !entries.isEmpty && read + header.length > max(maxBytes, 64 << 10) {
+                    stopped = ObjectCache.ResumePoint(frameAt: at, record: nil)
+                    break
+                }
                 let expected = entries.last.map { $0.offset + 1 } ?? offset
                 if header.baseOffset >= entry.end && !entries.isEmpty { break }  // past the file's offsets
                 // No CRC of each frame: the object's CRC-32C, checked when it was fetched, covers
@@ -365,18 +446,27 @@ public final class SegmentArchive: Sendable {
                 guard header.baseOffset <= expected, header.nextOffset > expected, header.nextOffset <= entry.end else {
                     throw corrupt("the frame at byte \(at) holds offsets \(header.baseOffset)…\(header.lastOffset), expected \(expected) (the file holds \(entry.base)…\(entry.end - 1))")
                 }
-                guard RecordBatchCodec.decode(buf, at: at, header: header, fromOffset: expected, limit: maxRecords, into: &entries) else {
+                guard RecordBatchCodec.decode(buf, at: at, header: header, fromOffset: expected, limit: maxRecords, into: &entries, cursor: &cursor) else {
                     throw corrupt("record lengths overrun the frame at byte \(at)")
+                }
+                if let left = cursor {  // the limit stopped it inside this frame
+                    stopped = ObjectCache.ResumePoint(frameAt: at, record: left.position)
+                    break
                 }
                 read += header.length
                 at += header.length
+                if entries.count >= maxRecords { stopped = ObjectCache.ResumePoint(frameAt: at, record: nil) }
             }
         }
         guard let last = entries.last else { throw corrupt("no whole frame") }
         // Read to its end: a replay reads on from the next object, so this one's memory goes
         // back now (its records keep it alive until they are processed) rather than when it is
         // least recently used.
-        if last.offset + 1 >= entry.end { objects.withLock { $0.remove(entry.key(topic, partition)) } }
+        if last.offset + 1 >= entry.end {
+            objects.withLock { $0.remove(key) }
+        } else if let stopped {
+            objects.withLock { $0.setResumePoint(key, offset: last.offset + 1, stopped) }
+        }
         return LogRecords(partition: partition, storage: object, entries: entries, nextOffset: last.offset + 1)
     }
 }
@@ -389,8 +479,32 @@ struct ObjectCache: Sendable {
     private var bytes = 0
     private var clock: UInt64 = 0
     private var fetching: Set<String> = []
+    /// The fetches ahead that have started, each left when it ends (readers of the object wait).
+    private var started: [String: DispatchGroup] = [:]
+    /// Per object, where reads that stopped before its end go on, by the offset they go on at.
+    private var resumePoints: [String: [Int64: ResumePoint]] = [:]
+
+    /// Where a read goes on in an object: the frame holding its offset, and the record's
+    /// position inside it (nil: the frame's first record).
+    struct ResumePoint: Sendable, Equatable {
+        var frameAt: Int
+        var record: Int?
+    }
 
     init(capacity: Int) { self.capacity = capacity }
+
+    /// The point where a read that ended at `offset` stopped, taken (a read from there leaves
+    /// its own).
+    mutating func resumePoint(_ key: String, offset: Int64) -> ResumePoint? {
+        resumePoints[key]?.removeValue(forKey: offset)
+    }
+
+    /// Keeps where a read of `key` stopped (a few per object: readers at several places).
+    mutating func setResumePoint(_ key: String, offset: Int64, _ point: ResumePoint) {
+        guard objects[key] != nil else { return }
+        if resumePoints[key, default: [:]].count >= 8 { resumePoints[key]?.removeAll() }
+        resumePoints[key, default: [:]][offset] = point
+    }
 
     mutating func get(_ key: String) -> [UInt8]? {
         guard let object = objects[key] else { return nil }
@@ -406,6 +520,7 @@ struct ObjectCache: Sendable {
         while bytes > capacity, objects.count > 1, let oldest = objects.filter({ $0.key != key }).min(by: { $0.value.used < $1.value.used }) {
             bytes -= oldest.value.bytes.count
             objects[oldest.key] = nil
+            resumePoints[oldest.key] = nil
         }
     }
 
@@ -417,7 +532,25 @@ struct ObjectCache: Sendable {
 
     mutating func endFetch(_ key: String) { fetching.remove(key) }
 
+    /// A fetch ahead of `key` starts now, unless the object is kept already (a reader fetched it).
+    mutating func beginFetch(_ key: String) -> DispatchGroup? {
+        guard objects[key] == nil, started[key] == nil else { return nil }
+        let group = DispatchGroup()
+        group.enter()
+        started[key] = group
+        return group
+    }
+
+    mutating func finishFetch(_ key: String, _ group: DispatchGroup) {
+        started[key] = nil
+        group.leave()
+    }
+
+    /// The fetch of `key` under way, if one has started.
+    func running(_ key: String) -> DispatchGroup? { started[key] }
+
     mutating func remove(_ key: String) {
         if let old = objects.removeValue(forKey: key) { bytes -= old.bytes.count }
+        resumePoints[key] = nil
     }
 }

@@ -253,6 +253,15 @@ public final class SegmentLog: UnifiedLog {
     }
 
     /// Per partition: what the archive holds, what the live log holds, and any gap between.
+    /// The archive of topic `name` (created with `--archive DIR`).
+    /// - Throws: `LogError(.invalidArgument)` when it has none.
+    public func archive(topic name: String) async throws -> SegmentArchive {
+        guard let archive = try await topic(name).archive else {
+            throw LogError(.invalidArgument, "topic \"\(name)\" has no archive (create it with --archive DIR)", topic: name)
+        }
+        return archive
+    }
+
     public func archiveStatus(topic name: String) async throws -> [ArchiveStatus] {
         let topic = try await topic(name)
         guard let archive = topic.archive else {

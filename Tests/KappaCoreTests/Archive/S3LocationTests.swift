@@ -91,8 +91,8 @@ import Testing
             <?xml version="1.0" encoding="UTF-8"?>
             <ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix>p/</Prefix><KeyCount>2</KeyCount>\
             <MaxKeys>2</MaxKeys><IsTruncated>true</IsTruncated><Contents><Key>p/a&amp;b &lt;1&gt;</Key>\
-            <ETag>&#34;5eb63bbbe01eeed093cb22bb8f5acdc3&#34;</ETag><Size>11</Size></Contents>\
-            <Contents><Key>p/&#xFC;</Key><ETag>&quot;x&quot;</ETag><Size>0</Size></Contents>\
+            <ETag>&#34;5eb63bbbe01eeed093cb22bb8f5acdc3&#34;</ETag><Size>11</Size><LastModified>2026-12-04T19:20:05.123Z</LastModified></Contents>\
+            <Contents><Key>p/&#xFC;</Key><ETag>&quot;x&quot;</ETag><Size>0</Size><LastModified>yesterday</LastModified></Contents>\
             <NextContinuationToken>p/&#xFC;</NextContinuationToken></ListBucketResult>
             """
         let page = try #require(S3XML.listPage(Array(xml.utf8)))
@@ -100,6 +100,23 @@ import Testing
         #expect(page.objects.map(\.size) == [11, 0])
         #expect(page.objects.map(\.etag) == ["\"5eb63bbbe01eeed093cb22bb8f5acdc3\"", "\"x\""])
         #expect(page.isTruncated && page.nextContinuationToken == "p/ü")
+        // A time that does not parse is none (prune then takes the object for a new one).
+        #expect(page.objects.map(\.lastModifiedMs) == [1_796_412_005_123, nil])
+    }
+
+    /// S3's listing times (ISO 8601, UTC), against Foundation's reading of the same instants.
+    @Test func listingTimesParseToTheMillisecond() {
+        for (text, ms) in [("1970-01-01T00:00:00Z", 0), ("2026-12-04T19:20:05.123Z", 1_796_412_005_123), ("2000-02-29T23:59:59.5Z", 951_868_799_500),
+                           ("2024-03-01T00:00:00.000000Z", 1_709_251_200_000), ("1969-12-31T23:59:59Z", -1000)] as [(String, Int64)] {
+            #expect(S3XML.time(text) == ms, "\(text)")
+            let foundation = ISO8601DateFormatter()
+            foundation.formatOptions = text.contains(".") ? [.withInternetDateTime, .withFractionalSeconds] : [.withInternetDateTime]
+            if let date = foundation.date(from: text) { #expect(abs(Int64(date.timeIntervalSince1970 * 1000) - ms) <= 1, "\(text)") }
+        }
+        for bad in ["", "2026-12-04", "2026-12-04T19:20:05", "2026-13-04T19:20:05Z", "2026-12-04T25:20:05Z", "2026-12-04T19:20:05.Z",
+                    "2026-12-04T19:20:05+01:00", "2026-12-04T19:20:05.1234567890Z", "0000-01-01T00:00:00Z", "20x6-12-04T19:20:05Z"] {
+            #expect(S3XML.time(bad) == nil, "\(bad)")
+        }
     }
 
     @Test(arguments: [
