@@ -331,19 +331,25 @@ enum ArchiveBackend: String, Sendable, CaseIterable, CustomTestStringConvertible
         #expect(try Self.readAll(SegmentArchive(storage: storage), from: 20) == (20..<40).map { "\($0):r-\($0)" })
     }
 
+    /// Two objects of 50 records in a storage that counts reads, a reader with nothing cached,
+    /// and the second object's key.
+    static func twoObjects(_ backend: ArchiveBackend, _ keep: inout [TempDirectory]) throws -> (CountingStorage, SegmentArchive, String) {
+        let counting = CountingStorage(try backend.storage(&keep))
+        let archive = SegmentArchive(storage: counting)
+        for base in [0, 50] as [Int64] {
+            try archive.store(topic: "t", partition: 0, bytes: Self.frames(base: base, count: 50), base: base, end: base + 50)
+        }
+        let next = try archive.entries(topic: "t", partition: 0).first { $0.base == 50 }!.key("t", 0)
+        return (counting, SegmentArchive(storage: counting), next)
+    }
+
     /// A reader that reaches the next object while its fetch ahead is still under way (a slow
     /// store) waits for that fetch rather than asking for the object again: before, both
     /// requests went out and shared the link, and a replay read at 0.62x of curl.
     @Test(arguments: ArchiveBackend.available)
     func aReaderWaitsForTheFetchAheadRatherThanFetchingTwice(_ backend: ArchiveBackend) async throws {
         var keep: [TempDirectory] = []
-        let counting = CountingStorage(try backend.storage(&keep))
-        let archive = SegmentArchive(storage: counting)
-        for base in [0, 50] as [Int64] {
-            try archive.store(topic: "t", partition: 0, bytes: Self.frames(base: base, count: 50), base: base, end: base + 50)
-        }
-        let reader = SegmentArchive(storage: counting)
-        let next = try archive.entries(topic: "t", partition: 0).first { $0.base == 50 }!.key("t", 0)
+        let (counting, reader, next) = try Self.twoObjects(backend, &keep)
         counting.delayMs.store(300, ordering: .relaxed)
         let first = try await BlockingExecutor.shared.run { try reader.read(topic: "t", partition: 0, from: 0, maxRecords: 50, maxBytes: 1 << 20) }
         #expect(first?.nextOffset == 50)
@@ -359,13 +365,7 @@ enum ArchiveBackend: String, Sendable, CaseIterable, CustomTestStringConvertible
     @Test(arguments: ArchiveBackend.available)
     func readingAnObjectFetchesTheNextAhead(_ backend: ArchiveBackend) async throws {
         var keep: [TempDirectory] = []
-        let counting = CountingStorage(try backend.storage(&keep))
-        let archive = SegmentArchive(storage: counting)
-        for base in [0, 50] as [Int64] {
-            try archive.store(topic: "t", partition: 0, bytes: Self.frames(base: base, count: 50), base: base, end: base + 50)
-        }
-        let reader = SegmentArchive(storage: counting)
-        let next = try archive.entries(topic: "t", partition: 0).first { $0.base == 50 }!.key("t", 0)
+        let (counting, reader, next) = try Self.twoObjects(backend, &keep)
         #expect(counting.gets(next) == 0)
         _ = try await BlockingExecutor.shared.run { try reader.read(topic: "t", partition: 0, from: 0, maxRecords: 5, maxBytes: 1 << 20) }
         let deadline = ContinuousClock.now + .seconds(10)
