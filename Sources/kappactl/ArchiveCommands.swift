@@ -36,12 +36,14 @@ enum ArchiveCommands {
             A mirror killed mid-upload, or fenced off by another host's, leaves an object that its
             partition's manifest never names: never read, but kept (and paid for). This deletes
             those, partition by partition, once they were written longer ago than --older-than
-            (default 1d), so that a writer between its upload and its manifest update keeps its
-            object. Nothing a manifest names is touched, nor any key that is not an archived
-            object's. Safe to run again, and beside running mirrors.
+            (default 1d, at least 1h; by the store's clock), so that a writer between its upload
+            and its manifest update keeps its object. Only names a writer never reuses go (a
+            mirror's <base>-<hex>.seg, temporary files); nothing a manifest names, no other key,
+            no other folder. A partition with objects but no manifest is not pruned (exit 1,
+            after the others). Safe to run again, and beside running mirrors.
             """,
         options: [
-            .value("older-than", "DURATION", help: "Only objects written longer ago than this (default 1d; at least 1m)."),
+            .value("older-than", "DURATION", help: "Only objects written longer ago than this (default 1d; at least 1h)."),
             .flag("dry-run", help: "Say what would be deleted; delete nothing."),
             GlobalOptions.output,
         ],
@@ -132,10 +134,10 @@ enum ArchiveCommands {
     static func runPrune(_ args: ParsedArguments) async throws {
         let topic = args.argument("topic")!
         let olderThan = try args.duration("older-than") ?? 86_400_000
-        // Under a minute, an upload in flight (a large object to a slow store) could lose its
-        // object between its PUT and its manifest update.
-        guard olderThan >= 60_000 else {
-            throw args.usageError("--older-than must be at least 1m: a writer's upload that is not in its manifest yet is younger than that")
+        // An upload's manifest update is retried up to 8 times, each request bounded only by the
+        // client's connect and low-speed limits; and ages are measured by the store's clock.
+        guard olderThan >= 3_600_000 else {
+            throw args.usageError("--older-than must be at least 1h: a writer's upload that is not in its manifest yet may be that old, and ages are taken from the store's clock")
         }
         let dryRun = args.flag("dry-run")
         let log = try GlobalOptions.log(args, withArchive: false)
@@ -143,29 +145,53 @@ enum ArchiveCommands {
         let partitions = try await log.offsets(topic: topic).map(\.partition)
         var rows: [PruneRow] = []
         for p in partitions {
-            let pruned = try await BlockingExecutor.shared.run { try archive.prune(topic: topic, partition: p, olderThanMs: olderThan, dryRun: dryRun) }
-            rows.append(PruneRow(partition: p, deleted: pruned.deleted, kept: pruned.kept))
+            // One partition's failure (the store down, a damaged manifest) does not hide what
+            // was done in the others: each says what happened, and the command fails at the end.
+            do {
+                let pruned = try await BlockingExecutor.shared.run { try archive.prune(topic: topic, partition: p, olderThanMs: olderThan, dryRun: dryRun) }
+                rows.append(PruneRow(partition: p, deleted: pruned.deleted, kept: pruned.kept, error: pruned.refused, dryRun: dryRun))
+            } catch {
+                rows.append(PruneRow(partition: p, deleted: [], kept: [], error: "\(error)", dryRun: dryRun))
+            }
         }
+        let failed = rows.filter { $0.error != nil }
         if try GlobalOptions.json(args) {
             Console.out(try jsonText(PruneReport(topic: topic, dryRun: dryRun, olderThanMs: olderThan, partitions: rows)))
-            return
+        } else {
+            func size(_ objects: [ArchiveObject]) -> String {
+                let bytes = objects.reduce(0) { $0 + $1.bytes }
+                return "\(objects.count) (\(String(format: "%.1f", Double(bytes) / 1_048_576)) MiB)"
+            }
+            var table = TextTable(["PARTITION", dryRun ? "TO DELETE" : "DELETED", "KEPT (YOUNGER)", ""])
+            for row in rows { table.add(["\(row.partition)", size(row.deleted), size(row.kept), row.error == nil ? "" : "NOT PRUNED"]) }
+            Console.out(table.render(), terminator: "")
+            let deleted = rows.flatMap(\.deleted), kept = rows.flatMap(\.kept)
+            Console.out((dryRun ? "would delete " : "deleted ") + "\(size(deleted)) objects that no manifest of \"\(topic)\" names, written over \(DurationText.format(milliseconds: olderThan)) ago"
+                        + (kept.isEmpty ? "" : "; kept \(size(kept)) younger ones (a writer may yet record them)"))
         }
-        func size(_ objects: [ArchiveObject]) -> String {
-            let bytes = objects.reduce(0) { $0 + $1.bytes }
-            return "\(objects.count) (\(String(format: "%.1f", Double(bytes) / 1_048_576)) MiB)"
+        if !failed.isEmpty {
+            throw LogError(.io, failed.map { "partition \($0.partition) not pruned: \($0.error!)" }.joined(separator: "\n"), topic: topic)
         }
-        var table = TextTable(["PARTITION", dryRun ? "TO DELETE" : "DELETED", "KEPT (YOUNGER)"])
-        for row in rows { table.add(["\(row.partition)", size(row.deleted), size(row.kept)]) }
-        Console.out(table.render(), terminator: "")
-        let deleted = rows.flatMap(\.deleted), kept = rows.flatMap(\.kept)
-        Console.out((dryRun ? "would delete " : "deleted ") + "\(size(deleted)) objects that no manifest of \"\(topic)\" names, written over \(DurationText.format(milliseconds: olderThan)) ago"
-                    + (kept.isEmpty ? "" : "; kept \(size(kept)) younger ones (a writer may yet record them)"))
     }
 
     struct PruneRow: Encodable {
         var partition: Int
         var deleted: [ArchiveObject]
         var kept: [ArchiveObject]
+        /// Why the partition was not pruned (nothing deleted after it failed).
+        var error: String?
+
+        enum CodingKeys: String, CodingKey { case partition, deleted, wouldDelete, kept, error }
+        /// In a dry run, what would go is `wouldDelete`, not `deleted`.
+        var dryRun = false
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(partition, forKey: .partition)
+            try c.encode(deleted, forKey: dryRun ? .wouldDelete : .deleted)
+            try c.encode(kept, forKey: .kept)
+            try c.encodeIfPresent(error, forKey: .error)
+        }
     }
 
     struct PruneReport: Encodable {

@@ -37,6 +37,16 @@ public struct MirrorRunner: Sendable {
         var holding: Int64?  // the epoch held
         var failure: String?
         var backoff: Int64 = 1_000
+        /// Logged once while it fails the same way, reported, retried with backoff.
+        func fail(_ text: String, _ pause: inout Int64) {
+            if text != failure {
+                logger.log(.error, "mirror failed", ["topic": topic, "error": text, "retryInMs": "\(backoff)"])
+                failure = text
+            }
+            problems?.report(subject, error: text, retryInMs: backoff)
+            pause = backoff
+            backoff = min(backoff * 2, 30_000)
+        }
         while !Task.isCancelled {
             var pause = intervalMs
             do {
@@ -67,22 +77,22 @@ public struct MirrorRunner: Sendable {
             } catch is CancellationError {
                 break
             } catch let error as LogError where error.code == .fenced {
-                // Another host took the lease while this pass ran: not a failure of this host's.
-                logger.log(.info, "mirror lease lost", ["topic": topic, "error": error.message])
-                holding = nil
-                if failure != nil { problems?.clear(subject) }
-                failure = nil
-                backoff = 1_000
-                pause = max(100, ttlMs / 4)
-            } catch {
-                let text = "\(error)"
-                if text != failure {
-                    logger.log(.error, "mirror failed", ["topic": topic, "error": text, "retryInMs": "\(backoff)"])
-                    failure = text
+                // Fenced: another host took the lease while this pass ran (not a failure of this
+                // host's), or this host still holds it and the archive's epoch is ahead of the
+                // catalog's (a catalog restored or replaced): then it can never write, and says so.
+                let still = try? await store.acquireLeases([key], owner: owner, ttlMs: ttlMs, limit: 1).first
+                if let still, still.epoch == holding {
+                    fail("\(error.message); this host holds the catalog's mirror lease at epoch \(still.epoch): the catalog's lease epochs are behind the archive's (a catalog restored or replaced?)", &pause)
+                } else {
+                    logger.log(.info, "mirror lease lost", ["topic": topic, "error": error.message])
+                    holding = nil
+                    if failure != nil { problems?.clear(subject) }
+                    failure = nil
+                    backoff = 1_000
+                    pause = max(100, ttlMs / 4)
                 }
-                problems?.report(subject, error: text, retryInMs: backoff)
-                pause = backoff
-                backoff = min(backoff * 2, 30_000)
+            } catch {
+                fail("\(error)", &pause)
             }
             try? await Task.sleep(for: .milliseconds(pause))
         }

@@ -332,6 +332,8 @@ public final class SegmentArchive: Sendable {
         public var deleted: [ArchiveObject] = []
         /// Kept: younger than the grace (a writer may be about to record it).
         public var kept: [ArchiveObject] = []
+        /// Why nothing was deleted in the partition, when prune refused it.
+        public var refused: String?
     }
 
     /// Deletes the objects in the partition's folder that its manifest does not name (an upload
@@ -341,14 +343,23 @@ public final class SegmentArchive: Sendable {
     /// the objects are listed before the manifest is read, so one recorded meanwhile is kept,
     /// and one uploaded but not yet recorded is young (Iceberg's `remove_orphan_files` keeps
     /// such files by age for the same reason, 3 days by default).
+    ///
+    /// Only names never used twice are deleted: a mirror's `<base>-<hex>.seg` and temporary
+    /// files. The embedded log's `<base>.seg` is copied again under the same name by its
+    /// archiver (which replaces one cut off), so deleting an old listing of it could delete the
+    /// copy recorded since. A partition with objects but no manifest is refused (`refused`):
+    /// its manifest is what is missing, not its objects.
     public func prune(topic: String, partition: Int, olderThanMs: Int64, now: Int64 = currentTimeMillis(), dryRun: Bool = false) throws -> Pruned {
         let folder = "\(topic)/\(partition)/"
         let listed = try call(topic, partition) { try storage.list(folder) }
-        let named = Set(try manifest(topic: topic, partition: partition, fresh: true).manifest.files.map { $0.key(topic, partition) })
+        let read = try manifest(topic: topic, partition: partition, fresh: true)
+        let named = Set(read.manifest.files.map { $0.key(topic, partition) })
+        func name(_ object: ArchiveObject) -> String { String(decoding: object.key.utf8.dropFirst(folder.utf8.count), as: UTF8.self) }
+        if read.tag == nil, listed.contains(where: { Entry.isObjectName(name($0)) }) {
+            return Pruned(refused: "topic \"\(topic)\" partition \(partition) has archived objects but no manifest (\(storage.display(Self.manifestKey(topic, partition)))): nothing is pruned there; restore the manifest first")
+        }
         var out = Pruned()
-        for object in listed where !named.contains(object.key) {
-            let name = String(decoding: object.key.utf8.dropFirst(folder.utf8.count), as: UTF8.self)
-            guard Self.isLeftover(name) else { continue }
+        for object in listed where !named.contains(object.key) && Self.isLeftover(name(object)) {
             if now - object.modifiedMs < olderThanMs {
                 out.kept.append(object)
                 continue
@@ -362,13 +373,23 @@ public final class SegmentArchive: Sendable {
         return out
     }
 
-    /// An object's name (`<base>[-<hex>].seg`), or a temporary file a directory's writer left
-    /// (`<that>.tmp…`, `manifest.json.tmp-…`).
+    /// A name prune may delete when no manifest names it, exactly as the writers make them: a
+    /// mirror's object (`<base>-<hex>.seg`), a directory's copy in progress (`<object>.tmp`)
+    /// or atomic write in progress (`<object or manifest.json>.tmp-<pid>-<n>`). Never a name
+    /// with a folder in it, never the embedded log's `<base>.seg` (see `prune`).
     static func isLeftover(_ name: String) -> Bool {
-        if Entry.isObjectName(name) { return true }
-        if name.hasPrefix("manifest.json.tmp") { return true }
+        guard !name.contains("/") else { return false }
+        func isTemporary(_ suffix: Substring) -> Bool {  // ".tmp", or ".tmp-<digits>-<digits>"
+            guard suffix.hasPrefix(".tmp") else { return false }
+            let rest = suffix.dropFirst(4)
+            if rest.isEmpty { return true }
+            let parts = rest.split(separator: "-", omittingEmptySubsequences: false)
+            return parts.count == 3 && parts[0].isEmpty && parts[1...].allSatisfy { !$0.isEmpty && $0.count <= 20 && $0.allSatisfy { $0.isASCII && $0.isNumber } }
+        }
+        if Entry.isObjectName(name) { return name.count > 24 }  // `<base>.seg` is 24 long: a reused name
+        if name.hasPrefix("manifest.json") { return isTemporary(name.dropFirst("manifest.json".count)) && name.count > 17 }
         guard let range = name.range(of: ".seg.tmp") else { return false }
-        return Entry.isObjectName(String(name[..<range.lowerBound]) + ".seg")
+        return Entry.isObjectName(String(name[..<range.lowerBound]) + ".seg") && isTemporary(name[name.index(range.lowerBound, offsetBy: 4)...])
     }
 
     /// The archived file holding `offset`, its checksum verified.

@@ -149,29 +149,44 @@ enum ArchiveBackend: String, Sendable, CaseIterable, CustomTestStringConvertible
         try storage.put(cutOff, Self.frames(base: 10, count: 5))
         try storage.put(loser, Self.frames(base: 0, count: 10, tag: "lost"))
         try storage.put("t/0/notes.txt", bytes("not an object of the archive's"))
+        // Names prune never deletes: a folder inside, look-alikes of temporary files, and the
+        // embedded log's `<base>.seg`, which its archiver copies again under the same name.
+        let never = ["t/0/00000000000000000000-ab.seg/x", "t/0/manifest.json.tmpl", "t/0/manifest.json.tmp-1-2/x", "t/0/00000000000000000020.seg.tmpdir",
+                     "t/0/00000000000000000020.seg.tmp-1", "t/0/00000000000000000030.seg"]
+        for key in never { try storage.put(key, bytes("x")) }
+        let leftovers = ["t/0/00000000000000000040.seg.tmp", "t/0/00000000000000000040-ee.seg.tmp-123-456", "t/0/manifest.json.tmp-77-9"]
+        for key in leftovers { try storage.put(key, bytes("x")) }
         try storage.put("t/1/00000000000000000000-ff.seg", Self.frames(base: 0, count: 3))
         let hour: Int64 = 3_600_000
 
         // Young: kept, and said.
         let young = try archive.prune(topic: "t", partition: 0, olderThanMs: hour)
         #expect(young.deleted.isEmpty)
-        #expect(young.kept.map(\.key).sorted() == [loser, cutOff].sorted())
+        #expect(young.kept.map(\.key).sorted() == ([loser, cutOff] + leftovers).sorted())
         #expect(young.kept.allSatisfy { $0.bytes > 0 })
 
         // Two hours on, a dry run says what would go and deletes nothing.
         let later = currentTimeMillis() + 2 * hour
         let dry = try archive.prune(topic: "t", partition: 0, olderThanMs: hour, now: later, dryRun: true)
-        #expect(dry.deleted.map(\.key).sorted() == [loser, cutOff].sorted() && dry.kept.isEmpty)
+        #expect(dry.deleted.map(\.key).sorted() == ([loser, cutOff] + leftovers).sorted() && dry.kept.isEmpty)
         #expect(try storage.get(cutOff, range: 0..<1) != nil)
 
         let pruned = try archive.prune(topic: "t", partition: 0, olderThanMs: hour, now: later)
-        #expect(pruned.deleted.map(\.key).sorted() == [loser, cutOff].sorted())
+        #expect(pruned.deleted.map(\.key).sorted() == ([loser, cutOff] + leftovers).sorted())
+        for key in never { #expect(try storage.get(key, range: 0..<1) != nil, "\(key)") }
         #expect(try storage.get(cutOff, range: 0..<1) == nil && storage.get(loser, range: 0..<1) == nil)
         #expect(try storage.get("t/0/notes.txt", range: 0..<1) != nil)
         #expect(try storage.get("t/1/00000000000000000000-ff.seg", range: 0..<1) != nil)
         // What the manifest names reads as ever; run again, nothing more goes.
         #expect(try Self.readAll(SegmentArchive(storage: storage)) == (0..<10).map { "\($0):r-\($0)" })
         #expect(try archive.prune(topic: "t", partition: 0, olderThanMs: 0, now: later).deleted.isEmpty)
+
+        // A partition whose manifest is gone: its objects are what is left of it, not leftovers.
+        try archive.store(topic: "t", partition: 2, bytes: Self.frames(base: 0, count: 10), base: 0, end: 10)
+        try storage.delete("t/2/manifest.json")
+        let refused = try archive.prune(topic: "t", partition: 2, olderThanMs: 0, now: later)
+        #expect(refused.deleted.isEmpty && refused.refused?.contains("has archived objects but no manifest") == true, "\(refused)")
+        #expect(try storage.list("t/2/").contains { $0.key.hasSuffix(".seg") })
     }
 
     /// A mirrored object is a few large frames; a replay reads it batch after batch, each going
@@ -526,6 +541,33 @@ final class FlakyStorage: ArchiveStorage {
         await task.value
         // The lease is given back at the end.
         #expect(try await Store.sqlite(state: state).leases().filter { $0.key == .mirror(topic: "t") && $0.expiresAt > currentTimeMillis() }.isEmpty)
+    }
+
+    /// The archive's manifests written with a higher epoch than this catalog's lease (the
+    /// catalog restored from a backup, or a new one): the mirror holds the lease and can never
+    /// write, so it is a failure, said in the log and in status, not a lease lost every pass.
+    @Test func aMirrorHoldingTheLeaseBelowTheArchivesEpochSaysItFails() async throws {
+        let dir = try TempDirectory()
+        let state = try StateDirectory(path: dir.path + "/state")
+        let log = try SegmentLog(state: state)
+        _ = try await log.createTopic("t", config: TopicConfig(partitions: 1))
+        _ = try await log.append(topic: "t", records: (0..<10).map { ProducerRecord(value: bytes("v\($0)"), partition: 0) })
+        let storage = DirectoryArchiveStorage(root: dir.path + "/archive")
+        try SegmentArchive(storage: storage).claim(topic: "t", partition: 0, epoch: 7)
+        let lines = Mutex<[String]>([])
+        let logger = EventLogger(format: .text) { line in lines.withLock { $0.append(line) } }
+        let problems = HostProblems()
+        let runner = MirrorRunner(mirror: LogMirror(log: log, archive: SegmentArchive(storage: storage), topic: "t"), store: try Store.sqlite(state: state),
+                                  owner: "JobHost@a:1", ttlMs: 10_000, intervalMs: 20, logger: logger, problems: problems)
+        let task = Task { await runner.run() }
+        defer { task.cancel() }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while problems.current.isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        let problem = try #require(problems.current.first)
+        #expect(problem.subject == "mirror of t")
+        #expect(problem.error.contains("epoch 7") && problem.error.contains("the catalog's lease epochs are behind the archive's"), "\(problem.error)")
+        let logged = lines.withLock { $0 }
+        #expect(logged.filter { $0.contains("mirror failed") }.count == 1 && !logged.contains { $0.contains("mirror lease lost") }, "\(logged)")
     }
 
     /// A mirror paused mid-upload past its lease while another host took the lease and claimed
