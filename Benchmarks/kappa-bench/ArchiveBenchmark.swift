@@ -55,7 +55,10 @@ struct ArchiveBenchmark {
             let objectKey = s3.fullKey(entry.key("bench", 0))
             config += "url = \"\(s3.endpoint)/\(s3.bucket)/\(objectKey)\"\noutput = \"/dev/null\"\n"
         }
-        var curlTimes: [Double] = [], kappaTimes: [Double] = [], fetchTimes: [Double] = []
+        // The same with two transfers at once, as the archive fetches the two objects after the
+        // one being read.
+        let parallelConfig = "parallel\nparallel-max = \(SegmentArchive.readAheadObjects)\n" + config
+        var curlTimes: [Double] = [], kappaTimes: [Double] = [], fetchTimes: [Double] = [], parallelTimes: [Double] = []
         var records = 0
         let readSize = batch
         for _ in 0..<rounds {
@@ -63,6 +66,9 @@ struct ArchiveBenchmark {
             let status = try runCurl(config)
             guard status == 0 else { throw UsageError("kappa-bench archive: curl exited with \(status)") }
             curlTimes.append(seconds(since: started))
+            let parallelStarted = ContinuousClock.now
+            guard try runCurl(parallelConfig) == 0 else { throw UsageError("kappa-bench archive: curl --parallel failed") }
+            parallelTimes.append(seconds(since: parallelStarted))
 
             let reader = try Backends.archive(unique, environment: environment)  // nothing cached
             let clock = ContinuousClock.now
@@ -88,10 +94,12 @@ struct ArchiveBenchmark {
         precondition(records == Int(base), "read \(records) of \(base) records")
         let curl = median(curlTimes), kappa = median(kappaTimes)
         let mb = Double(totalBytes) / 1_000_000
-        print("rounds (s): curl \(curlTimes.map { fmt($0, 3) }) archive \(kappaTimes.map { fmt($0, 3) }) fetch \(fetchTimes.map { fmt($0, 3) })")
+        print("rounds (s): curl \(curlTimes.map { fmt($0, 3) }) curl --parallel \(parallelTimes.map { fmt($0, 3) }) archive \(kappaTimes.map { fmt($0, 3) }) fetch \(fetchTimes.map { fmt($0, 3) })")
         print("")
-        print("curl, the same objects, one process      \(fmt(mb / curl, 1)) MB/s  (ceiling)")
-        print("SegmentArchive.read from offset 0        \(fmt(mb / kappa, 1)) MB/s  \(fmt(curl / kappa, 2)) x curl  (target >= 0.8); \(Render.grouped(Int64(Double(records) / kappa))) records/s")
+        let parallel = median(parallelTimes)
+        print("curl, the same objects, one process      \(fmt(mb / curl, 1)) MB/s  (ceiling: one transfer at a time)")
+        print("curl --parallel-max \(SegmentArchive.readAheadObjects)                     \(fmt(mb / parallel, 1)) MB/s  (as many transfers as the archive's read-ahead)")
+        print("SegmentArchive.read from offset 0        \(fmt(mb / kappa, 1)) MB/s  \(fmt(curl / kappa, 2)) x curl  (target >= 0.8), \(fmt(parallel / kappa, 2)) x curl --parallel; \(Render.grouped(Int64(Double(records) / kappa))) records/s")
         let fetch = median(fetchTimes)
         print("S3Client fetch alone, whole objects      \(fmt(mb / fetch, 1)) MB/s  \(fmt(curl / fetch, 2)) x curl  (into memory, CRC-32C as it arrives; no read-ahead, no decoding)")
     }

@@ -17,8 +17,9 @@ import Glibc
 ///
 /// Reads take a whole object at a time, verify its checksum once, and keep it (up to
 /// `cacheBytes` of objects, least recently used out first); reading one starts fetching the
-/// partition's next object in the background, so a replay from an object store does not wait
-/// for one request at a time.
+/// partition's next `readAheadObjects` objects in the background, so a replay from an object
+/// store does not wait for one request at a time, and a reader that reaches an object being
+/// fetched waits for that fetch.
 ///
 /// Every method but `init` does I/O: call them on the blocking executor (the logs do), never on
 /// the cooperative pool.
@@ -402,7 +403,16 @@ public final class SegmentArchive: Sendable {
 
     /// Starts fetching the object after `entry` in the background when it is not kept already.
     private func readAhead(topic: String, partition: Int, after entry: Entry, entries: [Entry]) {
-        guard let next = entries.first(where: { $0.base >= entry.end }) else { return }
+        guard let i = entries.firstIndex(where: { $0.base >= entry.end }) else { return }
+        for next in entries[i..<min(i + Self.readAheadObjects, entries.count)] { readAhead(topic: topic, partition: partition, next) }
+    }
+
+    /// How many objects past the one being read are fetched ahead: two transfers at once keep
+    /// the link busy while the reader decodes (with one, the link idled between an object
+    /// fetched and the reader reaching it: 0.75-0.97x of curl; with two, 1.07-1.33x).
+    public static let readAheadObjects = 2
+
+    private func readAhead(topic: String, partition: Int, _ next: Entry) {
         let key = next.key(topic, partition)
         guard objects.withLock({ $0.startFetch(key) }) else { return }
         Task.detached { [self] in
