@@ -84,12 +84,13 @@ public final class S3Client: Sendable, CustomStringConvertible {
     }
 
     /// A client for `url` (`s3://BUCKET/PREFIX[?endpoint=URL&region=R]`) with the credentials
-    /// and endpoint defaults of `environment`.
+    /// (`S3Credentials.resolve`: the variables, else the shared credentials file) and endpoint
+    /// defaults of `environment`.
     /// - Throws: `S3Error` (`.invalidLocation`, `.missingCredentials`).
     public convenience init(url: String, environment: [String: String] = ProcessInfo.processInfo.environment,
                             configuration: Configuration = .init()) throws {
         let location = try S3Location.parse(url, environment: environment)
-        self.init(location: location, credentials: try S3Credentials.environment(environment), configuration: configuration)
+        self.init(location: location, credentials: try S3Credentials.resolve(environment), configuration: configuration)
     }
 
     /// The location and the access key's last four characters; never the secret.

@@ -157,5 +157,67 @@ public struct S3Credentials: Sendable, CustomStringConvertible, CustomDebugStrin
         let token = environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         return S3Credentials(accessKeyID: key, secretAccessKey: secret, sessionToken: token)
     }
+
+    /// The credentials as the AWS SDKs find them: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`
+    /// (with `AWS_SESSION_TOKEN`) when either is set; else the profile `AWS_PROFILE` (default
+    /// `default`) of the shared credentials file, `AWS_SHARED_CREDENTIALS_FILE` (default
+    /// `~/.aws/credentials`): `[profile]` sections of `aws_access_key_id`,
+    /// `aws_secret_access_key` and `aws_session_token` lines, `#` and `;` comments.
+    /// - Throws: `S3Error` (`.missingCredentials`) naming the variable, or the file, line and
+    ///   profile; never a value.
+    public static func resolve(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> S3Credentials {
+        func set(_ name: String) -> Bool { !(environment[name] ?? "").isEmpty }
+        if set("AWS_ACCESS_KEY_ID") || set("AWS_SECRET_ACCESS_KEY") { return try Self.environment(environment) }
+        let named = environment["AWS_SHARED_CREDENTIALS_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+        guard let path = named ?? environment["HOME"].flatMap({ $0.isEmpty ? nil : $0 + "/.aws/credentials" }) else {
+            throw S3Error(.missingCredentials, "AWS_ACCESS_KEY_ID is not set (the object store's access key), nor AWS_SHARED_CREDENTIALS_FILE or HOME (a credentials file)")
+        }
+        let profile = environment["AWS_PROFILE"].flatMap { $0.isEmpty ? nil : $0 } ?? "default"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            if named == nil && !FileManager.default.fileExists(atPath: path) {
+                throw S3Error(.missingCredentials, "AWS_ACCESS_KEY_ID is not set (the object store's access key), and there is no credentials file \(path) (AWS_SHARED_CREDENTIALS_FILE names another)")
+            }
+            throw S3Error(.missingCredentials, "the credentials file \(path) (AWS_SHARED_CREDENTIALS_FILE) cannot be read")
+        }
+        return try file(String(decoding: data, as: UTF8.self), path: path, profile: profile)
+    }
+
+    /// The credentials of `profile` in the text of a shared credentials file at `path`.
+    static func file(_ text: String, path: String, profile: String) throws -> S3Credentials {
+        var values: [String: String] = [:]
+        var section: String?
+        var found = false
+        for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+            if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
+            if line.hasPrefix("[") {
+                guard line.hasSuffix("]"), line.count > 2 else {
+                    throw S3Error(.missingCredentials, "the credentials file \(path), line \(number + 1): a section is [name]")
+                }
+                section = line.dropFirst().dropLast().trimmingCharacters(in: .whitespaces)
+                if section == profile { found = true }
+                continue
+            }
+            guard section == profile else { continue }
+            // The line may hold a secret: only its number is said.
+            guard let eq = line.firstIndex(of: "="), eq != line.startIndex else {
+                throw S3Error(.missingCredentials, "the credentials file \(path), line \(number + 1) (profile \(profile)): use name = value")
+            }
+            let name = line[..<eq].trimmingCharacters(in: .whitespaces).lowercased()
+            values[name] = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+        }
+        guard found else { throw S3Error(.missingCredentials, "the credentials file \(path) has no profile [\(profile)] (AWS_PROFILE picks another)") }
+        do {
+            return try Self.environment(["AWS_ACCESS_KEY_ID": values["aws_access_key_id"] ?? "", "AWS_SECRET_ACCESS_KEY": values["aws_secret_access_key"] ?? "",
+                                         "AWS_SESSION_TOKEN": values["aws_session_token"] ?? ""])
+        } catch let error as S3Error {
+            // Named as the file names them.
+            let message = error.message.replacingOccurrences(of: "AWS_ACCESS_KEY_ID is not set", with: "aws_access_key_id is missing")
+                .replacingOccurrences(of: "AWS_SECRET_ACCESS_KEY is not set", with: "aws_secret_access_key is missing")
+                .replacingOccurrences(of: "AWS_ACCESS_KEY_ID", with: "aws_access_key_id").replacingOccurrences(of: "AWS_SECRET_ACCESS_KEY", with: "aws_secret_access_key")
+                .replacingOccurrences(of: "AWS_SESSION_TOKEN", with: "aws_session_token")
+            throw S3Error(.missingCredentials, "the credentials file \(path), profile [\(profile)]: \(message)")
+        }
+    }
 }
 #endif

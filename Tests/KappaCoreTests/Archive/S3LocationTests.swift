@@ -59,6 +59,54 @@ import Testing
         #expect(try S3Credentials.environment(["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": ""]).sessionToken == nil)
     }
 
+    /// Without the variables, the shared credentials file as the AWS SDKs read it: the profile
+    /// AWS_PROFILE picks, comments, spaces; what is wrong names the file, line and profile,
+    /// never a value; the variables win over the file.
+    @Test func credentialsComeFromTheSharedFileWhenTheVariablesAreNotSet() throws {
+        let dir = try TempDirectory()
+        let path = dir.path + "/credentials"
+        try """
+            # written by aws configure
+            [default]
+            aws_access_key_id = AKIADEFAULTEXAMPLE
+            aws_secret_access_key = defaultSecretXYZ
+
+            [archive]
+            ; the archive's identity
+            aws_access_key_id=AKIAARCHIVEEXAMPLE
+              aws_secret_access_key =   archive/Secret+1  
+            aws_session_token = tokenABC
+            [broken]
+            aws_access_key_id = AKIABROKEN
+            this line holds brokenSecret99 without an equals sign
+            [nosecret]
+            aws_access_key_id = AKIANOSECRET
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let byDefault = try S3Credentials.resolve(["AWS_SHARED_CREDENTIALS_FILE": path])
+        #expect(byDefault.accessKeyID == "AKIADEFAULTEXAMPLE" && byDefault.secretAccessKey == "defaultSecretXYZ" && byDefault.sessionToken == nil)
+        let archive = try S3Credentials.resolve(["AWS_SHARED_CREDENTIALS_FILE": path, "AWS_PROFILE": "archive"])
+        #expect(archive.accessKeyID == "AKIAARCHIVEEXAMPLE" && archive.secretAccessKey == "archive/Secret+1" && archive.sessionToken == "tokenABC")
+        // ~/.aws/credentials when no file is named.
+        try FileSystem.makeDirectories(dir.path + "/home/.aws")
+        try FileSystem.writeAtomically(Array("[default]\naws_access_key_id = AKIAHOME\naws_secret_access_key = homeSecret\n".utf8), to: dir.path + "/home/.aws/credentials")
+        #expect(try S3Credentials.resolve(["HOME": dir.path + "/home"]).accessKeyID == "AKIAHOME")
+        // The variables win.
+        #expect(try S3Credentials.resolve(["AWS_SHARED_CREDENTIALS_FILE": path, "AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "envSecret"]).accessKeyID == "AKIAENV")
+
+        for (environment, says) in [
+            (["AWS_SHARED_CREDENTIALS_FILE": path, "AWS_PROFILE": "broken"], "credentials file \(path), line 13 (profile broken): use name = value"),
+            (["AWS_SHARED_CREDENTIALS_FILE": path, "AWS_PROFILE": "nosecret"], "credentials file \(path), profile [nosecret]: aws_secret_access_key is missing"),
+            (["AWS_SHARED_CREDENTIALS_FILE": path, "AWS_PROFILE": "nobody"], "credentials file \(path) has no profile [nobody]"),
+            (["AWS_SHARED_CREDENTIALS_FILE": dir.path + "/none"], "the credentials file \(dir.path)/none (AWS_SHARED_CREDENTIALS_FILE) cannot be read"),
+            (["HOME": dir.path + "/nohome"], "AWS_ACCESS_KEY_ID is not set (the object store's access key), and there is no credentials file \(dir.path)/nohome/.aws/credentials"),
+            ([:], "nor AWS_SHARED_CREDENTIALS_FILE or HOME"),
+        ] as [([String: String], String)] {
+            let error = #expect(throws: S3Error.self) { try S3Credentials.resolve(environment) }
+            #expect(error?.code == .missingCredentials && error?.message.contains(says) == true, "\(error?.message ?? "")")
+            #expect(error.map { !"\($0)".contains("brokenSecret99") && !"\($0)".contains("defaultSecretXYZ") } == true)
+        }
+    }
+
     /// A refused location quotes the part that is wrong, and that part may hold a secret (found
     /// by the outside attack: the bucket's and the endpoint's were printed in clear).
     @Test(arguments: [

@@ -131,6 +131,23 @@ struct S3ServerTests {
         #expect(try await client.list().isEmpty)
     }
 
+    /// The identity in a shared credentials file (no AWS_ variables at all) signs requests the
+    /// server accepts, as `--archive s3://…` takes it.
+    @Test func aSharedCredentialsFileIsEnoughToReachTheStore() async throws {
+        let real = try S3Credentials.environment()
+        let dir = try TempDirectory()
+        try "[other]\naws_access_key_id = NOSUCHKEY\naws_secret_access_key = x\n[kappa]\naws_access_key_id = \(real.accessKeyID)\naws_secret_access_key = \(real.secretAccessKey)\n"
+            .write(toFile: dir.path + "/credentials", atomically: true, encoding: .utf8)
+        let test = try #require(ProcessInfo.processInfo.environment["KAPPA_TEST_S3"])
+        let parts = test.split(separator: "?", maxSplits: 1)
+        let url = "\(parts[0])/file-\(UUID().uuidString.prefix(8))" + (parts.count > 1 ? "?\(parts[1])" : "")
+        let archive = try Backends.archive(url, environment: ["AWS_SHARED_CREDENTIALS_FILE": dir.path + "/credentials", "AWS_PROFILE": "kappa"])
+        try await BlockingExecutor.shared.run {
+            try archive.store(topic: "t", partition: 0, bytes: ArchiveStorageContractTests.frames(base: 0, count: 5), base: 0, end: 5)
+        }
+        #expect(try ArchiveStorageContractTests.readAll(archive).count == 5)
+    }
+
     @Test func aWrongSecretIsRefusedAndTheErrorDoesNotHoldIt() async throws {
         let real = try S3Credentials.environment()
         let wrong = "Wrong+Secret/\(UUID().uuidString)"
