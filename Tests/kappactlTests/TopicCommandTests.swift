@@ -596,4 +596,25 @@ import Testing
         #expect(noManifest.stderr.contains("partition 0 not pruned: topic \"bpi\" partition 0 has archived objects but no manifest"), "\(noManifest.stderr)")
         #expect(recorded.allSatisfy { FileSystem.exists(folder + "/" + $0) })
     }
+
+    /// A topic deleted and created again under its name with the same archive: the old topic's
+    /// archive would stand for the new one's offsets 0… (found by the outside attack: `topic
+    /// check` said sound, and `archive run` never copied the new records below the old end).
+    @Test func aTopicCreatedAgainOverItsOldArchiveIsRefused() async throws {
+        let box = try Sandbox()
+        let archive = box.root + "/archive"
+        try await box.kappactl(["topic", "create", "t2", "-p", "1", "--segment-bytes", "4096", "--archive", archive])
+        for chunk in 0..<2 {
+            #expect(try await box.kappactl(["produce", "t2"], stdin: WorkflowTests.feedLines(seed: 8, startMinute: 28_000_000 + Int64(chunk) * 10, seconds: 300)).status == 0)
+        }
+        #expect(try await box.kappactl(["archive", "run", "t2"]).status == 0)
+        #expect(FileSystem.exists(archive + "/t2/0/manifest.json"))
+        #expect(try await box.kappactl(["topic", "delete", "t2"]).status == 0)
+        let again = try await box.kappactl(["topic", "create", "t2", "-p", "1", "--archive", archive])
+        #expect(again.status == 1)
+        #expect(again.stderr.contains("its archive \(archive) already holds \(archive)/t2 (partitions 0), the archive of a topic \"t2\" deleted before"), "\(again.stderr)")
+        #expect(try await box.kappactl(["topic", "list"]).stdout.contains("t2") == false)
+        // Another archive, or the old one moved away: fine.
+        #expect(try await box.kappactl(["topic", "create", "t2", "-p", "1", "--archive", box.root + "/archive-2"]).status == 0)
+    }
 }

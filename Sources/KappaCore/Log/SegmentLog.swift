@@ -68,6 +68,13 @@ public final class SegmentLog: UnifiedLog {
         try Self.validate(config)
         let final = "\(directory)/\(name)"
         if FileSystem.exists(final) { throw LogError(.topicExists, "topic \"\(name)\" already exists", topic: name) }
+        // An archive of a topic of this name deleted before: its manifests would count the old
+        // records as this topic's offsets 0…, with every checksum right (and the archiver would
+        // never copy the new ones below their end).
+        if let archive = config.archive, let held = (try? FileSystem.list("\(archive)/\(name)"))?
+            .filter({ FileSystem.exists("\(archive)/\(name)/\($0)/manifest.json") }).sorted(), !held.isEmpty {
+            throw LogError(.invalidArgument, "topic \"\(name)\": its archive \(archive) already holds \(archive)/\(name) (partitions \(held.joined(separator: ", "))), the archive of a topic \"\(name)\" deleted before: move it away, or give the new topic another --archive", topic: name, file: "\(archive)/\(name)")
+        }
         let metadata = TopicMetadata(name: name, config: config, createdAt: currentTimeMillis(), id: UUID().uuidString.lowercased())
         let staging = "\(directory)/.create-\(name)-\(UUID().uuidString.prefix(8))"
         do {
