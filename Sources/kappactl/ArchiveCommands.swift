@@ -85,11 +85,15 @@ enum ArchiveCommands {
             let archived = p.archived.isEmpty ? "-" : "\(p.archived.first!.base)…\(p.archived.last!.end - 1)"
             let live = p.liveEnd > p.liveEarliest ? "\(p.liveEarliest)…\(p.liveEnd - 1)" : "empty at \(p.liveEnd)"
             let gaps = p.gaps
+            let beyond = (p.archived.last?.end ?? 0) > p.liveEnd
             table.add(["\(p.partition)", archived, "\(p.archived.count)", live,
-                       gaps.isEmpty ? "complete" : "GAP " + gaps.map { "\($0.lowerBound)…\($0.upperBound)" }.joined(separator: ", ")])
+                       beyond ? "ARCHIVE BEYOND THE LOG" : gaps.isEmpty ? "complete" : "GAP " + gaps.map { "\($0.lowerBound)…\($0.upperBound)" }.joined(separator: ", ")])
         }
         Console.out(table.render(), terminator: "")
-        let lost = partitions.filter { !$0.gaps.isEmpty }
+        for p in partitions where (p.archived.last?.end ?? 0) > p.liveEnd {
+            Console.out("partition \(p.partition): the archive ends at offset \(p.archived.last!.end), beyond the log's end \(p.liveEnd): it holds another topic of this name (deleted and created again, or another cluster's) or records the brokers lost; deploys, lag and the mirror refuse it until it is moved away")
+        }
+        let lost = partitions.filter { !$0.gaps.isEmpty && ($0.archived.last?.end ?? 0) <= $0.liveEnd }
         if !lost.isEmpty {
             Console.out("records lost: retention deleted " + lost.map { p in
                 p.gaps.map { "offsets \($0.lowerBound)…\($0.upperBound) of partition \(p.partition)" }.joined(separator: ", ")

@@ -62,6 +62,7 @@ public struct LogMirror: Sendable {
         // `kappactl archive status` shows.
         let (archive, topic) = (self.archive, self.topic)
         let executor = BlockingExecutor.shared
+        try await executor.run { try archive.checkNotBeyond(topic: topic, partition: p, liveEnd: live.end) }
         if let epoch { try await executor.run { try archive.claim(topic: topic, partition: p, epoch: epoch) } }
         let archivedEnd = try await executor.run { try archive.entries(topic: topic, partition: p).last?.end }
         var position = max(archivedEnd ?? live.earliest, live.earliest)

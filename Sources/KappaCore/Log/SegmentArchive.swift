@@ -198,6 +198,17 @@ public final class SegmentArchive: Sendable {
         return covered
     }
 
+    /// Refuses an archive that ends beyond the log's end `liveEnd`: a log's offsets never go
+    /// back, so its records are another topic's of this name (one deleted and created again, a
+    /// new cluster) or records the brokers lost, and serving them as this topic's offsets would
+    /// be wrong with every checksum right.
+    /// - Throws: `LogError.corrupt` naming the archive's folder and both ends.
+    public func checkNotBeyond(topic: String, partition: Int, liveEnd: Int64) throws {
+        guard let end = try entries(topic: topic, partition: partition).last?.end, end > liveEnd else { return }
+        throw LogError(.corrupt, "topic \"\(topic)\" partition \(partition): the archive \(directory(topic, partition)) ends at offset \(end), beyond the log's end \(liveEnd): it holds another topic of this name (deleted and created again, or another cluster's) or records the brokers lost; move it away, or give this topic another --archive",
+                       topic: topic, partition: partition, offset: liveEnd, file: directory(topic, partition))
+    }
+
     /// Copies a closed segment into the archive (checksummed, durable) and records it in the
     /// manifest. Returns false when it was there already.
     @discardableResult

@@ -297,6 +297,7 @@ public final class KafkaLog: UnifiedLog, Sendable {
             guard let archive else { return live }
             return try live.map { offsets in
                 var offsets = offsets
+                try archive.checkNotBeyond(topic: name, partition: offsets.partition, liveEnd: offsets.end)
                 offsets.earliest = try archive.earliest(topic: name, partition: offsets.partition, liveEarliest: offsets.earliest)
                 return offsets
             }
