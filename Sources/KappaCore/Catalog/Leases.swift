@@ -57,3 +57,12 @@ public struct LeaseLostError: Error, Sendable, CustomStringConvertible {
     public var epoch: Int64
     public var description: String { "\(owner) no longer holds the lease on \(key.description) (epoch \(epoch)); another host took it over" }
 }
+
+/// When a JobHost counts as alive for status, the page and `deploy`'s note: while its last
+/// heartbeat is this recent. The default lease TTL, the window the hosts themselves deal
+/// partitions by: a host busy under load (it heartbeats every second, but a heartbeat can wait
+/// behind a runaway statement that gives way only every few seconds) is not shown as gone while
+/// the others still count it (status once said "no JobHost is running" of a live one at 5 s).
+public enum HostLiveness {
+    public static let windowMs: Int64 = Controller.Configuration().leaseTtlMs
+}

@@ -233,6 +233,6 @@ public struct Operator: Sendable {
 
     /// Whether a JobHost is alive on this catalog.
     public func jobHostAlive() async throws -> Bool {
-        try await !store.liveHosts(withinMs: 5_000).isEmpty
+        try await !store.liveHosts(withinMs: HostLiveness.windowMs).isEmpty
     }
 }

@@ -94,7 +94,7 @@ extension Operator {
     /// Builds the status of one job or all, from one snapshot of the catalog (offsets, lag
     /// samples, hosts, leases) and the log's end offsets.
     public func status(job name: String? = nil) async throws -> StatusReport {
-        try await status(of: try await store.snapshot(.status(samples: 30, hostsWithinMs: 5_000)), job: name).report
+        try await status(of: try await store.snapshot(.status(samples: 30, hostsWithinMs: HostLiveness.windowMs)), job: name).report
     }
 
     /// The report from `snapshot`, and the end offsets of each topic it read from the log.

@@ -115,7 +115,7 @@ public struct Observability: Sendable {
     func metrics() async throws -> String {
         var out = PrometheusText()
         // One reading of the catalog for the whole scrape.
-        let snapshot = try await op.store.snapshot(.status(samples: 30, hostsWithinMs: 5_000))
+        let snapshot = try await op.store.snapshot(.status(samples: 30, hostsWithinMs: HostLiveness.windowMs))
         let (report, ends) = try await op.status(of: snapshot)
         out.family("kappa_version_state", .gauge, "1 for the state each version is in.")
         for job in report.jobs {

@@ -160,6 +160,21 @@ import Testing
         #expect(try await f.store.liveHosts(withinMs: 5_000).isEmpty)
     }
 
+    /// A JobHost whose heartbeat is late (busy under load) is still shown as running while the
+    /// hosts would still count it (the lease TTL), and gone after: status once called a live
+    /// host gone at 5 s while it waited behind a runaway statement on a loaded machine.
+    @Test(arguments: StoreKind.available)
+    func aLateHeartbeatIsAliveUntilTheLeaseTTL(kind: StoreKind) async throws {
+        let f = try await StoreFixture.make(kind, minutes: 1)
+        let op = Operator(log: f.log, store: f.store, actor: "test")
+        try await f.store.heartbeat(owner: "host-a", pid: 7, startedAt: 1)
+        for (age, alive) in [(7_000, true), (HostLiveness.windowMs + 1_000, false)] as [(Int64, Bool)] {
+            try f.raw("UPDATE kappa_hosts SET heartbeat_at = \(currentTimeMillis() - age) WHERE owner = 'host-a'")
+            #expect(try await op.jobHostAlive() == alive, "\(age) ms")
+            #expect(try await op.status().hosts.isEmpty == !alive, "\(age) ms")
+        }
+    }
+
     /// What a host keeps failing at travels with its heartbeat to every status reader, with the
     /// host named; the next heartbeat without it clears it; a damaged row is named, not skipped.
     @Test(arguments: StoreKind.available)
