@@ -91,7 +91,8 @@ enum ArchiveCommands {
         }
         Console.out(table.render(), terminator: "")
         for p in partitions where (p.archived.last?.end ?? 0) > p.liveEnd {
-            Console.out("partition \(p.partition): the archive ends at offset \(p.archived.last!.end), beyond the log's end \(p.liveEnd): it holds another topic of this name (deleted and created again, or another cluster's) or records the brokers lost; deploys, lag and the mirror refuse it until it is moved away")
+            Console.out("partition \(p.partition): the archive ends at offset \(p.archived.last!.end), beyond the log's end \(p.liveEnd): it holds another topic of this name"
+                        + (log is SegmentLog ? "; move it away" : " (deleted and created again, or another cluster's) or records the brokers lost; deploys and the mirror refuse it until it is moved away"))
         }
         let lost = partitions.filter { !$0.gaps.isEmpty && ($0.archived.last?.end ?? 0) <= $0.liveEnd }
         if !lost.isEmpty {

@@ -194,23 +194,27 @@ import Testing
     @Test func anArchiveBeyondTheLogsEndIsRefusedNotServed() async throws {
         let box = try Sandbox()
         let archive = box.root + "/archive"
-        var (mock, url) = try await Self.kafkaMock(box, ["--brokers", "1", "--topic", "bpi:1"])
-        #expect(try await box.kappactl(["--log", url, "demo", "produce", "--minutes", "1"]).status == 0)
+        func lines(_ n: Int, partition: Int) -> String { (0..<n).map { "{\"value\": \($0), \"partition\": \(partition)}" }.joined(separator: "\n") }
+        var (mock, url) = try await Self.kafkaMock(box, ["--brokers", "1", "--topic", "bpi:2"])
+        #expect(try await box.kappactl(["--log", url, "produce", "bpi"], stdin: lines(10, partition: 0)).status == 0)
         let first = try await box.kappactl(["--log", url, "--archive", archive, "archive", "run", "bpi"])
-        #expect(first.stdout == "archived 180 records of \"bpi\"\n", "\(first.stderr)")
-        // The cluster replaced by a new one, whose topic bpi holds 5 records.
+        #expect(first.stdout == "archived 10 records of \"bpi\"\n", "\(first.stderr)")
+        // The cluster replaced by a new one: partition 0 holds 3 records (below its archive's
+        // end), partition 1 holds 7 (nothing archived: healthy).
         kill(mock.process.processIdentifier, SIGKILL)
         _ = await mock.finish()
-        (mock, url) = try await Self.kafkaMock(box, ["--brokers", "1", "--topic", "bpi:1"])
+        (mock, url) = try await Self.kafkaMock(box, ["--brokers", "1", "--topic", "bpi:2"])
         defer { kill(mock.process.processIdentifier, SIGKILL) }
-        #expect(try await box.kappactl(["--log", url, "produce", "bpi"], stdin: (0..<5).map { "{\"value\": \($0)}" }.joined(separator: "\n")).status == 0)
-        let says = "the archive \(archive)/bpi/0 ends at offset 180, beyond the log's end 5: it holds another topic of this name"
+        #expect(try await box.kappactl(["--log", url, "produce", "bpi"], stdin: lines(3, partition: 0) + "\n" + lines(7, partition: 1)).status == 0)
+        let says = "the archive \(archive)/bpi/0 ends at offset 10, beyond the log's end 3: it holds another topic of this name"
+        // The mirror copies the healthy partition, then fails naming the other.
         let mirror = try await box.kappactl(["--log", url, "--archive", archive, "archive", "run", "bpi"])
         #expect(mirror.status == 1 && mirror.stderr.contains(says), "\(mirror.stderr)")
         let deploy = try await box.kappactl(["--log", url, "--archive", archive, "deploy", "-f", WorkflowTests.root + "/Manifests/btc-v1.json"])
         #expect(deploy.status == 1 && deploy.stderr.contains(says), "\(deploy.stderr)")
         let status = try await box.kappactl(["--log", url, "--archive", archive, "archive", "status", "bpi"])
-        #expect(status.status == 0 && status.stdout.contains("ARCHIVE BEYOND THE LOG") && status.stdout.contains("ends at offset 180, beyond the log's end 5"), "\(status.stdout)")
+        #expect(status.status == 0 && status.stdout.contains("ARCHIVE BEYOND THE LOG") && status.stdout.contains("ends at offset 10, beyond the log's end 3"), "\(status.stdout)")
+        #expect(status.lines.contains { $0.hasPrefix("        1  0…6 ") }, "\(status.stdout)")
         #expect(!status.stdout.contains("records lost"))
     }
 
@@ -642,5 +646,34 @@ import Testing
         #expect(try await box.kappactl(["topic", "list"]).stdout.contains("t2") == false)
         // Another archive, or the old one moved away: fine.
         #expect(try await box.kappactl(["topic", "create", "t2", "-p", "1", "--archive", box.root + "/archive-2"]).status == 0)
+    }
+
+    /// Two state directories whose topics of one name share an archive, both created before
+    /// either archived (so `topic create` could not tell): the second one's segments are never
+    /// taken for archived because the first's have the same offsets (found by the outside
+    /// attack: the second topic served the first's records for offsets 0…59, `topic check`
+    /// said sound); its archiving, its reads and `topic check` fail naming the other incarnation.
+    @Test func anotherIncarnationsArchiveIsNeverTakenForThisTopics() async throws {
+        let box = try Sandbox()
+        let archive = box.root + "/archive"
+        let a = ["--state", box.root + "/a"], b = ["--state", box.root + "/b"]
+        func run(_ state: [String], _ args: [String], stdin: String = "") async throws -> RunResult {
+            try await box.kappactl(state + args, stdin: stdin, withState: false)
+        }
+        for state in [a, b] { #expect(try await run(state, ["topic", "create", "t", "-p", "1", "--segment-bytes", "1024", "--archive", archive]).status == 0) }
+        for (state, text) in [(a, "AAAA"), (b, "BBBB")] {
+            for _ in 0..<4 {  // each append closes the segment before it
+                #expect(try await run(state, ["produce", "t"], stdin: (0..<20).map { _ in "{\"valueText\": \"\(text)\"}" }.joined(separator: "\n")).status == 0)
+            }
+        }
+        #expect(try await run(a, ["archive", "run", "t"]).status == 0)
+        let second = try await run(b, ["archive", "run", "t"])
+        #expect(second.status == 1 && second.stderr.contains("lists the files of another topic named \"t\" (incarnation"), "\(second.stderr)")
+        let check = try await run(b, ["topic", "check", "t"])
+        #expect(check.status == 1 && check.stdout.contains("another topic named"), "\(check.stdout)")
+        // B's reads refuse the archive, naming it, rather than serve A's records as B's.
+        let consumed = try await run(b, ["consume", "t", "--from-beginning", "--format", "hex"])
+        #expect(consumed.status == 1 && consumed.stderr.contains("another topic named"), "\(consumed.stderr)")
+        #expect(!consumed.stdout.contains("41414141"))
     }
 }

@@ -177,7 +177,7 @@ public struct S3Credentials: Sendable, CustomStringConvertible, CustomDebugStrin
             if named == nil && !FileManager.default.fileExists(atPath: path) {
                 throw S3Error(.missingCredentials, "AWS_ACCESS_KEY_ID is not set (the object store's access key), and there is no credentials file \(path) (AWS_SHARED_CREDENTIALS_FILE names another)")
             }
-            throw S3Error(.missingCredentials, "the credentials file \(path) (AWS_SHARED_CREDENTIALS_FILE) cannot be read")
+            throw S3Error(.missingCredentials, "the credentials file \(path) (\(named == nil ? "~/.aws/credentials" : "AWS_SHARED_CREDENTIALS_FILE")) cannot be read")
         }
         return try file(String(decoding: data, as: UTF8.self), path: path, profile: profile)
     }
@@ -187,24 +187,36 @@ public struct S3Credentials: Sendable, CustomStringConvertible, CustomDebugStrin
         var values: [String: String] = [:]
         var section: String?
         var found = false
-        for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Lines as the AWS SDKs split them: \n or \r\n (one Character in Swift), a BOM at the start.
+        let body = text.hasPrefix("\u{FEFF}") ? String(text.dropFirst()) : text
+        for (number, raw) in body.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
             if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
             if line.hasPrefix("[") {
-                guard line.hasSuffix("]"), line.count > 2 else {
+                // `[name]`, then nothing but a comment.
+                guard let close = line.firstIndex(of: "]"), line.index(after: line.startIndex) < close,
+                      line[line.index(after: close)...].trimmingCharacters(in: .whitespaces).first.map({ $0 == "#" || $0 == ";" }) ?? true else {
                     throw S3Error(.missingCredentials, "the credentials file \(path), line \(number + 1): a section is [name]")
                 }
-                section = line.dropFirst().dropLast().trimmingCharacters(in: .whitespaces)
+                section = line[line.index(after: line.startIndex)..<close].trimmingCharacters(in: .whitespaces)
                 if section == profile { found = true }
                 continue
             }
             guard section == profile else { continue }
+            if raw.first?.isWhitespace == true {
+                throw S3Error(.missingCredentials, "the credentials file \(path), line \(number + 1) (profile \(profile)) is indented: the AWS SDKs read it as going on from the line before; start it at the start of the line")
+            }
             // The line may hold a secret: only its number is said.
             guard let eq = line.firstIndex(of: "="), eq != line.startIndex else {
                 throw S3Error(.missingCredentials, "the credentials file \(path), line \(number + 1) (profile \(profile)): use name = value")
             }
             let name = line[..<eq].trimmingCharacters(in: .whitespaces).lowercased()
-            values[name] = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+            var value = Substring(line[line.index(after: eq)...])
+            // An inline comment: ` #` or ` ;` (whitespace first, as the SDKs have it).
+            if let comment = value.indices.first(where: { i in (value[i] == "#" || value[i] == ";") && i > value.startIndex && value[value.index(before: i)].isWhitespace }) {
+                value = value[..<comment]
+            }
+            values[name] = value.trimmingCharacters(in: .whitespaces)
         }
         guard found else { throw S3Error(.missingCredentials, "the credentials file \(path) has no profile [\(profile)] (AWS_PROFILE picks another)") }
         do {

@@ -45,6 +45,7 @@ public struct Operator: Sendable {
             }
         }
         let incarnation = try await log.metadata(topic: spec.source.topic).incarnation
+        try await log.checkArchive(topic: spec.source.topic)
         let offsets = try await log.offsets(topic: spec.source.topic)
         let gaps = offsets.filter { $0.earliest > 0 }
         var reason = "deployed"

@@ -31,11 +31,7 @@ public struct LogMirror: Sendable {
         // (In a directory, a lock file too; either way a manifest is only ever replaced by a
         // writer that read the version it replaces.)
         let topic = self.topic
-        guard let root = archive.root else {
-            var archived = 0
-            for live in try await log.offsets(topic: topic) { archived += try await mirror(partition: live.partition, live: live, epoch: epoch) }
-            return archived
-        }
+        guard let root = archive.root else { return try await mirrorAll(epoch: epoch) }
         let lockPath = "\(root)/\(topic)/.mirror.lock"
         let lock = try await BlockingExecutor.shared.run {
             do {
@@ -50,10 +46,27 @@ public struct LogMirror: Sendable {
             }
         }
         defer { lock.unlock() }
+        return try await mirrorAll(epoch: epoch)
+    }
+
+    /// Every partition in turn. One that fails (its archive refused, a store error) does not
+    /// keep the others from being mirrored before their records age out: the first error is
+    /// thrown after the rest were tried (a fenced-off mirror stops at once).
+    private func mirrorAll(epoch: Int64?) async throws -> Int {
         var archived = 0
+        var failure: (any Error)?
         for live in try await log.offsets(topic: topic) {
-            archived += try await mirror(partition: live.partition, live: live, epoch: epoch)
+            do {
+                archived += try await mirror(partition: live.partition, live: live, epoch: epoch)
+            } catch let error as LogError where error.code == .fenced {
+                throw error
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                failure = failure ?? error
+            }
         }
+        if let failure { throw failure }
         return archived
     }
 

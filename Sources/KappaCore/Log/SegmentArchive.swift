@@ -32,9 +32,16 @@ public final class SegmentArchive: Sendable {
     /// topic check the archive first: a manifest is not read again unless it changed).
     private let manifests = Mutex<[String: (tag: String, readAt: Int64, manifest: Manifest)]>([:])
 
-    public init(storage: any ArchiveStorage, cacheBytes: Int = 256 << 20) {
+    /// The topic's incarnation (`TopicMetadata.id`, the embedded log's), written into each
+    /// manifest this archive writes; a manifest of another incarnation is damage (a topic of the
+    /// name deleted and created again, or another state directory's, sharing the folder). Nil:
+    /// not known (Kafka through librdkafka 2.0), not checked.
+    public let incarnation: String?
+
+    public init(storage: any ArchiveStorage, cacheBytes: Int = 256 << 20, incarnation: String? = nil) {
         self.storage = storage
         self.cacheBytes = cacheBytes
+        self.incarnation = incarnation
         objects = Mutex(ObjectCache(capacity: cacheBytes))
     }
 
@@ -83,6 +90,8 @@ public final class SegmentArchive: Sendable {
         /// partition another one's records with every checksum right.
         var topic: String?
         var partition: Int?
+        /// The incarnation of the topic whose files it lists, when the writer knew it.
+        var incarnation: String?
     }
 
     static func manifestKey(_ topic: String, _ partition: Int) -> String { "\(topic)/\(partition)/manifest.json" }
@@ -137,7 +146,7 @@ public final class SegmentArchive: Sendable {
             manifests.withLock { _ = $0.removeValue(forKey: key) }
             return (Manifest(), nil)
         }
-        let manifest = try Self.decodeManifest(bytes, topic: topic, partition: partition, path: storage.display(key))
+        let manifest = try Self.decodeManifest(bytes, topic: topic, partition: partition, path: storage.display(key), incarnation: incarnation)
         manifests.withLock { $0[key] = (tag, now, manifest) }
         return (manifest, tag)
     }
@@ -149,7 +158,7 @@ public final class SegmentArchive: Sendable {
     /// The largest archived object a manifest may name (4 GiB).
     static let maxObjectBytes: Int64 = 4 << 30
 
-    static func decodeManifest(_ bytes: [UInt8], topic: String, partition: Int, path: String) throws -> Manifest {
+    static func decodeManifest(_ bytes: [UInt8], topic: String, partition: Int, path: String, incarnation: String? = nil) throws -> Manifest {
         func corrupt(_ problem: String) -> LogError {
             LogError(.corrupt, "topic \"\(topic)\" partition \(partition): the archive's manifest \(path) is damaged: \(problem)",
                      topic: topic, partition: partition, file: path)
@@ -182,6 +191,9 @@ public final class SegmentArchive: Sendable {
         if manifest.topic != nil || manifest.partition != nil, manifest.topic != topic || manifest.partition != partition {
             let theirs = "topic \"\(manifest.topic ?? "?")\" partition \(manifest.partition.map(String.init) ?? "?")"
             throw corrupt("it lists the files of \(TerminalText.escaped(theirs)), not of this partition (copied from another folder?)")
+        }
+        if let incarnation, let theirs = manifest.incarnation, theirs != incarnation {
+            throw corrupt("it lists the files of another topic named \"\(topic)\" (incarnation \(TerminalText.escaped(theirs)), this one is \(incarnation)): one deleted and created again, or another state directory's, sharing this archive; move it away, or give this topic another archive")
         }
         return manifest
     }
@@ -290,6 +302,7 @@ public final class SegmentArchive: Sendable {
             guard try change(&manifest) else { return }
             if let epoch { manifest.epoch = epoch }
             (manifest.topic, manifest.partition) = (topic, partition)
+            if let incarnation { manifest.incarnation = incarnation }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
             let bytes = Array(try encoder.encode(manifest))

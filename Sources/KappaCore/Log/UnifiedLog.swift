@@ -44,10 +44,16 @@ public protocol UnifiedLog: Sendable {
     /// True when retention, bytes and segments are kept by the log's own servers (Kafka's
     /// brokers) and `TopicMetadata.config` holds the partition count only.
     var configuredElsewhere: Bool { get }
+
+    /// Refuses a topic whose archive cannot be this topic's (`SegmentArchive.checkNotBeyond`):
+    /// `deploy` asks before a replay from offset 0 would read it.
+    func checkArchive(topic: String) async throws
 }
 
 extension UnifiedLog {
     public var configuredElsewhere: Bool { false }
+    /// The embedded log's archive is its own (`topic create` refuses another topic's).
+    public func checkArchive(topic: String) async throws {}
 
     /// The embedded log has no consumer groups: the catalog's offsets are the only ones.
     public func commitProgress(group: String, topic: String, partition: Int, nextOffset: Int64) {}

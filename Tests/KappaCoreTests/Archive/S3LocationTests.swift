@@ -71,10 +71,9 @@ import Testing
             aws_access_key_id = AKIADEFAULTEXAMPLE
             aws_secret_access_key = defaultSecretXYZ
 
-            [archive]
-            ; the archive's identity
+            [archive] ; the archive's identity
             aws_access_key_id=AKIAARCHIVEEXAMPLE
-              aws_secret_access_key =   archive/Secret+1  
+            aws_secret_access_key =   archive/Secret+1#x   ; rotated 2026-11
             aws_session_token = tokenABC
             [broken]
             aws_access_key_id = AKIABROKEN
@@ -85,7 +84,16 @@ import Testing
         let byDefault = try S3Credentials.resolve(["AWS_SHARED_CREDENTIALS_FILE": path])
         #expect(byDefault.accessKeyID == "AKIADEFAULTEXAMPLE" && byDefault.secretAccessKey == "defaultSecretXYZ" && byDefault.sessionToken == nil)
         let archive = try S3Credentials.resolve(["AWS_SHARED_CREDENTIALS_FILE": path, "AWS_PROFILE": "archive"])
-        #expect(archive.accessKeyID == "AKIAARCHIVEEXAMPLE" && archive.secretAccessKey == "archive/Secret+1" && archive.sessionToken == "tokenABC")
+        #expect(archive.accessKeyID == "AKIAARCHIVEEXAMPLE" && archive.secretAccessKey == "archive/Secret+1#x" && archive.sessionToken == "tokenABC")
+        // Saved on Windows (CRLF, a BOM), and an indented line (the SDKs read it as going on
+        // from the line before: refused, named).
+        let windows = dir.path + "/credentials-crlf"
+        try FileSystem.writeAtomically(Array("\u{FEFF}# comment\r\n[default]\r\naws_access_key_id = AKIACRLF\r\naws_secret_access_key = crlfSecret\r\n".utf8), to: windows)
+        let crlf = try S3Credentials.resolve(["AWS_SHARED_CREDENTIALS_FILE": windows])
+        #expect(crlf.accessKeyID == "AKIACRLF" && crlf.secretAccessKey == "crlfSecret")
+        try FileSystem.writeAtomically(Array("[default]\naws_access_key_id = AKIAX\n  aws_secret_access_key = indentedSecret\n".utf8), to: windows)
+        let indented = #expect(throws: S3Error.self) { try S3Credentials.resolve(["AWS_SHARED_CREDENTIALS_FILE": windows]) }
+        #expect(indented?.message.contains("line 3 (profile default) is indented") == true && indented?.message.contains("indentedSecret") == false, "\(indented?.message ?? "")")
         // ~/.aws/credentials when no file is named.
         try FileSystem.makeDirectories(dir.path + "/home/.aws")
         try FileSystem.writeAtomically(Array("[default]\naws_access_key_id = AKIAHOME\naws_secret_access_key = homeSecret\n".utf8), to: dir.path + "/home/.aws/credentials")
@@ -94,7 +102,7 @@ import Testing
         #expect(try S3Credentials.resolve(["AWS_SHARED_CREDENTIALS_FILE": path, "AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "envSecret"]).accessKeyID == "AKIAENV")
 
         for (environment, says) in [
-            (["AWS_SHARED_CREDENTIALS_FILE": path, "AWS_PROFILE": "broken"], "credentials file \(path), line 13 (profile broken): use name = value"),
+            (["AWS_SHARED_CREDENTIALS_FILE": path, "AWS_PROFILE": "broken"], "credentials file \(path), line 12 (profile broken): use name = value"),
             (["AWS_SHARED_CREDENTIALS_FILE": path, "AWS_PROFILE": "nosecret"], "credentials file \(path), profile [nosecret]: aws_secret_access_key is missing"),
             (["AWS_SHARED_CREDENTIALS_FILE": path, "AWS_PROFILE": "nobody"], "credentials file \(path) has no profile [nobody]"),
             (["AWS_SHARED_CREDENTIALS_FILE": dir.path + "/none"], "the credentials file \(dir.path)/none (AWS_SHARED_CREDENTIALS_FILE) cannot be read"),

@@ -297,10 +297,34 @@ public final class KafkaLog: UnifiedLog, Sendable {
             guard let archive else { return live }
             return try live.map { offsets in
                 var offsets = offsets
-                try archive.checkNotBeyond(topic: name, partition: offsets.partition, liveEnd: offsets.end)
                 offsets.earliest = try archive.earliest(topic: name, partition: offsets.partition, liveEarliest: offsets.earliest)
                 return offsets
             }
+        }
+    }
+
+    /// Every partition's archive against the brokers' end: a partition whose archive ends
+    /// beyond it holds another topic's records (or ones the brokers lost).
+    /// - Throws: `LogError.corrupt` naming each such partition's folder and both ends.
+    public func checkArchive(topic name: String) async throws {
+        guard let archive else { return }
+        let count = try await partitionCount(name)
+        let client = self.client, reachability = self.reachability
+        try await Self.blocking.run {
+            let live: [PartitionOffsets]
+            do {
+                live = try reachability.ask { try client.listOffsets(topic: name, partitions: Array(0..<count), timeoutMs: $0) }
+            } catch let error as KafkaCallError {
+                throw error.logError(topic: name, reachability: reachability)
+            }
+            var refused: [LogError] = []
+            for offsets in live {
+                do { try archive.checkNotBeyond(topic: name, partition: offsets.partition, liveEnd: offsets.end) } catch let error as LogError { refused.append(error) }
+            }
+            guard let first = refused.first else { return }
+            var all = first
+            all.message = refused.map(\.message).joined(separator: "; ")
+            throw all
         }
     }
 
