@@ -49,20 +49,17 @@ public struct LogMirror: Sendable {
         return try await mirrorAll(epoch: epoch)
     }
 
-    /// Every partition in turn. One that fails (its archive refused, a store error) does not
-    /// keep the others from being mirrored before their records age out: the first error is
-    /// thrown after the rest were tried (a fenced-off mirror stops at once).
+    /// Every partition in turn. One whose archive is damaged or refused (`LogError.corrupt`)
+    /// does not keep the others from being mirrored before their records age out: its error is
+    /// thrown after the rest were tried. Anything else (the store or the brokers unreachable, a
+    /// fenced-off mirror) stops the pass at once: it is every partition's.
     private func mirrorAll(epoch: Int64?) async throws -> Int {
         var archived = 0
-        var failure: (any Error)?
+        var failure: LogError?
         for live in try await log.offsets(topic: topic) {
             do {
                 archived += try await mirror(partition: live.partition, live: live, epoch: epoch)
-            } catch let error as LogError where error.code == .fenced {
-                throw error
-            } catch is CancellationError {
-                throw CancellationError()
-            } catch {
+            } catch let error as LogError where error.code == .corrupt {
                 failure = failure ?? error
             }
         }
