@@ -70,7 +70,9 @@ import Testing
         let last = try await box.kappactl(["history", "btc", "--limit", "2"])
         #expect(last.lines.count == 3, "\(last.stdout)")  // the header and two rows
         #expect(last.lines.last?.contains("retired by command") == true, "\(last.stdout)")
-        #expect(try await box.kappactl(["history", "btc", "--since", "1h"]).lines.count == history.split(separator: "\n").count)
+        // (JobHost's bake of the promoted version may write its "analysis passed" meanwhile.)
+        let decided = { (lines: [Substring]) in lines.filter { !$0.contains("analysis passed") }.count }
+        #expect(decided(try await box.kappactl(["history", "btc", "--since", "1h"]).stdout.split(separator: "\n")) == decided(history.split(separator: "\n")))
         #expect(try await box.kappactl(["history", "btc", "--since", "1h", "--limit", "1"]).lines.count == 2)
         #expect(try await box.kappactl(["history", "btc", "--limit", "0"]).status == 2)
     }
