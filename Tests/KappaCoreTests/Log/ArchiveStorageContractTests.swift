@@ -480,6 +480,16 @@ final class FlakyStorage: ArchiveStorage {
 
 /// The object store going down under a reader and under `JobHost --mirror`.
 @Suite struct ArchiveOutageTests {
+    /// A state directory whose embedded log holds topic "t" (one partition) with `records`.
+    static func topic(records: Int) async throws -> (TempDirectory, StateDirectory, SegmentLog) {
+        let dir = try TempDirectory()
+        let state = try StateDirectory(path: dir.path + "/state")
+        let log = try SegmentLog(state: state)
+        _ = try await log.createTopic("t", config: TopicConfig(partitions: 1))
+        _ = try await log.append(topic: "t", records: (0..<records).map { ProducerRecord(value: bytes("v\($0)"), partition: 0) })
+        return (dir, state, log)
+    }
+
     @Test func readersKeepTheManifestTheyHaveAndSayWhatFailed() throws {
         let dir = try TempDirectory()
         let flaky = FlakyStorage(DirectoryArchiveStorage(root: dir.path))
@@ -510,11 +520,7 @@ final class FlakyStorage: ArchiveStorage {
     /// A mirror whose store is down logs it once, retries with backoff, stays up, and finishes
     /// the copy once the store is back.
     @Test func aMirrorRidesOutTheStoreBeingDown() async throws {
-        let dir = try TempDirectory()
-        let state = try StateDirectory(path: dir.path + "/state")
-        let log = try SegmentLog(state: state)
-        _ = try await log.createTopic("t", config: TopicConfig(partitions: 1))
-        _ = try await log.append(topic: "t", records: (0..<500).map { ProducerRecord(value: bytes("v\($0)"), partition: 0) })
+        let (dir, state, log) = try await Self.topic(records: 500)
         let flaky = FlakyStorage(DirectoryArchiveStorage(root: dir.path + "/archive"))
         flaky.down.withLock { $0 = true }
         let lines = Mutex<[String]>([])
@@ -547,11 +553,7 @@ final class FlakyStorage: ArchiveStorage {
     /// catalog restored from a backup, or a new one): the mirror holds the lease and can never
     /// write, so it is a failure, said in the log and in status, not a lease lost every pass.
     @Test func aMirrorHoldingTheLeaseBelowTheArchivesEpochSaysItFails() async throws {
-        let dir = try TempDirectory()
-        let state = try StateDirectory(path: dir.path + "/state")
-        let log = try SegmentLog(state: state)
-        _ = try await log.createTopic("t", config: TopicConfig(partitions: 1))
-        _ = try await log.append(topic: "t", records: (0..<10).map { ProducerRecord(value: bytes("v\($0)"), partition: 0) })
+        let (dir, state, log) = try await Self.topic(records: 10)
         let storage = DirectoryArchiveStorage(root: dir.path + "/archive")
         try SegmentArchive(storage: storage).claim(topic: "t", partition: 0, epoch: 7)
         let lines = Mutex<[String]>([])
@@ -574,11 +576,7 @@ final class FlakyStorage: ArchiveStorage {
     /// the manifest: its write is refused (fenced), and it says "lease lost", once, rather than
     /// failing: no "mirror failed", no host problem, no "recovered" while the other host mirrors.
     @Test func aMirrorFencedOffMidUploadSaysItLostTheLeaseNotThatItFails() async throws {
-        let dir = try TempDirectory()
-        let state = try StateDirectory(path: dir.path + "/state")
-        let log = try SegmentLog(state: state)
-        _ = try await log.createTopic("t", config: TopicConfig(partitions: 1))
-        _ = try await log.append(topic: "t", records: (0..<100).map { ProducerRecord(value: bytes("v\($0)"), partition: 0) })
+        let (dir, state, log) = try await Self.topic(records: 100)
         let flaky = FlakyStorage(DirectoryArchiveStorage(root: dir.path + "/archive"))
         flaky.holdPuts.withLock { $0 = true }
         let lines = Mutex<[String]>([])
