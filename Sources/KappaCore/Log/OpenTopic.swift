@@ -36,7 +36,7 @@ final class OpenTopic: Sendable {
         self.executor = executor
         self.files = files
         self.indexes = indexes
-        archive = metadata.config.archive.map { SegmentArchive(storage: DirectoryArchiveStorage(root: $0), incarnation: metadata.id) }
+        archive = metadata.config.archive.map { SegmentArchive(root: $0, incarnation: metadata.id) }
     }
 
     /// The partition, opened (once) if it is not open yet.

@@ -45,8 +45,8 @@ public final class SegmentArchive: Sendable {
         objects = Mutex(ObjectCache(capacity: cacheBytes))
     }
 
-    /// The archive in the directory `root`.
-    public convenience init(root: String) { self.init(storage: DirectoryArchiveStorage(root: root)) }
+    /// The archive in the directory `root` (of the topic incarnation `incarnation`, if known).
+    public convenience init(root: String, incarnation: String? = nil) { self.init(storage: DirectoryArchiveStorage(root: root), incarnation: incarnation) }
 
     /// The directory, when the archive is one (a mirror's lock file lives there).
     public var root: String? { (storage as? DirectoryArchiveStorage)?.root }

@@ -230,7 +230,7 @@ public final class SegmentLog: UnifiedLog {
         if let partition, !(0..<count).contains(partition) { throw LogError.partitionNotFound(name, partition, count: count) }
         let partitions = partition.map { [$0] } ?? Array(0..<count)
         // A fresh archive: every archived file is read again, none taken as verified before.
-        let archive = topic.metadata.config.archive.map { SegmentArchive(storage: DirectoryArchiveStorage(root: $0), incarnation: topic.metadata.id) }
+        let archive = topic.metadata.config.archive.map { SegmentArchive(root: $0, incarnation: topic.metadata.id) }
         var checks: [PartitionCheck] = []
         for p in partitions {
             checks.append(try await executor.run { LogCheck.check(topic: name, partition: p, directory: "\(topic.directory)/\(p)", archive: archive) })

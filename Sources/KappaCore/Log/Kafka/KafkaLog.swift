@@ -308,15 +308,8 @@ public final class KafkaLog: UnifiedLog, Sendable {
     /// - Throws: `LogError.corrupt` naming each such partition's folder and both ends.
     public func checkArchive(topic name: String) async throws {
         guard let archive else { return }
-        let count = try await partitionCount(name)
-        let client = self.client, reachability = self.reachability
+        let live = try await offsets(topic: name)
         try await Self.blocking.run {
-            let live: [PartitionOffsets]
-            do {
-                live = try reachability.ask { try client.listOffsets(topic: name, partitions: Array(0..<count), timeoutMs: $0) }
-            } catch let error as KafkaCallError {
-                throw error.logError(topic: name, reachability: reachability)
-            }
             var refused: [LogError] = []
             for offsets in live {
                 do { try archive.checkNotBeyond(topic: name, partition: offsets.partition, liveEnd: offsets.end) } catch let error as LogError { refused.append(error) }
